@@ -1,0 +1,99 @@
+"""The `cnnlab` command: a thin skin over the Python API.
+
+Every error a user can cause prints one line and exits 2; no tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from cnnlab.config import builtin_recipes, load_recipe
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.models import build_model, count_parameters, model_names
+from cnnlab.train import train
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line instead of usage + message
+        raise ConfigError(f"{message} (see: {self.prog} --help)")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="cnnlab", description=__doc__.splitlines()[0])
+    verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
+
+    run = verbs.add_parser("train", help="train a recipe into runs/<recipe>-<time>/")
+    run.add_argument("recipe", nargs="?", help="built-in recipe name or path to a .toml file")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a recipe key, e.g. --set train.epochs=3 (repeatable)")
+    run.add_argument("--data-dir", help="data root (default: $CNNLAB_DATA or ~/.cache/cnnlab)")
+    run.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
+    run.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    run.add_argument("--seed", type=int, help="random seed (same as --set train.seed=N)")
+    run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    verbs.add_parser("recipes", help="list the built-in recipes")
+    verbs.add_parser("models", help="list the registered models and their parameter counts")
+    return parser
+
+
+def _train(args: argparse.Namespace) -> None:
+    overrides = list(args.overrides)
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if args.device:
+        overrides.append(f'train.device="{args.device}"')
+    if args.resume:
+        if args.recipe or overrides:
+            raise ConfigError("--resume continues a run with its saved config.toml: "
+                              "give no recipe, --set, --seed or --device with it")
+        result = train(resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress)
+    elif not args.recipe:
+        raise ConfigError("give a recipe (see: cnnlab recipes) or --resume RUN_DIR")
+    else:
+        recipe = load_recipe(args.recipe, overrides)
+        result = train(recipe, data_dir=args.data_dir, out_dir=args.out,
+                       progress=not args.no_progress)
+    best = max(result.history, key=lambda row: row["test_acc"])
+    print(f"final test accuracy {result.final_accuracy:.2f}%, best {best['test_acc']:.2f}% "
+          f"(epoch {best['epoch']}); run folder: {result.run_dir}")
+
+
+def _recipes() -> None:
+    print(f"{'recipe':<12} {'dataset':<8} {'model':<12} {'params':>8} {'epochs':>6}  target")
+    for name in builtin_recipes():
+        recipe = load_recipe(name)
+        params = count_parameters(build_model(recipe.model.name, **recipe.model.args))
+        target = f"{recipe.spec.min_test_acc}%" if recipe.spec.min_test_acc else "-"
+        print(f"{name:<12} {recipe.data.dataset:<8} {recipe.model.name:<12} {params:>8,} "
+              f"{recipe.train.epochs:>6}  {target}")
+
+
+def _models() -> None:
+    print(f"{'model':<16} {'params':>10}")
+    for name in model_names():
+        print(f"{name:<16} {count_parameters(build_model(name)):>10,}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = _build_parser().parse_args(argv)
+        if args.verb == "train":
+            _train(args)
+        elif args.verb == "recipes":
+            _recipes()
+        else:
+            _models()
+    except CnnlabError as exc:
+        print(f"cnnlab: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("cnnlab: interrupted; continue with: cnnlab train --resume RUN_DIR", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Where datasets and caches live on disk."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def data_root(data_dir: str | Path | None = None) -> Path:
+    """The data root: `--data-dir` if given, else `$CNNLAB_DATA`, else `~/.cache/cnnlab`."""
+    if data_dir:
+        return Path(data_dir).expanduser()
+    if os.environ.get("CNNLAB_DATA"):
+        return Path(os.environ["CNNLAB_DATA"]).expanduser()
+    return Path.home() / ".cache" / "cnnlab"
+
+
+def cache_dir() -> Path:
+    """Where cnnlab keeps small bookkeeping files (verified checksums): `$CNNLAB_CACHE` or
+    `~/.cache/cnnlab`. Kept apart from the data root, which may be read-only."""
+    return Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")

@@ -1,0 +1,53 @@
+"""The small set of named blocks the models are built from."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def conv_block(
+    cin: int,
+    cout: int,
+    kernel: int = 3,
+    *,
+    padding: int = 0,
+    stride: int = 1,
+    dilation: int = 1,
+    groups: int = 1,
+    bias: bool = True,
+    bn: bool = True,
+    dropout: float = 0.0,
+    dropout2d: bool = False,
+) -> nn.Sequential:
+    """Conv -> ReLU -> BatchNorm (-> Dropout), the order the seed models use."""
+    layers: list[nn.Module] = [
+        nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation,
+                  groups=groups, bias=bias),
+        nn.ReLU(),
+    ]
+    if bn:
+        layers.append(nn.BatchNorm2d(cout))
+    if dropout:
+        layers.append(nn.Dropout2d(dropout) if dropout2d else nn.Dropout(dropout))
+    return nn.Sequential(*layers)
+
+
+class FeaturesThenHead(nn.Module):
+    """`features` (any module ending in a [N, C, H, W] map), flattened, then `head`.
+
+    Flattening happens in `forward`, not as a module, so layer tables list the same rows as
+    the seeds' torchsummary tables.
+    """
+
+    def __init__(self, features: nn.Module, head: nn.Module):
+        super().__init__()
+        self.features = features
+        self.head = head
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.flatten(self.features(x), 1))
+
+
+def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

@@ -1,0 +1,84 @@
+"""Named model builders, plus user models given as `file.py:function` or `module:function`."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cnnlab.errors import ModelError
+
+Builder = Callable[..., nn.Module]
+_REGISTRY: dict[str, Builder] = {}
+
+
+def register(builder: Builder) -> Builder:
+    """Decorator: make `builder` available under its function name."""
+    _REGISTRY[builder.__name__] = builder
+    return builder
+
+
+def model_names() -> list[str]:
+    _load_zoo()
+    return sorted(_REGISTRY)
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a registered model by name, or a user model from `path.py:fn` / `pkg.mod:fn`."""
+    builder = _resolve(name)
+    try:
+        inspect.signature(builder).bind(**kwargs)
+    except TypeError as exc:
+        raise ModelError(f"model {name!r} does not accept these model.args: {exc}") from None
+    model = builder(**kwargs)
+    if not isinstance(model, nn.Module):
+        raise ModelError(f"model {name!r} returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _resolve(name: str) -> Builder:
+    _load_zoo()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if ":" not in name:
+        raise ModelError(
+            f"unknown model {name!r}: use one of {', '.join(sorted(_REGISTRY))}, "
+            "or path/to/file.py:function or package.module:function"
+        )
+    where, _, attr = name.rpartition(":")
+    module = _import_file(where) if where.endswith(".py") else _import_module(where)
+    builder = getattr(module, attr, None)
+    if not callable(builder):
+        raise ModelError(f"{where} has no function {attr!r}")
+    return builder
+
+
+def _import_file(path_text: str) -> Any:
+    path = Path(path_text)
+    if not path.is_file():
+        raise ModelError(f"model file {path} not found")
+    spec = importlib.util.spec_from_file_location(f"cnnlab_user_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # lets pickle and dataclasses find the module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file failed; say where, not a traceback
+        raise ModelError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _import_module(module_name: str) -> Any:
+    try:
+        return importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ModelError(f"cannot import module {module_name!r}: {exc}") from None
+
+
+def _load_zoo() -> None:
+    import cnnlab.models.mnist  # noqa: F401  (registers the built-in models)

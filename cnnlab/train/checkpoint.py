@@ -1,0 +1,41 @@
+"""Checkpoints written atomically: a crash mid-write never leaves a broken file behind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from cnnlab.atomic_file import atomic_write
+from cnnlab.errors import TrainingError
+
+
+def save_atomic(state: dict[str, Any], path: Path) -> None:
+    with atomic_write(path) as handle:
+        torch.save(state, handle)
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise TrainingError(f"no checkpoint at {path}: nothing to resume from")
+    try:
+        # Our own checkpoints hold tensors, numbers, strings and dicts only.
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged file
+        raise TrainingError(f"{path} cannot be read ({type(exc).__name__}): {exc}") from None
+
+
+def rng_states(generator: torch.Generator) -> dict[str, Any]:
+    """Everything random the loop draws from: dropout (global RNG) and the data generator."""
+    states = {"torch": torch.get_rng_state(), "data": generator.get_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> None:
+    torch.set_rng_state(states["torch"])
+    generator.set_state(states["data"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])

@@ -1,0 +1,45 @@
+"""Optimisers and learning-rate schedules from a recipe. Every schedule steps once per batch."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from cnnlab.config import OptimConfig, ScheduleConfig
+
+
+def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.name == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                               nesterov=config.nesterov, weight_decay=config.weight_decay)
+    if config.name == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def build_schedule(
+    optimizer: torch.optim.Optimizer, config: ScheduleConfig, steps_per_epoch: int, epochs: int
+) -> torch.optim.lr_scheduler.LRScheduler:
+    total = steps_per_epoch * epochs
+    base_lr = optimizer.param_groups[0]["lr"]
+    if config.name == "onecycle":
+        return torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=config.max_lr or base_lr, total_steps=total,
+            pct_start=config.pct_start, div_factor=config.div_factor,
+            final_div_factor=config.final_div_factor,
+        )
+    if config.name == "step":
+        return torch.optim.lr_scheduler.StepLR(
+            optimizer, step_size=config.step_epochs * steps_per_epoch, gamma=config.gamma
+        )
+    if config.name == "cosine":
+        floor = config.min_lr / base_lr if base_lr else 0.0
+
+        def cosine(step: int) -> float:
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)

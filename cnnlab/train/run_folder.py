@@ -1,0 +1,72 @@
+"""One run = one folder: resolved config, plain-text log, per-epoch history, checkpoints."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from cnnlab.atomic_file import atomic_write
+from cnnlab.config import Recipe, load_recipe
+from cnnlab.errors import TrainingError
+
+
+class RunFolder:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, out_dir: str | Path, recipe: Recipe) -> RunFolder:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = Path(out_dir) / f"{recipe.name}-{stamp}"
+        path, n = base, 1
+        while path.exists():  # two runs started in the same second
+            n += 1
+            path = base.with_name(f"{base.name}-{n}")
+        (path / "checkpoints").mkdir(parents=True)
+        run = cls(path)
+        _write_text_atomic(run.config_path, recipe.to_toml())
+        return run
+
+    @classmethod
+    def existing(cls, path: str | Path) -> RunFolder:
+        run = cls(Path(path))
+        if not run.config_path.is_file():
+            raise TrainingError(f"{path} is not a cnnlab run folder (no config.toml)")
+        return run
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "best.pt"
+
+    def recipe(self) -> Recipe:
+        return load_recipe(self.config_path)
+
+    def log(self, line: str) -> None:
+        with open(self.path / "log.txt", "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+    def write_history(self, history: list[dict[str, Any]]) -> None:
+        _write_text_atomic(
+            self.path / "history.jsonl", "".join(json.dumps(row) + "\n" for row in history)
+        )
+
+    def history(self) -> list[dict[str, Any]]:
+        path = self.path / "history.jsonl"
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    with atomic_write(path, "w") as handle:
+        handle.write(text)
