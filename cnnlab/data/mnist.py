@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from cnnlab.data import download as downloader
+from cnnlab.data.root import offline
 from cnnlab.data.verify import verify_content
 from cnnlab.errors import DataError
 
@@ -33,6 +34,7 @@ SPLITS = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+GZIP_MAGIC = b"\x1f\x8b"
 MEAN = (0.1307,)
 STD = (0.3081,)
 CLASSES = tuple(str(digit) for digit in range(10))
@@ -69,7 +71,10 @@ def ensure_files(folder: Path, names: tuple[str, ...]) -> None:
         return
     new_folders = [p for p in (folder, *folder.parents) if not p.exists()]
     for name in missing:
-        reason = _download(folder, name)
+        if offline():
+            reason = "downloads are off: CNNLAB_OFFLINE is set"
+        else:
+            reason = _download(folder, name)
         if reason:
             for created in new_folders:  # leave the disk as we found it
                 with contextlib.suppress(OSError):
@@ -106,7 +111,9 @@ def _download(folder: Path, name: str) -> str:
 
 def _verified_bytes(path: Path, name: str) -> bytes:
     try:
-        data = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+        data = path.read_bytes()
+        if data[:2] == GZIP_MAGIC or path.suffix == ".gz":  # by content: downloads end in .part
+            data = gzip.decompress(data)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(
             f"{path} is truncated or not a valid gzip file ({exc}): delete it so cnnlab "

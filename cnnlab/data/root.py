@@ -19,3 +19,8 @@ def cache_dir() -> Path:
     """Where cnnlab keeps small bookkeeping files (verified checksums): `$CNNLAB_CACHE` or
     `~/.cache/cnnlab`. Kept apart from the data root, which may be read-only."""
     return Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")
+
+
+def offline() -> bool:
+    """True when `$CNNLAB_OFFLINE` is set: never try to download (air-gapped machines, tests)."""
+    return os.environ.get("CNNLAB_OFFLINE", "") not in ("", "0")

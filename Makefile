@@ -1,0 +1,19 @@
+# Two commands do all set-up: `make demo` trains the default MNIST recipe, `make test` runs
+# the checks. Both create .venv and install cnnlab from this folder the first time.
+VENV ?= .venv
+PYTHON ?= python3
+RECIPE ?= mnist-99.4
+
+.PHONY: demo test
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/cnnlab train $(RECIPE)
+
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/pytest

@@ -1,0 +1,78 @@
+import gzip
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.data import Dataset
+from cnnlab.data import mnist as mnist_files
+
+REAL_DATA = Path(os.environ.get("CNNLAB_DATA", "")) if os.environ.get("CNNLAB_DATA") else None
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    """Each test gets its own verification cache, so no test sees another's verdicts."""
+    monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture
+def real_data_root() -> Path:
+    if REAL_DATA is None or not (REAL_DATA / "MNIST" / "raw").is_dir():
+        pytest.skip("set CNNLAB_DATA to the folder holding MNIST/raw (.ci/run does)")
+    return REAL_DATA
+
+
+def idx_bytes(array: torch.Tensor) -> bytes:
+    header = bytes((0, 0, 0x08, array.dim())) + b"".join(
+        int(d).to_bytes(4, "big") for d in array.shape
+    )
+    return header + array.to(torch.uint8).numpy().tobytes()
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """A small MNIST-format data root whose checksums cnnlab is told to expect."""
+
+    def make(n_train=64, n_test=32, gz=True, root=None):
+        root = root or tmp_path / "data"
+        folder = root / "MNIST" / "raw"
+        folder.mkdir(parents=True, exist_ok=True)
+        gen = torch.Generator().manual_seed(0)
+        arrays = {
+            "train-images-idx3-ubyte": torch.randint(0, 256, (n_train, 28, 28), generator=gen),
+            "train-labels-idx1-ubyte": torch.arange(n_train) % 10,
+            "t10k-images-idx3-ubyte": torch.randint(0, 256, (n_test, 28, 28), generator=gen),
+            "t10k-labels-idx1-ubyte": torch.arange(n_test) % 10,
+        }
+        contents = {name: idx_bytes(a) for name, a in arrays.items()}
+        for name, data in contents.items():
+            if gz:
+                (folder / f"{name}.gz").write_bytes(gzip.compress(data))
+            else:
+                (folder / name).write_bytes(data)
+        monkeypatch.setattr(
+            mnist_files, "FILES", {n: hashlib.md5(d).hexdigest() for n, d in contents.items()}
+        )
+        return root, contents
+
+    return make
+
+
+def separable_dataset(n_train=512, n_test=256, seed=0) -> Dataset:
+    """28x28 images whose class is written as a bright block at a class-specific place, plus
+    noise: learnable in a few steps, so tests can assert that training works."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def split(n):
+        labels = torch.randint(0, 10, (n,), generator=gen)
+        images = torch.randint(0, 60, (n, 1, 28, 28), generator=gen)
+        for cls in range(10):
+            r, c = divmod(cls, 4)
+            images[labels == cls, :, 2 + 8 * r: 8 + 8 * r, 2 + 6 * c: 7 + 6 * c] = 255
+        return images.to(torch.uint8), labels
+
+    return Dataset("mnist", *split(n_train), *split(n_test), (0.1307,), (0.3081,),
+                   tuple(str(i) for i in range(10)))

@@ -1,0 +1,69 @@
+import os
+import subprocess
+import sys
+
+import pytest
+
+from cnnlab.cli import main
+
+
+def _cli(*args, env=None, cwd=None):
+    environment = {**os.environ, "CNNLAB_OFFLINE": "1", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "cnnlab.cli", *args], capture_output=True,
+                          text=True, env=environment, cwd=cwd, timeout=300)
+
+
+def test_recipes_lists_name_dataset_model_params_epochs_target(capsys):
+    assert main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("mnist-s4 "))
+    assert row.split() == ["mnist-s4", "mnist", "mnist_s4", "18,650", "19", "99.4%"]
+
+
+def test_models_lists_parameter_counts(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "mnist_s5" in out and "19,290" in out and "26,314" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["train", "no-such-recipe"], "unknown recipe"),
+        (["train", "mnist-s4", "--set", "train.epoch=3"], "train.epoch"),
+        (["train", "mnist-s4", "--seed", "x"], "invalid int value"),
+        (["train", "mnist-s4", "--device", "tpu"], "invalid choice"),
+        (["train"], "give a recipe"),
+        (["train", "mnist-s4", "--resume", "runs/x"], "--resume"),
+        (["fly"], "invalid choice"),
+    ],
+)
+def test_user_errors_exit_2_with_one_line(args, message, capsys):
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_missing_data_is_one_line_without_traceback(tmp_path):
+    result = _cli("train", "mnist-s4", "--data-dir", str(tmp_path / "empty"),
+                  "--out", str(tmp_path / "runs"))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert "train-images-idx3-ubyte" in result.stderr
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "empty").exists()
+
+
+def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys):
+    root, _ = fake_mnist(n_train=256, n_test=64)
+    code = main(["train", "mnist-99.4", "--data-dir", str(root), "--out", str(tmp_path / "runs"),
+                 "--set", "train.epochs=2", "--seed", "3", "--no-progress"])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.count("Test set: Average loss:") == 2
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert {p.name for p in run_dir.iterdir()} == {"config.toml", "log.txt", "history.jsonl",
+                                                   "checkpoints"}
+    assert "seed = 3" in (run_dir / "config.toml").read_text()
+    assert main(["train", "--resume", str(run_dir), "--data-dir", str(root), "--no-progress"]) == 0
+    assert "Test set" not in capsys.readouterr().out  # nothing left to train

@@ -1,0 +1,182 @@
+import pytest
+import torch
+
+from cnnlab.config import OptimConfig, ScheduleConfig, load_recipe
+from cnnlab.data import load_dataset
+from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.train import train, trainer
+from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.optim import build_optimizer, build_schedule
+from cnnlab.train.run_folder import RunFolder
+from tests.conftest import separable_dataset
+
+SMALL = ["data.batch_size=64", "data.eval_batch_size=100", "train.device=cpu"]
+
+
+def _recipe(*overrides, epochs=2):
+    return load_recipe("mnist-99.4", [*SMALL, f"train.epochs={epochs}", *overrides])
+
+
+def _run(recipe, tmp_path, **kwargs):
+    return train(recipe, dataset=separable_dataset(), out_dir=tmp_path / "runs",
+                 progress=False, echo=None, **kwargs)
+
+
+def test_training_learns_and_writes_the_run_folder(tmp_path):
+    result = _run(_recipe(epochs=3), tmp_path)
+    history = result.history
+    assert [row["epoch"] for row in history] == [1, 2, 3]
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_acc"] > 90.0
+    run = RunFolder(result.run_dir)
+    assert run.history() == history
+    assert run.recipe() == _recipe(epochs=3)
+    assert load_checkpoint(run.last_checkpoint)["epoch"] == 3
+    best = load_checkpoint(run.best_checkpoint)
+    assert best["test_acc"] == max(row["test_acc"] for row in history)
+    assert "Accuracy:" in (result.run_dir / "log.txt").read_text()
+    assert not [p for p in result.run_dir.rglob(".*")]  # no temporary files left
+
+
+def test_log_lines_use_the_seed_format(tmp_path):
+    lines = []
+    train(_recipe(epochs=1), dataset=separable_dataset(), out_dir=tmp_path, progress=False,
+          echo=lines.append)
+    assert lines[0] == "Epoch : 1/1"
+    assert lines[1].startswith("Test set: Average loss: ")
+    assert lines[1].endswith("/256 (" + lines[1].split("(")[1])
+    assert "Accuracy: " in lines[1] and lines[1].endswith("%)")
+
+
+def test_same_seed_gives_identical_histories(tmp_path):
+    first = _run(_recipe(), tmp_path / "a").history
+    second = _run(_recipe(), tmp_path / "b").history
+    other = _run(_recipe("train.seed=1"), tmp_path / "c").history
+    strip = [{k: v for k, v in row.items() if "seconds" not in k} for row in first]
+    assert strip == [{k: v for k, v in row.items() if "seconds" not in k} for row in second]
+    assert first[-1]["train_loss"] != other[-1]["train_loss"]
+
+
+def test_kill_and_resume_gives_the_same_result(tmp_path, monkeypatch):
+    # Dropout, augmentation, OneCycle and EMA all draw on state that a resume must restore.
+    recipe = _recipe("train.ema_decay=0.9", epochs=3)
+    straight = _run(recipe, tmp_path / "straight")
+
+    real_epoch = trainer._train_epoch
+    calls = []
+
+    def killed_in_epoch_3(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_epoch(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "_train_epoch", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        _run(recipe, tmp_path / "killed")
+    monkeypatch.setattr(trainer, "_train_epoch", real_epoch)
+    (run_dir,) = (tmp_path / "killed" / "runs").iterdir()
+    assert len(RunFolder(run_dir).history()) == 2
+    resumed = train(resume=run_dir, dataset=separable_dataset(), progress=False, echo=None)
+
+    def strip(history):
+        return [{k: v for k, v in row.items() if "seconds" not in k} for row in history]
+
+    assert strip(resumed.history) == strip(straight.history)
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+
+
+DIVERGING_MODEL = """
+import torch
+from torch import nn
+
+class GoesBad(nn.Module):
+    def __init__(self, good_steps):
+        super().__init__()
+        self.good_steps = good_steps
+        self.calls = 0
+        self.body = nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+
+    def forward(self, x):
+        out = self.body(x)
+        if self.training:
+            self.calls += 1
+            if self.calls > self.good_steps:
+                out = out * float("nan")
+        return out
+
+def build(good_steps=12):
+    return GoesBad(good_steps)
+"""
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
+    path = tmp_path / "bad_model.py"
+    path.write_text(DIVERGING_MODEL)
+    recipe = _recipe(f'model.name="{path}:build"', "model.args.good_steps=10", epochs=3)
+    with pytest.raises(TrainingError, match="diverged.*epoch 2"):
+        _run(recipe, tmp_path)  # 8 steps per epoch: step 11 is in epoch 2
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    state = load_checkpoint(run_dir / "checkpoints" / "last.pt")
+    assert state["epoch"] == 1
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+    assert len(RunFolder(run_dir).history()) == 1
+
+
+def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path):
+    with pytest.raises(TrainingError, match="not a cnnlab run folder"):
+        train(resume=tmp_path, dataset=separable_dataset(), progress=False, echo=None)
+
+
+def test_cuda_request_without_cuda_is_a_clear_error(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    with pytest.raises(ConfigError, match="CUDA is not available"):
+        _run(_recipe("train.device=cuda"), tmp_path)
+    assert not (tmp_path / "runs").exists()  # nothing written before the error
+
+
+def test_real_mnist_slice_learns(real_data_root, tmp_path):
+    data = load_dataset("mnist", real_data_root)
+    recipe = load_recipe("mnist-99.4", ["train.epochs=2", "data.train_limit=4096",
+                                        "data.test_limit=1000", "train.device=cpu"])
+    result = train(recipe, dataset=data, out_dir=tmp_path, progress=False, echo=None)
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert result.history[-1]["test_acc"] > 90.0
+
+
+def _lrs(schedule_config, optim_config=None, steps=10, epochs=3):
+    model = torch.nn.Linear(2, 2)
+    optimizer = build_optimizer(model, optim_config or OptimConfig(lr=0.1))
+    schedule = build_schedule(optimizer, schedule_config, steps, epochs)
+    lrs = []
+    for _ in range(steps * epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        schedule.step()
+    return lrs
+
+
+def test_schedules_have_their_shapes():
+    onecycle = _lrs(ScheduleConfig(name="onecycle", max_lr=0.4, pct_start=0.3))
+    assert max(onecycle) == pytest.approx(0.4, rel=1e-3)
+    assert onecycle[0] == pytest.approx(0.4 / 25)
+    assert onecycle.index(max(onecycle)) == pytest.approx(9, abs=1)
+    step = _lrs(ScheduleConfig(name="step", step_epochs=1, gamma=0.5))
+    assert step[0] == pytest.approx(0.1) and step[10] == pytest.approx(0.05)
+    assert step[20] == pytest.approx(0.025)
+    cosine = _lrs(ScheduleConfig(name="cosine", min_lr=0.01))
+    assert cosine[0] == pytest.approx(0.1) and cosine[15] == pytest.approx(0.055, rel=1e-2)
+    assert all(a >= b for a, b in zip(cosine, cosine[1:], strict=False))
+    assert set(_lrs(ScheduleConfig(name="constant"))) == {0.1}
+
+
+@pytest.mark.parametrize(("name", "kind"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
+                                            ("adamw", torch.optim.AdamW)])
+def test_optimizers(name, kind):
+    optimizer = build_optimizer(torch.nn.Linear(2, 2), OptimConfig(name=name, lr=0.3,
+                                                                  weight_decay=0.01))
+    assert isinstance(optimizer, kind)
+    assert optimizer.param_groups[0]["weight_decay"] == 0.01
