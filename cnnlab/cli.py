@@ -89,8 +89,10 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("cnnlab: interrupted; continue with: cnnlab train --resume RUN_DIR", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        run_dir = exc.args[0] if exc.args else "RUN_DIR"
+        print(f"cnnlab: interrupted; continue with: cnnlab train --resume {run_dir}",
+              file=sys.stderr)
         return 130
     return 0
 

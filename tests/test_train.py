@@ -62,19 +62,17 @@ def test_kill_and_resume_gives_the_same_result(tmp_path, monkeypatch):
     recipe = _recipe("train.ema_decay=0.9", epochs=3)
     straight = _run(recipe, tmp_path / "straight")
 
-    real_epoch = trainer._train_epoch
-    calls = []
+    real_epoch = trainer.Trainer.train_epoch
 
-    def killed_in_epoch_3(*args, **kwargs):
-        calls.append(1)
-        if len(calls) == 3:
+    def killed_in_epoch_3(self, epoch, *args):
+        if epoch == 3:
             raise KeyboardInterrupt
-        return real_epoch(*args, **kwargs)
+        return real_epoch(self, epoch, *args)
 
-    monkeypatch.setattr(trainer, "_train_epoch", killed_in_epoch_3)
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
         _run(recipe, tmp_path / "killed")
-    monkeypatch.setattr(trainer, "_train_epoch", real_epoch)
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", real_epoch)
     (run_dir,) = (tmp_path / "killed" / "runs").iterdir()
     assert len(RunFolder(run_dir).history()) == 2
     resumed = train(resume=run_dir, dataset=separable_dataset(), progress=False, echo=None)

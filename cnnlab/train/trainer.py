@@ -25,6 +25,7 @@ from cnnlab.train.optim import build_optimizer, build_schedule
 from cnnlab.train.run_folder import RunFolder
 
 BAR_EVERY = 20  # steps between progress-bar updates; each update syncs with the device
+Echo = Callable[[str], None]
 
 
 @dataclass
@@ -42,14 +43,6 @@ class RunResult:
         return max(row["test_acc"] for row in self.history)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("CUDA is not available on this machine: use --device cpu")
-    return torch.device(name)
-
-
 def train(
     recipe: Recipe | None = None,
     *,
@@ -58,7 +51,7 @@ def train(
     out_dir: str | Path = "runs",
     dataset: Dataset | None = None,
     progress: bool = True,
-    echo: Callable[[str], None] | None = print,
+    echo: Echo | None = print,
 ) -> RunResult:
     """Train `recipe` into a new run folder under `out_dir`, or continue the run at `resume`.
 
@@ -70,119 +63,143 @@ def train(
         recipe = run.recipe()
     if recipe is None:
         raise ConfigError("give a recipe to train, or a run folder to resume")
-    cfg = recipe.train
-    device = pick_device(cfg.device)
     data = dataset if dataset is not None else load_dataset(recipe.data.dataset, data_dir)
-    data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
-
-    torch.manual_seed(cfg.seed)
-    generator = torch.Generator(device=device).manual_seed(cfg.seed)
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = build_model(recipe.model.name, **recipe.model.args)
-    model = model.to(device, memory_format=memory_format)
-    augment = BatchAugment(recipe.augment)
-    train_loader = DeviceLoader(
-        data.train_images, data.train_labels, recipe.data.batch_size, mean=data.mean,
-        std=data.std, device=device, shuffle=True, generator=generator,
-        augment=augment if augment.active else None, channels_last=cfg.channels_last,
-    )
-    test_loader = DeviceLoader(
-        data.test_images, data.test_labels, recipe.data.eval_batch_size, mean=data.mean,
-        std=data.std, device=device, channels_last=cfg.channels_last,
-    )
-    optimizer = build_optimizer(model, recipe.optim)
-    schedule = build_schedule(optimizer, recipe.schedule, len(train_loader), cfg.epochs)
-    ema = WeightEMA(model, cfg.ema_decay) if cfg.ema_decay else None
-
-    history: list[dict[str, Any]] = []
-    best_acc = -1.0
+    trainer = Trainer(recipe, data.limited(recipe.data.train_limit, recipe.data.test_limit))
+    # The run folder is made only once everything above has been validated.
     if run is None:
         run = RunFolder.create(out_dir, recipe)
         run.log(f"recipe {recipe.name}: model {recipe.model.name} "
-                f"({count_parameters(model):,} parameters) on {device}")
+                f"({count_parameters(trainer.model):,} parameters) on {trainer.device}")
     else:
-        state = load_checkpoint(run.last_checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        restore_rng_states(state["rng"], generator)
-        history, best_acc = state["history"], state["best_acc"]
-        run.write_history(history)  # the checkpoint is the truth if a crash cut the log short
-        run.log(f"resumed after epoch {len(history)}")
+        trainer.load_state(load_checkpoint(run.last_checkpoint))
+        run.write_history(trainer.history)  # the checkpoint is the truth if a crash cut the log
+        run.log(f"resumed after epoch {len(trainer.history)}")
+    try:
+        trainer.fit(run, progress, echo or (lambda line: None))
+    except KeyboardInterrupt:
+        run.log(f"interrupted in epoch {len(trainer.history) + 1}")
+        raise KeyboardInterrupt(str(run.path)) from None  # tells the caller what to resume
+    return RunResult(run.path, trainer.history, trainer.evaluated)
 
-    say = echo or (lambda line: None)
-    evaluated = ema.model if ema is not None else model
-    for epoch in range(len(history) + 1, cfg.epochs + 1):
-        say(f"Epoch : {epoch}/{cfg.epochs}")
-        started = time.perf_counter()
-        train_loss, train_acc = _train_epoch(
-            model, train_loader, optimizer, schedule, ema, cfg.label_smoothing, epoch, run, progress
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA is not available on this machine: use --device cpu")
+    return torch.device(name)
+
+
+class Trainer:
+    """Everything a run holds in memory: model, loaders, optimiser, schedule, EMA, history."""
+
+    def __init__(self, recipe: Recipe, data: Dataset):
+        cfg = self.cfg = recipe.train
+        self.device = pick_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
+        layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model = build_model(recipe.model.name, **recipe.model.args)
+        self.model = model.to(self.device, memory_format=layout)
+        augment = BatchAugment(recipe.augment)
+        loader_args = dict(mean=data.mean, std=data.std, device=self.device,
+                           channels_last=cfg.channels_last)
+        self.train_loader = DeviceLoader(
+            data.train_images, data.train_labels, recipe.data.batch_size, shuffle=True,
+            generator=self.generator, augment=augment if augment.active else None, **loader_args
         )
-        train_seconds = time.perf_counter() - started
-        test_loss, correct = evaluate(evaluated, test_loader)
-        total = test_loader.num_samples
-        row = {
-            "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
-            "test_loss": test_loss, "test_acc": 100.0 * correct / total,
-            "test_correct": correct, "test_total": total,
-            "lr": optimizer.param_groups[0]["lr"], "train_seconds": round(train_seconds, 3),
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        history.append(row)
-        line = (f"Test set: Average loss: {test_loss:.4f}, "
-                f"Accuracy: {correct}/{total} ({row['test_acc']:.2f}%)")
-        say(line)
-        run.log(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.2f}% | {line} | "
-                f"{row['seconds']:.1f}s")
+        self.test_loader = DeviceLoader(
+            data.test_images, data.test_labels, recipe.data.eval_batch_size, **loader_args
+        )
+        self.optimizer = build_optimizer(self.model, recipe.optim)
+        self.schedule = build_schedule(
+            self.optimizer, recipe.schedule, len(self.train_loader), cfg.epochs
+        )
+        self.ema = WeightEMA(self.model, cfg.ema_decay) if cfg.ema_decay else None
+        self.evaluated = self.ema.model if self.ema is not None else self.model
+        self.history: list[dict[str, Any]] = []
+
+    def state(self) -> dict[str, Any]:
         state = {
-            "epoch": epoch, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict(), "rng": rng_states(generator),
-            "history": history, "best_acc": max(best_acc, row["test_acc"]),
+            "epoch": len(self.history), "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
+            "rng": rng_states(self.generator), "history": self.history,
         }
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        save_atomic(state, run.last_checkpoint)
-        if row["test_acc"] > best_acc:
-            best_acc = row["test_acc"]
-            save_atomic({"epoch": epoch, "model": evaluated.state_dict(), "test_acc": best_acc},
-                        run.best_checkpoint)
-        run.write_history(history)
-    return RunResult(run.path, history, evaluated)
+        if self.ema is not None:
+            state["ema"] = self.ema.state_dict()
+        return state
 
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.schedule.load_state_dict(state["schedule"])
+        if self.ema is not None:
+            self.ema.load_state_dict(state["ema"])
+        restore_rng_states(state["rng"], self.generator)
+        self.history = list(state["history"])
 
-def _train_epoch(model, loader, optimizer, schedule, ema, label_smoothing, epoch, run, progress):
-    model.train()
-    device = loader.labels.device
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
-    seen = 0
-    bar = tqdm(loader, total=len(loader), disable=not progress, file=sys.stderr,
-               dynamic_ncols=True, leave=True)
-    for step, (x, y) in enumerate(bar):
-        out = model(x)
-        loss = F.cross_entropy(out, y, label_smoothing=label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        if ema is not None:
-            ema.update(model)
-        # Accumulate on the device; read back only every BAR_EVERY steps.
-        loss_sum += loss.detach() * len(y)
-        correct += (out.detach().argmax(1) == y).sum()
-        seen += len(y)
-        if step % BAR_EVERY == 0 or step == len(loader) - 1:
-            value = loss.item()
-            _stop_if_diverged(value, epoch, step, run)
-            bar.set_description(
-                f"loss={value:.4f} batch_id={step} acc={100.0 * correct.item() / seen:.2f} "
-                f"lr={optimizer.param_groups[0]['lr']:.4g}", refresh=False
-            )
-    mean_loss = loss_sum.item() / seen
-    _stop_if_diverged(mean_loss, epoch, len(loader) - 1, run)
-    return mean_loss, 100.0 * correct.item() / seen
+    def fit(self, run: RunFolder, progress: bool, echo: Echo) -> None:
+        epochs = self.cfg.epochs
+        for epoch in range(len(self.history) + 1, epochs + 1):
+            echo(f"Epoch : {epoch}/{epochs}")
+            started = time.perf_counter()
+            train_loss, train_acc = self.train_epoch(epoch, run, progress)
+            train_seconds = time.perf_counter() - started
+            test_loss, correct = evaluate(self.evaluated, self.test_loader)
+            total = self.test_loader.num_samples
+            row = {
+                "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                "test_loss": test_loss, "test_acc": 100.0 * correct / total,
+                "test_correct": correct, "test_total": total,
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train_seconds": round(train_seconds, 3),
+                "seconds": round(time.perf_counter() - started, 3),
+            }
+            best_before = max((r["test_acc"] for r in self.history), default=-1.0)
+            self.history.append(row)
+            line = (f"Test set: Average loss: {test_loss:.4f}, "
+                    f"Accuracy: {correct}/{total} ({row['test_acc']:.2f}%)")
+            echo(line)
+            run.log(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.2f}% | "
+                    f"{line} | {row['seconds']:.1f}s")
+            save_atomic(self.state(), run.last_checkpoint)
+            if row["test_acc"] > best_before:
+                save_atomic({"epoch": epoch, "model": self.evaluated.state_dict(),
+                             "test_acc": row["test_acc"]}, run.best_checkpoint)
+            run.write_history(self.history)
+
+    def train_epoch(self, epoch: int, run: RunFolder, progress: bool) -> tuple[float, float]:
+        """One pass over the training set; returns mean loss and accuracy (percent)."""
+        model, optimizer, loader = self.model, self.optimizer, self.train_loader
+        model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        seen = 0
+        bar = tqdm(loader, total=len(loader), disable=not progress, file=sys.stderr,
+                   dynamic_ncols=True)
+        for step, (x, y) in enumerate(bar):
+            out = model(x)
+            loss = F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            self.schedule.step()
+            if self.ema is not None:
+                self.ema.update(model)
+            # Accumulate on the device; read back only every BAR_EVERY steps.
+            loss_sum += loss.detach() * len(y)
+            correct += (out.detach().argmax(1) == y).sum()
+            seen += len(y)
+            if step % BAR_EVERY == 0 or step == len(loader) - 1:
+                value = loss.item()
+                _stop_if_diverged(value, epoch, step, run)
+                bar.set_description(
+                    f"loss={value:.4f} batch_id={step} acc={100.0 * correct.item() / seen:.2f} "
+                    f"lr={optimizer.param_groups[0]['lr']:.4g}", refresh=False
+                )
+        mean_loss = loss_sum.item() / seen
+        _stop_if_diverged(mean_loss, epoch, len(loader) - 1, run)
+        return mean_loss, 100.0 * correct.item() / seen
 
 
 def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder) -> None:
