@@ -6,10 +6,14 @@ Every error a user can cause prints one line and exits 2; no tracebacks.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from cnnlab.config import builtin_recipes, load_recipe
 from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.inspect import check, receptive_field, summary
+from cnnlab.inspect.subject import load_subject, parse_input_shape
+from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
 from cnnlab.models import build_model, count_parameters, model_names
 from cnnlab.train import train
 
@@ -33,9 +37,32 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="random seed (same as --set train.seed=N)")
     run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.add_argument("--no-check", action="store_true",
+                     help="train even if the model breaks the recipe's [spec]")
 
-    verbs.add_parser("recipes", help="list the built-in recipes")
-    verbs.add_parser("models", help="list the registered models and their parameter counts")
+    table = verbs.add_parser("summary", help="layer table of a model or a recipe's model")
+    table.add_argument("target", metavar="MODEL|RECIPE")
+    table.add_argument("--input", metavar="C,H,W", help="input shape (default: the dataset's)")
+    table.add_argument("--columns", default="",
+                       help=f"extra columns, comma-separated: {','.join(SUMMARY_COLUMNS)}")
+    table.add_argument("--reshapes", action="store_true", help="also list flatten/view rows")
+
+    rf = verbs.add_parser("rf", help="receptive-field table of a model or a recipe's model")
+    rf.add_argument("target", metavar="MODEL|RECIPE")
+    rf.add_argument("--input", metavar="C,H,W", help="input shape (default: the dataset's)")
+    rf_format = rf.add_mutually_exclusive_group()
+    rf_format.add_argument("--json", action="store_true", help="one JSON object per row")
+    rf_format.add_argument("--markdown", action="store_true", help="a Markdown table")
+
+    verdict = verbs.add_parser("check", help="check a recipe against its [spec] budget")
+    verdict.add_argument("recipe", help="built-in recipe name or path to a .toml file")
+    verdict.add_argument("--run", metavar="RUN_DIR", help="also check a finished run's accuracy")
+
+    verbs.add_parser("recipes", help="list the built-in recipes").set_defaults(handler=_recipes)
+    verbs.add_parser("models", help="list the registered models and their parameter counts"
+                     ).set_defaults(handler=_models)
+    for parser_, handler in ((run, _train), (table, _summary), (rf, _rf), (verdict, _check)):
+        parser_.set_defaults(handler=handler)
     return parser
 
 
@@ -55,13 +82,36 @@ def _train(args: argparse.Namespace) -> None:
     else:
         recipe = load_recipe(args.recipe, overrides)
         result = train(recipe, data_dir=args.data_dir, out_dir=args.out,
-                       progress=not args.no_progress)
+                       progress=not args.no_progress, check=not args.no_check)
     best = max(result.history, key=lambda row: row["test_acc"])
     print(f"final test accuracy {result.final_accuracy:.2f}%, best {best['test_acc']:.2f}% "
           f"(epoch {best['epoch']}); run folder: {result.run_dir}")
 
 
-def _recipes() -> None:
+def _summary(args: argparse.Namespace) -> None:
+    columns = tuple(c.strip() for c in args.columns.split(",") if c.strip())
+    unknown = [c for c in columns if c not in SUMMARY_COLUMNS]
+    if unknown:
+        raise ConfigError(f"--columns: unknown {unknown[0]!r}; choose from "
+                          f"{', '.join(SUMMARY_COLUMNS)}")
+    model, shape = load_subject(args.target, parse_input_shape(args.input))
+    print(summary(model, shape, columns, reshapes=args.reshapes).to_text())
+
+
+def _rf(args: argparse.Namespace) -> None:
+    model, shape = load_subject(args.target, parse_input_shape(args.input))
+    field = receptive_field(model, shape)
+    print(field.to_json() if args.json else field.to_markdown() if args.markdown
+          else field.to_text())
+
+
+def _check(args: argparse.Namespace) -> int:
+    report = check(load_recipe(args.recipe), run_dir=args.run)
+    print(report.to_text())
+    return 0 if report.passed else 1
+
+
+def _recipes(_args: argparse.Namespace) -> None:
     print(f"{'recipe':<12} {'dataset':<8} {'model':<12} {'params':>8} {'epochs':>6}  target")
     for name in builtin_recipes():
         recipe = load_recipe(name)
@@ -71,7 +121,7 @@ def _recipes() -> None:
               f"{recipe.train.epochs:>6}  {target}")
 
 
-def _models() -> None:
+def _models(_args: argparse.Namespace) -> None:
     print(f"{'model':<16} {'params':>10}")
     for name in model_names():
         print(f"{name:<16} {count_parameters(build_model(name)):>10,}")
@@ -80,21 +130,18 @@ def _models() -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
-        if args.verb == "train":
-            _train(args)
-        elif args.verb == "recipes":
-            _recipes()
-        else:
-            _models()
+        return args.handler(args) or 0
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # output piped into `head`: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt as exc:
         run_dir = exc.args[0] if exc.args else "RUN_DIR"
         print(f"cnnlab: interrupted; continue with: cnnlab train --resume {run_dir}",
               file=sys.stderr)
         return 130
-    return 0
 
 
 if __name__ == "__main__":

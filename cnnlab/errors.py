@@ -19,3 +19,7 @@ class ModelError(CnnlabError):
 
 class TrainingError(CnnlabError):
     """Training cannot go on (diverged loss, unusable resume folder)."""
+
+
+class SpecError(CnnlabError):
+    """The model or recipe breaks a rule of the recipe's `[spec]` (one line per rule)."""

@@ -62,8 +62,14 @@ def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys
     assert code == 0
     assert out.count("Test set: Average loss:") == 2
     (run_dir,) = (tmp_path / "runs").iterdir()
-    assert {p.name for p in run_dir.iterdir()} == {"config.toml", "log.txt", "history.jsonl",
-                                                   "checkpoints"}
+    assert {p.name for p in run_dir.iterdir()} == {
+        "config.toml", "log.txt", "history.jsonl", "checkpoints", "summary.txt", "rf.md",
+        "check.md"}
+    assert "Total params: 16,754" in (run_dir / "summary.txt").read_text()
+    assert "final receptive field" in (run_dir / "rf.md").read_text()
+    # a 2-epoch run cannot decide a rule about the last 3 epochs: undecided, not failed
+    assert ("| - | test accuracy >= 99.4% in each of the last 3 epochs | needs a run of at "
+            "least 3 epochs |") in (run_dir / "check.md").read_text()
     assert "seed = 3" in (run_dir / "config.toml").read_text()
     assert main(["train", "--resume", str(run_dir), "--data-dir", str(root), "--no-progress"]) == 0
     assert "Test set" not in capsys.readouterr().out  # nothing left to train

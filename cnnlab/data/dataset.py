@@ -10,6 +10,8 @@ import torch
 from cnnlab.data import mnist
 from cnnlab.data.root import data_root
 
+INPUT_SHAPES = {"mnist": (1, 28, 28)}  # (C, H, W): lets models be inspected without the data
+
 
 @dataclass(frozen=True)
 class Dataset:

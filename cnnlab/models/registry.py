@@ -16,12 +16,27 @@ from cnnlab.errors import ModelError
 
 Builder = Callable[..., nn.Module]
 _REGISTRY: dict[str, Builder] = {}
+_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {}
+MNIST_SHAPE = (1, 28, 28)
 
 
-def register(builder: Builder) -> Builder:
-    """Decorator: make `builder` available under its function name."""
-    _REGISTRY[builder.__name__] = builder
-    return builder
+def register(
+    builder: Builder | None = None, *, input_shape: tuple[int, int, int] = MNIST_SHAPE
+) -> Builder | Callable[[Builder], Builder]:
+    """Decorator: make `builder` available under its function name. `input_shape` (C, H, W)
+    is what `cnnlab summary NAME` feeds it when no shape is given."""
+
+    def add(fn: Builder) -> Builder:
+        _REGISTRY[fn.__name__] = fn
+        _INPUT_SHAPES[fn.__name__] = tuple(input_shape)
+        return fn
+
+    return add(builder) if builder is not None else add
+
+
+def default_input_shape(name: str) -> tuple[int, int, int]:
+    _load_zoo()
+    return _INPUT_SHAPES.get(name, MNIST_SHAPE)
 
 
 def model_names() -> list[str]:

@@ -17,12 +17,17 @@ from tqdm import tqdm
 
 from cnnlab.config import Recipe
 from cnnlab.data import BatchAugment, Dataset, DeviceLoader, load_dataset
-from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.data.dataset import INPUT_SHAPES
+from cnnlab.errors import ConfigError, SpecError, TrainingError
+from cnnlab.inspect.graph import trace
+from cnnlab.inspect.receptive_field import receptive_field_of
+from cnnlab.inspect.spec import CheckReport, check_graph, check_history
+from cnnlab.inspect.summary import summary_of
 from cnnlab.models import build_model, count_parameters
+from cnnlab.run_folder import RunFolder
 from cnnlab.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_atomic
 from cnnlab.train.ema import WeightEMA
 from cnnlab.train.optim import build_optimizer, build_schedule
-from cnnlab.train.run_folder import RunFolder
 
 BAR_EVERY = 20  # steps between progress-bar updates; each update syncs with the device
 Echo = Callable[[str], None]
@@ -33,6 +38,7 @@ class RunResult:
     run_dir: Path
     history: list[dict[str, Any]]
     model: nn.Module  # the evaluated model (the EMA copy when EMA is on)
+    check: CheckReport  # the recipe's [spec], verdicts before and after training
 
     @property
     def final_accuracy(self) -> float:
@@ -52,24 +58,38 @@ def train(
     dataset: Dataset | None = None,
     progress: bool = True,
     echo: Echo | None = print,
+    check: bool = True,
 ) -> RunResult:
     """Train `recipe` into a new run folder under `out_dir`, or continue the run at `resume`.
 
     `dataset` replaces loading from disk (tests pass small tensors); `echo` receives the log
-    lines (epoch header, the seeds' "Test set: ..." line), `None` silences them.
+    lines (epoch header, the seeds' "Test set: ..." line), `None` silences them. With `check`,
+    a model or recipe that breaks the recipe's `[spec]` is refused before anything is written.
     """
     run = RunFolder.existing(resume) if resume else None
     if run is not None:
         recipe = run.recipe()
     if recipe is None:
         raise ConfigError("give a recipe to train, or a run folder to resume")
+    pick_device(recipe.train.device)  # fail early on a device this machine lacks
+    torch.manual_seed(recipe.train.seed)  # the model's initial weights follow the seed
+    model = build_model(recipe.model.name, **recipe.model.args)
+    graph = trace(model, INPUT_SHAPES[recipe.data.dataset])
+    report = check_graph(recipe, model, graph)
+    if check and not report.passed:
+        raise SpecError("\n".join(
+            [f"{recipe.name} breaks its [spec] (train anyway with --no-check):"]
+            + [f"  {v.line()}" for v in report.failures]
+        ))
     data = dataset if dataset is not None else load_dataset(recipe.data.dataset, data_dir)
-    trainer = Trainer(recipe, data.limited(recipe.data.train_limit, recipe.data.test_limit))
+    trainer = Trainer(recipe, data.limited(recipe.data.train_limit, recipe.data.test_limit), model)
     # The run folder is made only once everything above has been validated.
     if run is None:
         run = RunFolder.create(out_dir, recipe)
         run.log(f"recipe {recipe.name}: model {recipe.model.name} "
                 f"({count_parameters(trainer.model):,} parameters) on {trainer.device}")
+        run.write_text("summary.txt", summary_of(graph, trainer.model).to_text() + "\n")
+        run.write_text("rf.md", receptive_field_of(graph).to_markdown() + "\n")
     else:
         trainer.load_state(load_checkpoint(run.last_checkpoint))
         run.write_history(trainer.history)  # the checkpoint is the truth if a crash cut the log
@@ -79,7 +99,9 @@ def train(
     except KeyboardInterrupt:
         run.log(f"interrupted in epoch {len(trainer.history) + 1}")
         raise KeyboardInterrupt(str(run.path)) from None  # tells the caller what to resume
-    return RunResult(run.path, trainer.history, trainer.evaluated)
+    report.verdicts += check_history(recipe, trainer.history)
+    run.write_text("check.md", report.to_markdown() + "\n")
+    return RunResult(run.path, trainer.history, trainer.evaluated, report)
 
 
 def pick_device(name: str) -> torch.device:
@@ -93,13 +115,11 @@ def pick_device(name: str) -> torch.device:
 class Trainer:
     """Everything a run holds in memory: model, loaders, optimiser, schedule, EMA, history."""
 
-    def __init__(self, recipe: Recipe, data: Dataset):
+    def __init__(self, recipe: Recipe, data: Dataset, model: nn.Module):
         cfg = self.cfg = recipe.train
         self.device = pick_device(cfg.device)
-        torch.manual_seed(cfg.seed)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        model = build_model(recipe.model.name, **recipe.model.args)
         self.model = model.to(self.device, memory_format=layout)
         augment = BatchAugment(recipe.augment)
         loader_args = dict(mean=data.mean, std=data.std, device=self.device,

@@ -26,7 +26,7 @@ class RunFolder:
             path = base.with_name(f"{base.name}-{n}")
         (path / "checkpoints").mkdir(parents=True)
         run = cls(path)
-        _write_text_atomic(run.config_path, recipe.to_toml())
+        run.write_text("config.toml", recipe.to_toml())
         return run
 
     @classmethod
@@ -56,17 +56,14 @@ class RunFolder:
             handle.write(line + "\n")
 
     def write_history(self, history: list[dict[str, Any]]) -> None:
-        _write_text_atomic(
-            self.path / "history.jsonl", "".join(json.dumps(row) + "\n" for row in history)
-        )
+        self.write_text("history.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+
+    def write_text(self, name: str, text: str) -> None:
+        with atomic_write(self.path / name, "w") as handle:
+            handle.write(text)
 
     def history(self) -> list[dict[str, Any]]:
         path = self.path / "history.jsonl"
         if not path.is_file():
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    with atomic_write(path, "w") as handle:
-        handle.write(text)

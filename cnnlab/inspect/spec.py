@@ -1,0 +1,176 @@
+"""Budget checks: does a recipe (and its run) meet the assignment stated in its `[spec]`?
+
+Layer-type rules are decided from the traced graph, not from class names alone: GAP is any
+pooling or mean that collapses a map to 1x1, depthwise-separable is a conv with
+groups == in_channels followed by a 1x1 conv.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import nn
+
+from cnnlab.config import Recipe
+from cnnlab.data.dataset import INPUT_SHAPES
+from cnnlab.errors import ConfigError
+from cnnlab.inspect.graph import ModelGraph, Node, trace
+from cnnlab.inspect.receptive_field import receptive_field_of
+from cnnlab.models import build_model
+from cnnlab.run_folder import RunFolder
+
+POINTWISE = ("ReLU", "BatchNorm2d", "Dropout", "Dropout2d", "relu", "dropout", "GELU", "SiLU")
+
+
+@dataclass
+class Verdict:
+    rule: str
+    ok: bool | None  # None: cannot be decided yet (needs a finished run)
+    measured: str
+
+    def line(self) -> str:
+        mark = {True: "✓", False: "✗", None: "-"}[self.ok]
+        return f"{mark} {self.rule}: {self.measured}"
+
+
+@dataclass
+class CheckReport:
+    recipe: str
+    verdicts: list[Verdict]
+
+    @property
+    def passed(self) -> bool:
+        return all(v.ok is not False for v in self.verdicts)
+
+    @property
+    def failures(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.ok is False]
+
+    def to_text(self) -> str:
+        return "\n".join(v.line() for v in self.verdicts)
+
+    def to_markdown(self) -> str:
+        rows = ["| | rule | measured |", "|---|---|---|"]
+        rows += [f"| {v.line()[0]} | {v.rule} | {v.measured} |" for v in self.verdicts]
+        return "\n".join(rows)
+
+
+def _conv(node: Node) -> nn.Conv2d | None:
+    return node.module if isinstance(node.module, nn.Conv2d) else None
+
+
+def _is_gap(node: Node, graph: ModelGraph) -> bool:
+    if not node.inputs:
+        return False
+    source = graph.node(node.inputs[0])
+    if len(source.shape) != 3 or source.shape[-1] == 1:
+        return False
+    collapses = len(node.shape) < 3 or node.shape[-2:] == (1, 1)
+    averages = isinstance(node.module, nn.AdaptiveAvgPool2d | nn.AvgPool2d) or node.kind == "mean"
+    return averages and collapses
+
+
+def _is_depthwise_separable(node: Node, graph: ModelGraph) -> bool:
+    conv = _conv(node)
+    if conv is None or conv.groups == 1 or conv.groups != conv.in_channels:
+        return False
+    consumers = [n for n in graph.nodes if node.name in n.inputs]
+    while consumers:  # walk through activations and norms to the next real layer
+        nxt = consumers[0]
+        pointwise_conv = _conv(nxt)
+        if pointwise_conv is not None:
+            return pointwise_conv.kernel_size == (1, 1) and pointwise_conv.groups == 1
+        if nxt.kind not in POINTWISE:
+            return False
+        consumers = [n for n in graph.nodes if nxt.name in n.inputs]
+    return False
+
+
+FEATURES: dict[str, tuple[str, Callable[[Node, ModelGraph], bool]]] = {
+    "batchnorm": ("BatchNorm", lambda n, g: isinstance(n.module, nn.modules.batchnorm._NormBase)),
+    "dropout": ("Dropout", lambda n, g: isinstance(n.module, nn.modules.dropout._DropoutNd)
+                or n.kind == "dropout"),
+    "gap": ("global average pooling", _is_gap),
+    "fc": ("a fully connected layer", lambda n, g: isinstance(n.module, nn.Linear)),
+    "maxpool": ("MaxPool", lambda n, g: isinstance(n.module, nn.MaxPool2d | nn.AdaptiveMaxPool2d)
+                or n.kind == "max_pool2d"),
+    "dilated_conv": ("a dilated convolution",
+                     lambda n, g: _conv(n) is not None and max(_conv(n).dilation) > 1),
+    "depthwise_separable": ("a depthwise-separable convolution", _is_depthwise_separable),
+    "strided_conv": ("a strided convolution",
+                     lambda n, g: _conv(n) is not None and max(_conv(n).stride) > 1),
+}
+
+
+def check_model(recipe: Recipe, model: nn.Module, input_shape: tuple[int, int, int]) -> CheckReport:
+    """The rules that can be decided before training: size, epochs, RF, layer types."""
+    return check_graph(recipe, model, trace(model, input_shape))
+
+
+def check_graph(recipe: Recipe, model: nn.Module, graph: ModelGraph) -> CheckReport:
+    """`check_model` on a graph traced already (the trainer traces once for all artefacts)."""
+    spec = recipe.spec
+    unknown = [f for f in (*spec.require, *spec.forbid) if f not in FEATURES]
+    if unknown:
+        raise ConfigError(f"{recipe.name}: spec.require/forbid has unknown {unknown[0]!r}; "
+                          f"known: {', '.join(FEATURES)}")
+    verdicts = []
+    if spec.max_params is not None:
+        params = sum(p.numel() for p in model.parameters())
+        verdicts.append(Verdict(f"parameters <= {spec.max_params:,}", params <= spec.max_params,
+                                f"{params:,}"))
+    if spec.max_epochs is not None:
+        epochs = recipe.train.epochs
+        verdicts.append(Verdict(f"epochs <= {spec.max_epochs}", epochs <= spec.max_epochs,
+                                str(epochs)))
+    if spec.min_rf is not None:
+        rf = receptive_field_of(graph).final
+        verdicts.append(Verdict(f"receptive field >= {spec.min_rf}", rf >= spec.min_rf, str(rf)))
+    for feature in spec.require:
+        label, found = _find(feature, graph)
+        verdicts.append(Verdict(f"uses {label}", bool(found), _names(found) or "none found"))
+    for feature in spec.forbid:
+        label, found = _find(feature, graph)
+        verdicts.append(Verdict(f"no {label}", not found, _names(found) or "none"))
+    if not graph.exact:
+        verdicts.append(Verdict("graph traced exactly", None, graph.note))
+    return CheckReport(recipe.name, verdicts)
+
+
+def check_history(recipe: Recipe, history: list[dict]) -> list[Verdict]:
+    """The rules a finished run decides: the target accuracy over the last N epochs."""
+    spec = recipe.spec
+    if spec.min_test_acc is None:
+        return []
+    n = spec.last_epochs
+    rule = (f"test accuracy >= {spec.min_test_acc}%"
+            + (f" in each of the last {n} epochs" if n > 1 else " in the last epoch"))
+    if len(history) < n:
+        return [Verdict(rule, None, f"needs a run of at least {n} epochs")]
+    last = [row["test_acc"] for row in history[-n:]]
+    return [Verdict(rule, min(last) >= spec.min_test_acc, ", ".join(f"{a:.2f}%" for a in last))]
+
+
+def _names(found: list[str], shown: int = 3) -> str:
+    more = f" ({len(found)} in all)" if len(found) > shown else ""
+    return ", ".join(found[:shown]) + more
+
+
+def _find(feature: str, graph: ModelGraph) -> tuple[str, list[str]]:
+    label, detect = FEATURES[feature]
+    return label, [n.target or n.name for n in graph.nodes if detect(n, graph)]
+
+
+def check(recipe: Recipe, run_dir: str | Path | None = None) -> CheckReport:
+    """All rules of `recipe.spec`; accuracy rules need `run_dir` (a finished run folder)."""
+    model = build_model(recipe.model.name, **recipe.model.args)
+    report = check_model(recipe, model, INPUT_SHAPES[recipe.data.dataset])
+    if run_dir is None:
+        if recipe.spec.min_test_acc is not None:
+            report.verdicts.append(Verdict(f"test accuracy >= {recipe.spec.min_test_acc}%", None,
+                                           "needs a finished run: --run RUN_DIR"))
+        return report
+    report.verdicts += check_history(recipe, RunFolder.existing(run_dir).history())
+    return report

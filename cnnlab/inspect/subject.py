@@ -1,0 +1,36 @@
+"""What `cnnlab summary|rf X` inspects: X is a recipe (its model, its dataset's input shape)
+or a model (registry name or `file.py:function`)."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cnnlab.config import builtin_recipes, load_recipe
+from cnnlab.data.dataset import INPUT_SHAPES
+from cnnlab.errors import ConfigError
+from cnnlab.models import build_model, default_input_shape
+
+
+def load_subject(
+    name: str, input_shape: tuple[int, int, int] | None = None
+) -> tuple[nn.Module, tuple[int, int, int]]:
+    if name in builtin_recipes() or name.endswith(".toml"):
+        recipe = load_recipe(name)
+        model = build_model(recipe.model.name, **recipe.model.args)
+        return model, input_shape or INPUT_SHAPES[recipe.data.dataset]
+    return build_model(name), input_shape or default_input_shape(name)
+
+
+def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:
+    """'3,32,32' -> (3, 32, 32)."""
+    if text is None:
+        return None
+    try:
+        shape = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ConfigError(f"--input {text!r}: give channels,height,width, e.g. 3,32,32")
+    return shape
+
+

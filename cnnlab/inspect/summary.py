@@ -1,0 +1,150 @@
+"""The layer table of the seeds (torchsummary's format), read off the model's graph.
+
+Rows are the leaf modules in execution order plus the functional ops that change what the
+network computes: merges (`cat`, `add`, `mul`) and reductions (`mean`, `sum`). Pure reshapes
+(`flatten`, `view`) are left out by default, as torchsummary leaves them out, so the seeds'
+tables are reproduced row for row; `reshapes=True` lists them too.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from torch import nn
+
+from cnnlab.inspect.graph import ModelGraph, Node, trace
+from cnnlab.inspect.receptive_field import receptive_field_of
+
+MERGE_AND_REDUCE = ("cat", "add", "mul", "mean", "sum", "amax")
+RESHAPES = ("flatten", "view", "reshape")
+COLUMNS = ("kernel", "stride", "dilation", "groups", "rf", "mult_adds")
+MB = 1024**2
+
+
+@dataclass
+class SummaryRow:
+    name: str  # torchsummary style: Conv2d-1, cat-7
+    node: str  # graph node name (the module's qualified name for modules)
+    shape: tuple[int, ...]
+    params: int
+    extra: dict[str, str]  # optional columns
+
+
+@dataclass
+class Summary:
+    rows: list[SummaryRow]
+    input_shape: tuple[int, ...]
+    total_params: int
+    trainable_params: int
+    columns: tuple[str, ...]
+    exact: bool
+    note: str = ""
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.total_params - self.trainable_params
+
+    @property
+    def sizes_mb(self) -> dict[str, float]:
+        """torchsummary's estimate: fp32, batch of 1, every output kept for the backward pass."""
+        sizes = {
+            "input": math.prod(self.input_shape) * 4 / MB,
+            "forward_backward": 2 * sum(math.prod(r.shape) for r in self.rows) * 4 / MB,
+            "params": self.total_params * 4 / MB,
+        }
+        sizes["total"] = sum(sizes.values())
+        return sizes
+
+    def to_text(self) -> str:
+        extra = "".join(f"{c:>11}" for c in self.columns)
+        width = 64 + 11 * len(self.columns)
+        lines = ["-" * width, f"{'Layer (type)':>20}  {'Output Shape':>25} {'Param #':>15}{extra}",
+                 "=" * width]
+        for row in self.rows:
+            shape = str([-1, *row.shape])
+            cells = "".join(f"{row.extra.get(c, ''):>11}" for c in self.columns)
+            lines.append(f"{row.name:>20}  {shape:>25} {row.params:>15,}{cells}")
+        sizes = self.sizes_mb
+        lines += [
+            "=" * width,
+            f"Total params: {self.total_params:,}",
+            f"Trainable params: {self.trainable_params:,}",
+            f"Non-trainable params: {self.non_trainable_params:,}",
+            "-" * width,
+            f"Input size (MB): {sizes['input']:.2f}",
+            f"Forward/backward pass size (MB): {sizes['forward_backward']:.2f}",
+            f"Params size (MB): {sizes['params']:.2f}",
+            f"Estimated Total Size (MB): {sizes['total']:.2f}",
+            "-" * width,
+        ]
+        if self.note:
+            lines.append(self.note)
+        return "\n".join(lines)
+
+    def to_markdown(self) -> str:
+        return "```\n" + self.to_text() + "\n```"
+
+
+def summary(
+    model: nn.Module,
+    input_shape: tuple[int, int, int],
+    columns: tuple[str, ...] = (),
+    reshapes: bool = False,
+) -> Summary:
+    """The layer table of `model` for one input of `input_shape` (C, H, W)."""
+    unknown = set(columns) - set(COLUMNS)
+    if unknown:
+        raise ValueError(f"unknown columns {sorted(unknown)}; choose from {', '.join(COLUMNS)}")
+    return summary_of(trace(model, input_shape), model, columns, reshapes)
+
+
+def summary_of(
+    graph: ModelGraph, model: nn.Module, columns: tuple[str, ...] = (), reshapes: bool = False
+) -> Summary:
+    shown = MERGE_AND_REDUCE + (RESHAPES if reshapes else ())
+    rf = {}
+    if "rf" in columns:
+        rf = receptive_field_of(graph).by_node
+    rows = []
+    for node in graph.nodes:
+        if not (node.is_module or node.kind in shown):
+            continue
+        name = f"{node.kind}-{len(rows) + 1}"
+        extra = _extra_columns(node, columns, rf)
+        rows.append(SummaryRow(name, node.name, node.shape, node.params, extra))
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return Summary(rows, graph.input_shape, total, trainable, tuple(columns), graph.exact,
+                   graph.note)
+
+
+def _extra_columns(node: Node, columns: tuple[str, ...], rf: dict[str, int]) -> dict[str, str]:
+    module = node.module
+    extra = {}
+    for column in columns:
+        if column == "rf":
+            extra[column] = str(rf.get(node.name, ""))
+        elif column == "mult_adds":
+            extra[column] = f"{_mult_adds(node):,}" if _mult_adds(node) else ""
+        else:
+            attr = {"kernel": "kernel_size"}.get(column, column)
+            value = getattr(module, attr, None)
+            extra[column] = _fmt(value) if value is not None else ""
+    return extra
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, tuple) and len(set(value)) == 1:
+        return str(value[0])
+    return str(value)
+
+
+def _mult_adds(node: Node) -> int:
+    module = node.module
+    if isinstance(module, nn.Conv2d):
+        kh, kw = module.kernel_size
+        return math.prod(node.shape) * (module.in_channels // module.groups) * kh * kw
+    if isinstance(module, nn.Linear):
+        return math.prod(node.shape) * module.in_features
+    return 0
