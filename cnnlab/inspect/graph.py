@@ -8,13 +8,17 @@ is marked approximate (treated as a chain).
 
 from __future__ import annotations
 
+import contextlib
 import operator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
+
+from cnnlab.errors import ModelError
 
 # Functions and methods that get a name of their own in the graph; anything else is named
 # after its target.
@@ -83,8 +87,18 @@ def _dummy(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
     return torch.randn(2, *input_shape, generator=torch.Generator().manual_seed(0)).to(device)
 
 
+@contextlib.contextmanager
+def _forward_errors(input_shape: tuple[int, ...]) -> Iterator[None]:
+    try:
+        yield
+    except RuntimeError as exc:  # shape mismatches surface as RuntimeError
+        first = str(exc).strip().splitlines()[0]
+        raise ModelError(f"the model cannot take an input of shape {tuple(input_shape)}: "
+                         f"{first}; give the right one with --input C,H,W") from None
+
+
 def _from_fx(model: nn.Module, gm: fx.GraphModule, input_shape: tuple[int, ...]) -> ModelGraph:
-    with torch.no_grad():
+    with torch.no_grad(), _forward_errors(input_shape):
         ShapeProp(gm).propagate(_dummy(model, input_shape))
     modules = dict(model.named_modules())
     counted: set[int] = set()
@@ -161,7 +175,7 @@ def _trace_with_hooks(model: nn.Module, input_shape: tuple[int, ...], reason: st
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(record) for m in leaves]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _forward_errors(input_shape):
             model(_dummy(model, input_shape))
     finally:
         for handle in handles:
