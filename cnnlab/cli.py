@@ -15,7 +15,8 @@ from cnnlab.inspect import check, receptive_field, summary
 from cnnlab.inspect.subject import load_subject, parse_input_shape
 from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
 from cnnlab.models import build_model, count_parameters, model_names
-from cnnlab.train import train
+from cnnlab.pipeline import train
+from cnnlab.report import compare, write_report
 
 
 class _Parser(argparse.ArgumentParser):
@@ -39,6 +40,18 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.add_argument("--no-check", action="store_true",
                      help="train even if the model breaks the recipe's [spec]")
+    run.add_argument("--html", action="store_true", help="also write report.html")
+
+    report = verbs.add_parser("report", help="(re)write a run's plots, README.md and report.html")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.add_argument("--html", action="store_true", help="also write report.html")
+    report.add_argument("--layer", help="GradCAM layer (default: last conv with a map >= 4x4)")
+    report.add_argument("--mistakes", type=int, default=20, help="misclassified images shown")
+    report.add_argument("--data-dir", help="data root (default: $CNNLAB_DATA or ~/.cache/cnnlab)")
+
+    overlay = verbs.add_parser("compare", help="overlay the curves of several runs")
+    overlay.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
+    overlay.add_argument("--out", default="compare.png", help="PNG to write (default: compare.png)")
 
     table = verbs.add_parser("summary", help="layer table of a model or a recipe's model")
     table.add_argument("target", metavar="MODEL|RECIPE")
@@ -61,7 +74,8 @@ def _build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("recipes", help="list the built-in recipes").set_defaults(handler=_recipes)
     verbs.add_parser("models", help="list the registered models and their parameter counts"
                      ).set_defaults(handler=_models)
-    for parser_, handler in ((run, _train), (table, _summary), (rf, _rf), (verdict, _check)):
+    for parser_, handler in ((run, _train), (table, _summary), (rf, _rf), (verdict, _check),
+                             (report, _report), (overlay, _compare)):
         parser_.set_defaults(handler=handler)
     return parser
 
@@ -76,13 +90,14 @@ def _train(args: argparse.Namespace) -> None:
         if args.recipe or overrides:
             raise ConfigError("--resume continues a run with its saved config.toml: "
                               "give no recipe, --set, --seed or --device with it")
-        result = train(resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress)
+        result = train(resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress,
+                       html=args.html)
     elif not args.recipe:
         raise ConfigError("give a recipe (see: cnnlab recipes) or --resume RUN_DIR")
     else:
         recipe = load_recipe(args.recipe, overrides)
         result = train(recipe, data_dir=args.data_dir, out_dir=args.out,
-                       progress=not args.no_progress, check=not args.no_check)
+                       progress=not args.no_progress, check=not args.no_check, html=args.html)
     best = max(result.history, key=lambda row: row["test_acc"])
     print(f"final test accuracy {result.final_accuracy:.2f}%, best {best['test_acc']:.2f}% "
           f"(epoch {best['epoch']}); run folder: {result.run_dir}")
@@ -109,6 +124,19 @@ def _check(args: argparse.Namespace) -> int:
     report = check(load_recipe(args.recipe), run_dir=args.run)
     print(report.to_text())
     return 0 if report.passed else 1
+
+
+def _report(args: argparse.Namespace) -> None:
+    if args.mistakes < 0:
+        raise ConfigError("--mistakes must be 0 or more")
+    readme = write_report(args.run_dir, data_dir=args.data_dir, html=args.html,
+                          layer=args.layer, mistakes=args.mistakes)
+    print(f"wrote {readme}" + (f" and {readme.with_name('report.html')}" if args.html else ""))
+
+
+def _compare(args: argparse.Namespace) -> None:
+    print(compare(args.run_dirs, args.out))
+    print(f"curves: {args.out}")
 
 
 def _recipes(_args: argparse.Namespace) -> None:

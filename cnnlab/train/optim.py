@@ -43,3 +43,16 @@ def build_schedule(
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def lr_curve(config: ScheduleConfig, optim: OptimConfig, steps_per_epoch: int, epochs: int
+             ) -> list[float]:
+    """The learning rate at every step of a run, replayed on a dummy parameter (for plots)."""
+    optimizer = build_optimizer(nn.Linear(1, 1, bias=False), optim)
+    schedule = build_schedule(optimizer, config, steps_per_epoch, epochs)
+    lrs = []
+    for _ in range(steps_per_epoch * epochs):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()  # keeps torch from warning that the schedule stepped first
+        schedule.step()
+    return lrs

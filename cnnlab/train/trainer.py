@@ -39,6 +39,7 @@ class RunResult:
     history: list[dict[str, Any]]
     model: nn.Module  # the evaluated model (the EMA copy when EMA is on)
     check: CheckReport  # the recipe's [spec], verdicts before and after training
+    dataset: Dataset  # what it was trained and tested on
 
     @property
     def final_accuracy(self) -> float:
@@ -101,7 +102,7 @@ def train(
         raise KeyboardInterrupt(str(run.path)) from None  # tells the caller what to resume
     report.verdicts += check_history(recipe, trainer.history)
     run.write_text("check.md", report.to_markdown() + "\n")
-    return RunResult(run.path, trainer.history, trainer.evaluated, report)
+    return RunResult(run.path, trainer.history, trainer.evaluated, report, data)
 
 
 def pick_device(name: str) -> torch.device:
@@ -171,7 +172,7 @@ class Trainer:
                 "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                 "test_loss": test_loss, "test_acc": 100.0 * correct / total,
                 "test_correct": correct, "test_total": total,
-                "lr": self.optimizer.param_groups[0]["lr"],
+                "lr": self.optimizer.param_groups[0]["lr"], "steps": len(self.train_loader),
                 "train_seconds": round(train_seconds, 3),
                 "seconds": round(time.perf_counter() - started, 3),
             }

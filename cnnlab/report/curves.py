@@ -1,0 +1,46 @@
+"""Training curves: loss and accuracy per epoch (train and test), and the LR schedule."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+
+def plot_curves(history: list[dict], lrs: list[float], path: Path) -> None:
+    epochs = [row["epoch"] for row in history]
+    figure = Figure(figsize=(15, 4.2), layout="constrained")
+    loss, accuracy, lr = figure.subplots(1, 3)
+    loss.plot(epochs, [r["train_loss"] for r in history], "o-", label="train")
+    loss.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
+    loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
+    accuracy.plot(epochs, [r["train_acc"] for r in history], "o-", label="train")
+    accuracy.plot(epochs, [r["test_acc"] for r in history], "s-", label="test")
+    best = max(history, key=lambda r: r["test_acc"])
+    accuracy.annotate(f"best {best['test_acc']:.2f}%", (best["epoch"], best["test_acc"]),
+                      textcoords="offset points", xytext=(0, -18), ha="center")
+    accuracy.set(title="Accuracy", xlabel="epoch", ylabel="%")
+    steps_per_epoch = history[0].get("steps") or 1
+    lr.plot([step / steps_per_epoch for step in range(len(lrs))], lrs)
+    lr.set(title="Learning rate", xlabel="epoch", ylabel="lr")
+    for axes in (loss, accuracy):
+        axes.legend()
+        axes.grid(alpha=0.3)
+    lr.grid(alpha=0.3)
+    figure.savefig(path, dpi=100)
+
+
+def plot_compare(histories: dict[str, list[dict]], path: Path) -> None:
+    """Test loss and accuracy of several runs, overlaid."""
+    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    loss, accuracy = figure.subplots(1, 2)
+    for name, history in histories.items():
+        epochs = [row["epoch"] for row in history]
+        loss.plot(epochs, [r["test_loss"] for r in history], "o-", label=name)
+        accuracy.plot(epochs, [r["test_acc"] for r in history], "o-", label=name)
+    loss.set(title="Test loss", xlabel="epoch", ylabel="cross-entropy")
+    accuracy.set(title="Test accuracy", xlabel="epoch", ylabel="%")
+    for axes in (loss, accuracy):
+        axes.legend(fontsize="small")
+        axes.grid(alpha=0.3)
+    figure.savefig(path, dpi=100)

@@ -1,0 +1,91 @@
+"""A report as a list of blocks, rendered to GitHub Markdown or to one self-contained HTML
+file (images inlined as base64), so both say exactly the same thing."""
+
+from __future__ import annotations
+
+import base64
+import html
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass
+class Heading:
+    text: str
+    level: int = 2
+
+
+@dataclass
+class Paragraph:
+    text: str  # plain text; `code` spans are kept as they are in Markdown
+
+
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Code:
+    text: str
+
+
+@dataclass
+class Image:
+    path: str  # relative to the document
+    alt: str
+
+
+Block = Heading | Paragraph | Table | Code | Image
+
+
+def to_markdown(blocks: list[Block]) -> str:
+    parts = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            parts.append(f"{'#' * block.level} {block.text}")
+        elif isinstance(block, Paragraph):
+            parts.append(block.text)
+        elif isinstance(block, Table):
+            lines = ["| " + " | ".join(block.header) + " |", "|" + "---|" * len(block.header)]
+            lines += ["| " + " | ".join(row) + " |" for row in block.rows]
+            parts.append("\n".join(lines))
+        elif isinstance(block, Code):
+            parts.append(f"```\n{block.text}\n```")
+        else:
+            parts.append(f"![{block.alt}]({block.path})")
+    return "\n\n".join(parts) + "\n"
+
+
+def to_html(blocks: list[Block], title: str, base: Path) -> str:
+    """One HTML file with every image embedded; `base` is where image paths are relative to."""
+    body = []
+    for block in blocks:
+        if isinstance(block, Heading):
+            body.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+        elif isinstance(block, Paragraph):
+            body.append(f"<p>{html.escape(block.text).replace('`', '')}</p>")
+        elif isinstance(block, Table):
+            head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
+            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                           for row in block.rows)
+            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+        elif isinstance(block, Code):
+            body.append(f"<pre>{html.escape(block.text)}</pre>")
+        else:
+            data = base64.b64encode((base / block.path).read_bytes()).decode("ascii")
+            body.append(f'<img alt="{html.escape(block.alt)}" src="data:image/png;base64,{data}">')
+    return (
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n"
+        + "\n".join(body) + "\n</body></html>\n"
+    )
+
+
+_STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;"
+    "color:#1f2328}table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #d0d7de;"
+    "padding:4px 10px;text-align:right}th{background:#f6f8fa}pre{background:#f6f8fa;"
+    "padding:1em;overflow-x:auto;font-size:13px}img{max-width:100%;display:block;margin:1em 0}"
+)

@@ -1,0 +1,45 @@
+"""A model's predictions on the test split, kept with the original images for plotting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnlab.data import Dataset, DeviceLoader
+
+
+@dataclass
+class Predictions:
+    images: torch.Tensor  # uint8 [N, C, H, W], as stored: no de-normalisation needed
+    labels: torch.Tensor  # int64 [N]
+    predicted: torch.Tensor  # int64 [N]
+    confidence: torch.Tensor  # float [N], softmax probability of the predicted class
+    classes: tuple[str, ...]
+
+    @property
+    def wrong(self) -> torch.Tensor:
+        """Indices of the misclassified images, most confident mistakes first."""
+        idx = (self.predicted != self.labels).nonzero().flatten()
+        return idx[self.confidence[idx].argsort(descending=True)]
+
+    @property
+    def accuracy(self) -> float:
+        return 100.0 * (self.predicted == self.labels).float().mean().item()
+
+
+@torch.inference_mode()
+def predict(model: nn.Module, data: Dataset, batch_size: int = 2000) -> Predictions:
+    device = next(model.parameters()).device
+    loader = DeviceLoader(data.test_images, data.test_labels, batch_size, mean=data.mean,
+                          std=data.std, device=device)
+    model.eval()
+    predicted, confidence = [], []
+    for x, _ in loader:
+        probs = model(x).softmax(1)
+        best = probs.max(1)
+        predicted.append(best.indices.cpu())
+        confidence.append(best.values.float().cpu())
+    return Predictions(data.test_images, data.test_labels, torch.cat(predicted),
+                       torch.cat(confidence), data.classes)

@@ -1,0 +1,130 @@
+"""The seed README, written by the tool: everything a run folder knows, as README.md (and
+optionally report.html), with the plots it refers to in plots/."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.data import Dataset, DeviceLoader, load_dataset
+from cnnlab.errors import ModelError, TrainingError
+from cnnlab.inspect.graph import trace
+from cnnlab.inspect.receptive_field import receptive_field_of
+from cnnlab.inspect.spec import check_graph, check_history
+from cnnlab.inspect.summary import summary_of
+from cnnlab.report.confusion import confusion_matrix, most_confused, plot_confusion
+from cnnlab.report.curves import plot_curves
+from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_html, to_markdown
+from cnnlab.report.gradcam import default_layer, gradcam, plot_gradcam
+from cnnlab.report.mistakes import plot_misclassified
+from cnnlab.report.predictions import Predictions, predict
+from cnnlab.run_folder import RunFolder
+from cnnlab.train.checkpoint import load_trained_model
+from cnnlab.train.optim import lr_curve
+
+GRADCAM_IMAGES = 10
+
+
+def write_report(
+    run_dir: str | Path,
+    *,
+    model: nn.Module | None = None,
+    dataset: Dataset | None = None,
+    data_dir: str | Path | None = None,
+    html: bool = False,
+    layer: str | None = None,
+    mistakes: int = 20,
+) -> Path:
+    """Write plots/, README.md (and report.html) into a run folder; returns the README path.
+    `model` and `dataset` spare reloading them when the trainer calls this."""
+    run = RunFolder.existing(run_dir)
+    recipe, history = run.recipe(), run.history()
+    if not history:
+        raise TrainingError(f"{run.path} has no finished epoch to report on")
+    model = model if model is not None else load_trained_model(run)
+    if layer is not None and layer not in dict(model.named_modules()):
+        raise ModelError(f"no layer {layer!r} in the model; see the layer names in `cnnlab rf`")
+    if dataset is None:
+        dataset = load_dataset(recipe.data.dataset, data_dir)
+    dataset = dataset.limited(recipe.data.train_limit, recipe.data.test_limit)
+
+    graph = trace(model, dataset.input_shape)  # one traversal: summary, RF, checks, layer
+    layer = layer or default_layer(graph)
+    predictions = predict(model, dataset)
+    plots = run.path / "plots"
+    plots.mkdir(exist_ok=True)
+    lrs = lr_curve(recipe.schedule, recipe.optim, history[0].get("steps", 1), recipe.train.epochs)
+    plot_curves(history, lrs, plots / "curves.png")
+    shown = plot_misclassified(predictions, plots / "misclassified.png", mistakes)
+    matrix = confusion_matrix(predictions.labels, predictions.predicted, len(dataset.classes))
+    plot_confusion(matrix, dataset.classes, plots / "confusion.png")
+    _plot_gradcam(model, dataset, predictions, layer, plots / "gradcam.png")
+
+    report = check_graph(recipe, model, graph)
+    report.verdicts += check_history(recipe, history)
+    field = receptive_field_of(graph)
+    final = history[-1]
+    best = max(history, key=lambda row: row["test_acc"])
+    blocks = [
+        Heading(f"{recipe.name}: {recipe.description}" if recipe.description else recipe.name, 1),
+        Paragraph(
+            f"Final test accuracy **{final['test_acc']:.2f}%** (epoch {final['epoch']}), best "
+            f"**{best['test_acc']:.2f}%** (epoch {best['epoch']}). Model `{recipe.model.name}`, "
+            f"{sum(p.numel() for p in model.parameters()):,} parameters, "
+            f"{len(history)} epochs in {sum(r['seconds'] for r in history):.0f} s."
+        ),
+        Heading("Budget"),
+        Table(["", "rule", "measured"], [[v.line()[0], v.rule, v.measured]
+                                          for v in report.verdicts]),
+        Heading("Model"),
+        Code(summary_of(graph, model).to_text()),
+        Heading("Receptive field"),
+        Table(["Layer", "nin", "In Channels", "Out Channels", "padding", "kernel", "stride",
+               "dilation", "nout", "jin", "jout", "rin", "rout"],
+              [[str(v) for v in vars(row).values()] for row in field.rows]),
+        Paragraph(" ".join([*field.warnings, field.summary_line()])),
+        Heading("Training log"),
+        Table(["epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds"],
+              [[str(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['train_acc']:.2f}%",
+                f"{r['test_loss']:.4f}", f"{r['test_acc']:.2f}%", f"{r['lr']:.3g}",
+                f"{r['seconds']:.1f}"] for r in history]),
+        Image("plots/curves.png", "loss, accuracy and learning rate per epoch"),
+        Heading("Mistakes"),
+        Paragraph(f"{len(predictions.wrong)} of {len(predictions.labels)} test images are "
+                  f"misclassified; the {shown} most confident mistakes:"),
+        Image("plots/misclassified.png", "misclassified test images"),
+        Image("plots/confusion.png", "confusion matrix"),
+        Paragraph("Most confused pairs (true → predicted):"),
+        Table(["true", "predicted", "count"],
+              [[t, p, str(n)] for t, p, n in most_confused(matrix, dataset.classes)]),
+        Heading("GradCAM"),
+        Paragraph(f"Where layer `{layer}` finds evidence for the predicted class, on the first "
+                  f"{GRADCAM_IMAGES} mistakes above."),
+        Image("plots/gradcam.png", f"GradCAM at {layer}"),
+        Heading("Reproduce"),
+        Code(f"cnnlab train {run.config_path}"),
+    ]
+    readme = run.path / "README.md"
+    run.write_text("README.md", to_markdown(blocks))
+    if html:
+        run.write_text("report.html", to_html(blocks, recipe.name, run.path))
+    return readme
+
+
+def _plot_gradcam(model: nn.Module, data: Dataset, predictions: Predictions, layer: str,
+                  path: Path) -> None:
+    chosen = predictions.wrong[:GRADCAM_IMAGES]
+    if not len(chosen):  # a perfect model: show the first test images instead
+        chosen = torch.arange(min(GRADCAM_IMAGES, len(predictions.labels)))
+    device = next(model.parameters()).device
+    loader = DeviceLoader(predictions.images[chosen], predictions.labels[chosen], len(chosen),
+                          mean=data.mean, std=data.std, device=device)
+    x, _ = next(iter(loader))
+    guesses = predictions.predicted[chosen]
+    heatmaps = gradcam(model, layer, x, guesses.to(device)).cpu()
+    names = predictions.classes
+    titles = [f"true {names[t]} / pred {names[p]}"
+              for t, p in zip(predictions.labels[chosen].tolist(), guesses.tolist(), strict=True)]
+    plot_gradcam(predictions.images[chosen], heatmaps, titles, layer, path)
