@@ -14,7 +14,7 @@ from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.inspect import check, receptive_field, summary
 from cnnlab.inspect.subject import load_subject, parse_input_shape
 from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
-from cnnlab.models import build_model, count_parameters, model_names
+from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
 from cnnlab.pipeline import train
 from cnnlab.report import compare, write_report
 
@@ -140,19 +140,29 @@ def _compare(args: argparse.Namespace) -> None:
 
 
 def _recipes(_args: argparse.Namespace) -> None:
-    print(f"{'recipe':<12} {'dataset':<8} {'model':<12} {'params':>8} {'epochs':>6}  target")
+    rows = [("recipe", "dataset", "model", "params", "epochs", "target")]
     for name in builtin_recipes():
         recipe = load_recipe(name)
         params = count_parameters(build_model(recipe.model.name, **recipe.model.args))
         target = f"{recipe.spec.min_test_acc}%" if recipe.spec.min_test_acc else "-"
-        print(f"{name:<12} {recipe.data.dataset:<8} {recipe.model.name:<12} {params:>8,} "
-              f"{recipe.train.epochs:>6}  {target}")
+        rows.append((name, recipe.data.dataset, recipe.model.name, f"{params:,}",
+                     str(recipe.train.epochs), target))
+    _print_table(rows, right=(3, 4))
+
+
+def _print_table(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.rjust(w) if i in right else cell.ljust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
 
 
 def _models(_args: argparse.Namespace) -> None:
-    print(f"{'model':<16} {'params':>10}")
+    rows = [("model", "params", "input")]
     for name in model_names():
-        print(f"{name:<16} {count_parameters(build_model(name)):>10,}")
+        shape = ",".join(map(str, default_input_shape(name)))
+        rows.append((name, f"{count_parameters(build_model(name)):,}", shape))
+    _print_table(rows, right=(1,))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -22,7 +22,7 @@ from cnnlab.errors import ConfigError
 
 @dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "mnist"
+    dataset: str = "mnist"  # mnist | cifar10
     batch_size: int = 128
     eval_batch_size: int = 2000  # evaluation runs without gradients: big batches are cheaper
     train_limit: int = 0  # use only the first N training images (0 = all); for smoke runs
@@ -34,8 +34,13 @@ class AugmentConfig:
     engine: str = "fast"  # batched tensor ops on the training device
     rotate: float = 0.0  # max rotation in degrees, uniform in [-rotate, rotate] per image
     translate: float = 0.0  # max shift in pixels along each axis (sub-pixel), per image
-    pad_crop: int = 0  # zero-pad by N pixels, then crop a random window back to size
+    scale: float = 0.0  # max zoom change: scale uniform in [1 - scale, 1 + scale] per image
+    pad_crop: int = 0  # pad by N pixels, then crop a random window back to size
+    pad_mode: str = "zeros"  # zeros | reflect, for pad_crop
     hflip: float = 0.0  # probability of a horizontal flip per image
+    cutout: int = 0  # side of a square hole (filled with 0) placed inside each image
+    cutout_p: float = 1.0  # probability that an image gets the hole
+    gray: float = 0.0  # probability of turning an image to grey (3-channel images)
 
 
 @dataclass(frozen=True)
@@ -108,8 +113,9 @@ class Recipe:
 
 
 CHOICES = {
-    "data.dataset": ("mnist",),
+    "data.dataset": ("mnist", "cifar10"),
     "augment.engine": ("fast",),
+    "augment.pad_mode": ("zeros", "reflect"),
     "optim.name": ("sgd", "adam", "adamw"),
     "schedule.name": ("constant", "onecycle", "step", "cosine"),
     "train.device": ("auto", "cpu", "cuda"),

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.data import mnist
+from cnnlab.data import cifar10, mnist
 from cnnlab.data.root import data_root
 
-INPUT_SHAPES = {"mnist": (1, 28, 28)}  # (C, H, W): lets models be inspected without the data
+# (C, H, W) per dataset: lets models be inspected without loading the data
+INPUT_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
 @dataclass(frozen=True)
@@ -39,8 +40,11 @@ class Dataset:
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
-    """Load `name` ('mnist') from the data root, downloading missing files where possible."""
+    """Load 'mnist' or 'cifar10' from the data root, downloading missing files if possible."""
     root = data_root(data_dir)
     if name == "mnist":
         return Dataset("mnist", *mnist.load_mnist(root), mnist.MEAN, mnist.STD, mnist.CLASSES)
+    if name == "cifar10":
+        return Dataset("cifar10", *cifar10.load_cifar10(root), cifar10.MEAN, cifar10.STD,
+                       cifar10.CLASSES)
     raise ValueError(f"unknown dataset {name!r}")  # recipes are validated before this

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from cnnlab.data import download as downloader
-from cnnlab.data.root import offline
+from cnnlab.data.root import OFFLINE_REASON, offline
 from cnnlab.data.verify import verify_content
 from cnnlab.errors import DataError
 
@@ -71,10 +71,7 @@ def ensure_files(folder: Path, names: tuple[str, ...]) -> None:
         return
     new_folders = [p for p in (folder, *folder.parents) if not p.exists()]
     for name in missing:
-        if offline():
-            reason = "downloads are off: CNNLAB_OFFLINE is set"
-        else:
-            reason = _download(folder, name)
+        reason = OFFLINE_REASON if offline() else _download(folder, name)
         if reason:
             for created in new_folders:  # leave the disk as we found it
                 with contextlib.suppress(OSError):

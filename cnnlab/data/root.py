@@ -21,6 +21,9 @@ def cache_dir() -> Path:
     return Path(os.environ.get("CNNLAB_CACHE") or Path.home() / ".cache" / "cnnlab")
 
 
+OFFLINE_REASON = "downloads are off: CNNLAB_OFFLINE is set"
+
+
 def offline() -> bool:
     """True when `$CNNLAB_OFFLINE` is set: never try to download (air-gapped machines, tests)."""
     return os.environ.get("CNNLAB_OFFLINE", "") not in ("", "0")

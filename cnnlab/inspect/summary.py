@@ -29,6 +29,7 @@ class SummaryRow:
     shape: tuple[int, ...]
     params: int
     extra: dict[str, str]  # optional columns
+    is_module: bool = True
 
 
 @dataclass
@@ -47,10 +48,12 @@ class Summary:
 
     @property
     def sizes_mb(self) -> dict[str, float]:
-        """torchsummary's estimate: fp32, batch of 1, every output kept for the backward pass."""
+        """torchsummary's estimate: fp32, batch of 1, every module output kept for the backward
+        pass (functional rows left out, as torchsummary cannot see them)."""
+        outputs = sum(math.prod(r.shape) for r in self.rows if r.is_module)
         sizes = {
             "input": math.prod(self.input_shape) * 4 / MB,
-            "forward_backward": 2 * sum(math.prod(r.shape) for r in self.rows) * 4 / MB,
+            "forward_backward": 2 * outputs * 4 / MB,
             "params": self.total_params * 4 / MB,
         }
         sizes["total"] = sum(sizes.values())
@@ -112,7 +115,7 @@ def summary_of(
             continue
         name = f"{node.kind}-{len(rows) + 1}"
         extra = _extra_columns(node, columns, rf)
-        rows.append(SummaryRow(name, node.name, node.shape, node.params, extra))
+        rows.append(SummaryRow(name, node.name, node.shape, node.params, extra, node.is_module))
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return Summary(rows, graph.input_shape, total, trainable, tuple(columns), graph.exact,

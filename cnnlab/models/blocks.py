@@ -51,3 +51,33 @@ class FeaturesThenHead(nn.Module):
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def conv_bn_relu(cin: int, cout: int, *, pool: bool = False, dropout: float = 0.0) -> nn.Sequential:
+    """3x3 conv (no bias) -> [MaxPool 2] -> BatchNorm -> ReLU -> Dropout: the S10 ResNet's unit."""
+    layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False)]
+    if pool:
+        layers.append(nn.MaxPool2d(2, 2))
+    layers += [nn.BatchNorm2d(cout), nn.ReLU(), nn.Dropout(dropout)]
+    return nn.Sequential(*layers)
+
+
+class Residual(nn.Module):
+    """x + body(x)."""
+
+    def __init__(self, body: nn.Module):
+        super().__init__()
+        self.body = body
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
+def depthwise_separable(cin: int, cout: int, kernel: int = 3, padding: int = 0) -> nn.Sequential:
+    """Depthwise kxk conv (groups = cin) then pointwise 1x1 conv -> ReLU -> BatchNorm."""
+    return nn.Sequential(
+        nn.Conv2d(cin, cin, kernel, padding=padding, groups=cin, bias=False),
+        nn.Conv2d(cin, cout, 1, bias=False),
+        nn.ReLU(),
+        nn.BatchNorm2d(cout),
+    )

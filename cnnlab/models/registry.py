@@ -96,4 +96,5 @@ def _import_module(module_name: str) -> Any:
 
 
 def _load_zoo() -> None:
-    import cnnlab.models.mnist  # noqa: F401  (registers the built-in models)
+    import cnnlab.models.cifar  # noqa: F401  (registers the built-in models)
+    import cnnlab.models.mnist  # noqa: F401

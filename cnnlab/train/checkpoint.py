@@ -50,5 +50,5 @@ def load_trained_model(run: RunFolder) -> nn.Module:
     state = load_checkpoint(run.last_checkpoint)
     recipe = run.recipe()
     model = build_model(recipe.model.name, **recipe.model.args)
-    model.load_state_dict(state.get("ema", state["model"]))
+    model.load_state_dict(state["ema"]["weights"] if "ema" in state else state["model"])
     return model.eval()
