@@ -10,6 +10,7 @@ import os
 import sys
 
 from cnnlab.config import builtin_recipes, load_recipe
+from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.inspect import check, receptive_field, summary
 from cnnlab.inspect.subject import load_subject, parse_input_shape
@@ -17,6 +18,8 @@ from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
 from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
 from cnnlab.pipeline import train
 from cnnlab.report import compare, write_report
+from cnnlab.report.curves import plot_lr_find
+from cnnlab.train.trainer import find_lr
 
 
 class _Parser(argparse.ArgumentParser):
@@ -49,6 +52,16 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--mistakes", type=int, default=20, help="misclassified images shown")
     report.add_argument("--data-dir", help="data root (default: $CNNLAB_DATA or ~/.cache/cnnlab)")
 
+    finder = verbs.add_parser("lr-find", help="LR range test: suggest a max LR for One Cycle")
+    finder.add_argument("recipe", help="built-in recipe name or path to a .toml file")
+    finder.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a recipe key (repeatable)")
+    finder.add_argument("--start", type=float, default=1e-7, help="first lr (default 1e-7)")
+    finder.add_argument("--end", type=float, default=10.0, help="last lr (default 10)")
+    finder.add_argument("--steps", type=int, default=100, help="batches to sweep (default 100)")
+    finder.add_argument("--data-dir", help="data root (default: $CNNLAB_DATA or ~/.cache/cnnlab)")
+    finder.add_argument("--out", help="plot PNG (default: lr-find-<recipe>.png)")
+
     overlay = verbs.add_parser("compare", help="overlay the curves of several runs")
     overlay.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
     overlay.add_argument("--out", default="compare.png", help="PNG to write (default: compare.png)")
@@ -75,7 +88,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verbs.add_parser("models", help="list the registered models and their parameter counts"
                      ).set_defaults(handler=_models)
     for parser_, handler in ((run, _train), (table, _summary), (rf, _rf), (verdict, _check),
-                             (report, _report), (overlay, _compare)):
+                             (report, _report), (overlay, _compare), (finder, _lr_find)):
         parser_.set_defaults(handler=handler)
     return parser
 
@@ -132,6 +145,17 @@ def _report(args: argparse.Namespace) -> None:
     readme = write_report(args.run_dir, data_dir=args.data_dir, html=args.html,
                           layer=args.layer, mistakes=args.mistakes)
     print(f"wrote {readme}" + (f" and {readme.with_name('report.html')}" if args.html else ""))
+
+
+def _lr_find(args: argparse.Namespace) -> None:
+    recipe = load_recipe(args.recipe, args.overrides)
+    data = load_dataset(recipe.data.dataset, args.data_dir)
+    data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
+    result = find_lr(recipe, data, start=args.start, end=args.end, steps=args.steps)
+    out = args.out or f"lr-find-{recipe.name}.png"
+    plot_lr_find(result, out)
+    print(result.summary_line())
+    print(f"plot: {out}")
 
 
 def _compare(args: argparse.Namespace) -> None:

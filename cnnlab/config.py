@@ -61,7 +61,7 @@ class OptimConfig:
 @dataclass(frozen=True)
 class ScheduleConfig:
     name: str = "constant"  # constant | onecycle | step | cosine; all stepped once per batch
-    max_lr: float = 0.0  # onecycle peak; 0 means optim.lr
+    max_lr: float | str = 0.0  # onecycle peak; 0 means optim.lr; "find": LR range test first
     pct_start: float = 0.25  # onecycle: share of the steps spent warming up
     div_factor: float = 25.0  # onecycle: start lr = max_lr / div_factor
     final_div_factor: float = 1e4  # onecycle: final lr = start lr / final_div_factor
@@ -148,6 +148,8 @@ def parse_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         value = getattr(getattr(recipe, section), name)
         if value not in allowed:
             raise ConfigError(f"{source}: {key} = {value!r} is not one of {', '.join(allowed)}")
+    if isinstance(recipe.schedule.max_lr, str) and recipe.schedule.max_lr != "find":
+        raise ConfigError(f"{source}: schedule.max_lr must be a number or \"find\"")
     return recipe
 
 

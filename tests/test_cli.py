@@ -64,7 +64,7 @@ def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert {p.name for p in run_dir.iterdir()} == {
         "config.toml", "log.txt", "history.jsonl", "checkpoints", "summary.txt", "rf.md",
-        "check.md"}
+        "check.md", "plots", "README.md"}
     assert "Total params: 16,754" in (run_dir / "summary.txt").read_text()
     assert "final receptive field" in (run_dir / "rf.md").read_text()
     # a 2-epoch run cannot decide a rule about the last 3 epochs: undecided, not failed
@@ -73,3 +73,32 @@ def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys
     assert "seed = 3" in (run_dir / "config.toml").read_text()
     assert main(["train", "--resume", str(run_dir), "--data-dir", str(root), "--no-progress"]) == 0
     assert "Test set" not in capsys.readouterr().out  # nothing left to train
+
+
+def test_lr_find_report_and_compare_commands(fake_mnist, tmp_path, capsys):
+    root, _ = fake_mnist(n_train=256, n_test=64)
+    png = tmp_path / "lr.png"
+    assert main(["lr-find", "mnist-99.4", "--data-dir", str(root), "--steps", "12",
+                 "--start", "1e-4", "--end", "1", "--set", "data.batch_size=16",
+                 "--out", str(png)]) == 0
+    assert "suggested max lr" in capsys.readouterr().out
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    assert main(["train", "mnist-99.4", "--data-dir", str(root), "--out", str(tmp_path / "runs"),
+                 "--set", "train.epochs=1", "--no-progress", "--html"]) == 0
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert (run_dir / "README.md").is_file() and (run_dir / "report.html").is_file()
+    (run_dir / "README.md").unlink()
+    assert main(["report", str(run_dir), "--data-dir", str(root), "--mistakes", "4"]) == 0
+    assert (run_dir / "README.md").is_file()
+    assert main(["compare", str(run_dir), str(run_dir), "--out", str(tmp_path / "c.png")]) == 0
+    assert (tmp_path / "c.png").is_file()
+    assert main(["report", str(tmp_path)]) == 2  # not a run folder
+    assert "not a cnnlab run folder" in capsys.readouterr().err
+
+
+def test_check_exit_codes(capsys):
+    assert main(["check", "mnist-99.4"]) == 0
+    assert main(["check", "mnist-99.4", "--set", "x"]) == 2  # check takes no --set
+    assert main(["summary", "cifar_s9", "--columns", "rf"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 94,292" in out and "cat-" in out

@@ -44,3 +44,17 @@ def plot_compare(histories: dict[str, list[dict]], path: Path) -> None:
         axes.legend(fontsize="small")
         axes.grid(alpha=0.3)
     figure.savefig(path, dpi=100)
+
+
+def plot_lr_find(result, path: Path) -> None:
+    """Smoothed loss against learning rate (log scale), with the two suggestions marked."""
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axes = figure.subplots()
+    axes.plot(result.lrs, result.losses)
+    axes.set_xscale("log")
+    for lr, style, label in ((result.steepest, "r--", "steepest"), (result.valley, "g:", "valley")):
+        axes.axvline(lr, color=style[0], linestyle=style[1:], label=f"{label} {lr:.2g}")
+    axes.set(title="LR range test", xlabel="learning rate", ylabel="smoothed loss")
+    axes.legend()
+    axes.grid(alpha=0.3, which="both")
+    figure.savefig(path, dpi=100)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import sys
 import time
@@ -15,7 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cnnlab.config import Recipe
+from cnnlab.config import Recipe, ScheduleConfig
 from cnnlab.data import BatchAugment, Dataset, DeviceLoader, load_dataset
 from cnnlab.data.dataset import INPUT_SHAPES
 from cnnlab.errors import ConfigError, SpecError, TrainingError
@@ -27,6 +29,7 @@ from cnnlab.models import build_model, count_parameters
 from cnnlab.run_folder import RunFolder
 from cnnlab.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_atomic
 from cnnlab.train.ema import WeightEMA
+from cnnlab.train.lr_finder import LRFindResult, lr_find
 from cnnlab.train.optim import build_optimizer, build_schedule
 
 BAR_EVERY = 20  # steps between progress-bar updates; each update syncs with the device
@@ -83,7 +86,13 @@ def train(
             + [f"  {v.line()}" for v in report.failures]
         ))
     data = dataset if dataset is not None else load_dataset(recipe.data.dataset, data_dir)
-    trainer = Trainer(recipe, data.limited(recipe.data.train_limit, recipe.data.test_limit), model)
+    data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
+    if recipe.schedule.max_lr == "find":
+        found = find_lr(recipe, data, model=model, progress=progress)
+        (echo or (lambda line: None))(f"LR range test: {found.summary_line()}")
+        recipe = dataclasses.replace(
+            recipe, schedule=dataclasses.replace(recipe.schedule, max_lr=found.steepest))
+    trainer = Trainer(recipe, data, model)
     # The run folder is made only once everything above has been validated.
     if run is None:
         run = RunFolder.create(out_dir, recipe)
@@ -111,6 +120,26 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("CUDA is not available on this machine: use --device cpu")
     return torch.device(name)
+
+
+def find_lr(
+    recipe: Recipe,
+    data: Dataset,
+    *,
+    model: nn.Module | None = None,
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 100,
+    progress: bool = True,
+) -> LRFindResult:
+    """LR range test for `recipe` on `data`'s training batches (its loader, augmentation,
+    optimiser). `model` is left untouched: the test runs on a copy."""
+    if model is None:
+        torch.manual_seed(recipe.train.seed)
+        model = build_model(recipe.model.name, **recipe.model.args)
+    steady = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"))
+    probe = Trainer(steady, data, copy.deepcopy(model))
+    return lr_find(probe.model, probe.optimizer, probe.train_loader, start, end, steps, progress)
 
 
 class Trainer:

@@ -1,0 +1,105 @@
+"""LR range test (Smith 2017, as fastai's lr_find): train briefly while the learning rate grows
+exponentially, watch the smoothed loss, and suggest where it falls fastest.
+
+The model, optimiser and random state are restored afterwards, so a run that starts with a
+range test trains exactly as if it had been given the suggested number.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from cnnlab.data import DeviceLoader
+from cnnlab.errors import ConfigError
+
+SMOOTHING = 0.98  # weight of the running average of the loss
+DIVERGED = 4.0  # stop once the smoothed loss exceeds this many times its minimum
+
+
+@dataclass
+class LRFindResult:
+    lrs: list[float]
+    losses: list[float]  # smoothed, bias-corrected
+    steepest: float  # lr where the smoothed loss falls fastest (per log-lr)
+    valley: float  # a tenth of the lr with the lowest smoothed loss: a safer choice
+    diverged: bool  # the sweep stopped early because the loss blew up
+
+    def summary_line(self) -> str:
+        return (f"suggested max lr: {self.steepest:.3g} (steepest descent), "
+                f"{self.valley:.3g} (valley); {len(self.lrs)} steps"
+                + (", stopped when the loss diverged" if self.diverged else ""))
+
+
+def lr_find(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: DeviceLoader,
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 100,
+    progress: bool = True,
+) -> LRFindResult:
+    if not 0 < start < end:
+        raise ConfigError(f"lr-find needs 0 < start < end, got start={start} end={end}")
+    if steps < 5:
+        raise ConfigError("lr-find needs at least 5 steps")
+    saved_model = copy.deepcopy(model.state_dict())
+    saved_optimizer = copy.deepcopy(optimizer.state_dict())
+    saved_rng = torch.get_rng_state()
+    saved_data = loader.generator.get_state() if loader.generator is not None else None
+    growth = (end / start) ** (1 / (steps - 1))
+    lrs, losses, average, best = [], [], 0.0, math.inf
+    diverged = False
+    model.train()
+    try:
+        batches = _forever(loader)
+        for step in tqdm(range(steps), desc="lr-find", disable=not progress, file=sys.stderr):
+            lr = start * growth**step
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            x, y = next(batches)
+            loss = F.cross_entropy(model(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            value = loss.item()
+            average = SMOOTHING * average + (1 - SMOOTHING) * value
+            smoothed = average / (1 - SMOOTHING ** (step + 1))
+            if not math.isfinite(smoothed) or smoothed > DIVERGED * best:
+                diverged = True
+                break
+            best = min(best, smoothed)
+            lrs.append(lr)
+            losses.append(smoothed)
+    finally:
+        model.load_state_dict(saved_model)
+        optimizer.load_state_dict(saved_optimizer)
+        torch.set_rng_state(saved_rng)
+        if saved_data is not None:
+            loader.generator.set_state(saved_data)
+    return LRFindResult(lrs, losses, *_suggestions(lrs, losses), diverged)
+
+
+def _forever(loader: DeviceLoader):
+    while True:
+        yield from loader
+
+
+def _suggestions(lrs: list[float], losses: list[float]) -> tuple[float, float]:
+    if len(lrs) < 3:
+        raise ConfigError("the loss diverged at once: lower --start")
+    # Skip the first tenth: the running average is still settling there.
+    skip = max(1, len(lrs) // 10)
+    slope = np.gradient(np.array(losses[skip:]), np.log(np.array(lrs[skip:])))
+    steepest = lrs[skip + int(np.argmin(slope))]
+    valley = lrs[int(np.argmin(losses))] / 10
+    return steepest, valley

@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from cnnlab.config import load_recipe
+from cnnlab.data import load_dataset
+from cnnlab.errors import ConfigError
+from cnnlab.run_folder import RunFolder
+from cnnlab.train import train
+from cnnlab.train.lr_finder import LRFindResult
+from cnnlab.train.trainer import find_lr
+from tests.conftest import separable_dataset
+
+
+def _recipe(*overrides):
+    return load_recipe("mnist-99.4", ["data.batch_size=32", "train.device=cpu", *overrides])
+
+
+def test_lr_find_sweeps_suggests_and_stops_on_divergence():
+    result = find_lr(_recipe(), separable_dataset(), start=1e-5, end=1e3, steps=60,
+                     progress=False)
+    assert isinstance(result, LRFindResult)
+    assert result.diverged  # lr 1000 blows any model up
+    assert len(result.lrs) < 60
+    ratios = [b / a for a, b in zip(result.lrs, result.lrs[1:], strict=False)]
+    assert max(ratios) == pytest.approx(min(ratios))  # exponential
+    assert 1e-5 <= result.valley < result.lrs[-1] and 1e-5 <= result.steepest <= result.lrs[-1]
+    low = result.losses[: len(result.losses) // 3]
+    assert min(result.losses) < min(low)  # the loss fell somewhere along the sweep
+
+
+def test_lr_find_leaves_the_model_untouched():
+    torch.manual_seed(0)
+    from cnnlab.models import build_model
+
+    model = build_model("mnist_fast")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rng = torch.get_rng_state()
+    find_lr(_recipe(), separable_dataset(), model=model, steps=20, progress=False)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_bad_range_is_a_config_error():
+    with pytest.raises(ConfigError, match="start < end"):
+        find_lr(_recipe(), separable_dataset(), start=1.0, end=0.1, progress=False)
+
+
+def test_max_lr_find_runs_the_range_test_and_records_the_number(tmp_path):
+    lines = []
+    recipe = _recipe('schedule.max_lr="find"', "train.epochs=1")
+    result = train(recipe, dataset=separable_dataset(), out_dir=tmp_path, progress=False,
+                   echo=lines.append)
+    assert lines[0].startswith("LR range test: suggested max lr:")
+    found = RunFolder(result.run_dir).recipe().schedule.max_lr
+    assert isinstance(found, float) and found > 0
+    assert f"{found:.3g}" in lines[0]
+
+
+def test_max_lr_must_be_a_number_or_find():
+    with pytest.raises(ConfigError, match="max_lr"):
+        _recipe('schedule.max_lr="auto"')
+
+
+def test_lr_find_on_the_cifar_recipes(tmp_path, monkeypatch):
+    import os
+
+    root = os.environ.get("CNNLAB_DATA")
+    if not root or not os.path.isdir(os.path.join(root, "cifar-10-batches-py")):
+        pytest.skip("set CNNLAB_DATA to the folder holding cifar-10-batches-py (.ci/run does)")
+    data = load_dataset("cifar10", root).limited(train=256, test=10)
+    for name, steps in (("cifar-s9-fast", 12), ("cifar-s10", 6)):
+        recipe = load_recipe(name, ["data.batch_size=16", "train.device=cpu"])
+        result = find_lr(recipe, data, start=1e-4, end=1.0, steps=steps, progress=False)
+        assert len(result.lrs) >= 3 and result.steepest > 0
