@@ -31,7 +31,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    engine: str = "fast"  # batched tensor ops on the training device
+    engine: str = "fast"  # fast: batched tensor ops on the device | albumentations: per sample
     rotate: float = 0.0  # max rotation in degrees, uniform in [-rotate, rotate] per image
     translate: float = 0.0  # max shift in pixels along each axis (sub-pixel), per image
     scale: float = 0.0  # max zoom change: scale uniform in [1 - scale, 1 + scale] per image
@@ -41,6 +41,9 @@ class AugmentConfig:
     cutout: int = 0  # side of a square hole (filled with 0) placed inside each image
     cutout_p: float = 1.0  # probability that an image gets the hole
     gray: float = 0.0  # probability of turning an image to grey (3-channel images)
+    # albumentations engine: [[augment.transforms]] tables, name = "HorizontalFlip", p = 0.5
+    transforms: list[dict] = field(default_factory=list)
+    workers: int = 2  # DataLoader worker processes for the albumentations engine
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,7 @@ class Recipe:
 
 CHOICES = {
     "data.dataset": ("mnist", "cifar10"),
-    "augment.engine": ("fast",),
+    "augment.engine": ("fast", "albumentations"),
     "augment.pad_mode": ("zeros", "reflect"),
     "optim.name": ("sgd", "adam", "adamw"),
     "schedule.name": ("constant", "onecycle", "step", "cosine"),

@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from cnnlab.config import Recipe, ScheduleConfig
 from cnnlab.data import BatchAugment, Dataset, DeviceLoader, load_dataset
+from cnnlab.data.albumentations_loader import AlbumentationsLoader
 from cnnlab.data.dataset import INPUT_SHAPES
 from cnnlab.errors import ConfigError, SpecError, TrainingError
 from cnnlab.inspect.graph import trace
@@ -151,13 +152,19 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=layout)
-        augment = BatchAugment(recipe.augment)
         loader_args = dict(mean=data.mean, std=data.std, device=self.device,
                            channels_last=cfg.channels_last)
-        self.train_loader = DeviceLoader(
-            data.train_images, data.train_labels, recipe.data.batch_size, shuffle=True,
-            generator=self.generator, augment=augment if augment.active else None, **loader_args
-        )
+        if recipe.augment.engine == "albumentations":
+            self.train_loader = AlbumentationsLoader(
+                data.train_images, data.train_labels, recipe.data.batch_size,
+                transforms=recipe.augment.transforms, workers=recipe.augment.workers,
+                seed=cfg.seed, **loader_args)
+        else:
+            augment = BatchAugment(recipe.augment)
+            self.train_loader = DeviceLoader(
+                data.train_images, data.train_labels, recipe.data.batch_size, shuffle=True,
+                generator=self.generator, augment=augment if augment.active else None,
+                **loader_args)
         self.test_loader = DeviceLoader(
             data.test_images, data.test_labels, recipe.data.eval_batch_size, **loader_args
         )
