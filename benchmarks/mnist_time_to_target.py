@@ -48,7 +48,8 @@ def main() -> None:
                     reached["seconds"] = time.perf_counter() - run_started
                     reached["at_epoch"] = reached["epoch"]
 
-        result = cnnlab.train(recipe, dataset=data, out_dir=args.out, progress=False, echo=watch)
+        result = cnnlab.train(recipe, dataset=data, out_dir=args.out, progress=False, echo=watch,
+                              report=False)
         total = time.perf_counter() - run_started
         last_n = recipe.spec.last_epochs
         row = {

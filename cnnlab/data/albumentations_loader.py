@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.data import Dataset as TorchDataset
 
+from cnnlab.data.loader import normaliser
 from cnnlab.errors import ConfigError
 
 
@@ -94,9 +95,7 @@ class AlbumentationsLoader:
             generator=torch.Generator().manual_seed(seed), persistent_workers=workers > 0,
             pin_memory=self.device.type == "cuda",
         )
-        std_t = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
-        self.scale = 1.0 / (255.0 * std_t)
-        self.shift = -torch.tensor(mean, device=self.device).view(1, -1, 1, 1) / std_t
+        self.scale, self.shift = normaliser(mean, std, self.device)
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)

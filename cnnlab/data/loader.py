@@ -14,6 +14,16 @@ import torch
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
+def normaliser(
+    mean: tuple[float, ...], std: tuple[float, ...], device: torch.device | str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) with (x / 255 - mean) / std == x * scale + shift: one fused
+    multiply-add per batch (torch.addcmul) turns uint8-range pixels into network inputs."""
+    std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
+    mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
+    return 1.0 / (255.0 * std_t), -mean_t / std_t
+
+
 class DeviceLoader:
     def __init__(
         self,
@@ -38,11 +48,7 @@ class DeviceLoader:
         self.augment = augment
         self.generator = generator
         self.channels_last = channels_last
-        std_t = torch.tensor(std, device=device).view(1, -1, 1, 1)
-        mean_t = torch.tensor(mean, device=device).view(1, -1, 1, 1)
-        # (x / 255 - mean) / std  ==  x * scale + shift
-        self.scale = 1.0 / (255.0 * std_t)
-        self.shift = -mean_t / std_t
+        self.scale, self.shift = normaliser(mean, std, device)
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)

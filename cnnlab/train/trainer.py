@@ -225,8 +225,10 @@ class Trainer:
                              "test_acc": row["test_acc"]}, run.best_checkpoint)
             run.write_history(self.history)
 
-    def train_epoch(self, epoch: int, run: RunFolder, progress: bool) -> tuple[float, float]:
-        """One pass over the training set; returns mean loss and accuracy (percent)."""
+    def train_epoch(self, epoch: int, run: RunFolder | None, progress: bool
+                    ) -> tuple[float, float]:
+        """One pass over the training set; returns mean loss and accuracy (percent). `run`
+        (if any) gets a line in its log when the loss diverges."""
         model, optimizer, loader = self.model, self.optimizer, self.train_loader
         model.train()
         loss_sum = torch.zeros((), device=self.device)
@@ -259,14 +261,14 @@ class Trainer:
         return mean_loss, 100.0 * correct.item() / seen
 
 
-def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder) -> None:
+def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None) -> None:
     if math.isfinite(value):
         return
-    message = (
-        f"training diverged: loss is {value} at epoch {epoch}, batch {step}; the last good "
-        f"checkpoint is kept in {run.last_checkpoint.parent}. Lower the learning rate and retry"
-    )
-    run.log(message)
+    message = f"training diverged: loss is {value} at epoch {epoch}, batch {step}"
+    if run is not None:
+        message += (f"; the last good checkpoint is kept in {run.last_checkpoint.parent}. "
+                    "Lower the learning rate and retry")
+        run.log(message)
     raise TrainingError(message)
 
 
