@@ -76,6 +76,7 @@ def train(
         recipe = run.recipe()
     if recipe is None:
         raise ConfigError("give a recipe to train, or a run folder to resume")
+    say = echo or (lambda line: None)
     pick_device(recipe.train.device)  # fail early on a device this machine lacks
     torch.manual_seed(recipe.train.seed)  # the model's initial weights follow the seed
     model = build_model(recipe.model.name, **recipe.model.args)
@@ -90,7 +91,7 @@ def train(
     data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
     if recipe.schedule.max_lr == "find":
         found = find_lr(recipe, data, model=model, progress=progress)
-        (echo or (lambda line: None))(f"LR range test: {found.summary_line()}")
+        say(f"LR range test: {found.summary_line()}")
         recipe = dataclasses.replace(
             recipe, schedule=dataclasses.replace(recipe.schedule, max_lr=found.steepest))
     trainer = Trainer(recipe, data, model)
@@ -106,7 +107,7 @@ def train(
         run.write_history(trainer.history)  # the checkpoint is the truth if a crash cut the log
         run.log(f"resumed after epoch {len(trainer.history)}")
     try:
-        trainer.fit(run, progress, echo or (lambda line: None))
+        trainer.fit(run, progress, say)
     except KeyboardInterrupt:
         run.log(f"interrupted in epoch {len(trainer.history) + 1}")
         raise KeyboardInterrupt(str(run.path)) from None  # tells the caller what to resume
