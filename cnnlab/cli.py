@@ -113,7 +113,9 @@ def _train(args: argparse.Namespace) -> None:
                        progress=not args.no_progress, check=not args.no_check, html=args.html)
     best = max(result.history, key=lambda row: row["test_acc"])
     print(f"final test accuracy {result.final_accuracy:.2f}%, best {best['test_acc']:.2f}% "
-          f"(epoch {best['epoch']}); run folder: {result.run_dir}")
+          f"(epoch {best['epoch']}); report: {result.run_dir / 'README.md'}")
+    for verdict in result.check.verdicts:
+        print(verdict.line())
 
 
 def _summary(args: argparse.Namespace) -> None:

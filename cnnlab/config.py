@@ -81,6 +81,8 @@ class TrainConfig:
     ema_decay: float = 0.0  # 0 = off; else evaluate an exponential moving average of the weights
     device: str = "auto"  # auto | cpu | cuda
     channels_last: bool = True  # measured faster for these small convnets on CPU (BENCHMARKS.md)
+    amp: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU | bf16 | off
+    compile: bool = False  # torch.compile the model for training (pays a compile up front)
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ CHOICES = {
     "optim.name": ("sgd", "adam", "adamw"),
     "schedule.name": ("constant", "onecycle", "step", "cosine"),
     "train.device": ("auto", "cpu", "cuda"),
+    "train.amp": ("auto", "bf16", "off"),
 }
 
 

@@ -178,3 +178,14 @@ def test_optimizers(name, kind):
                                                                   weight_decay=0.01))
     assert isinstance(optimizer, kind)
     assert optimizer.param_groups[0]["weight_decay"] == 0.01
+
+
+def test_amp_is_off_on_cpu_by_default_and_bf16_runs_when_asked(tmp_path):
+    from cnnlab.models import build_model
+
+    data = separable_dataset()
+    plain = trainer.Trainer(_recipe(), data, build_model("mnist_fast"))
+    assert plain.amp is False and plain.forward is plain.model
+    result = _run(_recipe("train.amp=bf16", epochs=2), tmp_path)  # the GPU path's autocast
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())

@@ -169,6 +169,10 @@ class Trainer:
         self.test_loader = DeviceLoader(
             data.test_images, data.test_labels, recipe.data.eval_batch_size, **loader_args
         )
+        # bf16 autocast where it pays (CUDA) or where asked; fp32 master weights either way.
+        self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
+        # The compiled module shares parameters with self.model, whose state_dict stays clean.
+        self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = build_optimizer(self.model, recipe.optim)
         self.schedule = build_schedule(
             self.optimizer, recipe.schedule, len(self.train_loader), cfg.epochs
@@ -203,7 +207,7 @@ class Trainer:
             started = time.perf_counter()
             train_loss, train_acc = self.train_epoch(epoch, run, progress)
             train_seconds = time.perf_counter() - started
-            test_loss, correct = evaluate(self.evaluated, self.test_loader)
+            test_loss, correct = evaluate(self.evaluated, self.test_loader, self.amp)
             total = self.test_loader.num_samples
             row = {
                 "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
@@ -238,8 +242,9 @@ class Trainer:
         bar = tqdm(loader, total=len(loader), disable=not progress, file=sys.stderr,
                    dynamic_ncols=True)
         for step, (x, y) in enumerate(bar):
-            out = model(x)
-            loss = F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
+            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+                out = self.forward(x)
+                loss = F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -274,13 +279,15 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: DeviceLoader) -> tuple[float, int]:
+def evaluate(model: nn.Module, loader: DeviceLoader, amp: bool = False) -> tuple[float, int]:
     """Mean cross-entropy and number of correct predictions over the whole loader."""
     model.eval()
-    loss_sum = torch.zeros((), device=loader.labels.device)
-    correct = torch.zeros((), device=loader.labels.device, dtype=torch.long)
+    device = loader.labels.device
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
     for x, y in loader:
-        out = model(x)
-        loss_sum += F.cross_entropy(out, y, reduction="sum")
+        with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+            out = model(x)
+        loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         correct += (out.argmax(1) == y).sum()
     return loss_sum.item() / loader.num_samples, int(correct.item())
