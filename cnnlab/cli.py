@@ -10,16 +10,15 @@ import os
 import sys
 
 from cnnlab.config import builtin_recipes, load_recipe
-from cnnlab.data import load_dataset
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.inspect import check, receptive_field, summary
 from cnnlab.inspect.subject import load_subject, parse_input_shape
 from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
 from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
-from cnnlab.pipeline import train
+from cnnlab.pipeline import lr_find, train
 from cnnlab.report import compare, write_report
-from cnnlab.report.curves import plot_lr_find
-from cnnlab.train.trainer import find_lr
+
+DATA_DIR_HELP = "data root (default: $CNNLAB_DATA, else ~/.cache/cnnlab)"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +34,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("recipe", nargs="?", help="built-in recipe name or path to a .toml file")
     run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                      help="override a recipe key, e.g. --set train.epochs=3 (repeatable)")
-    run.add_argument("--data-dir", help="data root (default: $CNNLAB_DATA or ~/.cache/cnnlab)")
+    run.add_argument("--data-dir", help=DATA_DIR_HELP)
     run.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
     run.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
     run.add_argument("--seed", type=int, help="random seed (same as --set train.seed=N)")
@@ -50,7 +49,7 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--html", action="store_true", help="also write report.html")
     report.add_argument("--layer", help="GradCAM layer (default: last conv with a map >= 4x4)")
     report.add_argument("--mistakes", type=int, default=20, help="misclassified images shown")
-    report.add_argument("--data-dir", help="data root (default: $CNNLAB_DATA or ~/.cache/cnnlab)")
+    report.add_argument("--data-dir", help=DATA_DIR_HELP)
 
     finder = verbs.add_parser("lr-find", help="LR range test: suggest a max LR for One Cycle")
     finder.add_argument("recipe", help="built-in recipe name or path to a .toml file")
@@ -59,7 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
     finder.add_argument("--start", type=float, default=1e-7, help="first lr (default 1e-7)")
     finder.add_argument("--end", type=float, default=10.0, help="last lr (default 10)")
     finder.add_argument("--steps", type=int, default=100, help="batches to sweep (default 100)")
-    finder.add_argument("--data-dir", help="data root (default: $CNNLAB_DATA or ~/.cache/cnnlab)")
+    finder.add_argument("--data-dir", help=DATA_DIR_HELP)
     finder.add_argument("--out", help="plot PNG (default: lr-find-<recipe>.png)")
 
     overlay = verbs.add_parser("compare", help="overlay the curves of several runs")
@@ -151,11 +150,9 @@ def _report(args: argparse.Namespace) -> None:
 
 def _lr_find(args: argparse.Namespace) -> None:
     recipe = load_recipe(args.recipe, args.overrides)
-    data = load_dataset(recipe.data.dataset, args.data_dir)
-    data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
-    result = find_lr(recipe, data, start=args.start, end=args.end, steps=args.steps)
     out = args.out or f"lr-find-{recipe.name}.png"
-    plot_lr_find(result, out)
+    result = lr_find(recipe, data_dir=args.data_dir, plot=out, start=args.start, end=args.end,
+                     steps=args.steps)
     print(result.summary_line())
     print(f"plot: {out}")
 
