@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ModelError
-from cnnlab.models import build_model, count_parameters, model_names
+from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
 from tests.seed_tables import SEED_TABLES, SEED_TOTALS, parse
 
 
@@ -40,7 +40,10 @@ def test_mnist_fast_meets_the_assignment_budget():
 
 def test_every_registered_model_builds_and_classifies():
     for name in model_names():
-        assert build_model(name)(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+        shape = default_input_shape(name)
+        assert build_model(name)(torch.zeros(2, *shape)).shape == (2, 10)
+    assert default_input_shape("cifar_s9") == (3, 32, 32)
+    assert default_input_shape("mnist_s4") == (1, 28, 28)
 
 
 def test_model_args_reach_the_builder():
