@@ -3,6 +3,7 @@
 VENV ?= .venv
 PYTHON ?= python3
 RECIPE ?= mnist-99.4
+ARGS ?=  # e.g. make demo ARGS="--set train.epochs=2 --html"
 
 .PHONY: demo test
 
@@ -12,7 +13,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(VENV)/bin/cnnlab train $(RECIPE)
+	$(VENV)/bin/cnnlab train $(RECIPE) $(ARGS)
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
