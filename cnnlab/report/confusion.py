@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
+from cnnlab.report.png import save_png
+
 
 def confusion_matrix(labels: torch.Tensor, predicted: torch.Tensor, classes: int) -> torch.Tensor:
     """counts[true, predicted]"""
@@ -38,4 +40,4 @@ def plot_confusion(matrix: torch.Tensor, names: tuple[str, ...], path: Path) -> 
     axes.set_xticks(range(n), names, rotation=45 if max(map(len, names)) > 2 else 0)
     axes.set_yticks(range(n), names)
     axes.set(xlabel="predicted", ylabel="true", title="Confusion matrix (test set)")
-    figure.savefig(path, dpi=100)
+    save_png(figure, path)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from matplotlib.figure import Figure
 
+from cnnlab.report.png import save_png
+
 
 def plot_curves(history: list[dict], lrs: list[float], path: Path) -> None:
     epochs = [row["epoch"] for row in history]
@@ -27,7 +29,7 @@ def plot_curves(history: list[dict], lrs: list[float], path: Path) -> None:
         axes.legend()
         axes.grid(alpha=0.3)
     lr.grid(alpha=0.3)
-    figure.savefig(path, dpi=100)
+    save_png(figure, path)
 
 
 def plot_compare(histories: dict[str, list[dict]], path: Path) -> None:
@@ -43,7 +45,7 @@ def plot_compare(histories: dict[str, list[dict]], path: Path) -> None:
     for axes in (loss, accuracy):
         axes.legend(fontsize="small")
         axes.grid(alpha=0.3)
-    figure.savefig(path, dpi=100)
+    save_png(figure, path)
 
 
 def plot_lr_find(result, path: Path) -> None:
@@ -57,4 +59,4 @@ def plot_lr_find(result, path: Path) -> None:
     axes.set(title="LR range test", xlabel="learning rate", ylabel="smoothed loss")
     axes.legend()
     axes.grid(alpha=0.3, which="both")
-    figure.savefig(path, dpi=100)
+    save_png(figure, path)

@@ -17,6 +17,7 @@ from torch import nn
 from cnnlab.errors import ModelError
 from cnnlab.inspect.graph import ModelGraph
 from cnnlab.report.mistakes import show_image
+from cnnlab.report.png import save_png
 
 
 def default_layer(graph: ModelGraph) -> str:
@@ -73,4 +74,4 @@ def plot_gradcam(images: torch.Tensor, heatmaps: torch.Tensor, titles: list[str]
     for axes in list(grid.flat)[len(images):]:
         axes.axis("off")
     figure.suptitle(f"GradCAM at {layer} for the predicted class", fontsize=12)
-    figure.savefig(path, dpi=100)
+    save_png(figure, path)

@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from matplotlib.figure import Figure
 
+from cnnlab.report.png import save_png
+
 
 def show_image(axes, image: torch.Tensor) -> None:
     """Draw one uint8 [C, H, W] image: grey for one channel, colour for three."""
@@ -36,5 +38,5 @@ def plot_misclassified(predictions, path: Path, count: int = 20, columns: int = 
     if not len(wrong):
         grid.flat[0].text(0.5, 0.5, "no mistakes", ha="center", va="center")
     figure.suptitle(f"{len(wrong)} most confident mistakes", fontsize=12)
-    figure.savefig(path, dpi=100)
+    save_png(figure, path)
     return len(wrong)
