@@ -221,6 +221,21 @@ def test_a_model_that_cannot_take_the_input_is_a_model_error():
         summary(build_model("mnist_s5"), (1, 4, 4))
 
 
+def test_a_mean_over_channels_is_not_gap():
+    class ChannelMean(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 4, 3)
+            self.head = nn.Linear(26 * 26, 10)
+
+        def forward(self, x):
+            return self.head(self.conv(x).mean(dim=1).flatten(1))
+
+    report = check_model(_recipe(require='["gap"]'), ChannelMean(), (1, 28, 28))
+    assert not report.passed
+    assert receptive_field(ChannelMean(), (1, 28, 28)).final == 3 + 25  # flatten sees all
+
+
 def test_unknown_rule_name_is_a_config_error():
     with pytest.raises(ConfigError, match="'gapp'"):
         check(_recipe(require='["gapp"]'))

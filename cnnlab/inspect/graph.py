@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import operator
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,11 +41,22 @@ class Node:
     target: str = ""  # qualified module name, or the op's target
     params: int = 0  # parameters owned by this call (counted at a module's first call only)
     trainable: int = 0
-    args: dict[str, Any] = field(default_factory=dict)  # op arguments that matter (dim, ...)
 
     @property
     def is_module(self) -> bool:
         return self.module is not None
+
+
+def collapses_space(source: tuple[int, ...], out: tuple[int, ...]) -> bool:
+    """Does an op take a [C, H, W] map (H*W > 1) to per-channel values or a flat vector? A
+    mean over channels, which keeps H and W, does not. An [H, W] map counts as C = 1."""
+    source = (1, *source) if len(source) == 2 else source
+    out = (1, *out) if len(out) == 2 else out
+    if len(source) != 3 or source[1] * source[2] == 1:
+        return False
+    if len(out) == 3:
+        return out[0] == source[0] and out[1:] == (1, 1)
+    return len(out) == 1 and out[0] in (source[0], source[0] * source[1] * source[2])
 
 
 @dataclass
@@ -125,8 +136,7 @@ def _from_fx(model: nn.Module, gm: fx.GraphModule, input_shape: tuple[int, ...])
                               fx_node.target, params, trainable))
         elif fx_node.op in ("call_function", "call_method"):
             kind = _op_name(fx_node)
-            nodes.append(Node(fx_node.name, kind, inputs, shape, target=str(fx_node.target),
-                              args=_op_args(fx_node)))
+            nodes.append(Node(fx_node.name, kind, inputs, shape, target=str(fx_node.target)))
         elif fx_node.op == "get_attr":
             continue  # a parameter or buffer used directly: not an activation
     return ModelGraph(tuple(input_shape), nodes, exact=True)
@@ -144,15 +154,6 @@ def _op_name(fx_node: fx.Node) -> str:
     if target in _OP_NAMES:
         return _OP_NAMES[target]
     return getattr(target, "__name__", str(target))
-
-
-def _op_args(fx_node: fx.Node) -> dict[str, Any]:
-    """The arguments that decide what an op does to spatial dimensions."""
-    args = {k: v for k, v in fx_node.kwargs.items() if isinstance(v, int | float | tuple | list)}
-    plain = [a for a in fx_node.args if not isinstance(a, fx.Node)]
-    if plain:
-        args["positional"] = plain
-    return args
 
 
 def _trace_with_hooks(model: nn.Module, input_shape: tuple[int, ...], reason: str) -> ModelGraph:

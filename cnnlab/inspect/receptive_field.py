@@ -15,11 +15,12 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
-from cnnlab.inspect.graph import ModelGraph, Node, trace
+from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
 
 SPATIAL_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 ADAPTIVE_MODULES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 MERGES = ("cat", "add", "mul")
+COLLAPSING_OPS = ("flatten", "view", "reshape", "mean", "sum", "amax")
 
 
 @dataclass
@@ -128,14 +129,13 @@ def _geometry(node: Node, graph: ModelGraph) -> tuple[int, int, int, int] | None
         return tuple(_first(getattr(module, attr, 1)) for attr in
                      ("kernel_size", "stride", "padding", "dilation"))
     source = graph.node(node.inputs[0]) if node.inputs else None
-    if source is None or len(source.shape) != 3:
+    if source is None or len(source.shape) not in (2, 3):
         return None  # no spatial map comes in
     n = _spatial(source)
     if isinstance(module, ADAPTIVE_MODULES):
         out = _spatial(node)
         return math.ceil(n / out), n // out, 0, 1
-    collapses = len(node.shape) < 3 or _spatial(node) == 1
-    if node.kind in ("flatten", "view", "reshape", "mean", "sum", "amax") and collapses and n > 1:
+    if node.kind in COLLAPSING_OPS and collapses_space(source.shape, node.shape):
         return n, n, 0, 1  # the map collapses: every output sees all of it
     return None
 
@@ -149,7 +149,7 @@ def _spatial(node: Node) -> int:
 
 
 def _channels(node: Node) -> int:
-    return node.shape[0] if node.shape else 1
+    return 1 if len(node.shape) in (0, 2) else node.shape[0]  # an [H, W] map has one channel
 
 
 def _label(node: Node) -> str:

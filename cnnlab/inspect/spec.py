@@ -16,7 +16,7 @@ from torch import nn
 from cnnlab.config import Recipe
 from cnnlab.data.dataset import INPUT_SHAPES
 from cnnlab.errors import ConfigError
-from cnnlab.inspect.graph import ModelGraph, Node, trace
+from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
 from cnnlab.inspect.receptive_field import receptive_field_of
 from cnnlab.models import build_model
 from cnnlab.run_folder import RunFolder
@@ -62,14 +62,9 @@ def _conv(node: Node) -> nn.Conv2d | None:
 
 
 def _is_gap(node: Node, graph: ModelGraph) -> bool:
-    if not node.inputs:
-        return False
-    source = graph.node(node.inputs[0])
-    if len(source.shape) != 3 or source.shape[-1] == 1:
-        return False
-    collapses = len(node.shape) < 3 or node.shape[-2:] == (1, 1)
     averages = isinstance(node.module, nn.AdaptiveAvgPool2d | nn.AvgPool2d) or node.kind == "mean"
-    return averages and collapses
+    return averages and bool(node.inputs) and collapses_space(
+        graph.node(node.inputs[0]).shape, node.shape)
 
 
 def _is_depthwise_separable(node: Node, graph: ModelGraph) -> bool:
