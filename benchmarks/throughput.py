@@ -20,7 +20,7 @@ import platform
 import statistics
 import time
 import warnings
-from contextlib import redirect_stderr
+from contextlib import redirect_stderr, redirect_stdout
 
 import torch
 import torch.nn.functional as F
@@ -127,7 +127,8 @@ def lightning_loop(args, data, steps):
     trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False,
                          enable_checkpointing=False, enable_model_summary=False,
                          enable_progress_bar=True, num_sanity_val_steps=0)
-    with redirect_stderr(io.StringIO()), warnings.catch_warnings():
+    with redirect_stderr(io.StringIO()), redirect_stdout(io.StringIO()), \
+            warnings.catch_warnings():
         warnings.simplefilter("ignore")
         started = time.perf_counter()
         trainer.fit(module, loader)
