@@ -25,14 +25,13 @@ from contextlib import redirect_stderr, redirect_stdout
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm import tqdm
 
 import cnnlab
 from cnnlab.config import AugmentConfig
 from cnnlab.data import BatchAugment
-from cnnlab.data.augment import random_affine
 from cnnlab.data.loader import normaliser
 from cnnlab.train.trainer import Trainer
+from seed_loop import seed_style_loader, seed_style_train_epoch
 
 
 def cnnlab_loop(args, data, steps):
@@ -47,44 +46,15 @@ def cnnlab_loop(args, data, steps):
     return steps * args.batch / (time.perf_counter() - started)
 
 
-class SeedStyleDataset(torch.utils.data.Dataset):
-    """What the seed notebooks do with torchvision: transform one PIL-like image at a time."""
-
-    def __init__(self, images, labels, mean, std, degrees):
-        self.images, self.labels = images, labels
-        self.mean = torch.tensor(mean).view(-1, 1, 1)
-        self.std = torch.tensor(std).view(-1, 1, 1)
-        self.degrees = degrees
-        self.gen = torch.Generator().manual_seed(0)
-
-    def __len__(self):
-        return len(self.labels)
-
-    def __getitem__(self, i):
-        x = self.images[i].float().unsqueeze(0)  # ToTensor-like: one image
-        x = random_affine(x, self.degrees, 0.0, self.gen)[0] / 255  # RandomRotation
-        return (x - self.mean) / self.std, self.labels[i]  # Normalize
-
-
 def seed_style_loop(args, data, steps):
     torch.manual_seed(0)
     model = cnnlab.build_model(args.model)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     n = steps * args.batch
-    dataset = SeedStyleDataset(data.train_images[:n], data.train_labels[:n], data.mean,
-                               data.std, args.rotate)
-    loader = DataLoader(dataset, batch_size=args.batch, shuffle=True, num_workers=args.workers,
-                        persistent_workers=False)
-    model.train()
+    loader = seed_style_loader(data.train_images[:n], data.train_labels[:n], data.mean, data.std,
+                               args.batch, args.rotate, workers=args.workers)
     started = time.perf_counter()
-    with redirect_stderr(io.StringIO()):
-        bar = tqdm(loader)
-        for batch_idx, (x, y) in enumerate(bar):
-            optimizer.zero_grad()
-            loss = F.nll_loss(F.log_softmax(model(x), dim=1), y)
-            loss.backward()
-            optimizer.step()
-            bar.set_description(desc=f"loss={loss.item()} batch_id={batch_idx}")
+    seed_style_train_epoch(model, loader, optimizer)
     return n / (time.perf_counter() - started)
 
 

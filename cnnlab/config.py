@@ -38,6 +38,7 @@ class AugmentConfig:
     pad_crop: int = 0  # pad by N pixels, then crop a random window back to size
     pad_mode: str = "zeros"  # zeros | reflect, for pad_crop
     hflip: float = 0.0  # probability of a horizontal flip per image
+    hflip_mode: str = "random"  # random | alternate: each image flipped every other epoch
     cutout: int = 0  # side of a square hole (filled with 0) placed inside each image
     cutout_p: float = 1.0  # probability that an image gets the hole
     gray: float = 0.0  # probability of turning an image to grey (3-channel images)
@@ -83,6 +84,7 @@ class TrainConfig:
     channels_last: bool = True  # 1.2-1.3x for mnist_s5 on CPU, neutral elsewhere (BENCHMARKS.md)
     amp: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU | bf16 | off
     compile: bool = False  # torch.compile the model for training (pays a compile up front)
+    tta: str = "none"  # test-time augmentation: none | flip | flip_shift (train/tta.py)
 
 
 @dataclass(frozen=True)
@@ -121,10 +123,12 @@ CHOICES = {
     "data.dataset": ("mnist", "cifar10"),
     "augment.engine": ("fast", "albumentations"),
     "augment.pad_mode": ("zeros", "reflect"),
+    "augment.hflip_mode": ("random", "alternate"),
     "optim.name": ("sgd", "adam", "adamw"),
     "schedule.name": ("constant", "onecycle", "step", "cosine"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp": ("auto", "bf16", "off"),
+    "train.tta": ("none", "flip", "flip_shift"),
 }
 
 

@@ -51,6 +51,15 @@ def random_hflip(x: torch.Tensor, p: float, gen: torch.Generator) -> torch.Tenso
     return torch.where(flip[:, None, None, None], x.flip(3), x)
 
 
+def alternating_hflip(x: torch.Tensor, index: torch.Tensor, epoch: int) -> torch.Tensor:
+    """Derandomised flip: each image is mirrored in every other epoch, half of the dataset
+    starting mirrored (picked by a fixed hash of its index). Over any two epochs every image
+    is seen both ways, which random flips only promise on average."""
+    first = (index * 2654435761 >> 16) & 1  # Knuth's multiplicative hash: a fixed coin per image
+    flip = (first + epoch) % 2 == 1
+    return torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
 def random_cutout(x: torch.Tensor, size: int, p: float, gen: torch.Generator) -> torch.Tensor:
     """Zero a size x size square, placed wholly inside the image, in each image with
     probability p (so its area is exactly size**2)."""
@@ -84,13 +93,19 @@ class BatchAugment:
         return bool(c.rotate or c.translate or c.scale or c.pad_crop or c.hflip or c.cutout
                     or c.gray)
 
-    def __call__(self, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, gen: torch.Generator, index: torch.Tensor | None = None,
+                 epoch: int = 0) -> torch.Tensor:
+        """`index` (each image's position in the dataset) and `epoch` matter only to the
+        alternating flip; without an index the batch position stands in."""
         c = self.config
         if c.rotate or c.translate or c.scale:
             x = random_affine(x, c.rotate, c.translate, gen, c.scale)
         if c.pad_crop:
             x = random_crop(x, c.pad_crop, gen, c.pad_mode)
-        if c.hflip:
+        if c.hflip and c.hflip_mode == "alternate":
+            index = torch.arange(len(x), device=x.device) if index is None else index
+            x = alternating_hflip(x, index, epoch)
+        elif c.hflip:
             x = random_hflip(x, c.hflip, gen)
         if c.gray and x.shape[1] == 3:
             x = random_gray(x, c.gray, gen)

@@ -11,7 +11,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 
-Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+# augment(batch, generator, index=..., epoch=...): index holds each image's dataset position
+Augment = Callable[..., torch.Tensor]
 
 
 def normaliser(
@@ -49,6 +50,7 @@ class DeviceLoader:
         self.generator = generator
         self.channels_last = channels_last
         self.scale, self.shift = normaliser(mean, std, device)
+        self.epoch = 0  # passes started; the trainer sets it when resuming
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)
@@ -59,6 +61,7 @@ class DeviceLoader:
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         n = len(self.labels)
+        epoch, self.epoch = self.epoch, self.epoch + 1
         order = (
             torch.randperm(n, generator=self.generator, device=self.labels.device)
             if self.shuffle else None
@@ -67,12 +70,15 @@ class DeviceLoader:
             if order is None:
                 x = self.images[start: start + self.batch_size]
                 y = self.labels[start: start + self.batch_size]
+                idx = None
             else:
                 idx = order[start: start + self.batch_size]
                 x, y = self.images[idx], self.labels[idx]
             x = x.float()
             if self.augment is not None:
-                x = self.augment(x, self.generator)
+                if idx is None:
+                    idx = torch.arange(start, start + len(y), device=y.device)
+                x = self.augment(x, self.generator, index=idx, epoch=epoch)
             x = torch.addcmul(self.shift, x, self.scale)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)

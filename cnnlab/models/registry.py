@@ -98,3 +98,4 @@ def _import_module(module_name: str) -> Any:
 def _load_zoo() -> None:
     import cnnlab.models.cifar  # noqa: F401  (registers the built-in models)
     import cnnlab.models.mnist  # noqa: F401
+    import cnnlab.models.speed  # noqa: F401

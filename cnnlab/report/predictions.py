@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import Dataset, DeviceLoader
+from cnnlab.train.tta import tta_logits
 
 
 @dataclass
@@ -30,14 +31,17 @@ class Predictions:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, data: Dataset, batch_size: int = 2000) -> Predictions:
+def predict(model: nn.Module, data: Dataset, batch_size: int = 2000, tta: str = "none"
+            ) -> Predictions:
+    """The model's answers on the test split, with the run's test-time augmentation so they
+    agree with the accuracy in its history."""
     device = next(model.parameters()).device
     loader = DeviceLoader(data.test_images, data.test_labels, batch_size, mean=data.mean,
                           std=data.std, device=device)
     model.eval()
     predicted, confidence = [], []
     for x, _ in loader:
-        probs = model(x).softmax(1)
+        probs = tta_logits(model, x, tta).softmax(1)
         best = probs.max(1)
         predicted.append(best.indices.cpu())
         confidence.append(best.values.float().cpu())

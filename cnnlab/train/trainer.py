@@ -21,6 +21,7 @@ from cnnlab.config import Recipe, ScheduleConfig
 from cnnlab.data import BatchAugment, Dataset, DeviceLoader, load_dataset
 from cnnlab.data.albumentations_loader import AlbumentationsLoader
 from cnnlab.data.dataset import INPUT_SHAPES
+from cnnlab.data.loader import normaliser
 from cnnlab.errors import ConfigError, SpecError, TrainingError
 from cnnlab.inspect.graph import trace
 from cnnlab.inspect.receptive_field import receptive_field_of
@@ -32,7 +33,9 @@ from cnnlab.train.checkpoint import load_checkpoint, restore_rng_states, rng_sta
 from cnnlab.train.ema import WeightEMA
 from cnnlab.train.lr_finder import LRFindResult, lr_find
 from cnnlab.train.optim import build_optimizer, build_schedule
+from cnnlab.train.tta import tta_logits
 
+INIT_SAMPLE = 5000  # training images a model's `init_from_data` sees
 BAR_EVERY = 20  # steps between progress-bar updates; each update syncs with the device
 Echo = Callable[[str], None]
 
@@ -153,6 +156,11 @@ class Trainer:
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=layout)
+        init_from_data = getattr(self.model, "init_from_data", None)
+        if callable(init_from_data):  # data-dependent init (patch whitening); before the EMA copy
+            scale, shift = normaliser(data.mean, data.std, self.device)
+            sample = data.train_images[:INIT_SAMPLE].to(self.device).float()
+            init_from_data(torch.addcmul(shift, sample, scale))
         loader_args = dict(mean=data.mean, std=data.std, device=self.device,
                            channels_last=cfg.channels_last)
         if recipe.augment.engine == "albumentations":
@@ -199,6 +207,7 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         restore_rng_states(state["rng"], self.generator)
         self.history = list(state["history"])
+        self.train_loader.epoch = len(self.history)  # alternating flips continue in phase
 
     def fit(self, run: RunFolder, progress: bool, echo: Echo) -> None:
         epochs = self.cfg.epochs
@@ -207,7 +216,8 @@ class Trainer:
             started = time.perf_counter()
             train_loss, train_acc = self.train_epoch(epoch, run, progress)
             train_seconds = time.perf_counter() - started
-            test_loss, correct = evaluate(self.evaluated, self.test_loader, self.amp)
+            test_loss, correct = evaluate(self.evaluated, self.test_loader, self.amp,
+                                          self.cfg.tta)
             total = self.test_loader.num_samples
             row = {
                 "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
@@ -279,15 +289,17 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: DeviceLoader, amp: bool = False) -> tuple[float, int]:
-    """Mean cross-entropy and number of correct predictions over the whole loader."""
+def evaluate(model: nn.Module, loader: DeviceLoader, amp: bool = False, tta: str = "none"
+             ) -> tuple[float, int]:
+    """Mean cross-entropy and number of correct predictions over the whole loader, with the
+    logits averaged over the test-time augmentation `tta`'s views."""
     model.eval()
     device = loader.labels.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for x, y in loader:
         with torch.autocast(device.type, torch.bfloat16, enabled=amp):
-            out = model(x)
+            out = tta_logits(model, x, tta)
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         correct += (out.argmax(1) == y).sum()
     return loss_sum.item() / loader.num_samples, int(correct.item())

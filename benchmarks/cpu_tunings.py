@@ -1,0 +1,203 @@
+"""Each candidate tuning of cnnlab's CPU path against its alternative, raced side by side
+(repeats interleaved, medians): the figures behind the trainer's defaults.
+
+- layout: channels_last vs contiguous tensors, per model (`train.channels_last`);
+- threads: 2 intra-op threads (torch's default here) vs 1;
+- inter-op threads: 1 vs torch's default, each in a fresh process (it can be set only once);
+- compile: `torch.compile` (inductor) of the model vs eager, plus its one-off compile time
+  (`train.compile`);
+- host syncs: `loss.item()` every step (the seeds' tqdm line) vs every 20 steps (cnnlab);
+- evaluation: cnnlab's `inference_mode` pass at the default eval batch vs at 256
+  (`data.eval_batch_size`), and vs the seeds' `no_grad` pass with batches of 128 and a
+  read-back per batch;
+- augmentation: the device loader's rate with the `mnist-99.4` augmentation vs the model's
+  training rate (how small a share of a step the data path is).
+
+    CNNLAB_DATA=../shared/data .venv/bin/python benchmarks/cpu_tunings.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+import cnnlab
+from cnnlab.data import BatchAugment, DeviceLoader
+from cnnlab.models import build_model, default_input_shape
+from cnnlab.train.trainer import evaluate
+
+BATCH = 128
+
+
+def train_steps(name: str, *, channels_last: bool = True, compiled: bool = False,
+                sync_every: int = 20) -> Callable[[int], float]:
+    """A closure that runs `steps` training steps on one fixed batch and returns img/s."""
+    torch.manual_seed(0)
+    model = build_model(name)
+    x = torch.randn(BATCH, *default_input_shape(name))
+    y = torch.randint(0, 10, (BATCH,))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    forward = torch.compile(model) if compiled else model
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
+    model.train()
+
+    def run(steps: int) -> float:
+        started = time.perf_counter()
+        for step in range(steps):
+            loss = F.cross_entropy(forward(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if step % sync_every == 0:
+                loss.item()
+        return steps * BATCH / (time.perf_counter() - started)
+
+    return run
+
+
+def race(first: Callable[[], float], second: Callable[[], float], repeats: int
+         ) -> tuple[float, float]:
+    """Medians of `first()` and `second()`, called alternately `repeats` times each."""
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(first())
+        b.append(second())
+    return statistics.median(a), statistics.median(b)
+
+
+def with_threads(threads: int, run: Callable[[int], float], steps: int) -> Callable[[], float]:
+    def measured() -> float:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return run(steps)
+        finally:
+            torch.set_num_threads(before)
+    return measured
+
+
+def interop_child(threads: int, model: str, steps: int, repeats: int) -> float:
+    """Runs in a fresh process: inter-op threads must be set before any parallel work."""
+    if threads:
+        torch.set_num_interop_threads(threads)
+    run = train_steps(model)
+    run(2)  # warm-up
+    return statistics.median(run(steps) for _ in range(repeats))
+
+
+def interop_rate(threads: int, model: str, steps: int, repeats: int) -> float:
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import cpu_tunings;"
+            f" print(cpu_tunings.interop_child({threads}, {model!r}, {steps}, {repeats}))")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=20, help="per repeat, MNIST models")
+    parser.add_argument("--skip-compile", action="store_true")
+    args = parser.parse_args()
+    steps, repeats = args.steps, args.repeats
+    ratios: dict[str, float] = {}
+    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {torch.get_num_threads()} "
+          f"intra-op threads, {torch.get_num_interop_threads()} inter-op threads, "
+          f"batch {BATCH}, medians of {repeats}")
+
+    def report(key: str, label: str, ours: float, other: float, unit: str = "img/s") -> None:
+        ratios[key] = ours / other
+        print(f"{label:<44} {ours:9.0f} vs {other:9.0f} {unit}  ratio {ratios[key]:.2f}",
+              flush=True)
+
+    for name, n in (("mnist_fast", steps), ("mnist_s5", steps), ("cifar_s9", max(2, steps // 4))):
+        last, contiguous = train_steps(name), train_steps(name, channels_last=False)
+        last(1), contiguous(1)  # warm-up
+        ours, other = race(lambda last=last, n=n: last(n),
+                           lambda contiguous=contiguous, n=n: contiguous(n), repeats)
+        report(f"channels_last_{name}", f"{name}: channels_last vs contiguous", ours, other)
+
+    run = train_steps("mnist_fast")
+    run(1)
+    two, one = race(with_threads(2, run, steps), with_threads(1, run, steps), repeats)
+    report("threads_2_vs_1", "mnist_fast: 2 intra-op threads vs 1", two, one)
+
+    default = interop_rate(0, "mnist_fast", steps, repeats)
+    single = interop_rate(1, "mnist_fast", steps, repeats)
+    report("interop_default_vs_1", "mnist_fast: default inter-op threads vs 1", default, single)
+
+    every_20, every_step = train_steps("mnist_fast"), train_steps("mnist_fast", sync_every=1)
+    every_20(1), every_step(1)
+    ours, other = race(lambda: every_20(steps), lambda: every_step(steps), repeats)
+    report("sync_every_20_vs_1", "mnist_fast: loss.item() every 20 steps vs 1", ours, other)
+
+    if not args.skip_compile:
+        eager, compiled = train_steps("mnist_fast"), train_steps("mnist_fast", compiled=True)
+        started = time.perf_counter()
+        compiled(1)  # compiles forward and backward
+        compile_seconds = time.perf_counter() - started
+        eager(1)
+        ours, other = race(lambda: compiled(steps), lambda: eager(steps), repeats)
+        label = f"mnist_fast: compiled vs eager (compile {compile_seconds:.0f}s)"
+        report("compile_vs_eager", label, ours, other)
+        ratios["compile_seconds"] = compile_seconds
+
+    data = cnnlab.load_dataset("mnist")
+    model = build_model("mnist_fast").to(memory_format=torch.channels_last)
+    test = dict(mean=data.mean, std=data.std, channels_last=True)
+
+    def cnnlab_pass(batch: int) -> Callable[[], float]:
+        loader = DeviceLoader(data.test_images, data.test_labels, batch, **test)
+
+        def measured() -> float:
+            started = time.perf_counter()
+            evaluate(model, loader)
+            return len(data.test_labels) / (time.perf_counter() - started)
+        return measured
+
+    seed_loader = DeviceLoader(data.test_images, data.test_labels, BATCH, **test)
+
+    def seed_pass() -> float:
+        started = time.perf_counter()
+        model.eval()
+        with torch.no_grad():
+            for x, y in seed_loader:
+                (model(x).argmax(1) == y).sum().item()  # the seeds' per-batch read-back
+        return len(data.test_labels) / (time.perf_counter() - started)
+
+    default_batch = cnnlab.load_recipe("mnist-99.4").data.eval_batch_size
+    ours, other = race(cnnlab_pass(default_batch), cnnlab_pass(256), repeats)
+    report("eval_batch_default_vs_256", f"evaluation: batch {default_batch} vs 256", ours, other)
+    ours, other = race(cnnlab_pass(default_batch), seed_pass, repeats)
+    report("eval_vs_seed_pass", f"evaluation: cnnlab ({default_batch}) vs seeds' no_grad/128",
+           ours, other)
+
+    augment = BatchAugment(cnnlab.load_recipe("mnist-99.4").augment)
+    loader = DeviceLoader(data.train_images[:12800], data.train_labels[:12800], BATCH,
+                          mean=data.mean, std=data.std, shuffle=True, augment=augment,
+                          generator=torch.Generator().manual_seed(0))
+
+    def loader_pass() -> float:
+        started = time.perf_counter()
+        for _ in loader:
+            pass
+        return 12800 / (time.perf_counter() - started)
+
+    ours, other = race(loader_pass, lambda: run(steps), repeats)
+    report("loader_vs_model", "mnist-99.4 augmenting loader vs model step", ours, other)
+    print(f"  -> the data path is {100 * other / ours:.1f}% of a training step")
+    print("cpu_tunings " + " ".join(f"{key}={value:.2f}" for key, value in ratios.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,143 @@
+"""The GPU speed recipe's pieces, exercised on the CPU: patch whitening, identity init, frozen
+BatchNorm scales, alternating flips, test-time augmentation, and the recipe end to end."""
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlab.config import AugmentConfig, load_recipe
+from cnnlab.data import BatchAugment, Dataset, DeviceLoader
+from cnnlab.errors import ConfigError
+from cnnlab.models import build_model
+from cnnlab.models.speed import PatchWhitening, identity_conv
+from cnnlab.train import train
+from cnnlab.train.optim import build_optimizer
+from cnnlab.train.trainer import evaluate
+from cnnlab.train.tta import tta_logits
+
+
+def test_patch_whitening_decorrelates_the_patches_it_was_fitted_to():
+    gen = torch.Generator().manual_seed(0)
+    # Smooth, correlated, unevenly scaled channels: far from white to begin with.
+    x = torch.nn.functional.avg_pool2d(torch.randn(256, 3, 34, 34, generator=gen), 3, 1)
+    x = x * torch.tensor([3.0, 1.0, 0.2]).view(1, 3, 1, 1) + 1.5
+    layer = PatchWhitening(3, eps=0.0)
+    layer.init_from_data(x)
+    out = layer(x)
+    assert out.shape == (256, 24, 31, 31)
+    half = out[:, :12].permute(0, 2, 3, 1).reshape(-1, 12)
+    covariance = torch.cov(half.T)
+    assert torch.allclose(covariance, torch.eye(12), atol=2e-2)
+    assert half.mean(0).abs().max() < 1e-3
+    assert torch.allclose(out[:, 12:], -out[:, :12], atol=1e-4)  # the negated filters
+    assert not layer.weight.requires_grad and layer.bias.requires_grad
+
+
+def test_identity_conv_starts_as_a_pass_through_plus_noise():
+    conv = identity_conv(8, 16)
+    centre = conv.weight[:8, :8, 1, 1]
+    off_centre = conv.weight[:8, :8].clone()
+    off_centre[:, :, 1, 1] = 0
+    assert torch.equal(centre, torch.eye(8)) and off_centre.abs().sum() == 0
+    assert conv.weight[8:].abs().sum() > 0  # the remaining filters keep their random init
+
+
+def test_cifar_speed_trains_only_bn_shifts_and_not_the_whitening_weights():
+    model = build_model("cifar_speed")
+    optimised = {id(p) for group in build_optimizer(model, load_recipe("cifar-speed").optim)
+                 .param_groups for p in group["params"]}
+    for name, module in model.named_modules():
+        if isinstance(module, nn.BatchNorm2d):
+            assert id(module.weight) not in optimised and id(module.bias) in optimised, name
+    assert id(model.whiten.weight) not in optimised
+
+
+def test_alternating_flip_shows_every_image_both_ways_over_two_epochs():
+    n = 200
+    images = torch.zeros(n, 1, 2, 2, dtype=torch.uint8)
+    images[:, 0, :, 0] = 255  # left column white: a flip moves it right
+    augment = BatchAugment(AugmentConfig(hflip=0.5, hflip_mode="alternate"))
+    loader = DeviceLoader(images, torch.arange(n), 64, mean=(0.0,), std=(1 / 255,),
+                          shuffle=True, augment=augment, generator=torch.Generator().manual_seed(0))
+
+    def flipped_per_image():
+        state = torch.zeros(n, dtype=torch.bool)
+        for x, y in loader:
+            state[y] = x[:, 0, 0, 1] > 0
+        return state
+
+    first, second, third = flipped_per_image(), flipped_per_image(), flipped_per_image()
+    assert torch.equal(second, ~first) and torch.equal(third, first)
+    assert 0.35 < first.float().mean() < 0.65  # about half start mirrored
+    loader.epoch = 1  # what the trainer does on resume after one epoch
+    assert torch.equal(flipped_per_image(), second)
+
+
+def test_flip_tta_averages_the_image_and_its_mirror():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(10))
+    x = torch.randn(5, 3, 8, 8)
+    model(x)
+    expected = (model(x) + model(x.flip(3))) / 2
+    assert torch.allclose(tta_logits(model, x, "flip"), expected, atol=1e-6)
+    assert torch.equal(tta_logits(model, x, "none"), model(x))
+
+
+def test_flip_shift_tta_uses_shifted_views():
+    # A model that reads one pixel: shifting the image changes what it sees.
+    class Pixel(nn.Module):
+        def forward(self, x):
+            return x[:, :1, 2, 2].expand(-1, 2)
+
+    x = torch.arange(25.0).view(1, 1, 5, 5).expand(1, 3, 5, 5)
+    # (2, 2) = 12 and its mirror (2, 2) = 12; shifted by +1: (1, 1) = 6, mirror (1, 3) = 8;
+    # shifted by -1: (3, 3) = 18, mirror (3, 1) = 16.
+    expected = 12 / 2 + (6 + 8) / 2 / 4 + (18 + 16) / 2 / 4
+    assert tta_logits(Pixel(), x, "flip_shift")[0, 0].item() == pytest.approx(expected)
+
+
+def test_evaluate_applies_tta_where_it_changes_the_answer():
+    # Class 0's logit is the top-left pixel, class 1's a constant 60: the image says 0
+    # (100 > 60), its mirror says 1 (0 < 60), their average says 1 (50 < 60).
+    class TopLeft(nn.Module):
+        def forward(self, x):
+            return torch.stack([x[:, 0, 0, 0], torch.full_like(x[:, 0, 0, 0], 60.0)], 1)
+
+    images = torch.zeros(4, 1, 2, 2, dtype=torch.uint8)
+    images[:, 0, 0, 0] = 100
+    loader = DeviceLoader(images, torch.zeros(4, dtype=torch.long), 4, mean=(0.0,),
+                          std=(1 / 255,))
+    assert evaluate(TopLeft(), loader)[1] == 4
+    assert evaluate(TopLeft(), loader, tta="flip")[1] == 0
+
+
+def test_a_bad_tta_or_flip_mode_is_a_config_error():
+    with pytest.raises(ConfigError, match="tta"):
+        load_recipe("cifar-speed", ["train.tta=flips"])
+    with pytest.raises(ConfigError, match="hflip_mode"):
+        load_recipe("cifar-speed", ["augment.hflip_mode=sometimes"])
+
+
+def _learnable_cifar(n_train=512, n_test=256):
+    """Colour tells the class: a task the speed net can learn in a few hundred steps."""
+    gen = torch.Generator().manual_seed(0)
+
+    def split(n):
+        labels = torch.arange(n) % 10
+        images = torch.randint(0, 80, (n, 3, 32, 32), generator=gen)
+        images[:, 0] += (labels * 17).view(-1, 1, 1)
+        return images.to(torch.uint8), labels
+
+    return Dataset("cifar10", *split(n_train), *split(n_test), (0.2, 0.15, 0.15),
+                   (0.25, 0.2, 0.2), tuple(str(i) for i in range(10)))
+
+
+def test_cifar_speed_recipe_learns_and_fits_its_whitening_first(tmp_path):
+    recipe = load_recipe("cifar-speed", ["train.epochs=3", "data.batch_size=64",
+                                         "train.device=cpu", "model.args={widths=[16,32,32]}"])
+    result = train(recipe, dataset=_learnable_cifar(), out_dir=tmp_path, progress=False,
+                   echo=None)
+    history = result.history
+    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    assert history[-1]["test_acc"] > 30  # chance is 10%
+    fresh = PatchWhitening(3)
+    assert not torch.allclose(result.model.whiten.weight, fresh.weight)
