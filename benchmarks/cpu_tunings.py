@@ -7,7 +7,7 @@
 - compile: `torch.compile` (inductor) of the model vs eager, plus its one-off compile time
   (`train.compile`);
 - host syncs: `loss.item()` every step (the seeds' tqdm line) vs every 20 steps (cnnlab);
-- evaluation: cnnlab's `inference_mode` pass at the default eval batch vs at 256
+- evaluation: cnnlab's `inference_mode` pass at the default eval batch vs other sizes
   (`data.eval_batch_size`), and vs the seeds' `no_grad` pass with batches of 128 and a
   read-back per batch;
 - augmentation: the device loader's rate with the `mnist-99.4` augmentation vs the model's
@@ -176,8 +176,10 @@ def main() -> None:
         return len(data.test_labels) / (time.perf_counter() - started)
 
     default_batch = cnnlab.load_recipe("mnist-99.4").data.eval_batch_size
-    ours, other = race(cnnlab_pass(default_batch), cnnlab_pass(256), repeats)
-    report("eval_batch_default_vs_256", f"evaluation: batch {default_batch} vs 256", ours, other)
+    for batch in sorted({128, 512, 2000} - {default_batch}):
+        ours, other = race(cnnlab_pass(default_batch), cnnlab_pass(batch), repeats)
+        report(f"eval_batch_{default_batch}_vs_{batch}",
+               f"evaluation: batch {default_batch} vs {batch}", ours, other)
     ours, other = race(cnnlab_pass(default_batch), seed_pass, repeats)
     report("eval_vs_seed_pass", f"evaluation: cnnlab ({default_batch}) vs seeds' no_grad/128",
            ours, other)

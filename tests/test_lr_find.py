@@ -28,6 +28,16 @@ def test_lr_find_sweeps_suggests_and_stops_on_divergence():
     assert min(result.losses) < min(low)  # the loss fell somewhere along the sweep
 
 
+def test_a_sweep_that_never_turns_up_says_its_suggestion_is_no_limit():
+    falling = LRFindResult(lrs=[10.0 ** (k / 10) for k in range(-40, 1)],
+                           losses=[3.0 - k / 100 for k in range(41)],
+                           steepest=1.0, valley=0.1, diverged=False)
+    assert falling.open_ended and "still falling" in falling.summary_line()
+    turned = LRFindResult(falling.lrs, falling.losses, steepest=1e-2, valley=1e-3,
+                          diverged=False)
+    assert not turned.open_ended and "warning" not in turned.summary_line()
+
+
 def test_lr_find_leaves_the_model_untouched():
     torch.manual_seed(0)
     from cnnlab.models import build_model

@@ -52,7 +52,7 @@ def write_report(
 
     graph = trace(model, dataset.input_shape)  # one traversal: summary, RF, checks, layer
     layer = layer or default_layer(graph)
-    predictions = predict(model, dataset, tta=recipe.train.tta)
+    predictions = predict(model, dataset, recipe.data.eval_batch_size, recipe.train.tta)
     plots = run.path / "plots"
     plots.mkdir(exist_ok=True)
     lrs = lr_curve(recipe.schedule, recipe.optim, history[0].get("steps", 1), recipe.train.epochs)

@@ -33,10 +33,20 @@ class LRFindResult:
     valley: float  # a tenth of the lr with the lowest smoothed loss: a safer choice
     diverged: bool  # the sweep stopped early because the loss blew up
 
+    @property
+    def open_ended(self) -> bool:
+        """The loss was still falling fastest at the end of a sweep that never diverged: the
+        test found no upper limit, and the suggestions are only the sweep's end."""
+        return not self.diverged and self.steepest >= self.lrs[-len(self.lrs) // 10]
+
     def summary_line(self) -> str:
-        return (f"suggested max lr: {self.steepest:.3g} (steepest descent), "
+        line = (f"suggested max lr: {self.steepest:.3g} (steepest descent), "
                 f"{self.valley:.3g} (valley); {len(self.lrs)} steps"
                 + (", stopped when the loss diverged" if self.diverged else ""))
+        if self.open_ended:
+            line += ("; warning: the loss was still falling at the end of the sweep, so these "
+                     "are not limits: raise --end or --steps")
+        return line
 
 
 def lr_find(
