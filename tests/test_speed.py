@@ -141,3 +141,8 @@ def test_cifar_speed_recipe_learns_and_fits_its_whitening_first(tmp_path):
     assert history[-1]["test_acc"] > 30  # chance is 10%
     fresh = PatchWhitening(3)
     assert not torch.allclose(result.model.whiten.weight, fresh.weight)
+    # With TTA on, the plain figure is kept beside it, in the history and in the verdict.
+    assert all(0 <= row["test_acc_no_tta"] <= 100 for row in history)
+    accuracy_rule = [v for v in result.check.verdicts if "test accuracy" in v.rule][0]
+    assert "flip_shift test-time augmentation" in accuracy_rule.rule
+    assert f"{history[-1]['test_acc_no_tta']:.2f}% without" in accuracy_rule.measured

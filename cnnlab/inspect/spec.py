@@ -145,7 +145,13 @@ def check_history(recipe: Recipe, history: list[dict]) -> list[Verdict]:
     if len(history) < n:
         return [Verdict(rule, None, f"needs a run of at least {n} epochs")]
     last = [row["test_acc"] for row in history[-n:]]
-    return [Verdict(rule, min(last) >= spec.min_test_acc, ", ".join(f"{a:.2f}%" for a in last))]
+    measured = ", ".join(f"{a:.2f}%" for a in last)
+    if recipe.train.tta != "none":
+        rule += f", with {recipe.train.tta} test-time augmentation"
+        without = [row.get("test_acc_no_tta") for row in history[-n:]]
+        if None not in without:
+            measured += f" ({', '.join(f'{a:.2f}%' for a in without)} without)"
+    return [Verdict(rule, min(last) >= spec.min_test_acc, measured)]
 
 
 def _names(found: list[str], shown: int = 3) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from cnnlab.config import Recipe
 from cnnlab.data import Dataset, DeviceLoader, load_dataset
 from cnnlab.errors import ModelError, TrainingError
 from cnnlab.inspect.graph import trace
@@ -70,8 +71,9 @@ def write_report(
     blocks = [
         Heading(f"{recipe.name}: {recipe.description}" if recipe.description else recipe.name, 1),
         Paragraph(
-            f"Final test accuracy **{final['test_acc']:.2f}%** (epoch {final['epoch']}), best "
-            f"**{best['test_acc']:.2f}%** (epoch {best['epoch']}). Model `{recipe.model.name}`, "
+            f"Final test accuracy **{final['test_acc']:.2f}%** (epoch {final['epoch']}"
+            f"{_without_tta(recipe, final)}), best **{best['test_acc']:.2f}%** "
+            f"(epoch {best['epoch']}). Model `{recipe.model.name}`, "
             f"{sum(p.numel() for p in model.parameters()):,} parameters, "
             f"{len(history)} epochs in {sum(r['seconds'] for r in history):.0f} s."
         ),
@@ -111,6 +113,13 @@ def write_report(
     if html:
         run.write_text("report.html", to_html(blocks, recipe.name, run.path))
     return readme
+
+
+def _without_tta(recipe: Recipe, row: dict) -> str:
+    """The plain figure beside one measured with test-time augmentation."""
+    if "test_acc_no_tta" not in row:
+        return ""
+    return f"; {recipe.train.tta} test-time augmentation, {row['test_acc_no_tta']:.2f}% without"
 
 
 def _plot_gradcam(model: nn.Module, data: Dataset, predictions: Predictions, layer: str,

@@ -227,13 +227,19 @@ class Trainer:
                 "train_seconds": round(train_seconds, 3),
                 "seconds": round(time.perf_counter() - started, 3),
             }
+            plain = ""
+            if self.cfg.tta != "none":  # keep the figure without TTA beside it, to be honest
+                _, plain_correct = evaluate(self.evaluated, self.test_loader, self.amp)
+                row["test_acc_no_tta"] = 100.0 * plain_correct / total
+                plain = f" ({self.cfg.tta} TTA; {row['test_acc_no_tta']:.2f}% without)"
+                row["seconds"] = round(time.perf_counter() - started, 3)
             best_before = max((r["test_acc"] for r in self.history), default=-1.0)
             self.history.append(row)
             line = (f"Test set: Average loss: {test_loss:.4f}, "
                     f"Accuracy: {correct}/{total} ({row['test_acc']:.2f}%)")
             echo(line)
             run.log(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.2f}% | "
-                    f"{line} | {row['seconds']:.1f}s")
+                    f"{line}{plain} | {row['seconds']:.1f}s")
             save_atomic(self.state(), run.last_checkpoint)
             if row["test_acc"] > best_before:
                 save_atomic({"epoch": epoch, "model": self.evaluated.state_dict(),
