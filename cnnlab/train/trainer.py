@@ -216,28 +216,17 @@ class Trainer:
             started = time.perf_counter()
             train_loss, train_acc = self.train_epoch(epoch, run, progress)
             train_seconds = time.perf_counter() - started
-            test_loss, correct = evaluate(self.evaluated, self.test_loader, self.amp,
-                                          self.cfg.tta)
-            total = self.test_loader.num_samples
-            row = {
-                "epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
-                "test_loss": test_loss, "test_acc": 100.0 * correct / total,
-                "test_correct": correct, "test_total": total,
-                "lr": self.optimizer.param_groups[0]["lr"], "steps": len(self.train_loader),
-                "train_seconds": round(train_seconds, 3),
-                "seconds": round(time.perf_counter() - started, 3),
-            }
-            plain = ""
-            if self.cfg.tta != "none":  # keep the figure without TTA beside it, to be honest
-                _, plain_correct = evaluate(self.evaluated, self.test_loader, self.amp)
-                row["test_acc_no_tta"] = 100.0 * plain_correct / total
-                plain = f" ({self.cfg.tta} TTA; {row['test_acc_no_tta']:.2f}% without)"
-                row["seconds"] = round(time.perf_counter() - started, 3)
+            row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
+                   **self.test(), "lr": self.optimizer.param_groups[0]["lr"],
+                   "steps": len(self.train_loader), "train_seconds": round(train_seconds, 3),
+                   "seconds": round(time.perf_counter() - started, 3)}
             best_before = max((r["test_acc"] for r in self.history), default=-1.0)
             self.history.append(row)
-            line = (f"Test set: Average loss: {test_loss:.4f}, "
-                    f"Accuracy: {correct}/{total} ({row['test_acc']:.2f}%)")
+            line = (f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
+                    f"{row['test_correct']}/{row['test_total']} ({row['test_acc']:.2f}%)")
             echo(line)
+            plain = (f" ({self.cfg.tta} TTA; {row['test_acc_no_tta']:.2f}% without)"
+                     if "test_acc_no_tta" in row else "")
             run.log(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.2f}% | "
                     f"{line}{plain} | {row['seconds']:.1f}s")
             save_atomic(self.state(), run.last_checkpoint)
@@ -245,6 +234,18 @@ class Trainer:
                 save_atomic({"epoch": epoch, "model": self.evaluated.state_dict(),
                              "test_acc": row["test_acc"]}, run.best_checkpoint)
             run.write_history(self.history)
+
+    def test(self) -> dict[str, Any]:
+        """Test loss and accuracy of the evaluated model (with the recipe's test-time
+        augmentation); with TTA on, the accuracy without it too, so its gain is never hidden."""
+        loss, correct = evaluate(self.evaluated, self.test_loader, self.amp, self.cfg.tta)
+        total = self.test_loader.num_samples
+        row = {"test_loss": loss, "test_acc": 100.0 * correct / total, "test_correct": correct,
+               "test_total": total}
+        if self.cfg.tta != "none":
+            _, plain = evaluate(self.evaluated, self.test_loader, self.amp)
+            row["test_acc_no_tta"] = 100.0 * plain / total
+        return row
 
     def train_epoch(self, epoch: int, run: RunFolder | None, progress: bool
                     ) -> tuple[float, float]:
