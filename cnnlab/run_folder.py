@@ -48,6 +48,11 @@ class RunFolder:
     def best_checkpoint(self) -> Path:
         return self.path / "checkpoints" / "best.pt"
 
+    @property
+    def lr_find_path(self) -> Path:
+        """The LR range test that set the peak learning rate, when the recipe asked for one."""
+        return self.path / "lr_find.json"
+
     def recipe(self) -> Recipe:
         return load_recipe(self.config_path)
 

@@ -4,6 +4,7 @@ import torch
 from cnnlab.config import load_recipe
 from cnnlab.data import load_dataset
 from cnnlab.errors import ConfigError
+from cnnlab.report.run_report import write_report
 from cnnlab.run_folder import RunFolder
 from cnnlab.train import train
 from cnnlab.train.lr_finder import LRFindResult
@@ -64,6 +65,12 @@ def test_max_lr_find_runs_the_range_test_and_records_the_number(tmp_path):
     found = RunFolder(result.run_dir).recipe().schedule.max_lr
     assert isinstance(found, float) and found > 0
     assert f"{found:.3g}" in lines[0]
+    run = RunFolder(result.run_dir)
+    assert LRFindResult.from_json(run.lr_find_path.read_text()).steepest == found
+    assert "LR range test" in (run.path / "log.txt").read_text()
+    readme = write_report(run.path, model=result.model, dataset=result.dataset)
+    assert (run.path / "plots" / "lr-find.png").stat().st_size > 1000
+    assert "## LR range test" in readme.read_text() and "plots/lr-find.png" in readme.read_text()
 
 
 def test_max_lr_must_be_a_number_or_find():

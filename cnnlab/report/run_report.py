@@ -16,13 +16,14 @@ from cnnlab.inspect.receptive_field import receptive_field_of
 from cnnlab.inspect.spec import check_graph, check_history
 from cnnlab.inspect.summary import summary_of
 from cnnlab.report.confusion import confusion_matrix, most_confused, plot_confusion
-from cnnlab.report.curves import plot_curves
+from cnnlab.report.curves import plot_curves, plot_lr_find
 from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_html, to_markdown
 from cnnlab.report.gradcam import default_layer, gradcam, plot_gradcam
 from cnnlab.report.mistakes import plot_misclassified
 from cnnlab.report.predictions import Predictions, predict
 from cnnlab.run_folder import RunFolder
 from cnnlab.train.checkpoint import load_trained_model
+from cnnlab.train.lr_finder import LRFindResult
 from cnnlab.train.optim import lr_curve
 
 GRADCAM_IMAGES = 10
@@ -93,6 +94,7 @@ def write_report(
                 f"{r['test_loss']:.4f}", f"{r['test_acc']:.2f}%", f"{r['lr']:.3g}",
                 f"{r['seconds']:.1f}"] for r in history]),
         Image("plots/curves.png", "loss, accuracy and learning rate per epoch"),
+        *_lr_find_blocks(run, plots),
         Heading("Mistakes"),
         Paragraph(f"{len(predictions.wrong)} of {len(predictions.labels)} test images are "
                   f"misclassified; the {shown} most confident mistakes:"),
@@ -113,6 +115,18 @@ def write_report(
     if html:
         run.write_text("report.html", to_html(blocks, recipe.name, run.path))
     return readme
+
+
+def _lr_find_blocks(run: RunFolder, plots: Path) -> list:
+    """The range test that chose the peak learning rate, for runs whose recipe asked for one."""
+    if not run.lr_find_path.is_file():
+        return []
+    found = LRFindResult.from_json(run.lr_find_path.read_text(encoding="utf-8"))
+    plot_lr_find(found, plots / "lr-find.png")
+    return [Heading("LR range test"),
+            Paragraph(f"{found.summary_line()}; One Cycle's peak was set to the steepest-descent "
+                      "suggestion."),
+            Image("plots/lr-find.png", "smoothed loss against learning rate")]
 
 
 def _without_tta(recipe: Recipe, row: dict) -> str:

@@ -8,6 +8,8 @@ range test trains exactly as if it had been given the suggested number.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import json
 import math
 import sys
 from dataclasses import dataclass
@@ -38,6 +40,13 @@ class LRFindResult:
         """The loss was still falling fastest at the end of a sweep that never diverged: the
         test found no upper limit, and the suggestions are only the sweep's end."""
         return not self.diverged and self.steepest >= self.lrs[-len(self.lrs) // 10]
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> LRFindResult:
+        return cls(**json.loads(text))
 
     def summary_line(self) -> str:
         line = (f"suggested max lr: {self.steepest:.3g} (steepest descent), "

@@ -92,6 +92,7 @@ def train(
         ))
     data = dataset if dataset is not None else load_dataset(recipe.data.dataset, data_dir)
     data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
+    found = None
     if recipe.schedule.max_lr == "find":
         found = find_lr(recipe, data, model=model, progress=progress)
         say(f"LR range test: {found.summary_line()}")
@@ -105,6 +106,9 @@ def train(
                 f"({count_parameters(trainer.model):,} parameters) on {trainer.device}")
         run.write_text("summary.txt", summary_of(graph, trainer.model).to_text() + "\n")
         run.write_text("rf.md", receptive_field_of(graph).to_markdown() + "\n")
+        if found is not None:  # the report plots it
+            run.write_text(run.lr_find_path.name, found.to_json())
+            run.log(f"LR range test: {found.summary_line()}")
     else:
         trainer.load_state(load_checkpoint(run.last_checkpoint))
         run.write_history(trainer.history)  # the checkpoint is the truth if a crash cut the log
