@@ -68,6 +68,9 @@ class OptimConfig:
 class ScheduleConfig:
     name: str = "constant"  # constant | onecycle | step | cosine; all stepped once per batch
     max_lr: float | str = 0.0  # onecycle peak; 0 means optim.lr; "find": LR range test first
+    # Which range-test suggestion "find" takes. valley (a tenth of the lowest loss's lr) by
+    # default: on S10 the steepest descent said 5.6e-5, valley 2.2e-3 (BENCHMARKS.md).
+    find_pick: str = "valley"  # valley | steepest
     pct_start: float = 0.25  # onecycle: share of the steps spent warming up
     div_factor: float = 25.0  # onecycle: start lr = max_lr / div_factor
     final_div_factor: float = 1e4  # onecycle: final lr = start lr / final_div_factor
@@ -128,6 +131,7 @@ CHOICES = {
     "augment.hflip_mode": ("random", "alternate"),
     "optim.name": ("sgd", "adam", "adamw"),
     "schedule.name": ("constant", "onecycle", "step", "cosine"),
+    "schedule.find_pick": ("valley", "steepest"),
     "train.device": ("auto", "cpu", "cuda"),
     "train.amp": ("auto", "bf16", "off"),
     "train.tta": ("none", "flip", "flip_shift"),

@@ -66,11 +66,25 @@ def test_max_lr_find_runs_the_range_test_and_records_the_number(tmp_path):
     assert isinstance(found, float) and found > 0
     assert f"{found:.3g}" in lines[0]
     run = RunFolder(result.run_dir)
-    assert LRFindResult.from_json(run.lr_find_path.read_text()).steepest == found
+    assert LRFindResult.from_json(run.lr_find_path.read_text()).valley == found  # the default
     assert "LR range test" in (run.path / "log.txt").read_text()
     readme = write_report(run.path, model=result.model, dataset=result.dataset)
     assert (run.path / "plots" / "lr-find.png").stat().st_size > 1000
     assert "## LR range test" in readme.read_text() and "plots/lr-find.png" in readme.read_text()
+
+
+def test_find_pick_chooses_the_suggestion(tmp_path):
+    results = {}
+    for pick in ("valley", "steepest"):
+        recipe = _recipe('schedule.max_lr="find"', f'schedule.find_pick="{pick}"',
+                         "train.epochs=1")
+        result = train(recipe, dataset=separable_dataset(), out_dir=tmp_path / pick,
+                       progress=False, echo=None)
+        run = RunFolder(result.run_dir)
+        found = LRFindResult.from_json(run.lr_find_path.read_text())
+        results[pick] = run.recipe().schedule.max_lr
+        assert results[pick] == getattr(found, pick)
+    assert results["valley"] != results["steepest"]
 
 
 def test_max_lr_must_be_a_number_or_find():

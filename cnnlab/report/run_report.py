@@ -124,8 +124,8 @@ def _lr_find_blocks(run: RunFolder, plots: Path) -> list:
     found = LRFindResult.from_json(run.lr_find_path.read_text(encoding="utf-8"))
     plot_lr_find(found, plots / "lr-find.png")
     return [Heading("LR range test"),
-            Paragraph(f"{found.summary_line()}; One Cycle's peak was set to the steepest-descent "
-                      "suggestion."),
+            Paragraph(f"{found.summary_line()}. One Cycle's peak: "
+                      f"{run.recipe().schedule.max_lr:.3g}."),
             Image("plots/lr-find.png", "smoothed loss against learning rate")]
 
 

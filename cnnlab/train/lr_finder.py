@@ -41,6 +41,10 @@ class LRFindResult:
         test found no upper limit, and the suggestions are only the sweep's end."""
         return not self.diverged and self.steepest >= self.lrs[-len(self.lrs) // 10]
 
+    def pick(self, which: str) -> float:
+        """The suggestion named `which`: "steepest" or "valley"."""
+        return self.steepest if which == "steepest" else self.valley
+
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 

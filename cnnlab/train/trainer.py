@@ -97,7 +97,8 @@ def train(
         found = find_lr(recipe, data, model=model, progress=progress)
         say(f"LR range test: {found.summary_line()}")
         recipe = dataclasses.replace(
-            recipe, schedule=dataclasses.replace(recipe.schedule, max_lr=found.steepest))
+            recipe, schedule=dataclasses.replace(recipe.schedule,
+                                                 max_lr=found.pick(recipe.schedule.find_pick)))
     trainer = Trainer(recipe, data, model)
     # The run folder is made only once everything above has been validated.
     if run is None:
