@@ -17,7 +17,12 @@ def plot_curves(history: list[dict], lrs: list[float], path: Path) -> None:
     loss.plot(epochs, [r["test_loss"] for r in history], "s-", label="test")
     loss.set(title="Loss", xlabel="epoch", ylabel="cross-entropy")
     accuracy.plot(epochs, [r["train_acc"] for r in history], "o-", label="train")
-    accuracy.plot(epochs, [r["test_acc"] for r in history], "s-", label="test")
+    with_tta = all("test_acc_no_tta" in r for r in history)
+    accuracy.plot(epochs, [r["test_acc"] for r in history], "s-",
+                  label="test (with TTA)" if with_tta else "test")
+    if with_tta:  # the plain figure beside, as everywhere a TTA accuracy is shown
+        accuracy.plot(epochs, [r["test_acc_no_tta"] for r in history], "s--", alpha=0.7,
+                      label="test (without TTA)")
     best = max(history, key=lambda r: r["test_acc"])
     accuracy.annotate(f"best {best['test_acc']:.2f}%", (best["epoch"], best["test_acc"]),
                       textcoords="offset points", xytext=(0, -18), ha="center")
