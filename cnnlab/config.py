@@ -24,9 +24,10 @@ from cnnlab.errors import ConfigError
 class DataConfig:
     dataset: str = "mnist"  # mnist | cifar10
     batch_size: int = 128
-    # Small enough for the activations to stay in a CPU's cache: 256 evaluates 2.9x faster
-    # than 2000 here (benchmarks/cpu_tunings.py); a GPU recipe may want more.
-    eval_batch_size: int = 256
+    # Small enough for the activations to stay in a CPU's cache: 256 evaluated 2.5-2.9x
+    # faster than 2000 here, 128 a further 1.14x (benchmarks/cpu_tunings.py); a GPU recipe
+    # may want more.
+    eval_batch_size: int = 128
     train_limit: int = 0  # use only the first N training images (0 = all); for smoke runs
     test_limit: int = 0  # use only the first N test images (0 = all)
 

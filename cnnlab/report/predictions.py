@@ -31,7 +31,7 @@ class Predictions:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, data: Dataset, batch_size: int = 256, tta: str = "none"
+def predict(model: nn.Module, data: Dataset, batch_size: int = 128, tta: str = "none"
             ) -> Predictions:
     """The model's answers on the test split, with the run's test-time augmentation so they
     agree with the accuracy in its history."""
