@@ -27,42 +27,12 @@ import time
 from collections.abc import Callable
 
 import torch
-import torch.nn.functional as F
 
 import cnnlab
 from cnnlab.data import BatchAugment, DeviceLoader
-from cnnlab.models import build_model, default_input_shape
+from cnnlab.models import build_model
 from cnnlab.train.trainer import evaluate
-
-BATCH = 128
-
-
-def train_steps(name: str, *, channels_last: bool = True, compiled: bool = False,
-                sync_every: int = 20) -> Callable[[int], float]:
-    """A closure that runs `steps` training steps on one fixed batch and returns img/s."""
-    torch.manual_seed(0)
-    model = build_model(name)
-    x = torch.randn(BATCH, *default_input_shape(name))
-    y = torch.randint(0, 10, (BATCH,))
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    forward = torch.compile(model) if compiled else model
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    model.train()
-
-    def run(steps: int) -> float:
-        started = time.perf_counter()
-        for step in range(steps):
-            loss = F.cross_entropy(forward(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            if step % sync_every == 0:
-                loss.item()
-        return steps * BATCH / (time.perf_counter() - started)
-
-    return run
+from fixed_batch import BATCH, train_steps
 
 
 def race(first: Callable[[], float], second: Callable[[], float], repeats: int

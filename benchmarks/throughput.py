@@ -31,6 +31,7 @@ from cnnlab.config import AugmentConfig
 from cnnlab.data import BatchAugment
 from cnnlab.data.loader import normaliser
 from cnnlab.train.trainer import Trainer
+from fixed_batch import train_steps
 from seed_loop import seed_style_loader, seed_style_train_epoch
 
 
@@ -106,22 +107,8 @@ def lightning_loop(args, data, steps):
 
 
 def ceiling(args, data, steps):
-    torch.manual_seed(0)
-    model = cnnlab.build_model(args.model)
-    x = torch.randn(args.batch, *data.input_shape)
-    y = torch.randint(0, 10, (args.batch,))
-    if args.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        x = x.contiguous(memory_format=torch.channels_last)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, nesterov=True)
-    model.train()
-    started = time.perf_counter()
-    for _ in range(steps):
-        loss = F.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return steps * args.batch / (time.perf_counter() - started)
+    run = train_steps(args.model, batch=args.batch, channels_last=args.channels_last)
+    return run(steps)
 
 
 LOOPS = {"cnnlab": cnnlab_loop, "seed_loop": seed_style_loop, "lightning": lightning_loop,
