@@ -1,0 +1,39 @@
+"""Test accuracy of a finished run's model under each test-time augmentation mode, on the full
+test split: what `train.tta` would add (training is unaffected by it, so the figure for a mode
+is what a run with that mode would have reported for the same weights).
+
+    CNNLAB_DATA=../shared/data .venv/bin/python benchmarks/tta_gain.py RUN_DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import cnnlab
+from cnnlab.data import DeviceLoader
+from cnnlab.run_folder import RunFolder
+from cnnlab.train.checkpoint import load_trained_model
+from cnnlab.train.trainer import evaluate
+from cnnlab.train.tta import MODES
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    args = parser.parse_args()
+    run = RunFolder.existing(args.run_dir)
+    recipe = run.recipe()
+    model = load_trained_model(run)
+    data = cnnlab.load_dataset(recipe.data.dataset)
+    loader = DeviceLoader(data.test_images, data.test_labels, recipe.data.eval_batch_size,
+                          mean=data.mean, std=data.std, channels_last=recipe.train.channels_last)
+    accuracy = {}
+    for mode in MODES:
+        _, correct = evaluate(model, loader, tta=mode)
+        accuracy[mode] = 100.0 * correct / loader.num_samples
+        print(f"{mode:<11} {accuracy[mode]:.2f}%", flush=True)
+    print("tta_gain " + " ".join(f"{mode}={value:.2f}" for mode, value in accuracy.items()))
+
+
+if __name__ == "__main__":
+    main()
