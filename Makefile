@@ -5,7 +5,7 @@ PYTHON ?= python3
 RECIPE ?= mnist-99.4
 ARGS ?=  # e.g. make demo ARGS="--set train.epochs=2 --html"
 
-.PHONY: demo test
+.PHONY: demo test test-fast
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,3 +18,6 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+
+test-fast: $(VENV)/.installed  # the same minus the tests that train (seconds instead of a minute)
+	$(VENV)/bin/pytest -m "not slow"

@@ -33,6 +33,7 @@ from cnnlab.data import BatchAugment, DeviceLoader
 from cnnlab.models import build_model
 from cnnlab.train.trainer import evaluate
 from fixed_batch import BATCH, train_steps
+from machine import machine_line
 
 
 def race(first: Callable[[], float], second: Callable[[], float], repeats: int
@@ -81,8 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     steps, repeats = args.steps, args.repeats
     ratios: dict[str, float] = {}
-    print(f"torch {torch.__version__}, {os.cpu_count()} cores, {torch.get_num_threads()} "
-          f"intra-op threads, {torch.get_num_interop_threads()} inter-op threads, "
+    print(f"{machine_line()}, {torch.get_num_interop_threads()} inter-op threads, "
           f"batch {BATCH}, medians of {repeats}")
 
     def report(key: str, label: str, ours: float, other: float, unit: str = "img/s") -> None:

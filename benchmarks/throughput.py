@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import statistics
 import time
 import warnings
@@ -32,6 +31,7 @@ from cnnlab.data import BatchAugment
 from cnnlab.data.loader import normaliser
 from cnnlab.train.trainer import Trainer
 from fixed_batch import train_steps
+from machine import machine_line
 from seed_loop import seed_style_loader, seed_style_train_epoch
 
 
@@ -130,8 +130,7 @@ def main():
 
     recipe = cnnlab.load_recipe(args.recipe)
     data = cnnlab.load_dataset(recipe.data.dataset)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
-          f"threads, torch {torch.__version__}; {args.model}, batch {args.batch}, "
+    print(f"{machine_line()}; {args.model}, batch {args.batch}, "
           f"{args.steps} steps x {args.repeats} repeats, channels_last={args.channels_last}")
     names = args.loops.split(",")
     results = {name: [] for name in names}

@@ -1,8 +1,8 @@
 """Wall time until MNIST test accuracy first reaches 99.4%: cnnlab's recipe against the S5 seed
 recipe in the seed-style loop, in one process on the same data and threads.
 
-- cnnlab: `cnnlab.train` on the `mnist-99.4` recipe, one run per seed (median reported); the
-  clock covers everything `train` does (model, checks, every epoch and test pass, checkpoints).
+- cnnlab: `cnnlab.run` on the `mnist-99.4` recipe, one run per seed (median reported); the
+  clock covers everything `run` does (model, checks, every epoch and test pass, checkpoints).
 - seed loop: the S5 seed's model, SGD (lr 0.01, momentum 0.9), batch 128, +-7 degree rotation,
   per-sample Dataset + DataLoader with workers, tqdm per step, a test pass per epoch
   (`seed_loop.py`); stopped at the seed's 20-epoch budget if it never reaches the target, and
@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
 import time
 
 import torch
 
 import cnnlab
+from machine import machine_line
 from seed_loop import seed_style_loader, seed_style_test, seed_style_train_epoch
 
 
@@ -43,8 +43,8 @@ def cnnlab_run(args, data, seed: int) -> dict:
                 reached["seconds"] = time.perf_counter() - started
                 reached["at_epoch"] = reached["epoch"]
 
-    result = cnnlab.train(recipe, dataset=data, out_dir=args.out, progress=False, echo=watch,
-                          report=False)
+    result = cnnlab.run(recipe, dataset=data, out_dir=args.out, progress=False, echo=watch,
+                        report=False)
     last_n = recipe.spec.last_epochs
     return {
         "seconds": reached.get("seconds", time.perf_counter() - started),
@@ -92,8 +92,7 @@ def main() -> None:
     parser.add_argument("--out", default="runs/benchmarks")
     args = parser.parse_args()
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} "
-          f"threads, torch {torch.__version__}")
+    print(machine_line())
     started = time.perf_counter()
     data = cnnlab.load_dataset("mnist")
     print(f"data loaded and verified in {time.perf_counter() - started:.2f}s (not counted)")

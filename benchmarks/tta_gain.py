@@ -15,12 +15,14 @@ from cnnlab.run_folder import RunFolder
 from cnnlab.train.checkpoint import load_trained_model
 from cnnlab.train.trainer import evaluate
 from cnnlab.train.tta import MODES
+from machine import machine_line
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_dir")
     args = parser.parse_args()
+    print(machine_line())
     run = RunFolder.existing(args.run_dir)
     recipe = run.recipe()
     model = load_trained_model(run)

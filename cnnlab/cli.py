@@ -15,8 +15,9 @@ from cnnlab.inspect import check, receptive_field, summary
 from cnnlab.inspect.subject import load_subject, parse_input_shape
 from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
 from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
-from cnnlab.pipeline import lr_find, train
+from cnnlab.pipeline import lr_find, run
 from cnnlab.report import compare, write_report
+from cnnlab.train.history import best_row
 
 DATA_DIR_HELP = "data root (default: $CNNLAB_DATA, else ~/.cache/cnnlab)"
 
@@ -102,15 +103,15 @@ def _train(args: argparse.Namespace) -> None:
         if args.recipe or overrides:
             raise ConfigError("--resume continues a run with its saved config.toml: "
                               "give no recipe, --set, --seed or --device with it")
-        result = train(resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress,
-                       html=args.html)
+        result = run(resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress,
+                     html=args.html)
     elif not args.recipe:
         raise ConfigError("give a recipe (see: cnnlab recipes) or --resume RUN_DIR")
     else:
         recipe = load_recipe(args.recipe, overrides)
-        result = train(recipe, data_dir=args.data_dir, out_dir=args.out,
-                       progress=not args.no_progress, check=not args.no_check, html=args.html)
-    best = max(result.history, key=lambda row: row["test_acc"])
+        result = run(recipe, data_dir=args.data_dir, out_dir=args.out,
+                     progress=not args.no_progress, check=not args.no_check, html=args.html)
+    best = best_row(result.history)
     print(f"final test accuracy {result.final_accuracy:.2f}%, best {best['test_acc']:.2f}% "
           f"(epoch {best['epoch']}); report: {result.run_dir / 'README.md'}")
     for verdict in result.check.verdicts:

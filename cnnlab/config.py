@@ -1,7 +1,8 @@
 """Recipes: TOML files turned into frozen dataclasses.
 
-A recipe states everything a run needs. Unknown keys and wrong types are errors that name the
-key, so a typo never silently falls back to a default. `--set a.b=value` overrides any key.
+A recipe states everything a run needs. Unknown keys, wrong types, values outside a field's
+choices (`Literal`) or range (`Annotated[..., Range(...)]`) are errors that name the key, so a
+typo never silently falls back to a default. `--set a.b=value` overrides any key.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import tomli_w
 
@@ -21,33 +22,69 @@ from cnnlab.errors import ConfigError
 
 
 @dataclass(frozen=True)
+class Range:
+    """The values a numeric field accepts: low <= value (or < when `open_low`) <= high (or <)."""
+
+    low: float | None = None
+    high: float | None = None
+    open_low: bool = False
+    open_high: bool = False
+
+    def admits(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.open_low else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.open_high else value <= self.high)
+
+    def describe(self) -> str:
+        parts = []
+        if self.low is not None:
+            parts.append(f"{'above' if self.open_low else 'at least'} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{'below' if self.open_high else 'at most'} {self.high:g}")
+        return " and ".join(parts)
+
+
+Count = Annotated[int, Range(low=1)]  # sizes, epochs, limits
+NonNegativeInt = Annotated[int, Range(low=0)]
+NonNegative = Annotated[float, Range(low=0)]
+Positive = Annotated[float, Range(low=0, open_low=True)]  # rates, factors
+Probability = Annotated[float, Range(0, 1)]
+Fraction = Annotated[float, Range(0, 1, open_high=True)]  # a share that must leave something
+
+DatasetName = Literal["mnist", "cifar10"]
+TTAMode = Literal["none", "flip", "flip_shift"]  # train/tta.py
+LRPick = Literal["minimum", "valley", "steepest"]  # train/lr_find.py
+
+
+@dataclass(frozen=True)
 class DataConfig:
-    dataset: str = "mnist"  # mnist | cifar10
-    batch_size: int = 128
-    # Small enough for the activations to stay in a CPU's cache: 256 evaluated 2.5-2.9x
-    # faster than 2000 here, 128 a further 1.14x (benchmarks/cpu_tunings.py); a GPU recipe
-    # may want more.
-    eval_batch_size: int = 128
-    train_limit: int = 0  # use only the first N training images (0 = all); for smoke runs
-    test_limit: int = 0  # use only the first N test images (0 = all)
+    dataset: DatasetName = "mnist"
+    batch_size: Count = 128
+    # Test batches: small enough for the activations to stay in a CPU's cache (BENCHMARKS.md,
+    # CPU tunings); a GPU recipe may want more.
+    eval_batch_size: Count = 128
+    train_limit: Count | None = None  # use only the first N training images; for smoke runs
+    test_limit: Count | None = None  # use only the first N test images
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    engine: str = "fast"  # fast: batched tensor ops on the device | albumentations: per sample
-    rotate: float = 0.0  # max rotation in degrees, uniform in [-rotate, rotate] per image
-    translate: float = 0.0  # max shift in pixels along each axis (sub-pixel), per image
-    scale: float = 0.0  # max zoom change: scale uniform in [1 - scale, 1 + scale] per image
-    pad_crop: int = 0  # pad by N pixels, then crop a random window back to size
-    pad_mode: str = "zeros"  # zeros | reflect, for pad_crop
-    hflip: float = 0.0  # probability of a horizontal flip per image
-    hflip_mode: str = "random"  # random | alternate: each image flipped every other epoch
-    cutout: int = 0  # side of a square hole (filled with 0) placed inside each image
-    cutout_p: float = 1.0  # probability that an image gets the hole
-    gray: float = 0.0  # probability of turning an image to grey (3-channel images)
+    # fast: batched tensor ops on the device | albumentations: per sample, in worker processes
+    engine: Literal["fast", "albumentations"] = "fast"
+    rotate: Annotated[float, Range(0, 180)] = 0.0  # max rotation in degrees, U(-rotate, rotate)
+    translate: NonNegative = 0.0  # max shift in pixels along each axis (sub-pixel), per image
+    scale: Fraction = 0.0  # max zoom change: scale uniform in [1 - scale, 1 + scale] per image
+    pad_crop: NonNegativeInt = 0  # pad by N pixels, then crop a random window back to size
+    pad_mode: Literal["zeros", "reflect"] = "zeros"  # how pad_crop fills the border
+    hflip: Probability = 0.0  # probability of a horizontal flip per image
+    # random: each image flipped with probability hflip | alternate: every other epoch
+    hflip_mode: Literal["random", "alternate"] = "random"
+    cutout: NonNegativeInt = 0  # side in pixels of a square hole (filled with 0) in each image
+    cutout_p: Probability = 1.0  # probability that an image gets the hole
+    gray: Probability = 0.0  # probability of turning an image to grey (3-channel images)
     # albumentations engine: [[augment.transforms]] tables, name = "HorizontalFlip", p = 0.5
     transforms: list[dict] = field(default_factory=list)
-    workers: int = 2  # DataLoader worker processes for the albumentations engine
+    workers: NonNegativeInt = 2  # DataLoader worker processes for the albumentations engine
 
 
 @dataclass(frozen=True)
@@ -58,51 +95,54 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class OptimConfig:
-    name: str = "sgd"  # sgd | adam | adamw
-    lr: float = 0.01
-    momentum: float = 0.9  # sgd only
+    name: Literal["sgd", "adam", "adamw"] = "sgd"
+    lr: Positive = 0.01
+    momentum: Fraction = 0.9  # sgd only
     nesterov: bool = False  # sgd only
-    weight_decay: float = 0.0
+    weight_decay: NonNegative = 0.0
 
 
 @dataclass(frozen=True)
 class ScheduleConfig:
-    name: str = "constant"  # constant | onecycle | step | cosine; all stepped once per batch
-    max_lr: float | str = 0.0  # onecycle peak; 0 means optim.lr; "find": LR range test first
-    # Which range-test suggestion "find" takes. valley (a tenth of the lowest loss's lr) by
-    # default: on S10 the steepest descent said 5.6e-5, valley 2.2e-3 (BENCHMARKS.md).
-    find_pick: str = "valley"  # valley | steepest
-    pct_start: float = 0.25  # onecycle: share of the steps spent warming up
-    div_factor: float = 25.0  # onecycle: start lr = max_lr / div_factor
-    final_div_factor: float = 1e4  # onecycle: final lr = start lr / final_div_factor
-    step_epochs: int = 10  # step: multiply lr by gamma every step_epochs epochs
-    gamma: float = 0.1
-    min_lr: float = 0.0  # cosine: lr at the last step
+    # every schedule steps once per batch
+    name: Literal["constant", "onecycle", "step", "cosine"] = "constant"
+    # onecycle peak; unset: optim.lr; "find": an LR range test picks it (find_pick) first
+    max_lr: Positive | Literal["find"] | None = None
+    # which range-test suggestion "find" takes: minimum (a tenth of the lr at the lowest
+    # loss), valley (the middle of the longest descent) or steepest (fastest descent)
+    find_pick: LRPick = "minimum"
+    # onecycle: share of the steps spent warming up
+    pct_start: Annotated[float, Range(0, 1, open_low=True, open_high=True)] = 0.25
+    div_factor: Positive = 25.0  # onecycle: start lr = max_lr / div_factor
+    final_div_factor: Positive = 1e4  # onecycle: final lr = start lr / final_div_factor
+    step_epochs: Count = 10  # step: multiply lr by gamma every step_epochs epochs
+    gamma: Positive = 0.1
+    min_lr: NonNegative = 0.0  # cosine: lr at the last step
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: int = 20
-    seed: int = 0
-    label_smoothing: float = 0.0
-    ema_decay: float = 0.0  # 0 = off; else evaluate an exponential moving average of the weights
-    device: str = "auto"  # auto | cpu | cuda
-    channels_last: bool = True  # CPU: 1.3x mnist_s5, 1.1x cifar_s9, 1.0x mnist_fast (BENCHMARKS.md)
-    amp: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU | bf16 | off
+    epochs: Count = 20
+    seed: NonNegativeInt = 0
+    label_smoothing: Fraction = 0.0
+    ema_decay: Fraction = 0.0  # 0 = off; else evaluate an exponential moving average of the weights
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    channels_last: bool = True  # NHWC activations: faster convolutions on CPU and GPU
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
     compile: bool = False  # torch.compile the model for training (pays a compile up front)
-    tta: str = "none"  # test-time augmentation: none | flip | flip_shift (train/tta.py)
+    tta: TTAMode = "none"  # test-time augmentation (train/tta.py)
 
 
 @dataclass(frozen=True)
 class SpecConfig:
     """The assignment's budget. Checked by the inspect stage; empty means no rule."""
 
-    max_params: int | None = None
-    max_epochs: int | None = None
-    min_rf: int | None = None
-    min_test_acc: float | None = None  # percent
-    last_epochs: int = 1  # min_test_acc must hold in each of the last N epochs
-    require: list[str] = field(default_factory=list)
+    max_params: Count | None = None
+    max_epochs: Count | None = None
+    min_rf: Count | None = None
+    min_test_acc: Annotated[float, Range(0, 100)] | None = None  # percent
+    last_epochs: Count = 1  # min_test_acc must hold in each of the last N epochs
+    require: list[str] = field(default_factory=list)  # layer features: cnnlab/inspect/spec.py
     forbid: list[str] = field(default_factory=list)
 
 
@@ -125,18 +165,9 @@ class Recipe:
         return tomli_w.dumps(self.to_dict())
 
 
-CHOICES = {
-    "data.dataset": ("mnist", "cifar10"),
-    "augment.engine": ("fast", "albumentations"),
-    "augment.pad_mode": ("zeros", "reflect"),
-    "augment.hflip_mode": ("random", "alternate"),
-    "optim.name": ("sgd", "adam", "adamw"),
-    "schedule.name": ("constant", "onecycle", "step", "cosine"),
-    "schedule.find_pick": ("valley", "steepest"),
-    "train.device": ("auto", "cpu", "cuda"),
-    "train.amp": ("auto", "bf16", "off"),
-    "train.tta": ("none", "flip", "flip_shift"),
-}
+def choices(hint: Any) -> tuple[Any, ...]:
+    """The values a `Literal` type (such as `TTAMode`) admits."""
+    return typing.get_args(hint)
 
 
 def builtin_recipes() -> list[str]:
@@ -159,15 +190,7 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
 
 
 def parse_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
-    recipe = _build(Recipe, raw, "", source)
-    for key, allowed in CHOICES.items():
-        section, name = key.split(".")
-        value = getattr(getattr(recipe, section), name)
-        if value not in allowed:
-            raise ConfigError(f"{source}: {key} = {value!r} is not one of {', '.join(allowed)}")
-    if isinstance(recipe.schedule.max_lr, str) and recipe.schedule.max_lr != "find":
-        raise ConfigError(f"{source}: schedule.max_lr must be a number or \"find\"")
-    return recipe
+    return _build(Recipe, raw, "", source)
 
 
 def _recipe_text(name_or_path: str) -> tuple[str, str]:
@@ -207,7 +230,7 @@ def _apply_override(raw: dict[str, Any], override: str) -> None:
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: {prefix.rstrip('.')} must be a table")
-    hints = typing.get_type_hints(cls)
+    hints = typing.get_type_hints(cls, include_extras=True)
     names = {f.name for f in dataclasses.fields(cls)}
     for key in raw:
         if key not in names:
@@ -220,7 +243,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
         if dataclasses.is_dataclass(hint):
             values[key] = _build(hint, value, f"{prefix}{key}.", source)
         else:
-            values[key] = _check_type(value, hint, f"{prefix}{key}", source)
+            values[key] = _checked(value, hint, f"{prefix}{key}", source)
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
                and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
     if missing:
@@ -228,24 +251,70 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     return cls(**values)
 
 
-def _check_type(value: Any, hint: Any, key: str, source: str) -> Any:
-    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+def _checked(value: Any, hint: Any, key: str, source: str) -> Any:
+    """`value` converted to the field's type (an int where a float is wanted), or a
+    ConfigError that says what the field accepts."""
+    options = typing.get_args(hint) if _is_union(hint) else (hint,)
+    out_of_range = None
     for option in options:
         if option is type(None):
             continue
-        origin = typing.get_origin(option) or option
-        if origin is float and isinstance(value, int | float) and not isinstance(value, bool):
-            return float(value)
-        if origin is int and isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if origin is list and isinstance(value, list):
-            (item,) = typing.get_args(option)
-            if all(isinstance(v, item) for v in value):
-                return list(value)
-        if origin in (str, bool, dict) and isinstance(value, origin):
-            return value
-    wanted = " or ".join(getattr(o, "__name__", str(o)) for o in options if o is not type(None))
-    raise ConfigError(f"{source}: {key} must be {wanted}, got {value!r}")
+        ranges: tuple[Range, ...] = ()
+        if typing.get_origin(option) is Annotated:
+            option, *extras = typing.get_args(option)
+            ranges = tuple(r for r in extras if isinstance(r, Range))
+        converted = _as_type(value, option)
+        if converted is _NO_MATCH:
+            continue
+        broken = [r for r in ranges if not r.admits(converted)]
+        if not broken:
+            return converted
+        out_of_range = broken[0]
+    if out_of_range is not None:
+        raise ConfigError(f"{source}: {key} = {value!r} is out of range: it must be "
+                          f"{out_of_range.describe()}")
+    raise ConfigError(f"{source}: {key} must be {_describe(options)}, got {value!r}")
+
+
+_NO_MATCH = object()
+
+
+def _as_type(value: Any, option: Any) -> Any:
+    origin = typing.get_origin(option) or option
+    if origin is Literal:
+        return value if value in typing.get_args(option) else _NO_MATCH
+    if isinstance(value, bool) and origin is not bool:
+        return _NO_MATCH  # TOML's true is not a number
+    if origin is float and isinstance(value, int | float):
+        return float(value)
+    if origin is list and isinstance(value, list):
+        (item,) = typing.get_args(option)
+        return list(value) if all(isinstance(v, item) for v in value) else _NO_MATCH
+    if origin in (int, str, bool, dict) and isinstance(value, origin):
+        return value
+    return _NO_MATCH
+
+
+def _is_union(hint: Any) -> bool:
+    return isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union
+
+
+def _describe(options: tuple[Any, ...]) -> str:
+    words = []
+    for option in options:
+        if option is type(None):
+            continue
+        if typing.get_origin(option) is Annotated:
+            option = typing.get_args(option)[0]
+        if typing.get_origin(option) is Literal:
+            words.append("one of " + ", ".join(repr(v) for v in typing.get_args(option)))
+        else:
+            words.append(_TYPE_WORDS.get(option, getattr(option, "__name__", str(option))))
+    return " or ".join(words)
+
+
+_TYPE_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false",
+               dict: "a table"}
 
 
 def _drop_none(value: Any) -> Any:

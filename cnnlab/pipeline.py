@@ -1,41 +1,163 @@
-"""What a user asks for, across stages: a run (train, then its plots and README) and an LR
-range test (data, test, plot)."""
+"""The one place a recipe runs, stage after stage: config -> model -> inspect -> data -> (LR range
+test) -> train -> report. Each stage gets what the one before made, in memory; nothing is
+traced, checked or loaded twice. The CLI's `train` and `lr-find` verbs call these functions."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from cnnlab.config import Recipe
-from cnnlab.data import load_dataset
+import torch
+from torch import nn
+
+from cnnlab.config import Recipe, ScheduleConfig
+from cnnlab.data import Dataset, load_dataset
+from cnnlab.data.catalog import dataset_info
+from cnnlab.errors import ConfigError, SpecError
+from cnnlab.inspect import CheckReport, Inspection, inspect_model
+from cnnlab.inspect.spec import check_history
+from cnnlab.models import build_model, count_parameters
 from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
-from cnnlab.train.lr_finder import LRFindResult
-from cnnlab.train.trainer import RunResult, find_lr
-from cnnlab.train.trainer import train as train_only
+from cnnlab.run_folder import RunFolder
+from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.history import History, best_row
+from cnnlab.train.lr_find import LRFindResult
+from cnnlab.train.lr_find import lr_find as range_test
+from cnnlab.train.trainer import Echo, Trainer, pick_device
 
 
-def train(*args: Any, report: bool = True, html: bool = False, **kwargs: Any) -> RunResult:
-    """`cnnlab.train.trainer.train` (same arguments), then `write_report` on the run folder
-    unless `report=False`."""
-    result = train_only(*args, **kwargs)
+@dataclass
+class RunResult:
+    run_dir: Path
+    history: History
+    model: nn.Module  # the evaluated model (the EMA copy when EMA is on)
+    check: CheckReport  # the recipe's [spec]: verdicts before and after training
+    dataset: Dataset  # what it was trained and tested on
+
+    @property
+    def final_accuracy(self) -> float:
+        return self.history[-1]["test_acc"]
+
+    @property
+    def best_accuracy(self) -> float:
+        return best_row(self.history)["test_acc"]
+
+
+def run(
+    recipe: Recipe | None = None,
+    *,
+    resume: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    out_dir: str | Path = "runs",
+    dataset: Dataset | None = None,
+    progress: bool = True,
+    echo: Echo | None = print,
+    check: bool = True,
+    report: bool = True,
+    html: bool = False,
+) -> RunResult:
+    """Train `recipe` into a new run folder under `out_dir`, or continue the run at `resume`,
+    then write its report (plots, README.md, and report.html with `html`) unless `report` is
+    False.
+
+    `dataset` replaces loading from disk (tests pass small tensors); `echo` receives the log
+    lines (epoch header, the seeds' "Test set: ..." line), `None` silences them. With `check`,
+    a model or recipe that breaks the recipe's `[spec]` is refused before anything is written.
+    """
+    folder = RunFolder.existing(resume) if resume else None
+    if folder is not None:
+        recipe = folder.recipe()
+    if recipe is None:
+        raise ConfigError("give a recipe to train, or a run folder to resume")
+    say: Callable[[str], None] = echo or (lambda line: None)
+    pick_device(recipe.train.device)  # fail early on a device this machine lacks
+
+    # model and inspect before any data is read, so a broken budget costs nothing
+    torch.manual_seed(recipe.train.seed)  # the model's initial weights follow the seed
+    model = build_model(recipe.model.name, **recipe.model.args)
+    shape = (dataset.input_shape if dataset is not None
+             else dataset_info(recipe.data.dataset).input_shape)
+    inspection = inspect_model(recipe, model, shape)
+    if check and not inspection.check.passed:
+        raise SpecError("\n".join(
+            [f"{recipe.name} breaks its [spec] (train anyway with --no-check):"]
+            + [f"  {v.line()}" for v in inspection.check.failures]
+        ))
+    data = dataset if dataset is not None else load_dataset(recipe.data.dataset, data_dir)
+    data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
+
+    found = None
+    if recipe.schedule.max_lr == "find":
+        found = lr_find(recipe, dataset=data, model=model, progress=progress)
+        say(f"LR range test: {found.summary_line()}")
+        peak = found.pick(recipe.schedule.find_pick)
+        recipe = dataclasses.replace(
+            recipe, schedule=dataclasses.replace(recipe.schedule, max_lr=peak))
+
+    trainer = Trainer(recipe, data, model)
+    # The run folder is made only once everything above has been validated.
+    if folder is None:
+        folder = _new_run_folder(out_dir, recipe, trainer, inspection, found)
+    else:
+        trainer.load_state(load_checkpoint(folder.last_checkpoint))
+        folder.write_history(trainer.history)  # the checkpoint is the truth if a crash cut the log
+        folder.log(f"resumed after epoch {len(trainer.history)}")
+    try:
+        trainer.fit(folder, progress, say)
+    except KeyboardInterrupt:
+        folder.log(f"interrupted in epoch {len(trainer.history) + 1}")
+        raise KeyboardInterrupt(str(folder.path)) from None  # tells the caller what to resume
+
+    inspection.check.verdicts += check_history(recipe, trainer.history)
+    folder.write_text("check.md", inspection.check.to_markdown() + "\n")
     if report:
-        write_report(result.run_dir, model=result.model, dataset=result.dataset, html=html)
-    return result
+        write_report(folder.path, model=trainer.evaluated, dataset=data, inspection=inspection,
+                     html=html)
+    return RunResult(folder.path, trainer.history, trainer.evaluated, inspection.check, data)
+
+
+def _new_run_folder(out_dir: str | Path, recipe: Recipe, trainer: Trainer,
+                    inspection: Inspection, found: LRFindResult | None) -> RunFolder:
+    folder = RunFolder.create(out_dir, recipe)
+    folder.log(f"recipe {recipe.name}: model {recipe.model.name} "
+               f"({count_parameters(trainer.model):,} parameters) on {trainer.device}")
+    folder.write_text("summary.txt", inspection.summary.to_text() + "\n")
+    folder.write_text("rf.md", inspection.field.to_markdown() + "\n")
+    if found is not None:  # the report plots it
+        folder.write_text(folder.lr_find_path.name, found.to_json())
+        folder.log(f"LR range test: {found.summary_line()}")
+    return folder
 
 
 def lr_find(
     recipe: Recipe,
     *,
     data_dir: str | Path | None = None,
+    dataset: Dataset | None = None,
+    model: nn.Module | None = None,
     plot: str | Path | None = None,
-    **kwargs: Any,
+    start: float = 1e-7,
+    end: float = 10.0,
+    steps: int = 100,
+    progress: bool = True,
 ) -> LRFindResult:
-    """LR range test on the recipe's training data (`find_lr`'s keyword arguments: start,
-    end, steps, progress); the loss curve goes to the PNG `plot` if given."""
-    data = load_dataset(recipe.data.dataset, data_dir)
-    result = find_lr(recipe, data.limited(recipe.data.train_limit, recipe.data.test_limit),
-                     **kwargs)
+    """LR range test for `recipe`: its model (a copy of `model` if given, which stays
+    untouched), loader, augmentation and optimiser, on its training data (`dataset`, else
+    read from `data_dir`). The loss curve goes to the PNG `plot` if given."""
+    if dataset is None:
+        dataset = load_dataset(recipe.data.dataset, data_dir)
+        dataset = dataset.limited(recipe.data.train_limit, recipe.data.test_limit)
+    if model is None:
+        torch.manual_seed(recipe.train.seed)
+        model = build_model(recipe.model.name, **recipe.model.args)
+    steady = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"))
+    probe = Trainer(steady, dataset, copy.deepcopy(model))
+    result = range_test(probe.model, probe.optimizer, probe.train_loader, start, end, steps,
+                        progress)
     if plot is not None:
         plot_lr_find(result, Path(plot))
     return result

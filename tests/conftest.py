@@ -8,8 +8,19 @@ import torch
 
 from cnnlab.data import Dataset
 from cnnlab.data import mnist as mnist_files
+from cnnlab.pipeline import RunResult, run
 
 REAL_DATA = Path(os.environ.get("CNNLAB_DATA", "")) if os.environ.get("CNNLAB_DATA") else None
+# What this test run must have rather than skip without: .ci/run sets "data,browser".
+REQUIRED = {w.strip() for w in os.environ.get("CNNLAB_TEST_REQUIRE", "").split(",") if w.strip()}
+
+
+def skip_unless_required(what: str, reason: str) -> None:
+    """Skip for `reason`, unless `what` ("data", "browser") is in $CNNLAB_TEST_REQUIRE: then
+    the missing piece fails the test, so CI never passes by skipping."""
+    if what in REQUIRED:
+        pytest.fail(f"{reason} (required here: CNNLAB_TEST_REQUIRE={','.join(sorted(REQUIRED))})")
+    pytest.skip(reason)
 
 
 @pytest.fixture(autouse=True)
@@ -18,11 +29,23 @@ def private_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
 
 
+def _shared_data(folder: str) -> Path:
+    if REAL_DATA is None or not (REAL_DATA / folder).is_dir():
+        skip_unless_required("data", f"set CNNLAB_DATA to the folder holding {folder} "
+                                     "(.ci/run does)")
+    return REAL_DATA
+
+
 @pytest.fixture
 def real_data_root() -> Path:
-    if REAL_DATA is None or not (REAL_DATA / "MNIST" / "raw").is_dir():
-        pytest.skip("set CNNLAB_DATA to the folder holding MNIST/raw (.ci/run does)")
-    return REAL_DATA
+    """The shared data root, with real MNIST."""
+    return _shared_data("MNIST/raw")
+
+
+@pytest.fixture
+def cifar_data_root() -> Path:
+    """The shared data root, with real CIFAR-10."""
+    return _shared_data("cifar-10-batches-py")
 
 
 def idx_bytes(array: torch.Tensor) -> bytes:
@@ -76,3 +99,20 @@ def separable_dataset(n_train=512, n_test=256, seed=0) -> Dataset:
 
     return Dataset("mnist", *split(n_train), *split(n_test), (0.1307,), (0.3081,),
                    tuple(str(i) for i in range(10)))
+
+
+def train_run(recipe=None, **kwargs) -> RunResult:
+    """`cnnlab.run` without progress bars, log lines or the report, unless a test asks."""
+    for key, quiet in (("progress", False), ("echo", None), ("report", False)):
+        kwargs.setdefault(key, quiet)
+    return run(recipe, **kwargs)
+
+
+def seeded(seed: int = 0) -> torch.Generator:
+    """A CPU generator at `seed`: the random source the augmentation functions take."""
+    return torch.Generator().manual_seed(seed)
+
+
+def without_timings(history: list[dict]) -> list[dict]:
+    """A history minus its wall-clock fields: what two identical runs must agree on."""
+    return [{k: v for k, v in row.items() if "seconds" not in k} for row in history]

@@ -4,8 +4,7 @@ import torch
 from cnnlab.config import load_recipe
 from cnnlab.data.albumentations_loader import AlbumentationsLoader, build_pipeline
 from cnnlab.errors import ConfigError
-from cnnlab.train import train
-from tests.conftest import separable_dataset
+from tests.conftest import separable_dataset, train_run
 
 
 def test_a_removed_1x_argument_is_an_error_not_a_warning():
@@ -45,12 +44,12 @@ def test_loader_yields_normalised_augmented_batches():
     assert torch.allclose(untouched, torch.tensor((128 / 255 - 0.5) / 0.25), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_albumentations_engine_trains(tmp_path):
     recipe = load_recipe("mnist-99.4", [
         'augment.engine="albumentations"', "augment.workers=0", "train.epochs=2",
         "data.batch_size=64", "train.device=cpu",
         'augment.transforms=[{name = "Affine", rotate = [-8, 8], p = 1.0}]'])
-    result = train(recipe, dataset=separable_dataset(), out_dir=tmp_path, progress=False,
-                   echo=None)
+    result = train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.history[-1]["test_acc"] > 20  # chance is 10%

@@ -12,19 +12,11 @@ from cnnlab.data.augment import random_affine, random_crop, random_cutout, rando
 from cnnlab.errors import DataError
 from cnnlab.inspect import receptive_field, summary
 from cnnlab.models import build_model, count_parameters
-from cnnlab.train import train
+from tests.conftest import seeded, train_run
 
 
-@pytest.fixture
-def cifar_root():
-    root = os.environ.get("CNNLAB_DATA")
-    if not root or not os.path.isdir(os.path.join(root, "cifar-10-batches-py")):
-        pytest.skip("set CNNLAB_DATA to the folder holding cifar-10-batches-py (.ci/run does)")
-    return root
-
-
-def test_real_cifar10_matches_the_published_counts(cifar_root):
-    data = load_dataset("cifar10", cifar_root)
+def test_real_cifar10_matches_the_published_counts(cifar_data_root):
+    data = load_dataset("cifar10", cifar_data_root)
     assert data.train_images.shape == (50000, 3, 32, 32)
     assert data.test_images.shape == (10000, 3, 32, 32)
     assert torch.bincount(data.train_labels).tolist() == [5000] * 10
@@ -129,13 +121,9 @@ def test_cifar_s10_resnet_matches_its_seed_table():
     assert "Estimated Total Size (MB): 33.09" in text
 
 
-def _gen():
-    return torch.Generator().manual_seed(0)
-
-
 def test_cutout_area_is_exact_and_rate_matches_p():
     x = torch.full((2000, 3, 32, 32), 100.0)
-    out = random_cutout(x, 8, 0.5, _gen())
+    out = random_cutout(x, 8, 0.5, seeded())
     zeros = (out[:, 0] == 0).sum((1, 2))
     assert set(zeros.tolist()) == {0, 64}
     assert abs((zeros > 0).float().mean().item() - 0.5) < 0.04
@@ -144,7 +132,7 @@ def test_cutout_area_is_exact_and_rate_matches_p():
 
 def test_gray_makes_channels_equal_at_rate_p():
     x = torch.rand(2000, 3, 8, 8) * 255
-    out = random_gray(x, 0.25, _gen())
+    out = random_gray(x, 0.25, seeded())
     gray = (out[:, 0] == out[:, 1]).all((1, 2)) & (out[:, 1] == out[:, 2]).all((1, 2))
     assert abs(gray.float().mean().item() - 0.25) < 0.03
     expected = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
@@ -153,14 +141,14 @@ def test_gray_makes_channels_equal_at_rate_p():
 
 def test_reflect_crop_has_no_black_border():
     x = torch.full((64, 3, 16, 16), 200.0)
-    assert (random_crop(x, 4, _gen(), mode="reflect") == 200).all()
-    assert (random_crop(x, 4, _gen(), mode="zeros") == 0).any()
+    assert (random_crop(x, 4, seeded(), mode="reflect") == 200).all()
+    assert (random_crop(x, 4, seeded(), mode="zeros") == 0).any()
 
 
 def test_shift_scale_rotate_keeps_shape_and_mean():
     x = torch.zeros(256, 3, 32, 32)
     x[:, :, 8:24, 8:24] = 255.0
-    out = random_affine(x, 15.0, 2.0, _gen(), scale=0.1)
+    out = random_affine(x, 15.0, 2.0, seeded(), scale=0.1)
     assert out.shape == x.shape
     # zoom changes the square's area by at most (1.1)^2; rotation and shift keep it
     ratio = out.mean((1, 2, 3)) / x.mean((1, 2, 3))
@@ -171,14 +159,15 @@ def test_shift_scale_rotate_keeps_shape_and_mean():
 def test_cifar_augment_pipeline_runs_on_a_batch():
     config = load_recipe("cifar-s9-fast").augment
     assert isinstance(config, AugmentConfig)
-    out = BatchAugment(config)(torch.rand(32, 3, 32, 32) * 255, _gen())
+    out = BatchAugment(config)(torch.rand(32, 3, 32, 32) * 255, seeded())
     assert out.shape == (32, 3, 32, 32) and torch.isfinite(out).all()
 
 
-def test_cifar_s9_fast_recipe_learns_on_a_slice(cifar_root, tmp_path):
+@pytest.mark.slow
+def test_cifar_s9_fast_recipe_learns_on_a_slice(cifar_data_root, tmp_path):
     recipe = load_recipe("cifar-s9-fast", ["train.epochs=3", "data.train_limit=512",
                                            "data.test_limit=256", "data.batch_size=64",
                                            "train.device=cpu", "train.label_smoothing=0.0"])
-    data = load_dataset("cifar10", cifar_root)
-    result = train(recipe, dataset=data, out_dir=tmp_path, progress=False, echo=None)
+    data = load_dataset("cifar10", cifar_data_root)
+    result = train_run(recipe, dataset=data, out_dir=tmp_path)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]

@@ -36,6 +36,8 @@ def test_models_lists_parameter_counts(capsys):
         (["train"], "give a recipe"),
         (["train", "mnist-s4", "--resume", "runs/x"], "--resume"),
         (["fly"], "invalid choice"),
+        (["train", "mnist-s4", "--set", "data.batch_size=0"], "at least 1"),
+        (["summary", "my_net.py:build"], "model file my_net.py not found"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(args, message, capsys):
@@ -54,6 +56,7 @@ def test_missing_data_is_one_line_without_traceback(tmp_path):
     assert not (tmp_path / "runs").exists() and not (tmp_path / "empty").exists()
 
 
+@pytest.mark.slow
 def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys):
     root, _ = fake_mnist(n_train=256, n_test=64)
     code = main(["train", "mnist-99.4", "--data-dir", str(root), "--out", str(tmp_path / "runs"),
@@ -75,6 +78,7 @@ def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys
     assert "Test set" not in capsys.readouterr().out  # nothing left to train
 
 
+@pytest.mark.slow
 def test_lr_find_report_and_compare_commands(fake_mnist, tmp_path, capsys):
     root, _ = fake_mnist(n_train=256, n_test=64)
     png = tmp_path / "lr.png"

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from cnnlab.config import builtin_recipes, load_recipe
@@ -51,6 +53,51 @@ def test_int_is_accepted_where_float_is_expected():
 def test_bad_keys_and_types_name_the_key(overrides, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         load_recipe("mnist-s4", overrides)
+
+
+@pytest.mark.parametrize(
+    ("override", "says"),
+    [
+        ("data.batch_size=0", "data.batch_size = 0 is out of range: it must be at least 1"),
+        ("data.eval_batch_size=-1", "at least 1"),
+        ("data.train_limit=0", "data.train_limit = 0 is out of range"),
+        ("train.epochs=0", "train.epochs"),
+        ("augment.hflip=1.5", "at least 0 and at most 1"),
+        ("augment.cutout_p=-0.1", "augment.cutout_p"),
+        ("augment.scale=1.0", "below 1"),
+        ("optim.lr=0", "optim.lr = 0 is out of range: it must be above 0"),
+        ("optim.momentum=1.0", "optim.momentum"),
+        ("schedule.max_lr=-0.1", "schedule.max_lr"),
+        ("schedule.pct_start=1.0", "schedule.pct_start"),
+        ("train.label_smoothing=1.0", "train.label_smoothing"),
+        ("train.ema_decay=1.0", "train.ema_decay"),
+        ("spec.min_test_acc=101", "at most 100"),
+        ("spec.last_epochs=0", "spec.last_epochs"),
+    ],
+)
+def test_numbers_outside_their_range_are_refused_with_the_range(override, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_recipe("mnist-99.4", [override])
+
+
+@pytest.mark.parametrize(
+    ("override", "choices"),
+    [
+        ("train.tta=flips", "'none', 'flip', 'flip_shift'"),
+        ("data.dataset=imagenet", "'mnist', 'cifar10'"),
+        ("schedule.find_pick=valey", "'minimum', 'valley', 'steepest'"),
+        ('schedule.max_lr="auto"', "a number or one of 'find'"),
+    ],
+)
+def test_a_value_outside_the_choices_lists_them(override, choices):
+    with pytest.raises(ConfigError, match=re.escape(choices)):
+        load_recipe("mnist-99.4", [override])
+
+
+def test_ranges_admit_their_edges():
+    recipe = load_recipe("mnist-99.4", ["augment.hflip=1", "data.train_limit=1", "optim.lr=1e-9",
+                                        "train.label_smoothing=0", "spec.min_test_acc=100"])
+    assert recipe.augment.hflip == 1.0 and recipe.data.train_limit == 1
 
 
 def test_unknown_key_in_file_is_an_error(tmp_path):

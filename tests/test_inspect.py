@@ -8,8 +8,7 @@ from cnnlab.inspect import check, check_model, receptive_field, summary, trace
 from cnnlab.inspect.graph import ModelGraph, Node
 from cnnlab.inspect.receptive_field import receptive_field_of
 from cnnlab.models import build_model
-from cnnlab.train import train
-from tests.conftest import separable_dataset
+from tests.conftest import separable_dataset, train_run
 from tests.seed_tables import SEED_TABLES, SEED_TOTALS, parse
 
 
@@ -244,16 +243,15 @@ def test_unknown_rule_name_is_a_config_error():
 def test_train_refuses_a_model_that_breaks_the_spec(tmp_path):
     recipe = _recipe(max_params=100, forbid='["maxpool"]')
     with pytest.raises(SpecError) as info:
-        train(recipe, dataset=separable_dataset(), out_dir=tmp_path / "runs", progress=False,
-              echo=None)
+        train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path / "runs")
     lines = str(info.value).splitlines()
     assert len(lines) == 3 and "parameters <= 100" in lines[1] and "no MaxPool" in lines[2]
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_run_writes_summary_rf_and_verdict(tmp_path):
-    result = train(_recipe(), dataset=separable_dataset(), out_dir=tmp_path, progress=False,
-                   echo=None)
+    result = train_run(_recipe(), dataset=separable_dataset(), out_dir=tmp_path)
     assert (result.run_dir / "summary.txt").read_text().count("Conv2d-") == 6
     assert "| features.0.0 | 28 | 1 | 8 |" in (result.run_dir / "rf.md").read_text()
     verdict = (result.run_dir / "check.md").read_text()

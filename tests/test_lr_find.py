@@ -1,30 +1,33 @@
+import math
+
 import pytest
 import torch
 
 from cnnlab.config import load_recipe
 from cnnlab.data import load_dataset
 from cnnlab.errors import ConfigError
+from cnnlab.pipeline import lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.run_folder import RunFolder
-from cnnlab.train import train
-from cnnlab.train.lr_finder import LRFindResult
-from cnnlab.train.trainer import find_lr
-from tests.conftest import separable_dataset
+from cnnlab.train.lr_find import LRFindResult, _suggestions
+from tests.conftest import separable_dataset, train_run
 
 
 def _recipe(*overrides):
     return load_recipe("mnist-99.4", ["data.batch_size=32", "train.device=cpu", *overrides])
 
 
+@pytest.mark.slow
 def test_lr_find_sweeps_suggests_and_stops_on_divergence():
-    result = find_lr(_recipe(), separable_dataset(), start=1e-5, end=1e3, steps=60,
+    result = lr_find(_recipe(), dataset=separable_dataset(), start=1e-5, end=1e3, steps=60,
                      progress=False)
     assert isinstance(result, LRFindResult)
     assert result.diverged  # lr 1000 blows any model up
     assert len(result.lrs) < 60
     ratios = [b / a for a, b in zip(result.lrs, result.lrs[1:], strict=False)]
     assert max(ratios) == pytest.approx(min(ratios))  # exponential
-    assert 1e-5 <= result.valley < result.lrs[-1] and 1e-5 <= result.steepest <= result.lrs[-1]
+    for suggestion in (result.minimum, result.valley, result.steepest):
+        assert 1e-5 <= suggestion <= result.lrs[-1]
     low = result.losses[: len(result.losses) // 3]
     assert min(result.losses) < min(low)  # the loss fell somewhere along the sweep
 
@@ -32,13 +35,29 @@ def test_lr_find_sweeps_suggests_and_stops_on_divergence():
 def test_a_sweep_that_never_turns_up_says_its_suggestion_is_no_limit():
     falling = LRFindResult(lrs=[10.0 ** (k / 10) for k in range(-40, 1)],
                            losses=[3.0 - k / 100 for k in range(41)],
-                           steepest=1.0, valley=0.1, diverged=False)
+                           minimum=0.1, valley=0.5, steepest=1.0, diverged=False)
     assert falling.open_ended and "still falling" in falling.summary_line()
-    turned = LRFindResult(falling.lrs, falling.losses, steepest=1e-2, valley=1e-3,
-                          diverged=False)
+    turned = LRFindResult(falling.lrs, falling.losses, minimum=1e-3, valley=5e-3,
+                          steepest=1e-2, diverged=False)
     assert not turned.open_ended and "warning" not in turned.summary_line()
 
 
+def test_the_three_suggestions_on_a_curve_whose_answers_are_known():
+    # Flat at 3 for lrs 1e-6..1e-5, falls to ~1 by 1e-3 (steepest at 1e-4), lowest at 1e-3,
+    # then rises.
+    lrs = [10.0 ** (-6 + k / 10) for k in range(51)]  # 1e-6 .. 1e-1
+    losses = [3.0 if k <= 10 else 2.0 - math.tanh((k - 20) / 4) if k <= 30
+              else 1.0 + (k - 30) / 5 for k in range(51)]
+    losses[15] += 0.1  # a blip on the way down: the descent goes on past it
+    found = _suggestions(lrs, losses)
+    lowest = min(range(51), key=losses.__getitem__)
+    assert found["minimum"] == pytest.approx(lrs[lowest] / 10)
+    assert found["steepest"] == pytest.approx(1e-4, rel=0.3)
+    # The descent runs from k = 10 (last flat point) to the minimum: its middle is ~k = 20.
+    assert lrs[18] <= found["valley"] <= lrs[22]
+
+
+@pytest.mark.slow
 def test_lr_find_leaves_the_model_untouched():
     torch.manual_seed(0)
     from cnnlab.models import build_model
@@ -46,45 +65,46 @@ def test_lr_find_leaves_the_model_untouched():
     model = build_model("mnist_fast")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
-    find_lr(_recipe(), separable_dataset(), model=model, steps=20, progress=False)
+    lr_find(_recipe(), dataset=separable_dataset(), model=model, steps=20, progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
 
 
 def test_bad_range_is_a_config_error():
     with pytest.raises(ConfigError, match="start < end"):
-        find_lr(_recipe(), separable_dataset(), start=1.0, end=0.1, progress=False)
+        lr_find(_recipe(), dataset=separable_dataset(), start=1.0, end=0.1, progress=False)
 
 
+@pytest.mark.slow
 def test_max_lr_find_runs_the_range_test_and_records_the_number(tmp_path):
     lines = []
     recipe = _recipe('schedule.max_lr="find"', "train.epochs=1")
-    result = train(recipe, dataset=separable_dataset(), out_dir=tmp_path, progress=False,
-                   echo=lines.append)
+    result = train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path,
+                       echo=lines.append)
     assert lines[0].startswith("LR range test: suggested max lr:")
     found = RunFolder(result.run_dir).recipe().schedule.max_lr
     assert isinstance(found, float) and found > 0
     assert f"{found:.3g}" in lines[0]
     run = RunFolder(result.run_dir)
-    assert LRFindResult.from_json(run.lr_find_path.read_text()).valley == found  # the default
+    assert LRFindResult.from_json(run.lr_find_path.read_text()).minimum == found  # the default
     assert "LR range test" in (run.path / "log.txt").read_text()
     readme = write_report(run.path, model=result.model, dataset=result.dataset)
     assert (run.path / "plots" / "lr-find.png").stat().st_size > 1000
     assert "## LR range test" in readme.read_text() and "plots/lr-find.png" in readme.read_text()
 
 
+@pytest.mark.slow
 def test_find_pick_chooses_the_suggestion(tmp_path):
     results = {}
-    for pick in ("valley", "steepest"):
+    for pick in ("minimum", "valley", "steepest"):
         recipe = _recipe('schedule.max_lr="find"', f'schedule.find_pick="{pick}"',
                          "train.epochs=1")
-        result = train(recipe, dataset=separable_dataset(), out_dir=tmp_path / pick,
-                       progress=False, echo=None)
+        result = train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path / pick)
         run = RunFolder(result.run_dir)
         found = LRFindResult.from_json(run.lr_find_path.read_text())
         results[pick] = run.recipe().schedule.max_lr
         assert results[pick] == getattr(found, pick)
-    assert results["valley"] != results["steepest"]
+    assert len(set(results.values())) == 3
 
 
 def test_max_lr_must_be_a_number_or_find():
@@ -92,14 +112,10 @@ def test_max_lr_must_be_a_number_or_find():
         _recipe('schedule.max_lr="auto"')
 
 
-def test_lr_find_on_the_cifar_recipes(tmp_path, monkeypatch):
-    import os
-
-    root = os.environ.get("CNNLAB_DATA")
-    if not root or not os.path.isdir(os.path.join(root, "cifar-10-batches-py")):
-        pytest.skip("set CNNLAB_DATA to the folder holding cifar-10-batches-py (.ci/run does)")
-    data = load_dataset("cifar10", root).limited(train=256, test=10)
+@pytest.mark.slow
+def test_lr_find_on_the_cifar_recipes(cifar_data_root):
+    data = load_dataset("cifar10", cifar_data_root).limited(train=256, test=10)
     for name, steps in (("cifar-s9-fast", 12), ("cifar-s10", 6)):
         recipe = load_recipe(name, ["data.batch_size=16", "train.device=cpu"])
-        result = find_lr(recipe, data, start=1e-4, end=1.0, steps=steps, progress=False)
+        result = lr_find(recipe, dataset=data, start=1e-4, end=1.0, steps=steps, progress=False)
         assert len(result.lrs) >= 3 and result.steepest > 0

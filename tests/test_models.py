@@ -2,8 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlab.errors import ModelError
-from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
+from cnnlab.errors import ConfigError, ModelError
+from cnnlab.models import build_model, count_parameters, default_input_shape, model_names, register
 from tests.seed_tables import SEED_TABLES, SEED_TOTALS, parse
 
 
@@ -63,6 +63,14 @@ def test_user_model_from_file(tmp_path):
     )
     model = build_model(f"{path}:tiny", width=6)
     assert count_parameters(model) == 6 * 9 + 6 + 6 * 10 + 10
+    # It names no dataset, so its input shape is asked for, never guessed.
+    with pytest.raises(ModelError, match="give --input"):
+        default_input_shape(f"{path}:tiny")
+
+
+def test_registering_for_an_unknown_dataset_fails_at_once():
+    with pytest.raises(ConfigError, match="unknown dataset 'imagenet'"):
+        register(dataset="imagenet")
 
 
 def test_user_model_from_module():

@@ -9,11 +9,10 @@ from torch import nn
 
 from cnnlab.config import load_recipe
 from cnnlab.errors import ModelError
-from cnnlab.pipeline import train
+from cnnlab.pipeline import run
 from cnnlab.report import compare, gradcam, write_report
 from cnnlab.report.confusion import confusion_matrix, most_confused
-from cnnlab.train.trainer import train as train_only
-from tests.conftest import separable_dataset
+from tests.conftest import separable_dataset, skip_unless_required, train_run
 
 
 class LooksAtTopLeft(nn.Module):
@@ -66,11 +65,12 @@ def reported_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     recipe = load_recipe("mnist-99.4", ["train.epochs=2", "data.batch_size=64",
                                         "train.device=cpu"])
-    result = train(recipe, dataset=separable_dataset(), out_dir=out, progress=False, echo=None,
+    result = run(recipe, dataset=separable_dataset(), out_dir=out, progress=False, echo=None,
                    html=True)
     return result
 
 
+@pytest.mark.slow
 def test_a_run_writes_plots_readme_and_html(reported_run):
     run_dir = reported_run.run_dir
     for name in ("curves", "misclassified", "confusion", "gradcam"):
@@ -88,10 +88,15 @@ def test_a_run_writes_plots_readme_and_html(reported_run):
                       "plots/gradcam.png"]  # relative links, as GitHub needs
     assert all((run_dir / path).is_file() for path in images)
     assert "Total params: 16,754" in readme
+    # The run evaluates an EMA copy (frozen weights); the table counts the model that trained.
+    assert reported_run.model is not None and not any(
+        p.requires_grad for p in reported_run.model.parameters())
+    assert "Trainable params: 16,754" in readme and "Non-trainable params: 0" in readme
     page = (run_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "plots/" not in page
 
 
+@pytest.mark.slow
 def test_report_can_be_rewritten_from_the_run_folder(reported_run, tmp_path):
     run_dir = tmp_path / "copy"
     shutil.copytree(reported_run.run_dir, run_dir)
@@ -103,10 +108,11 @@ def test_report_can_be_rewritten_from_the_run_folder(reported_run, tmp_path):
         write_report(run_dir, dataset=separable_dataset(), layer="features.99")
 
 
+@pytest.mark.slow
 def test_compare_overlays_runs_and_tabulates(reported_run, tmp_path):
-    other = train_only(load_recipe("mnist-99.4", ["train.epochs=1", "data.batch_size=64",
-                                                  "train.device=cpu"]),
-                       dataset=separable_dataset(), out_dir=tmp_path, progress=False, echo=None)
+    other = train_run(load_recipe("mnist-99.4", ["train.epochs=1", "data.batch_size=64",
+                                                 "train.device=cpu"]),
+                       dataset=separable_dataset(), out_dir=tmp_path)
     table = compare([reported_run.run_dir, other.run_dir], tmp_path / "both.png")
     assert (tmp_path / "both.png").stat().st_size > 5000
     lines = table.splitlines()
@@ -118,7 +124,8 @@ def _chromium() -> str:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         if shutil.which(name):
             return shutil.which(name)
-    pytest.fail("Chromium is not installed: .ci/run installs it (apt-get install chromium)")
+    skip_unless_required("browser", "Chromium is not installed (apt-get install chromium; "
+                                    ".ci/run installs it)")
 
 
 CHECK_IMAGES = """<script>
@@ -129,6 +136,7 @@ window.addEventListener('load', () => {
 </script></body>"""
 
 
+@pytest.mark.slow
 def test_report_html_renders_in_a_browser(reported_run, tmp_path):
     page = (reported_run.run_dir / "report.html").read_text()
     probe = tmp_path / "probe.html"

@@ -5,10 +5,10 @@ from cnnlab.config import OptimConfig, ScheduleConfig, load_recipe
 from cnnlab.data import load_dataset
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.run_folder import RunFolder
-from cnnlab.train import train, trainer
+from cnnlab.train import trainer
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.optim import build_optimizer, build_schedule
-from tests.conftest import separable_dataset
+from tests.conftest import separable_dataset, train_run, without_timings
 
 # EMA off unless a test turns it on: on a few dozen steps the average lags the raw weights.
 SMALL = ["data.batch_size=64", "data.eval_batch_size=100", "train.device=cpu",
@@ -20,10 +20,10 @@ def _recipe(*overrides, epochs=2):
 
 
 def _run(recipe, tmp_path, **kwargs):
-    return train(recipe, dataset=separable_dataset(), out_dir=tmp_path / "runs",
-                 progress=False, echo=None, **kwargs)
+    return train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path / "runs", **kwargs)
 
 
+@pytest.mark.slow
 def test_training_learns_and_writes_the_run_folder(tmp_path):
     result = _run(_recipe(epochs=5), tmp_path)
     history = result.history
@@ -40,25 +40,27 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
     assert not [p for p in result.run_dir.rglob(".*")]  # no temporary files left
 
 
+@pytest.mark.slow
 def test_log_lines_use_the_seed_format(tmp_path):
     lines = []
-    train(_recipe(epochs=1), dataset=separable_dataset(), out_dir=tmp_path, progress=False,
-          echo=lines.append)
+    train_run(_recipe(epochs=1), dataset=separable_dataset(), out_dir=tmp_path,
+              echo=lines.append)
     assert lines[0] == "Epoch : 1/1"
     assert lines[1].startswith("Test set: Average loss: ")
     assert lines[1].endswith("/256 (" + lines[1].split("(")[1])
     assert "Accuracy: " in lines[1] and lines[1].endswith("%)")
 
 
+@pytest.mark.slow
 def test_same_seed_gives_identical_histories(tmp_path):
     first = _run(_recipe(), tmp_path / "a").history
     second = _run(_recipe(), tmp_path / "b").history
     other = _run(_recipe("train.seed=1"), tmp_path / "c").history
-    strip = [{k: v for k, v in row.items() if "seconds" not in k} for row in first]
-    assert strip == [{k: v for k, v in row.items() if "seconds" not in k} for row in second]
+    assert without_timings(first) == without_timings(second)
     assert first[-1]["train_loss"] != other[-1]["train_loss"]
 
 
+@pytest.mark.slow
 def test_kill_and_resume_gives_the_same_result(tmp_path, monkeypatch):
     # Dropout, augmentation, OneCycle and EMA all draw on state that a resume must restore.
     recipe = _recipe("train.ema_decay=0.9", epochs=3)
@@ -77,12 +79,8 @@ def test_kill_and_resume_gives_the_same_result(tmp_path, monkeypatch):
     monkeypatch.setattr(trainer.Trainer, "train_epoch", real_epoch)
     (run_dir,) = (tmp_path / "killed" / "runs").iterdir()
     assert len(RunFolder(run_dir).history()) == 2
-    resumed = train(resume=run_dir, dataset=separable_dataset(), progress=False, echo=None)
-
-    def strip(history):
-        return [{k: v for k, v in row.items() if "seconds" not in k} for row in history]
-
-    assert strip(resumed.history) == strip(straight.history)
+    resumed = train_run(resume=run_dir, dataset=separable_dataset())
+    assert without_timings(resumed.history) == without_timings(straight.history)
     for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(),
                     strict=True):
         assert torch.equal(a, b)
@@ -112,6 +110,7 @@ def build(good_steps=12):
 """
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
     path = tmp_path / "bad_model.py"
     path.write_text(DIVERGING_MODEL)
@@ -127,7 +126,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path):
     with pytest.raises(TrainingError, match="not a cnnlab run folder"):
-        train(resume=tmp_path, dataset=separable_dataset(), progress=False, echo=None)
+        train_run(resume=tmp_path, dataset=separable_dataset())
 
 
 def test_cuda_request_without_cuda_is_a_clear_error(tmp_path):
@@ -138,11 +137,12 @@ def test_cuda_request_without_cuda_is_a_clear_error(tmp_path):
     assert not (tmp_path / "runs").exists()  # nothing written before the error
 
 
+@pytest.mark.slow
 def test_real_mnist_slice_learns(real_data_root, tmp_path):
     data = load_dataset("mnist", real_data_root)
     recipe = load_recipe("mnist-99.4", ["train.epochs=2", "data.train_limit=4096",
                                         "data.test_limit=1000", "train.device=cpu"])
-    result = train(recipe, dataset=data, out_dir=tmp_path, progress=False, echo=None)
+    result = train_run(recipe, dataset=data, out_dir=tmp_path)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.history[-1]["test_acc"] > 90.0
 
@@ -182,6 +182,7 @@ def test_optimizers(name, kind):
     assert optimizer.param_groups[0]["weight_decay"] == 0.01
 
 
+@pytest.mark.slow
 def test_amp_is_off_on_cpu_by_default_and_bf16_runs_when_asked(tmp_path):
     from cnnlab.models import build_model
 

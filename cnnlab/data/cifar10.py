@@ -8,7 +8,6 @@ the file, so re-pickled copies of the genuine data pass and altered data does no
 
 from __future__ import annotations
 
-import contextlib
 import io
 import pickle
 import tarfile
@@ -18,7 +17,7 @@ import numpy as np
 import torch
 
 from cnnlab.data import download as downloader
-from cnnlab.data.root import OFFLINE_REASON, offline
+from cnnlab.data.missing_files import ensure_files
 from cnnlab.data.verify import verify_content
 from cnnlab.errors import DataError
 
@@ -76,29 +75,17 @@ def load_cifar10(root: Path) -> tuple[torch.Tensor, ...]:
     """Train images, train labels, test images, test labels: uint8 [N, 3, 32, 32] images and
     int64 [N] labels."""
     folder = Path(root) / FOLDER
-    ensure_files(folder)
+    ensure_files(folder, tuple(BATCHES), present=lambda name: (folder / name).is_file(),
+                 fetch=lambda _missing: _download(folder), dataset="CIFAR-10",
+                 layout=f"{FOLDER}/")
     train = [_read_batch(folder / name) for name in TRAIN]
     test_images, test_labels = _read_batch(folder / "test_batch")
     return (torch.cat([images for images, _ in train]), torch.cat([labels for _, labels in train]),
             test_images, test_labels)
 
 
-def ensure_files(folder: Path) -> None:
-    missing = [name for name in BATCHES if not (folder / name).is_file()]
-    if not missing:
-        return
-    reason = OFFLINE_REASON if offline() else _download(folder)
-    if reason:
-        raise DataError(
-            f"CIFAR-10 files missing in {folder}: {', '.join(missing)}, and the download "
-            f"failed ({reason}); put the files there, or point --data-dir or CNNLAB_DATA at a "
-            f"folder holding {FOLDER}/"
-        )
-
-
 def _download(folder: Path) -> str:
     """Fetch the official archive and unpack only the batch files; '' on success."""
-    new_folders = [p for p in (folder, folder.parent) if not p.exists()]
     archive = folder.parent / "cifar-10-python.tar.gz"
     try:
         downloader.download(ARCHIVE_URL, archive, verify=_check_archive)
@@ -111,9 +98,6 @@ def _download(folder: Path) -> str:
         archive.unlink()
         return ""
     except (OSError, DataError, tarfile.TarError) as exc:
-        for created in new_folders:
-            with contextlib.suppress(OSError):
-                created.rmdir()
         return f"{ARCHIVE_URL}: {exc}"
 
 

@@ -7,11 +7,8 @@ from pathlib import Path
 
 import torch
 
-from cnnlab.data import cifar10, mnist
+from cnnlab.data.catalog import dataset_info
 from cnnlab.data.root import data_root
-
-# (C, H, W) per dataset: lets models be inspected without loading the data
-INPUT_SHAPES = {"mnist": (1, 28, 28), "cifar10": (3, 32, 32)}
 
 
 @dataclass(frozen=True)
@@ -29,22 +26,18 @@ class Dataset:
     def input_shape(self) -> tuple[int, int, int]:
         return tuple(self.train_images.shape[1:])
 
-    def limited(self, train: int = 0, test: int = 0) -> Dataset:
-        """The first `train` / `test` images of each split (0 keeps the whole split)."""
+    def limited(self, train: int | None = None, test: int | None = None) -> Dataset:
+        """The first `train` / `test` images of each split (None keeps the whole split)."""
         return Dataset(
             self.name,
-            self.train_images[: train or None], self.train_labels[: train or None],
-            self.test_images[: test or None], self.test_labels[: test or None],
+            self.train_images[:train], self.train_labels[:train],
+            self.test_images[:test], self.test_labels[:test],
             self.mean, self.std, self.classes,
         )
 
 
 def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
-    """Load 'mnist' or 'cifar10' from the data root, downloading missing files if possible."""
-    root = data_root(data_dir)
-    if name == "mnist":
-        return Dataset("mnist", *mnist.load_mnist(root), mnist.MEAN, mnist.STD, mnist.CLASSES)
-    if name == "cifar10":
-        return Dataset("cifar10", *cifar10.load_cifar10(root), cifar10.MEAN, cifar10.STD,
-                       cifar10.CLASSES)
-    raise ValueError(f"unknown dataset {name!r}")  # recipes are validated before this
+    """Load a named dataset (`catalog.DATASETS`) from the data root, downloading missing
+    files where possible."""
+    info = dataset_info(name)
+    return Dataset(info.name, *info.read(data_root(data_dir)), info.mean, info.std, info.classes)

@@ -11,6 +11,8 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from cnnlab.errors import ConfigError
+
 # augment(batch, generator, index=..., epoch=...): index holds each image's dataset position
 Augment = Callable[..., torch.Tensor]
 
@@ -41,7 +43,7 @@ class DeviceLoader:
         channels_last: bool = False,
     ):
         if batch_size < 1:
-            raise ValueError("batch_size must be at least 1")
+            raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         self.images = images.to(device)
         self.labels = labels.to(device)
         self.batch_size = batch_size

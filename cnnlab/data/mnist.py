@@ -6,7 +6,6 @@ whatever gzip produced the .gz); missing files are downloaded from the canonical
 
 from __future__ import annotations
 
-import contextlib
 import gzip
 import zlib
 from pathlib import Path
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 
 from cnnlab.data import download as downloader
-from cnnlab.data.root import OFFLINE_REASON, offline
+from cnnlab.data.missing_files import ensure_files
 from cnnlab.data.verify import verify_content
 from cnnlab.errors import DataError
 
@@ -48,7 +47,9 @@ def load_mnist(root: Path) -> tuple[torch.Tensor, ...]:
     """Train images, train labels, test images, test labels: uint8 [N, 1, 28, 28] images and
     int64 [N] labels."""
     folder = mnist_folder(root)
-    ensure_files(folder, tuple(FILES))
+    ensure_files(folder, tuple(FILES), present=lambda name: _existing(folder, name) is not None,
+                 fetch=lambda missing: _download(folder, missing), dataset="MNIST",
+                 layout="MNIST/raw/ (the files raw or .gz)")
     return (*_load_split(folder, "train"), *_load_split(folder, "test"))
 
 
@@ -64,26 +65,6 @@ def _load_split(folder: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return images.unsqueeze(1), labels.long()
 
 
-def ensure_files(folder: Path, names: tuple[str, ...]) -> None:
-    """Download whichever of `names` is missing; fail with one line naming what is missing."""
-    missing = [name for name in names if _existing(folder, name) is None]
-    if not missing:
-        return
-    new_folders = [p for p in (folder, *folder.parents) if not p.exists()]
-    for name in missing:
-        reason = OFFLINE_REASON if offline() else _download(folder, name)
-        if reason:
-            for created in new_folders:  # leave the disk as we found it
-                with contextlib.suppress(OSError):
-                    created.rmdir()
-            still = [name for name in missing if _existing(folder, name) is None]
-            raise DataError(
-                f"MNIST files missing in {folder}: {', '.join(still)} (raw or .gz), and the "
-                f"download failed ({reason}); put the files there, or point --data-dir or "
-                "CNNLAB_DATA at a folder holding MNIST/raw/"
-            )
-
-
 def _existing(folder: Path, name: str) -> Path | None:
     for candidate in (folder / name, folder / f"{name}.gz"):
         if candidate.is_file():
@@ -91,19 +72,24 @@ def _existing(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _download(folder: Path, name: str) -> str:
-    """Try each mirror; return '' on success, else the last failure's reason."""
-    reason = ""
-    for mirror in MIRRORS:
-        try:
-            downloader.download(
-                f"{mirror}{name}.gz", folder / f"{name}.gz",
-                verify=lambda tmp, name=name: _verified_bytes(tmp, name),
-            )
-            return ""
-        except (OSError, DataError, ValueError) as exc:
-            reason = f"{mirror}: {exc}"
-    return reason
+def _download(folder: Path, names: list[str]) -> str:
+    """Each file from the first mirror that serves it; '' on success, else why the last
+    attempt failed."""
+    for name in names:
+        reason = ""
+        for mirror in MIRRORS:
+            try:
+                downloader.download(
+                    f"{mirror}{name}.gz", folder / f"{name}.gz",
+                    verify=lambda tmp, name=name: _verified_bytes(tmp, name),
+                )
+                reason = ""
+                break
+            except (OSError, DataError, ValueError) as exc:
+                reason = f"{mirror}: {exc}"
+        if reason:
+            return reason
+    return ""
 
 
 def _verified_bytes(path: Path, name: str) -> bytes:

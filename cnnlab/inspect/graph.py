@@ -19,6 +19,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp
 
 from cnnlab.errors import ModelError
+from cnnlab.models.parameters import count_parameters
 
 # Functions and methods that get a name of their own in the graph; anything else is named
 # after its target.
@@ -129,9 +130,8 @@ def _from_fx(model: nn.Module, gm: fx.GraphModule, input_shape: tuple[int, ...])
             params = trainable = 0
             if id(module) not in counted:  # a module called twice owns its weights once
                 counted.add(id(module))
-                own = list(module.parameters())
-                params = sum(p.numel() for p in own)
-                trainable = sum(p.numel() for p in own if p.requires_grad)
+                params = count_parameters(module)
+                trainable = count_parameters(module, trainable_only=True)
             nodes.append(Node(fx_node.name, type(module).__name__, inputs, shape, module,
                               fx_node.target, params, trainable))
         elif fx_node.op in ("call_function", "call_method"):
@@ -167,8 +167,8 @@ def _trace_with_hooks(model: nn.Module, input_shape: tuple[int, ...], reason: st
         params = trainable = 0
         if id(module) not in counted:
             counted.add(id(module))
-            params = sum(p.numel() for p in module.parameters())
-            trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+            params = count_parameters(module)
+            trainable = count_parameters(module, trainable_only=True)
         name = f"{names[module] or 'model'}_{len(nodes)}"
         nodes.append(Node(name, type(module).__name__, [nodes[-1].name],
                           tuple(output.shape[1:]), module, names[module], params, trainable))

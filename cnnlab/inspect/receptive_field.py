@@ -16,11 +16,14 @@ from dataclasses import asdict, dataclass, field
 from torch import nn
 
 from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
+from cnnlab.markdown import markdown_table
 
 SPATIAL_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 ADAPTIVE_MODULES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 MERGES = ("cat", "add", "mul")
 COLLAPSING_OPS = ("flatten", "view", "reshape", "mean", "sum", "amax")
+MARKDOWN_HEADER = ["Layer", "nin", "In Channels", "Out Channels", "padding", "kernel", "stride",
+                   "dilation", "nout", "jin", "jout", "rin", "rout"]
 
 
 @dataclass
@@ -66,12 +69,16 @@ class ReceptiveField:
                            enumerate(zip(row, widths, strict=True))) for row in table]
         return "\n".join([*lines, *self._notes(), self.summary_line()])
 
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        """Header and rows in the seeds' RF-table columns."""
+        return MARKDOWN_HEADER, [[str(v) for v in asdict(r).values()] for r in self.rows]
+
+    def closing_line(self) -> str:
+        """What follows the table: warnings, then the final receptive field."""
+        return " ".join([*self._notes(), self.summary_line()])
+
     def to_markdown(self) -> str:
-        header = ["Layer", "nin", "In Channels", "Out Channels", "padding", "kernel", "stride",
-                  "dilation", "nout", "jin", "jout", "rin", "rout"]
-        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-        lines += ["| " + " | ".join(str(v) for v in asdict(r).values()) + " |" for r in self.rows]
-        return "\n".join([*lines, "", *(f"- {n}" for n in self._notes()), self.summary_line()])
+        return markdown_table(*self.table()) + "\n\n" + self.closing_line()
 
     def to_json(self) -> str:
         return json.dumps([asdict(r) for r in self.rows], indent=1)

@@ -14,11 +14,12 @@ from pathlib import Path
 from torch import nn
 
 from cnnlab.config import Recipe
-from cnnlab.data.dataset import INPUT_SHAPES
+from cnnlab.data.catalog import dataset_info
 from cnnlab.errors import ConfigError
 from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
-from cnnlab.inspect.receptive_field import receptive_field_of
-from cnnlab.models import build_model
+from cnnlab.inspect.receptive_field import ReceptiveField, receptive_field_of
+from cnnlab.markdown import markdown_table
+from cnnlab.models import build_model, count_parameters
 from cnnlab.run_folder import RunFolder
 
 POINTWISE = ("ReLU", "BatchNorm2d", "Dropout", "Dropout2d", "relu", "dropout", "GELU", "SiLU")
@@ -51,10 +52,12 @@ class CheckReport:
     def to_text(self) -> str:
         return "\n".join(v.line() for v in self.verdicts)
 
+    def table(self) -> tuple[list[str], list[list[str]]]:
+        return ["", "rule", "measured"], [[v.line()[0], v.rule, v.measured]
+                                          for v in self.verdicts]
+
     def to_markdown(self) -> str:
-        rows = ["| | rule | measured |", "|---|---|---|"]
-        rows += [f"| {v.line()[0]} | {v.rule} | {v.measured} |" for v in self.verdicts]
-        return "\n".join(rows)
+        return markdown_table(*self.table())
 
 
 def _conv(node: Node) -> nn.Conv2d | None:
@@ -101,11 +104,13 @@ FEATURES: dict[str, tuple[str, Callable[[Node, ModelGraph], bool]]] = {
 
 def check_model(recipe: Recipe, model: nn.Module, input_shape: tuple[int, int, int]) -> CheckReport:
     """The rules that can be decided before training: size, epochs, RF, layer types."""
-    return check_graph(recipe, model, trace(model, input_shape))
+    graph = trace(model, input_shape)
+    return check_graph(recipe, model, graph, receptive_field_of(graph))
 
 
-def check_graph(recipe: Recipe, model: nn.Module, graph: ModelGraph) -> CheckReport:
-    """`check_model` on a graph traced already (the trainer traces once for all artefacts)."""
+def check_graph(recipe: Recipe, model: nn.Module, graph: ModelGraph, field: ReceptiveField
+                ) -> CheckReport:
+    """`check_model` on a graph traced already and its receptive field."""
     spec = recipe.spec
     unknown = [f for f in (*spec.require, *spec.forbid) if f not in FEATURES]
     if unknown:
@@ -113,7 +118,7 @@ def check_graph(recipe: Recipe, model: nn.Module, graph: ModelGraph) -> CheckRep
                           f"known: {', '.join(FEATURES)}")
     verdicts = []
     if spec.max_params is not None:
-        params = sum(p.numel() for p in model.parameters())
+        params = count_parameters(model)
         verdicts.append(Verdict(f"parameters <= {spec.max_params:,}", params <= spec.max_params,
                                 f"{params:,}"))
     if spec.max_epochs is not None:
@@ -121,7 +126,7 @@ def check_graph(recipe: Recipe, model: nn.Module, graph: ModelGraph) -> CheckRep
         verdicts.append(Verdict(f"epochs <= {spec.max_epochs}", epochs <= spec.max_epochs,
                                 str(epochs)))
     if spec.min_rf is not None:
-        rf = receptive_field_of(graph).final
+        rf = field.final
         verdicts.append(Verdict(f"receptive field >= {spec.min_rf}", rf >= spec.min_rf, str(rf)))
     for feature in spec.require:
         label, found = _find(feature, graph)
@@ -167,7 +172,7 @@ def _find(feature: str, graph: ModelGraph) -> tuple[str, list[str]]:
 def check(recipe: Recipe, run_dir: str | Path | None = None) -> CheckReport:
     """All rules of `recipe.spec`; accuracy rules need `run_dir` (a finished run folder)."""
     model = build_model(recipe.model.name, **recipe.model.args)
-    report = check_model(recipe, model, INPUT_SHAPES[recipe.data.dataset])
+    report = check_model(recipe, model, dataset_info(recipe.data.dataset).input_shape)
     if run_dir is None:
         if recipe.spec.min_test_acc is not None:
             report.verdicts.append(Verdict(f"test accuracy >= {recipe.spec.min_test_acc}%", None,

@@ -6,7 +6,7 @@ from __future__ import annotations
 from torch import nn
 
 from cnnlab.config import builtin_recipes, load_recipe
-from cnnlab.data.dataset import INPUT_SHAPES
+from cnnlab.data.catalog import dataset_info
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model, default_input_shape
 
@@ -17,8 +17,9 @@ def load_subject(
     if name in builtin_recipes() or name.endswith(".toml"):
         recipe = load_recipe(name)
         model = build_model(recipe.model.name, **recipe.model.args)
-        return model, input_shape or INPUT_SHAPES[recipe.data.dataset]
-    return build_model(name), input_shape or default_input_shape(name)
+        return model, input_shape or dataset_info(recipe.data.dataset).input_shape
+    model = build_model(name)  # an unknown name fails here, before the shape is asked for
+    return model, input_shape or default_input_shape(name)
 
 
 def parse_input_shape(text: str | None) -> tuple[int, int, int] | None:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from cnnlab.errors import ConfigError
 from cnnlab.inspect.graph import ModelGraph, Node, trace
 from cnnlab.inspect.receptive_field import receptive_field_of
+from cnnlab.models import count_parameters
 
 MERGE_AND_REDUCE = ("cat", "add", "mul", "mean", "sum", "amax")
 RESHAPES = ("flatten", "view", "reshape")
@@ -98,7 +100,7 @@ def summary(
     """The layer table of `model` for one input of `input_shape` (C, H, W)."""
     unknown = set(columns) - set(COLUMNS)
     if unknown:
-        raise ValueError(f"unknown columns {sorted(unknown)}; choose from {', '.join(COLUMNS)}")
+        raise ConfigError(f"unknown columns {sorted(unknown)}; choose from {', '.join(COLUMNS)}")
     return summary_of(trace(model, input_shape), model, columns, reshapes)
 
 
@@ -116,8 +118,7 @@ def summary_of(
         name = f"{node.kind}-{len(rows) + 1}"
         extra = _extra_columns(node, columns, rf)
         rows.append(SummaryRow(name, node.name, node.shape, node.params, extra, node.is_module))
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total, trainable = count_parameters(model), count_parameters(model, trainable_only=True)
     return Summary(rows, graph.input_shape, total, trainable, tuple(columns), graph.exact,
                    graph.note)
 

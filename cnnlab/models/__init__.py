@@ -1,6 +1,6 @@
 """Model stage: reusable blocks, the seed models, and a registry of named builders."""
 
-from cnnlab.models.blocks import count_parameters
+from cnnlab.models.parameters import count_parameters
 from cnnlab.models.registry import build_model, default_input_shape, model_names, register
 
 __all__ = ["build_model", "count_parameters", "default_input_shape", "model_names", "register"]

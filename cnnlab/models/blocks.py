@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 
-def conv_block(
+def conv_relu_bn(
     cin: int,
     cout: int,
     kernel: int = 3,
@@ -20,7 +20,7 @@ def conv_block(
     dropout: float = 0.0,
     dropout2d: bool = False,
 ) -> nn.Sequential:
-    """Conv -> ReLU -> BatchNorm (-> Dropout), the order the seed models use."""
+    """Conv -> ReLU -> [BatchNorm] -> [Dropout]: the order the S4-S9 seed models use."""
     layers: list[nn.Module] = [
         nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation,
                   groups=groups, bias=bias),
@@ -49,12 +49,11 @@ class FeaturesThenHead(nn.Module):
         return self.head(torch.flatten(self.features(x), 1))
 
 
-def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
-    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
-
-
-def conv_bn_relu(cin: int, cout: int, *, pool: bool = False, dropout: float = 0.0) -> nn.Sequential:
-    """3x3 conv (no bias) -> [MaxPool 2] -> BatchNorm -> ReLU -> Dropout: the S10 ResNet's unit."""
+def conv_pool_bn_relu(
+    cin: int, cout: int, *, pool: bool = False, dropout: float = 0.0
+) -> nn.Sequential:
+    """3x3 conv (no bias) -> [MaxPool 2] -> BatchNorm -> ReLU -> Dropout (p may be 0, as in
+    the seed's table): the S10 ResNet's unit."""
     layers: list[nn.Module] = [nn.Conv2d(cin, cout, 3, padding=1, bias=False)]
     if pool:
         layers.append(nn.MaxPool2d(2, 2))

@@ -8,13 +8,11 @@ from torch import nn
 from cnnlab.models.blocks import (
     FeaturesThenHead,
     Residual,
-    conv_block,
-    conv_bn_relu,
+    conv_pool_bn_relu,
+    conv_relu_bn,
     depthwise_separable,
 )
 from cnnlab.models.registry import register
-
-CIFAR_SHAPE = (3, 32, 32)
 
 
 class TwoBranchNet(nn.Module):
@@ -30,7 +28,7 @@ class TwoBranchNet(nn.Module):
         return self.trunk(torch.cat([self.branch_a(x), self.branch_b(x)], dim=1)).flatten(1)
 
 
-@register(input_shape=CIFAR_SHAPE)
+@register(dataset="cifar10")
 def cifar_s9(num_classes: int = 10, dropout: float = 0.01) -> nn.Module:
     """S9 seed, C1C2C3C40 per its RF table: branch A dilated, branch B plain, strided convs
     instead of MaxPool, a depthwise-separable conv, GAP. 94,292 parameters, as the seed.
@@ -43,15 +41,15 @@ def cifar_s9(num_classes: int = 10, dropout: float = 0.01) -> nn.Module:
     def branch(dilation: int) -> nn.Sequential:
         pad = dilation - 1  # dilated: 32 -> 30 -> 28; plain: same sizes without padding
         return nn.Sequential(
-            conv_block(3, 12, padding=pad, dilation=dilation, bias=False, dropout=dropout),
-            conv_block(12, 24, padding=pad, dilation=dilation, bias=False, dropout=dropout),
-            conv_block(24, 48, padding=1, stride=2, bias=False, dropout=dropout),  # 14
-            conv_block(48, 48, padding=1, bias=False, dropout=dropout),  # 14
+            conv_relu_bn(3, 12, padding=pad, dilation=dilation, bias=False, dropout=dropout),
+            conv_relu_bn(12, 24, padding=pad, dilation=dilation, bias=False, dropout=dropout),
+            conv_relu_bn(24, 48, padding=1, stride=2, bias=False, dropout=dropout),  # 14
+            conv_relu_bn(48, 48, padding=1, bias=False, dropout=dropout),  # 14
         )
 
     trunk = nn.Sequential(
         depthwise_separable(96, 60),  # 14 -> 12
-        conv_block(60, 30, padding=1, stride=2, bias=False, dropout=dropout),  # 6
+        conv_relu_bn(60, 30, padding=1, stride=2, bias=False, dropout=dropout),  # 6
         nn.Conv2d(30, num_classes, 3, padding=1, bias=False),  # 6
         nn.BatchNorm2d(num_classes),
         nn.AdaptiveAvgPool2d(1),  # GAP
@@ -59,19 +57,19 @@ def cifar_s9(num_classes: int = 10, dropout: float = 0.01) -> nn.Module:
     return TwoBranchNet(branch(2), branch(1), trunk)
 
 
-@register(input_shape=CIFAR_SHAPE)
+@register(dataset="cifar10")
 def cifar_s10_resnet(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
     """S10 seed (David Page's DAWNBench ResNet): prep 64 -> [128, pool] + res(128) ->
     [256, pool] -> [512, pool] + res(512) -> MaxPool 4 -> FC. 6,573,130 parameters."""
     features = nn.Sequential(
-        conv_bn_relu(3, 64, dropout=dropout),
-        conv_bn_relu(64, 128, pool=True, dropout=dropout),
-        Residual(nn.Sequential(conv_bn_relu(128, 128, dropout=dropout),
-                               conv_bn_relu(128, 128, dropout=dropout))),
-        conv_bn_relu(128, 256, pool=True, dropout=dropout),
-        conv_bn_relu(256, 512, pool=True, dropout=dropout),
-        Residual(nn.Sequential(conv_bn_relu(512, 512, dropout=dropout),
-                               conv_bn_relu(512, 512, dropout=dropout))),
+        conv_pool_bn_relu(3, 64, dropout=dropout),
+        conv_pool_bn_relu(64, 128, pool=True, dropout=dropout),
+        Residual(nn.Sequential(conv_pool_bn_relu(128, 128, dropout=dropout),
+                               conv_pool_bn_relu(128, 128, dropout=dropout))),
+        conv_pool_bn_relu(128, 256, pool=True, dropout=dropout),
+        conv_pool_bn_relu(256, 512, pool=True, dropout=dropout),
+        Residual(nn.Sequential(conv_pool_bn_relu(512, 512, dropout=dropout),
+                               conv_pool_bn_relu(512, 512, dropout=dropout))),
         nn.MaxPool2d(4),
     )
     return FeaturesThenHead(features, nn.Linear(512, num_classes))

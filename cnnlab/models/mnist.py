@@ -4,67 +4,67 @@ from __future__ import annotations
 
 from torch import nn
 
-from cnnlab.models.blocks import FeaturesThenHead, conv_block
+from cnnlab.models.blocks import FeaturesThenHead, conv_relu_bn
 from cnnlab.models.registry import register
 
 
-@register
+@register(dataset="mnist")
 def mnist_s4(num_classes: int = 10, dropout: float = 0.1) -> nn.Module:
     """Session 4 seed: 18,650 parameters, bias-free convs, one MaxPool, AvgPool(8) then FC."""
     features = nn.Sequential(
-        conv_block(1, 16, padding=1, bias=False),  # 28
-        conv_block(16, 16, padding=1, bias=False),  # 28
-        conv_block(16, 64, padding=1, bias=False),  # 28
+        conv_relu_bn(1, 16, padding=1, bias=False),  # 28
+        conv_relu_bn(16, 16, padding=1, bias=False),  # 28
+        conv_relu_bn(16, 64, padding=1, bias=False),  # 28
         nn.MaxPool2d(2, 2),  # 14
-        conv_block(64, 8, 1, bias=False, bn=False),  # 14, 1x1 squeeze
-        conv_block(8, 16, bias=False, dropout=dropout, dropout2d=True),  # 12
-        conv_block(16, 16, bias=False),  # 10
-        conv_block(16, 16, 1, bias=False, bn=False),  # 10
-        conv_block(16, 16, bias=False),  # 8
+        conv_relu_bn(64, 8, 1, bias=False, bn=False),  # 14, 1x1 squeeze
+        conv_relu_bn(8, 16, bias=False, dropout=dropout, dropout2d=True),  # 12
+        conv_relu_bn(16, 16, bias=False),  # 10
+        conv_relu_bn(16, 16, 1, bias=False, bn=False),  # 10
+        conv_relu_bn(16, 16, bias=False),  # 8
         nn.AvgPool2d(8),  # GAP: 8x8 -> 1x1
     )
     return FeaturesThenHead(features, nn.Linear(16, num_classes))
 
 
-@register
+@register(dataset="mnist")
 def mnist_s5(num_classes: int = 10, dropout: float = 0.25) -> nn.Module:
     """Session 5 seed: 19,290 parameters, three MaxPools down to 1x1, then FC."""
     features = nn.Sequential(
-        conv_block(1, 16, padding=1),  # 28
-        conv_block(16, 16),  # 26
+        conv_relu_bn(1, 16, padding=1),  # 28
+        conv_relu_bn(16, 16),  # 26
         nn.MaxPool2d(2, 2),  # 13
         nn.Dropout(dropout),
-        conv_block(16, 16, padding=1),  # 13
-        conv_block(16, 32, padding=1),  # 13
-        conv_block(32, 16, stride=2, padding=1),  # 7
+        conv_relu_bn(16, 16, padding=1),  # 13
+        conv_relu_bn(16, 32, padding=1),  # 13
+        conv_relu_bn(32, 16, stride=2, padding=1),  # 7
         nn.MaxPool2d(2, 2),  # 3
         nn.Dropout(dropout),
-        conv_block(16, 32, padding=1),  # 3
+        conv_relu_bn(16, 32, padding=1),  # 3
         nn.MaxPool2d(2, 2),  # 1
         nn.Dropout(dropout),
     )
     return FeaturesThenHead(features, nn.Linear(32, num_classes))
 
 
-@register
+@register(dataset="mnist")
 def mnist_26k(num_classes: int = 10, dropout: float = 0.1) -> nn.Module:
     """The 26,314-parameter baseline: two 3-conv stages with 1x1 squeezes, a 5x5x32 FC head."""
     features = nn.Sequential(
-        conv_block(1, 8, dropout=dropout),  # 26
-        conv_block(8, 16, dropout=dropout),  # 24
-        conv_block(16, 32, dropout=dropout),  # 22
-        conv_block(32, 8, 1, dropout=dropout),  # 22
-        conv_block(8, 16, dropout=dropout),  # 20
-        conv_block(16, 32, dropout=dropout),  # 18
+        conv_relu_bn(1, 8, dropout=dropout),  # 26
+        conv_relu_bn(8, 16, dropout=dropout),  # 24
+        conv_relu_bn(16, 32, dropout=dropout),  # 22
+        conv_relu_bn(32, 8, 1, dropout=dropout),  # 22
+        conv_relu_bn(8, 16, dropout=dropout),  # 20
+        conv_relu_bn(16, 32, dropout=dropout),  # 18
         nn.MaxPool2d(2, 2),  # 9
-        conv_block(32, 8, 1, dropout=dropout),  # 9
-        conv_block(8, 16, dropout=dropout),  # 7
+        conv_relu_bn(32, 8, 1, dropout=dropout),  # 9
+        conv_relu_bn(8, 16, dropout=dropout),  # 7
         nn.Conv2d(16, 32, 3),  # 5
     )
     return FeaturesThenHead(features, nn.Linear(32 * 5 * 5, num_classes))
 
 
-@register
+@register(dataset="mnist")
 def mnist_fast(num_classes: int = 10, width: int = 16, dropout: float = 0.05) -> nn.Module:
     """cnnlab's model for the S4/S5 assignment (<20k parameters, BN, Dropout, GAP, FC).
 
@@ -73,13 +73,13 @@ def mnist_fast(num_classes: int = 10, width: int = 16, dropout: float = 0.05) ->
     """
     w = width
     features = nn.Sequential(
-        conv_block(1, w // 2, bias=False),  # 26, RF 3
-        conv_block(w // 2, w, bias=False, dropout=dropout),  # 24, RF 5
+        conv_relu_bn(1, w // 2, bias=False),  # 26, RF 3
+        conv_relu_bn(w // 2, w, bias=False, dropout=dropout),  # 24, RF 5
         nn.MaxPool2d(2, 2),  # 12, RF 6
-        conv_block(w, w, bias=False, dropout=dropout),  # 10, RF 10
-        conv_block(w, w, bias=False, dropout=dropout),  # 8, RF 14
-        conv_block(w, 3 * w // 2, bias=False, dropout=dropout),  # 6, RF 18
-        conv_block(3 * w // 2, 2 * w, padding=1, bias=False),  # 6, RF 22
+        conv_relu_bn(w, w, bias=False, dropout=dropout),  # 10, RF 10
+        conv_relu_bn(w, w, bias=False, dropout=dropout),  # 8, RF 14
+        conv_relu_bn(w, 3 * w // 2, bias=False, dropout=dropout),  # 6, RF 18
+        conv_relu_bn(3 * w // 2, 2 * w, padding=1, bias=False),  # 6, RF 22
         nn.AdaptiveAvgPool2d(1),  # GAP
     )
     return FeaturesThenHead(features, nn.Linear(2 * w, num_classes))

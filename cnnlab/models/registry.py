@@ -12,31 +12,39 @@ from typing import Any
 
 from torch import nn
 
+from cnnlab.data.catalog import dataset_info
 from cnnlab.errors import ModelError
 
 Builder = Callable[..., nn.Module]
 _REGISTRY: dict[str, Builder] = {}
-_INPUT_SHAPES: dict[str, tuple[int, int, int]] = {}
-MNIST_SHAPE = (1, 28, 28)
+_DATASETS: dict[str, str] = {}  # model name -> the dataset it was designed for
 
 
 def register(
-    builder: Builder | None = None, *, input_shape: tuple[int, int, int] = MNIST_SHAPE
+    builder: Builder | None = None, *, dataset: str | None = None
 ) -> Builder | Callable[[Builder], Builder]:
-    """Decorator: make `builder` available under its function name. `input_shape` (C, H, W)
-    is what `cnnlab summary NAME` feeds it when no shape is given."""
+    """Decorator (`@register` or `@register(dataset="cifar10")`): make a builder available
+    under its function name. `dataset`, a name in `cnnlab.data.catalog`, gives the input
+    shape `cnnlab summary NAME` feeds it; without it, the shape must be given."""
+    if dataset is not None:
+        dataset_info(dataset)  # a typo fails at import, not at the first summary
 
     def add(fn: Builder) -> Builder:
         _REGISTRY[fn.__name__] = fn
-        _INPUT_SHAPES[fn.__name__] = tuple(input_shape)
+        if dataset is not None:
+            _DATASETS[fn.__name__] = dataset
         return fn
 
     return add(builder) if builder is not None else add
 
 
 def default_input_shape(name: str) -> tuple[int, int, int]:
+    """The input shape (C, H, W) of the dataset a registered model was designed for."""
     _load_zoo()
-    return _INPUT_SHAPES.get(name, MNIST_SHAPE)
+    if name not in _DATASETS:
+        raise ModelError(f"model {name!r} names no dataset, so its input shape is unknown: "
+                         "give --input C,H,W, or inspect a recipe that uses it")
+    return dataset_info(_DATASETS[name]).input_shape
 
 
 def model_names() -> list[str]:
@@ -97,5 +105,5 @@ def _import_module(module_name: str) -> Any:
 
 def _load_zoo() -> None:
     import cnnlab.models.cifar  # noqa: F401  (registers the built-in models)
+    import cnnlab.models.cifar_speed  # noqa: F401
     import cnnlab.models.mnist  # noqa: F401
-    import cnnlab.models.speed  # noqa: F401

@@ -7,6 +7,7 @@ from pathlib import Path
 from cnnlab.errors import TrainingError
 from cnnlab.report.curves import plot_compare
 from cnnlab.run_folder import RunFolder
+from cnnlab.train.history import best_row
 
 
 def compare(run_dirs: list[str | Path], out_png: str | Path) -> str:
@@ -22,7 +23,7 @@ def compare(run_dirs: list[str | Path], out_png: str | Path) -> str:
     width = max(len(name) for name in histories)
     lines = [f"{'run':<{width}}  epochs  final acc  best acc (epoch)  final loss  seconds"]
     for name, history in histories.items():
-        final, best = history[-1], max(history, key=lambda row: row["test_acc"])
+        final, best = history[-1], best_row(history)
         seconds = sum(row["seconds"] for row in history)
         lines.append(f"{name:<{width}}  {len(history):>6}  {final['test_acc']:>8.2f}%  "
                      f"{best['test_acc']:>7.2f}% ({best['epoch']:>3})  {final['test_loss']:>10.4f}"

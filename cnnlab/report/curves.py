@@ -7,6 +7,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from cnnlab.report.png import save_png
+from cnnlab.train.history import best_row
 
 
 def plot_curves(history: list[dict], lrs: list[float], path: Path) -> None:
@@ -23,7 +24,7 @@ def plot_curves(history: list[dict], lrs: list[float], path: Path) -> None:
     if with_tta:  # the plain figure beside, as everywhere a TTA accuracy is shown
         accuracy.plot(epochs, [r["test_acc_no_tta"] for r in history], "s--", alpha=0.7,
                       label="test (without TTA)")
-    best = max(history, key=lambda r: r["test_acc"])
+    best = best_row(history)
     accuracy.annotate(f"best {best['test_acc']:.2f}%", (best["epoch"], best["test_acc"]),
                       textcoords="offset points", xytext=(0, -18), ha="center")
     accuracy.set(title="Accuracy", xlabel="epoch", ylabel="%")
@@ -54,13 +55,15 @@ def plot_compare(histories: dict[str, list[dict]], path: Path) -> None:
 
 
 def plot_lr_find(result, path: Path) -> None:
-    """Smoothed loss against learning rate (log scale), with the two suggestions marked."""
+    """Smoothed loss against learning rate (log scale), with the three suggestions marked."""
     figure = Figure(figsize=(7, 4.5), layout="constrained")
     axes = figure.subplots()
     axes.plot(result.lrs, result.losses)
     axes.set_xscale("log")
-    for lr, style, label in ((result.steepest, "r--", "steepest"), (result.valley, "g:", "valley")):
-        axes.axvline(lr, color=style[0], linestyle=style[1:], label=f"{label} {lr:.2g}")
+    marks = (("minimum", "g", ":"), ("valley", "b", "-."), ("steepest", "r", "--"))
+    for label, colour, line in marks:
+        lr = getattr(result, label)
+        axes.axvline(lr, color=colour, linestyle=line, label=f"{label} {lr:.2g}")
     axes.set(title="LR range test", xlabel="learning rate", ylabel="smoothed loss")
     axes.legend()
     axes.grid(alpha=0.3, which="both")

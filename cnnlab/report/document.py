@@ -9,6 +9,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.markdown import markdown_table
+
 
 @dataclass
 class Heading:
@@ -49,9 +51,7 @@ def to_markdown(blocks: list[Block]) -> str:
         elif isinstance(block, Paragraph):
             parts.append(block.text)
         elif isinstance(block, Table):
-            lines = ["| " + " | ".join(block.header) + " |", "|" + "---|" * len(block.header)]
-            lines += ["| " + " | ".join(row) + " |" for row in block.rows]
-            parts.append("\n".join(lines))
+            parts.append(markdown_table(block.header, block.rows))
         elif isinstance(block, Code):
             parts.append(f"```\n{block.text}\n```")
         else:

@@ -11,10 +11,8 @@ from torch import nn
 from cnnlab.config import Recipe
 from cnnlab.data import Dataset, DeviceLoader, load_dataset
 from cnnlab.errors import ModelError, TrainingError
-from cnnlab.inspect.graph import trace
-from cnnlab.inspect.receptive_field import receptive_field_of
-from cnnlab.inspect.spec import check_graph, check_history
-from cnnlab.inspect.summary import summary_of
+from cnnlab.inspect import Inspection, inspect_model
+from cnnlab.inspect.spec import check_history
 from cnnlab.report.confusion import confusion_matrix, most_confused, plot_confusion
 from cnnlab.report.curves import plot_curves, plot_lr_find
 from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_html, to_markdown
@@ -23,7 +21,8 @@ from cnnlab.report.mistakes import plot_misclassified
 from cnnlab.report.predictions import Predictions, predict
 from cnnlab.run_folder import RunFolder
 from cnnlab.train.checkpoint import load_trained_model
-from cnnlab.train.lr_finder import LRFindResult
+from cnnlab.train.history import best_row
+from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.optim import lr_curve
 
 GRADCAM_IMAGES = 10
@@ -34,13 +33,17 @@ def write_report(
     *,
     model: nn.Module | None = None,
     dataset: Dataset | None = None,
+    inspection: Inspection | None = None,
     data_dir: str | Path | None = None,
     html: bool = False,
     layer: str | None = None,
     mistakes: int = 20,
 ) -> Path:
     """Write plots/, README.md (and report.html) into a run folder; returns the README path.
-    `model` and `dataset` spare reloading them when the trainer calls this."""
+
+    A finished run's `cnnlab.pipeline.run` passes what it holds: the evaluated `model`, the
+    `dataset`, and the `inspection` of the trained model with the run's verdicts. Given a run
+    folder alone, they are rebuilt from it: model from the last checkpoint, data from disk."""
     run = RunFolder.existing(run_dir)
     recipe, history = run.recipe(), run.history()
     if not history:
@@ -52,8 +55,10 @@ def write_report(
         dataset = load_dataset(recipe.data.dataset, data_dir)
     dataset = dataset.limited(recipe.data.train_limit, recipe.data.test_limit)
 
-    graph = trace(model, dataset.input_shape)  # one traversal: summary, RF, checks, layer
-    layer = layer or default_layer(graph)
+    if inspection is None:
+        inspection = inspect_model(recipe, model, dataset.input_shape)
+        inspection.check.verdicts += check_history(recipe, history)
+    layer = layer or default_layer(inspection.graph)
     predictions = predict(model, dataset, recipe.data.eval_batch_size, recipe.train.tta)
     plots = run.path / "plots"
     plots.mkdir(exist_ok=True)
@@ -64,30 +69,24 @@ def write_report(
     plot_confusion(matrix, dataset.classes, plots / "confusion.png")
     _plot_gradcam(model, dataset, predictions, layer, plots / "gradcam.png")
 
-    report = check_graph(recipe, model, graph)
-    report.verdicts += check_history(recipe, history)
-    field = receptive_field_of(graph)
-    final = history[-1]
-    best = max(history, key=lambda row: row["test_acc"])
+    field = inspection.field
+    final, best = history[-1], best_row(history)
     blocks = [
         Heading(f"{recipe.name}: {recipe.description}" if recipe.description else recipe.name, 1),
         Paragraph(
             f"Final test accuracy **{final['test_acc']:.2f}%** (epoch {final['epoch']}"
             f"{_without_tta(recipe, final)}), best **{best['test_acc']:.2f}%** "
             f"(epoch {best['epoch']}). Model `{recipe.model.name}`, "
-            f"{sum(p.numel() for p in model.parameters()):,} parameters, "
+            f"{inspection.summary.total_params:,} parameters, "
             f"{len(history)} epochs in {sum(r['seconds'] for r in history):.0f} s."
         ),
         Heading("Budget"),
-        Table(["", "rule", "measured"], [[v.line()[0], v.rule, v.measured]
-                                          for v in report.verdicts]),
+        Table(*inspection.check.table()),
         Heading("Model"),
-        Code(summary_of(graph, model).to_text()),
+        Code(inspection.summary.to_text()),
         Heading("Receptive field"),
-        Table(["Layer", "nin", "In Channels", "Out Channels", "padding", "kernel", "stride",
-               "dilation", "nout", "jin", "jout", "rin", "rout"],
-              [[str(v) for v in vars(row).values()] for row in field.rows]),
-        Paragraph(" ".join([*field.warnings, field.summary_line()])),
+        Table(*field.table()),
+        Paragraph(field.closing_line()),
         Heading("Training log"),
         Table(["epoch", "train loss", "train acc", "test loss", "test acc", "lr", "seconds"],
               [[str(r["epoch"]), f"{r['train_loss']:.4f}", f"{r['train_acc']:.2f}%",

@@ -1,5 +1,5 @@
-"""Train stage: the loop, optimisers and schedules, EMA, checkpoints and run folders."""
+"""Train stage: the loop, optimisers and schedules, EMA, checkpoints, the LR range test."""
 
-from cnnlab.train.trainer import RunResult, evaluate, train
+from cnnlab.train.trainer import Trainer, evaluate
 
-__all__ = ["RunResult", "evaluate", "train"]
+__all__ = ["Trainer", "evaluate"]

@@ -1,15 +1,12 @@
-"""The training loop: plain PyTorch, seeded, resumable, with the seeds' log format."""
+"""The training loop: plain PyTorch, seeded, resumable, with the seeds' log format. What a run
+does around it (inspect, range test, run folder, report) is `cnnlab.pipeline.run`."""
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,21 +14,15 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from cnnlab.config import Recipe, ScheduleConfig
-from cnnlab.data import BatchAugment, Dataset, DeviceLoader, load_dataset
-from cnnlab.data.albumentations_loader import AlbumentationsLoader
-from cnnlab.data.dataset import INPUT_SHAPES
+from cnnlab.config import Recipe
+from cnnlab.data import Dataset, DeviceLoader
 from cnnlab.data.loader import normaliser
-from cnnlab.errors import ConfigError, SpecError, TrainingError
-from cnnlab.inspect.graph import trace
-from cnnlab.inspect.receptive_field import receptive_field_of
-from cnnlab.inspect.spec import CheckReport, check_graph, check_history
-from cnnlab.inspect.summary import summary_of
-from cnnlab.models import build_model, count_parameters
+from cnnlab.data.recipe_loaders import test_loader, train_loader
+from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.run_folder import RunFolder
-from cnnlab.train.checkpoint import load_checkpoint, restore_rng_states, rng_states, save_atomic
+from cnnlab.train.checkpoint import restore_rng_states, rng_states, save_atomic
 from cnnlab.train.ema import WeightEMA
-from cnnlab.train.lr_finder import LRFindResult, lr_find
+from cnnlab.train.history import best_row
 from cnnlab.train.optim import build_optimizer, build_schedule
 from cnnlab.train.tta import tta_logits
 
@@ -40,116 +31,12 @@ BAR_EVERY = 20  # steps between progress-bar updates; each update syncs with the
 Echo = Callable[[str], None]
 
 
-@dataclass
-class RunResult:
-    run_dir: Path
-    history: list[dict[str, Any]]
-    model: nn.Module  # the evaluated model (the EMA copy when EMA is on)
-    check: CheckReport  # the recipe's [spec], verdicts before and after training
-    dataset: Dataset  # what it was trained and tested on
-
-    @property
-    def final_accuracy(self) -> float:
-        return self.history[-1]["test_acc"]
-
-    @property
-    def best_accuracy(self) -> float:
-        return max(row["test_acc"] for row in self.history)
-
-
-def train(
-    recipe: Recipe | None = None,
-    *,
-    resume: str | Path | None = None,
-    data_dir: str | Path | None = None,
-    out_dir: str | Path = "runs",
-    dataset: Dataset | None = None,
-    progress: bool = True,
-    echo: Echo | None = print,
-    check: bool = True,
-) -> RunResult:
-    """Train `recipe` into a new run folder under `out_dir`, or continue the run at `resume`.
-
-    `dataset` replaces loading from disk (tests pass small tensors); `echo` receives the log
-    lines (epoch header, the seeds' "Test set: ..." line), `None` silences them. With `check`,
-    a model or recipe that breaks the recipe's `[spec]` is refused before anything is written.
-    """
-    run = RunFolder.existing(resume) if resume else None
-    if run is not None:
-        recipe = run.recipe()
-    if recipe is None:
-        raise ConfigError("give a recipe to train, or a run folder to resume")
-    say = echo or (lambda line: None)
-    pick_device(recipe.train.device)  # fail early on a device this machine lacks
-    torch.manual_seed(recipe.train.seed)  # the model's initial weights follow the seed
-    model = build_model(recipe.model.name, **recipe.model.args)
-    graph = trace(model, INPUT_SHAPES[recipe.data.dataset])
-    report = check_graph(recipe, model, graph)
-    if check and not report.passed:
-        raise SpecError("\n".join(
-            [f"{recipe.name} breaks its [spec] (train anyway with --no-check):"]
-            + [f"  {v.line()}" for v in report.failures]
-        ))
-    data = dataset if dataset is not None else load_dataset(recipe.data.dataset, data_dir)
-    data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
-    found = None
-    if recipe.schedule.max_lr == "find":
-        found = find_lr(recipe, data, model=model, progress=progress)
-        say(f"LR range test: {found.summary_line()}")
-        recipe = dataclasses.replace(
-            recipe, schedule=dataclasses.replace(recipe.schedule,
-                                                 max_lr=found.pick(recipe.schedule.find_pick)))
-    trainer = Trainer(recipe, data, model)
-    # The run folder is made only once everything above has been validated.
-    if run is None:
-        run = RunFolder.create(out_dir, recipe)
-        run.log(f"recipe {recipe.name}: model {recipe.model.name} "
-                f"({count_parameters(trainer.model):,} parameters) on {trainer.device}")
-        run.write_text("summary.txt", summary_of(graph, trainer.model).to_text() + "\n")
-        run.write_text("rf.md", receptive_field_of(graph).to_markdown() + "\n")
-        if found is not None:  # the report plots it
-            run.write_text(run.lr_find_path.name, found.to_json())
-            run.log(f"LR range test: {found.summary_line()}")
-    else:
-        trainer.load_state(load_checkpoint(run.last_checkpoint))
-        run.write_history(trainer.history)  # the checkpoint is the truth if a crash cut the log
-        run.log(f"resumed after epoch {len(trainer.history)}")
-    try:
-        trainer.fit(run, progress, say)
-    except KeyboardInterrupt:
-        run.log(f"interrupted in epoch {len(trainer.history) + 1}")
-        raise KeyboardInterrupt(str(run.path)) from None  # tells the caller what to resume
-    report.verdicts += check_history(recipe, trainer.history)
-    run.write_text("check.md", report.to_markdown() + "\n")
-    return RunResult(run.path, trainer.history, trainer.evaluated, report, data)
-
-
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("CUDA is not available on this machine: use --device cpu")
     return torch.device(name)
-
-
-def find_lr(
-    recipe: Recipe,
-    data: Dataset,
-    *,
-    model: nn.Module | None = None,
-    start: float = 1e-7,
-    end: float = 10.0,
-    steps: int = 100,
-    progress: bool = True,
-) -> LRFindResult:
-    """LR range test for `recipe` on `data`'s training batches (its loader, augmentation,
-    optimiser). `model` is left untouched: the test runs on a copy."""
-    if model is None:
-        torch.manual_seed(recipe.train.seed)
-        model = build_model(recipe.model.name, **recipe.model.args)
-    steady = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"))
-    probe = Trainer(steady, data, copy.deepcopy(model))
-    return lr_find(probe.model, probe.optimizer, probe.train_loader, start, end, steps, progress)
 
 
 class Trainer:
@@ -166,22 +53,8 @@ class Trainer:
             scale, shift = normaliser(data.mean, data.std, self.device)
             sample = data.train_images[:INIT_SAMPLE].to(self.device).float()
             init_from_data(torch.addcmul(shift, sample, scale))
-        loader_args = dict(mean=data.mean, std=data.std, device=self.device,
-                           channels_last=cfg.channels_last)
-        if recipe.augment.engine == "albumentations":
-            self.train_loader = AlbumentationsLoader(
-                data.train_images, data.train_labels, recipe.data.batch_size,
-                transforms=recipe.augment.transforms, workers=recipe.augment.workers,
-                seed=cfg.seed, **loader_args)
-        else:
-            augment = BatchAugment(recipe.augment)
-            self.train_loader = DeviceLoader(
-                data.train_images, data.train_labels, recipe.data.batch_size, shuffle=True,
-                generator=self.generator, augment=augment if augment.active else None,
-                **loader_args)
-        self.test_loader = DeviceLoader(
-            data.test_images, data.test_labels, recipe.data.eval_batch_size, **loader_args
-        )
+        self.train_loader = train_loader(recipe, data, self.device, self.generator)
+        self.test_loader = test_loader(recipe, data, self.device)
         # bf16 autocast where it pays (CUDA) or where asked; fp32 master weights either way.
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         # The compiled module shares parameters with self.model, whose state_dict stays clean.
@@ -215,6 +88,7 @@ class Trainer:
         self.train_loader.epoch = len(self.history)  # alternating flips continue in phase
 
     def fit(self, run: RunFolder, progress: bool, echo: Echo) -> None:
+        """Train the remaining epochs; after each, log it, checkpoint it and write the history."""
         epochs = self.cfg.epochs
         for epoch in range(len(self.history) + 1, epochs + 1):
             echo(f"Epoch : {epoch}/{epochs}")
@@ -225,7 +99,7 @@ class Trainer:
                    **self.test(), "lr": self.optimizer.param_groups[0]["lr"],
                    "steps": len(self.train_loader), "train_seconds": round(train_seconds, 3),
                    "seconds": round(time.perf_counter() - started, 3)}
-            best_before = max((r["test_acc"] for r in self.history), default=-1.0)
+            best_before = best_row(self.history)["test_acc"] if self.history else -1.0
             self.history.append(row)
             line = (f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
                     f"{row['test_correct']}/{row['test_total']} ({row['test_acc']:.2f}%)")

@@ -11,7 +11,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MODES = ("none", "flip", "flip_shift")
+from cnnlab.config import TTAMode, choices
+from cnnlab.errors import ConfigError
+
+MODES = choices(TTAMode)
 
 
 def _with_flip(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -25,7 +28,7 @@ def _shifted(x: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
     return padded[:, :, 1 - dy: 1 - dy + h, 1 - dx: 1 - dx + w]
 
 
-def tta_logits(model: nn.Module, x: torch.Tensor, mode: str = "none") -> torch.Tensor:
+def tta_logits(model: nn.Module, x: torch.Tensor, mode: TTAMode = "none") -> torch.Tensor:
     if mode == "none":
         return model(x)
     if mode == "flip":
@@ -33,4 +36,4 @@ def tta_logits(model: nn.Module, x: torch.Tensor, mode: str = "none") -> torch.T
     if mode == "flip_shift":
         return (_with_flip(model, x) / 2 + _with_flip(model, _shifted(x, 1, 1)) / 4
                 + _with_flip(model, _shifted(x, -1, -1)) / 4)
-    raise ValueError(f"unknown test-time augmentation {mode!r}: use one of {', '.join(MODES)}")
+    raise ConfigError(f"unknown test-time augmentation {mode!r}: use one of {', '.join(MODES)}")

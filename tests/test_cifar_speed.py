@@ -7,13 +7,14 @@ from torch import nn
 
 from cnnlab.config import AugmentConfig, load_recipe
 from cnnlab.data import BatchAugment, Dataset, DeviceLoader
+from cnnlab.data.loader import normaliser
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model
-from cnnlab.models.speed import PatchWhitening, identity_conv
-from cnnlab.train import train
+from cnnlab.models.cifar_speed import PatchWhitening, identity_conv
 from cnnlab.train.optim import build_optimizer
 from cnnlab.train.trainer import evaluate
 from cnnlab.train.tta import tta_logits
+from tests.conftest import train_run
 
 
 def test_patch_whitening_decorrelates_the_patches_it_was_fitted_to():
@@ -131,16 +132,23 @@ def _learnable_cifar(n_train=512, n_test=256):
                    (0.25, 0.2, 0.2), tuple(str(i) for i in range(10)))
 
 
+@pytest.mark.slow
 def test_cifar_speed_recipe_learns_and_fits_its_whitening_first(tmp_path):
     recipe = load_recipe("cifar-speed", ["train.epochs=3", "data.batch_size=64",
                                          "train.device=cpu", "model.args={widths=[16,32,32]}"])
-    result = train(recipe, dataset=_learnable_cifar(), out_dir=tmp_path, progress=False,
-                   echo=None)
+    data = _learnable_cifar()
+    result = train_run(recipe, dataset=data, out_dir=tmp_path)
     history = result.history
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["test_acc"] > 30  # chance is 10%
-    fresh = PatchWhitening(3)
-    assert not torch.allclose(result.model.whiten.weight, fresh.weight)
+    # The trained model's first layer whitens the training images as the network sees them
+    # (normalised): its first 12 maps are uncorrelated with unit variance on that data.
+    scale, shift = normaliser(data.mean, data.std, "cpu")
+    seen = torch.addcmul(shift, data.train_images.float(), scale)
+    with torch.no_grad():
+        maps = result.model.whiten(seen)[:, :12].permute(0, 2, 3, 1).reshape(-1, 12)
+    assert torch.allclose(torch.cov(maps.T), torch.eye(12), atol=0.05)
+    assert not result.model.whiten.weight.requires_grad
     # With TTA on, the plain figure is kept beside it, in the history and in the verdict.
     assert all(0 <= row["test_acc_no_tta"] <= 100 for row in history)
     accuracy_rule = [v for v in result.check.verdicts if "test accuracy" in v.rule][0]

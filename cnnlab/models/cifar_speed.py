@@ -11,8 +11,6 @@ from torch import nn
 
 from cnnlab.models.registry import register
 
-CIFAR_SHAPE = (3, 32, 32)
-
 
 class PatchWhitening(nn.Conv2d):
     """A 2x2 convolution whose filters whiten the 12-dimensional 2x2x3 patches of the
@@ -91,7 +89,7 @@ class SpeedNet(nn.Module):
         return self.head(self.pool(x).flatten(1)) * self.head_scale
 
 
-@register(input_shape=CIFAR_SHAPE)
+@register(dataset="cifar10")
 def cifar_speed(num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256),
                 head_scale: float = 1 / 9) -> nn.Module:
     """Whitening 2x2 conv (24 maps, 31x31) -> three conv groups (64, 256, 256 channels;

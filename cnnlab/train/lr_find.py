@@ -1,5 +1,8 @@
 """LR range test (Smith 2017, as fastai's lr_find): train briefly while the learning rate grows
-exponentially, watch the smoothed loss, and suggest where it falls fastest.
+exponentially, watch the smoothed loss, and suggest a peak learning rate three ways:
+`minimum` (a tenth of the lr at the lowest loss), `valley` (halfway along the longest stretch
+over which the loss keeps falling, after fastai's method of that name) and `steepest` (where
+the loss falls fastest per log-lr).
 
 The model, optimiser and random state are restored afterwards, so a run that starts with a
 range test trains exactly as if it had been given the suggested number.
@@ -20,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from cnnlab.config import LRPick, choices
 from cnnlab.data import DeviceLoader
 from cnnlab.errors import ConfigError
 
@@ -31,8 +35,9 @@ DIVERGED = 4.0  # stop once the smoothed loss exceeds this many times its minimu
 class LRFindResult:
     lrs: list[float]
     losses: list[float]  # smoothed, bias-corrected
+    minimum: float  # a tenth of the lr with the lowest smoothed loss
+    valley: float  # halfway along the longest descent of the smoothed loss
     steepest: float  # lr where the smoothed loss falls fastest (per log-lr)
-    valley: float  # a tenth of the lr with the lowest smoothed loss: a safer choice
     diverged: bool  # the sweep stopped early because the loss blew up
 
     @property
@@ -41,9 +46,12 @@ class LRFindResult:
         test found no upper limit, and the suggestions are only the sweep's end."""
         return not self.diverged and self.steepest >= self.lrs[-len(self.lrs) // 10]
 
-    def pick(self, which: str) -> float:
-        """The suggestion named `which`: "steepest" or "valley"."""
-        return self.steepest if which == "steepest" else self.valley
+    def pick(self, which: LRPick) -> float:
+        """The suggestion named `which` (`schedule.find_pick`)."""
+        if which not in choices(LRPick):
+            raise ConfigError(f"no LR suggestion {which!r}: use one of "
+                              f"{', '.join(choices(LRPick))}")
+        return getattr(self, which)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
@@ -53,8 +61,8 @@ class LRFindResult:
         return cls(**json.loads(text))
 
     def summary_line(self) -> str:
-        line = (f"suggested max lr: {self.steepest:.3g} (steepest descent), "
-                f"{self.valley:.3g} (valley); {len(self.lrs)} steps"
+        line = (f"suggested max lr: {self.minimum:.3g} (minimum), {self.valley:.3g} (valley), "
+                f"{self.steepest:.3g} (steepest descent); {len(self.lrs)} steps"
                 + (", stopped when the loss diverged" if self.diverged else ""))
         if self.open_ended:
             line += ("; warning: the loss was still falling at the end of the sweep, so these "
@@ -109,7 +117,7 @@ def lr_find(
         torch.set_rng_state(saved_rng)
         if saved_data is not None:
             loader.generator.set_state(saved_data)
-    return LRFindResult(lrs, losses, *_suggestions(lrs, losses), diverged)
+    return LRFindResult(lrs, losses, **_suggestions(lrs, losses), diverged=diverged)
 
 
 def _forever(loader: DeviceLoader):
@@ -117,12 +125,26 @@ def _forever(loader: DeviceLoader):
         yield from loader
 
 
-def _suggestions(lrs: list[float], losses: list[float]) -> tuple[float, float]:
+def _suggestions(lrs: list[float], losses: list[float]) -> dict[str, float]:
     if len(lrs) < 3:
         raise ConfigError("the loss diverged at once: lower --start")
     # Skip the first tenth: the running average is still settling there.
     skip = max(1, len(lrs) // 10)
     slope = np.gradient(np.array(losses[skip:]), np.log(np.array(lrs[skip:])))
-    steepest = lrs[skip + int(np.argmin(slope))]
-    valley = lrs[int(np.argmin(losses))] / 10
-    return steepest, valley
+    return {"minimum": lrs[int(np.argmin(losses))] / 10,
+            "valley": lrs[skip + _middle_of_longest_descent(losses[skip:])],
+            "steepest": lrs[skip + int(np.argmin(slope))]}
+
+
+def _middle_of_longest_descent(losses: list[float]) -> int:
+    """Index halfway between the first and last point of the longest chain of ever lower
+    losses (points in between may be skipped: noise does not cut the chain). Of equally long
+    chains into a point, the one starting latest wins: the last point before the fall."""
+    length = [1] * len(losses)
+    first = list(range(len(losses)))
+    for i, loss in enumerate(losses):
+        for j in range(i):
+            if losses[j] > loss and length[j] + 1 >= length[i]:
+                length[i], first[i] = length[j] + 1, first[j]
+    last = int(np.argmax(length))  # the earliest chain of the greatest length
+    return (first[last] + last) // 2
