@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-import cnnlab
-from cnnlab.data import DeviceLoader
+from cnnlab.data import DeviceLoader, load_recipe_data
 from cnnlab.run_folder import RunFolder
 from cnnlab.train.checkpoint import load_trained_model
 from cnnlab.train.trainer import evaluate
@@ -25,8 +24,8 @@ def main() -> None:
     print(machine_line())
     run = RunFolder.existing(args.run_dir)
     recipe = run.recipe()
-    model = load_trained_model(run)
-    data = cnnlab.load_dataset(recipe.data.dataset)
+    data = load_recipe_data(recipe.data)
+    model = load_trained_model(run, data.input_shape[0], len(data.classes))
     loader = DeviceLoader(data.test_images, data.test_labels, recipe.data.eval_batch_size,
                           mean=data.mean, std=data.std, channels_last=recipe.train.channels_last)
     accuracy = {}

@@ -10,11 +10,18 @@ import os
 import sys
 
 from cnnlab.config import builtin_recipes, load_recipe
+from cnnlab.data import data_facts
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.inspect import check, receptive_field, summary
 from cnnlab.inspect.subject import load_subject, parse_input_shape
 from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
-from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
+from cnnlab.models import (
+    build_for_data,
+    build_model,
+    count_parameters,
+    default_input_shape,
+    model_names,
+)
 from cnnlab.pipeline import lr_find, run
 from cnnlab.report import compare, write_report
 from cnnlab.train.history import best_row
@@ -167,7 +174,9 @@ def _recipes(_args: argparse.Namespace) -> None:
     rows = [("recipe", "dataset", "model", "params", "epochs", "target")]
     for name in builtin_recipes():
         recipe = load_recipe(name)
-        params = count_parameters(build_model(recipe.model.name, **recipe.model.args))
+        shape, classes = data_facts(recipe.data)
+        params = count_parameters(build_for_data(recipe.model.name, recipe.model.args, shape[0],
+                                                 len(classes)))
         target = f"{recipe.spec.min_test_acc}%" if recipe.spec.min_test_acc else "-"
         rows.append((name, recipe.data.dataset, recipe.model.name, f"{params:,}",
                      str(recipe.train.epochs), target))

@@ -51,7 +51,10 @@ Positive = Annotated[float, Range(low=0, open_low=True)]  # rates, factors
 Probability = Annotated[float, Range(0, 1)]
 Fraction = Annotated[float, Range(0, 1, open_high=True)]  # a share that must leave something
 
-DatasetName = Literal["mnist", "cifar10"]
+# the named datasets (data/catalog.py), then a user's own: arrays in an .npz, folders of images
+DatasetName = Literal["mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn", "npz",
+                      "folder"]
+USER_DATASETS = ("npz", "folder")
 TTAMode = Literal["none", "flip", "flip_shift"]  # train/tta.py
 LRPick = Literal["minimum", "valley", "steepest"]  # train/lr_find.py
 
@@ -59,6 +62,16 @@ LRPick = Literal["minimum", "valley", "steepest"]  # train/lr_find.py
 @dataclass(frozen=True)
 class DataConfig:
     dataset: DatasetName = "mnist"
+    path: str | None = None  # npz: the .npz file; folder: the folder holding train/ and test/
+    image_size: Count | None = None  # folder: resize every image to this square size
+    channels: Literal[1, 3] | None = None  # folder: grey or RGB (default: what the images are)
+    # What a run on npz or folder data trained on, recorded in its config.toml by the run
+    # (mean and std per channel in [0, 1] units, from the training split; fingerprint: md5 of
+    # the images and labels). A run folder whose data changed since is refused.
+    classes: list[str] | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
+    fingerprint: str | None = None
     batch_size: Count = 128
     # Test batches: small enough for the activations to stay in a CPU's cache (BENCHMARKS.md,
     # CPU tunings); a GPU recipe may want more.
@@ -190,7 +203,16 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
 
 
 def parse_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
-    return _build(Recipe, raw, "", source)
+    recipe = _build(Recipe, raw, "", source)
+    data = recipe.data
+    if data.dataset in USER_DATASETS and not data.path:
+        what = ("the .npz file" if data.dataset == "npz"
+                else "the folder holding train/<class>/ and test/<class>/")
+        raise ConfigError(f"{source}: data.dataset = {data.dataset!r} needs data.path, {what}")
+    if data.dataset not in USER_DATASETS and data.path:
+        raise ConfigError(f"{source}: data.path is for dataset = \"npz\" or \"folder\"; "
+                          f"{data.dataset} is read from the data root (--data-dir)")
+    return recipe
 
 
 def _recipe_text(name_or_path: str) -> tuple[str, str]:
@@ -281,15 +303,17 @@ _NO_MATCH = object()
 
 def _as_type(value: Any, option: Any) -> Any:
     origin = typing.get_origin(option) or option
-    if origin is Literal:
-        return value if value in typing.get_args(option) else _NO_MATCH
+    if origin is Literal:  # by type too: TOML's true must not pass for 1
+        allowed = typing.get_args(option)
+        return value if any(type(value) is type(a) and value == a for a in allowed) else _NO_MATCH
     if isinstance(value, bool) and origin is not bool:
         return _NO_MATCH  # TOML's true is not a number
     if origin is float and isinstance(value, int | float):
         return float(value)
     if origin is list and isinstance(value, list):
         (item,) = typing.get_args(option)
-        return list(value) if all(isinstance(v, item) for v in value) else _NO_MATCH
+        items = [_as_type(v, item) for v in value]
+        return _NO_MATCH if any(v is _NO_MATCH for v in items) else items
     if origin in (int, str, bool, dict) and isinstance(value, origin):
         return value
     return _NO_MATCH

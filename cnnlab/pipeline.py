@@ -13,13 +13,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab.config import Recipe, ScheduleConfig
-from cnnlab.data import Dataset, load_dataset
-from cnnlab.data.catalog import dataset_info
+from cnnlab.config import USER_DATASETS, Recipe, ScheduleConfig
+from cnnlab.data import Dataset, data_facts, load_recipe_data
 from cnnlab.errors import ConfigError, SpecError
 from cnnlab.inspect import CheckReport, Inspection, inspect_model
 from cnnlab.inspect.spec import check_history
-from cnnlab.models import build_model, count_parameters
+from cnnlab.models import build_for_data, count_parameters
 from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.run_folder import RunFolder
@@ -76,18 +75,21 @@ def run(
     say: Callable[[str], None] = echo or (lambda line: None)
     pick_device(recipe.train.device)  # fail early on a device this machine lacks
 
-    # model and inspect before any data is read, so a broken budget costs nothing
+    # model and inspect before a named dataset is read, so a broken budget costs nothing
+    if dataset is None and recipe.data.dataset in USER_DATASETS:
+        dataset = load_recipe_data(recipe.data, data_dir, progress)  # its shape is in the files
+    shape, classes = ((dataset.input_shape, dataset.classes) if dataset is not None
+                      else data_facts(recipe.data))
     torch.manual_seed(recipe.train.seed)  # the model's initial weights follow the seed
-    model = build_model(recipe.model.name, **recipe.model.args)
-    shape = (dataset.input_shape if dataset is not None
-             else dataset_info(recipe.data.dataset).input_shape)
+    model = build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes))
     inspection = inspect_model(recipe, model, shape)
     if check and not inspection.check.passed:
         raise SpecError("\n".join(
             [f"{recipe.name} breaks its [spec] (train anyway with --no-check):"]
             + [f"  {v.line()}" for v in inspection.check.failures]
         ))
-    data = dataset if dataset is not None else load_dataset(recipe.data.dataset, data_dir)
+    data = dataset if dataset is not None else load_recipe_data(recipe.data, data_dir, progress)
+    recipe = _with_data_recorded(recipe, data)
     data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
 
     found = None
@@ -120,6 +122,16 @@ def run(
     return RunResult(folder.path, trainer.history, trainer.evaluated, inspection.check, data)
 
 
+def _with_data_recorded(recipe: Recipe, data: Dataset) -> Recipe:
+    """For a user's data, the recipe with what the run trains on (classes, normalisation,
+    fingerprint), so its config.toml says it and a resume can check it."""
+    if recipe.data.dataset not in USER_DATASETS or recipe.data.fingerprint is not None:
+        return recipe
+    recorded = dataclasses.replace(recipe.data, classes=list(data.classes), mean=list(data.mean),
+                                   std=list(data.std), fingerprint=data.fingerprint())
+    return dataclasses.replace(recipe, data=recorded)
+
+
 def _new_run_folder(out_dir: str | Path, recipe: Recipe, trainer: Trainer,
                     inspection: Inspection, found: LRFindResult | None) -> RunFolder:
     folder = RunFolder.create(out_dir, recipe)
@@ -149,11 +161,12 @@ def lr_find(
     untouched), loader, augmentation and optimiser, on its training data (`dataset`, else
     read from `data_dir`). The loss curve goes to the PNG `plot` if given."""
     if dataset is None:
-        dataset = load_dataset(recipe.data.dataset, data_dir)
+        dataset = load_recipe_data(recipe.data, data_dir, progress)
         dataset = dataset.limited(recipe.data.train_limit, recipe.data.test_limit)
     if model is None:
         torch.manual_seed(recipe.train.seed)
-        model = build_model(recipe.model.name, **recipe.model.args)
+        model = build_for_data(recipe.model.name, recipe.model.args, dataset.input_shape[0],
+                               len(dataset.classes))
     steady = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"))
     probe = Trainer(steady, dataset, copy.deepcopy(model))
     result = range_test(probe.model, probe.optimizer, probe.train_loader, start, end, steps,

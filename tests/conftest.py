@@ -1,3 +1,4 @@
+import dataclasses
 import gzip
 import hashlib
 import os
@@ -6,8 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from cnnlab.data import Dataset
-from cnnlab.data import mnist as mnist_files
+from cnnlab.data import Dataset, idx_files
 from cnnlab.pipeline import RunResult, run
 
 REAL_DATA = Path(os.environ.get("CNNLAB_DATA", "")) if os.environ.get("CNNLAB_DATA") else None
@@ -76,9 +76,9 @@ def fake_mnist(tmp_path, monkeypatch):
                 (folder / f"{name}.gz").write_bytes(gzip.compress(data))
             else:
                 (folder / name).write_bytes(data)
-        monkeypatch.setattr(
-            mnist_files, "FILES", {n: hashlib.md5(d).hexdigest() for n, d in contents.items()}
-        )
+        sums = {n: hashlib.md5(d).hexdigest() for n, d in contents.items()}
+        monkeypatch.setitem(idx_files.SOURCES, "mnist",
+                            dataclasses.replace(idx_files.SOURCES["mnist"], content_md5=sums))
         return root, contents
 
     return make

@@ -1,3 +1,4 @@
+import dataclasses
 import hashlib
 import os
 import pickle
@@ -7,7 +8,7 @@ import pytest
 import torch
 
 from cnnlab.config import AugmentConfig, load_recipe
-from cnnlab.data import BatchAugment, cifar10, load_dataset
+from cnnlab.data import BatchAugment, cifar_files, load_dataset
 from cnnlab.data.augment import random_affine, random_crop, random_cutout, random_gray
 from cnnlab.errors import DataError
 from cnnlab.inspect import receptive_field, summary
@@ -32,7 +33,7 @@ def fake_cifar(tmp_path, monkeypatch):
     folder.mkdir()
     rng = np.random.default_rng(0)
     sums = {}
-    for name in cifar10.BATCHES:
+    for name in cifar_files.SOURCES["cifar10"].files:
         data = rng.integers(0, 256, (20, 3072), dtype=np.uint8)
         labels = [int(i % 10) for i in range(20)]
         with open(folder / name, "wb") as handle:
@@ -40,7 +41,8 @@ def fake_cifar(tmp_path, monkeypatch):
                         protocol=2)
         sums[name] = (hashlib.md5(data.tobytes()).hexdigest(),
                       hashlib.md5(np.array(labels, dtype=np.uint8).tobytes()).hexdigest())
-    monkeypatch.setattr(cifar10, "BATCHES", sums)
+    monkeypatch.setitem(cifar_files.SOURCES, "cifar10",
+                        dataclasses.replace(cifar_files.SOURCES["cifar10"], content_md5=sums))
     return tmp_path
 
 

@@ -1,14 +1,20 @@
-"""A dataset as plain tensors: both splits, their normalisation and class names."""
+"""A dataset as plain tensors: both splits, their normalisation and class names, from a named
+dataset (data/catalog.py) or a user's arrays or image folders."""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from cnnlab.config import USER_DATASETS, DataConfig
 from cnnlab.data.catalog import dataset_info
+from cnnlab.data.image_folders import load_image_folders
+from cnnlab.data.npz_arrays import load_npz
 from cnnlab.data.root import data_root
+from cnnlab.errors import DataError
 
 
 @dataclass(frozen=True)
@@ -35,9 +41,57 @@ class Dataset:
             self.mean, self.std, self.classes,
         )
 
+    def fingerprint(self) -> str:
+        """md5 of both splits' images and labels: the same data gives the same string."""
+        digest = hashlib.md5(usedforsecurity=False)
+        for tensor in (self.train_images, self.train_labels, self.test_images, self.test_labels):
+            digest.update(tensor.contiguous().numpy().tobytes())
+        return digest.hexdigest()
 
-def load_dataset(name: str, data_dir: str | Path | None = None) -> Dataset:
-    """Load a named dataset (`catalog.DATASETS`) from the data root, downloading missing
-    files where possible."""
-    info = dataset_info(name)
-    return Dataset(info.name, *info.read(data_root(data_dir)), info.mean, info.std, info.classes)
+
+def load_dataset(name: str, data_dir: str | Path | None = None, *, path: str | Path | None = None,
+                 image_size: int | None = None, channels: int | None = None,
+                 progress: bool = True) -> Dataset:
+    """A named dataset from the data root (downloading missing files where possible), or a
+    user's data at `path`: `name = "npz"` (arrays) or `"folder"` (images; `image_size` and
+    `channels` convert them), normalised by its own training split's mean and std."""
+    if name not in USER_DATASETS:
+        info = dataset_info(name)
+        return Dataset(info.name, *info.read(data_root(data_dir)), info.mean, info.std,
+                       info.classes)
+    if path is None:
+        raise DataError(f"dataset {name!r} needs a path (data.path)")
+    if name == "npz":
+        splits, classes = load_npz(path)
+    else:
+        splits, classes = load_image_folders(path, image_size, channels, progress)
+    pixels = splits[0].double() / 255  # the training split, [N, C, H, W]
+    if not len(pixels):
+        raise DataError(f"{path} holds no training images")
+    mean = pixels.mean((0, 2, 3))
+    std = pixels.std((0, 2, 3)).clamp_min(1e-3)  # a constant channel must not divide by 0
+    return Dataset(name, *splits, tuple(mean.tolist()), tuple(std.tolist()), classes)
+
+
+def load_recipe_data(config: DataConfig, data_dir: str | Path | None = None,
+                     progress: bool = True) -> Dataset:
+    """The data a recipe's `[data]` names, before its limits. User data that a run recorded
+    (`config.fingerprint`) must still be the same data."""
+    data = load_dataset(config.dataset, data_dir, path=config.path, image_size=config.image_size,
+                        channels=config.channels, progress=progress)
+    if config.fingerprint is not None and data.fingerprint() != config.fingerprint:
+        raise DataError(f"the data at {config.path} changed since this run trained on it "
+                        f"(fingerprint {config.fingerprint}, now {data.fingerprint()}): restore "
+                        "it, or start a new run")
+    return data
+
+
+def data_facts(config: DataConfig, data_dir: str | Path | None = None
+               ) -> tuple[tuple[int, int, int], tuple[str, ...]]:
+    """Input shape (C, H, W) and class names of a recipe's data: from the catalog for a named
+    dataset, without reading it; a user's data is read (a folder's from its cache)."""
+    if config.dataset not in USER_DATASETS:
+        info = dataset_info(config.dataset)
+        return info.input_shape, info.classes
+    data = load_recipe_data(config, data_dir, progress=False)
+    return data.input_shape, data.classes

@@ -35,6 +35,12 @@ def verify_content(path: Path, content: bytes | memoryview, expected_md5: str, w
     _write_cache(verified)
 
 
+def verify_file(path: Path, expected_md5: str, what: str) -> None:
+    """`verify_content` on the file's own bytes, read only when no cached verdict holds."""
+    if _cache_key(path, expected_md5) not in _read_cache():
+        verify_content(path, path.read_bytes(), expected_md5, what)
+
+
 def _cache_file() -> Path:
     return cache_dir() / "verified.json"
 

@@ -9,7 +9,9 @@ is marked approximate (treated as a chain).
 from __future__ import annotations
 
 import contextlib
+import io
 import operator
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -101,12 +103,22 @@ def _dummy(model: nn.Module, input_shape: tuple[int, ...]) -> torch.Tensor:
 
 @contextlib.contextmanager
 def _forward_errors(input_shape: tuple[int, ...]) -> Iterator[None]:
+    """A forward pass that fails on this input becomes one ModelError with the real cause (fx
+    wraps it, and prints its own traceback, which is swallowed here)."""
     try:
-        yield
+        with contextlib.redirect_stderr(io.StringIO()):
+            yield
     except RuntimeError as exc:  # shape mismatches surface as RuntimeError
+        where = ""
+        match = re.search(r"target=([\w.]+)", str(exc))
+        if match:
+            where = f" at {match.group(1)}"
+        while exc.__cause__ is not None:
+            exc = exc.__cause__
         first = str(exc).strip().splitlines()[0]
-        raise ModelError(f"the model cannot take an input of shape {tuple(input_shape)}: "
-                         f"{first}; give the right one with --input C,H,W") from None
+        raise ModelError(f"the model cannot take an input of shape {tuple(input_shape)}{where}: "
+                         f"{first}; give the right one with --input C,H,W (or, for a recipe, "
+                         "data.image_size)") from None
 
 
 def _from_fx(model: nn.Module, gm: fx.GraphModule, input_shape: tuple[int, ...]) -> ModelGraph:

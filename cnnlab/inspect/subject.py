@@ -6,9 +6,9 @@ from __future__ import annotations
 from torch import nn
 
 from cnnlab.config import builtin_recipes, load_recipe
-from cnnlab.data.catalog import dataset_info
+from cnnlab.data.dataset import data_facts
 from cnnlab.errors import ConfigError
-from cnnlab.models import build_model, default_input_shape
+from cnnlab.models import build_for_data, build_model, default_input_shape
 
 
 def load_subject(
@@ -16,8 +16,9 @@ def load_subject(
 ) -> tuple[nn.Module, tuple[int, int, int]]:
     if name in builtin_recipes() or name.endswith(".toml"):
         recipe = load_recipe(name)
-        model = build_model(recipe.model.name, **recipe.model.args)
-        return model, input_shape or dataset_info(recipe.data.dataset).input_shape
+        shape, classes = data_facts(recipe.data)
+        model = build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes))
+        return model, input_shape or shape
     model = build_model(name)  # an unknown name fails here, before the shape is asked for
     return model, input_shape or default_input_shape(name)
 

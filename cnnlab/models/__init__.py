@@ -1,6 +1,13 @@
 """Model stage: reusable blocks, the seed models, and a registry of named builders."""
 
 from cnnlab.models.parameters import count_parameters
-from cnnlab.models.registry import build_model, default_input_shape, model_names, register
+from cnnlab.models.registry import (
+    build_for_data,
+    build_model,
+    default_input_shape,
+    model_names,
+    register,
+)
 
-__all__ = ["build_model", "count_parameters", "default_input_shape", "model_names", "register"]
+__all__ = ["build_for_data", "build_model", "count_parameters", "default_input_shape",
+           "model_names", "register"]

@@ -29,7 +29,7 @@ class TwoBranchNet(nn.Module):
 
 
 @register(dataset="cifar10")
-def cifar_s9(num_classes: int = 10, dropout: float = 0.01) -> nn.Module:
+def cifar_s9(num_classes: int = 10, dropout: float = 0.01, in_channels: int = 3) -> nn.Module:
     """S9 seed, C1C2C3C40 per its RF table: branch A dilated, branch B plain, strided convs
     instead of MaxPool, a depthwise-separable conv, GAP. 94,292 parameters, as the seed.
 
@@ -41,7 +41,8 @@ def cifar_s9(num_classes: int = 10, dropout: float = 0.01) -> nn.Module:
     def branch(dilation: int) -> nn.Sequential:
         pad = dilation - 1  # dilated: 32 -> 30 -> 28; plain: same sizes without padding
         return nn.Sequential(
-            conv_relu_bn(3, 12, padding=pad, dilation=dilation, bias=False, dropout=dropout),
+            conv_relu_bn(in_channels, 12, padding=pad, dilation=dilation, bias=False,
+                         dropout=dropout),
             conv_relu_bn(12, 24, padding=pad, dilation=dilation, bias=False, dropout=dropout),
             conv_relu_bn(24, 48, padding=1, stride=2, bias=False, dropout=dropout),  # 14
             conv_relu_bn(48, 48, padding=1, bias=False, dropout=dropout),  # 14
@@ -58,11 +59,12 @@ def cifar_s9(num_classes: int = 10, dropout: float = 0.01) -> nn.Module:
 
 
 @register(dataset="cifar10")
-def cifar_s10_resnet(num_classes: int = 10, dropout: float = 0.0) -> nn.Module:
+def cifar_s10_resnet(num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3
+                     ) -> nn.Module:
     """S10 seed (David Page's DAWNBench ResNet): prep 64 -> [128, pool] + res(128) ->
     [256, pool] -> [512, pool] + res(512) -> MaxPool 4 -> FC. 6,573,130 parameters."""
     features = nn.Sequential(
-        conv_pool_bn_relu(3, 64, dropout=dropout),
+        conv_pool_bn_relu(in_channels, 64, dropout=dropout),
         conv_pool_bn_relu(64, 128, pool=True, dropout=dropout),
         Residual(nn.Sequential(conv_pool_bn_relu(128, 128, dropout=dropout),
                                conv_pool_bn_relu(128, 128, dropout=dropout))),

@@ -67,9 +67,10 @@ class ConvGroup(nn.Sequential):
 
 
 class SpeedNet(nn.Module):
-    def __init__(self, widths: tuple[int, int, int], num_classes: int, head_scale: float):
+    def __init__(self, widths: tuple[int, int, int], num_classes: int, head_scale: float,
+                 in_channels: int = 3):
         super().__init__()
-        self.whiten = PatchWhitening(3)
+        self.whiten = PatchWhitening(in_channels)
         self.act = nn.GELU()
         self.groups = nn.Sequential(
             ConvGroup(self.whiten.out_channels, widths[0]),
@@ -91,8 +92,8 @@ class SpeedNet(nn.Module):
 
 @register(dataset="cifar10")
 def cifar_speed(num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256),
-                head_scale: float = 1 / 9) -> nn.Module:
+                head_scale: float = 1 / 9, in_channels: int = 3) -> nn.Module:
     """Whitening 2x2 conv (24 maps, 31x31) -> three conv groups (64, 256, 256 channels;
     31 -> 15 -> 7 -> 3) -> global max-pool -> linear, logits scaled down by `head_scale`
     (a softer start for the cross-entropy). ~1.97M parameters."""
-    return SpeedNet(tuple(widths), num_classes, head_scale)
+    return SpeedNet(tuple(widths), num_classes, head_scale, in_channels)

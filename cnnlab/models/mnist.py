@@ -9,10 +9,10 @@ from cnnlab.models.registry import register
 
 
 @register(dataset="mnist")
-def mnist_s4(num_classes: int = 10, dropout: float = 0.1) -> nn.Module:
+def mnist_s4(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1) -> nn.Module:
     """Session 4 seed: 18,650 parameters, bias-free convs, one MaxPool, AvgPool(8) then FC."""
     features = nn.Sequential(
-        conv_relu_bn(1, 16, padding=1, bias=False),  # 28
+        conv_relu_bn(in_channels, 16, padding=1, bias=False),  # 28
         conv_relu_bn(16, 16, padding=1, bias=False),  # 28
         conv_relu_bn(16, 64, padding=1, bias=False),  # 28
         nn.MaxPool2d(2, 2),  # 14
@@ -27,10 +27,10 @@ def mnist_s4(num_classes: int = 10, dropout: float = 0.1) -> nn.Module:
 
 
 @register(dataset="mnist")
-def mnist_s5(num_classes: int = 10, dropout: float = 0.25) -> nn.Module:
+def mnist_s5(num_classes: int = 10, dropout: float = 0.25, in_channels: int = 1) -> nn.Module:
     """Session 5 seed: 19,290 parameters, three MaxPools down to 1x1, then FC."""
     features = nn.Sequential(
-        conv_relu_bn(1, 16, padding=1),  # 28
+        conv_relu_bn(in_channels, 16, padding=1),  # 28
         conv_relu_bn(16, 16),  # 26
         nn.MaxPool2d(2, 2),  # 13
         nn.Dropout(dropout),
@@ -47,10 +47,10 @@ def mnist_s5(num_classes: int = 10, dropout: float = 0.25) -> nn.Module:
 
 
 @register(dataset="mnist")
-def mnist_26k(num_classes: int = 10, dropout: float = 0.1) -> nn.Module:
+def mnist_26k(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1) -> nn.Module:
     """The 26,314-parameter baseline: two 3-conv stages with 1x1 squeezes, a 5x5x32 FC head."""
     features = nn.Sequential(
-        conv_relu_bn(1, 8, dropout=dropout),  # 26
+        conv_relu_bn(in_channels, 8, dropout=dropout),  # 26
         conv_relu_bn(8, 16, dropout=dropout),  # 24
         conv_relu_bn(16, 32, dropout=dropout),  # 22
         conv_relu_bn(32, 8, 1, dropout=dropout),  # 22
@@ -65,7 +65,8 @@ def mnist_26k(num_classes: int = 10, dropout: float = 0.1) -> nn.Module:
 
 
 @register(dataset="mnist")
-def mnist_fast(num_classes: int = 10, width: int = 16, dropout: float = 0.05) -> nn.Module:
+def mnist_fast(num_classes: int = 10, width: int = 16, dropout: float = 0.05,
+               in_channels: int = 1) -> nn.Module:
     """cnnlab's model for the S4/S5 assignment (<20k parameters, BN, Dropout, GAP, FC).
 
     Cheap where it matters on a CPU: few channels at 28x28, a MaxPool after two convs, so most
@@ -73,7 +74,7 @@ def mnist_fast(num_classes: int = 10, width: int = 16, dropout: float = 0.05) ->
     """
     w = width
     features = nn.Sequential(
-        conv_relu_bn(1, w // 2, bias=False),  # 26, RF 3
+        conv_relu_bn(in_channels, w // 2, bias=False),  # 26, RF 3
         conv_relu_bn(w // 2, w, bias=False, dropout=dropout),  # 24, RF 5
         nn.MaxPool2d(2, 2),  # 12, RF 6
         conv_relu_bn(w, w, bias=False, dropout=dropout),  # 10, RF 10

@@ -65,6 +65,18 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
+def build_for_data(name: str, args: dict[str, Any], channels: int, num_classes: int
+                   ) -> nn.Module:
+    """`build_model(name, **args)`, told the data's channels and class count where the builder
+    takes them (`in_channels`, `num_classes`) and `args` does not set them: a recipe's model
+    fits the dataset it trains on."""
+    accepted = inspect.signature(_resolve(name)).parameters
+    fitted = {key: value for key, value in (("in_channels", channels),
+                                             ("num_classes", num_classes))
+              if key in accepted and key not in args}
+    return build_model(name, **fitted, **args)
+
+
 def _resolve(name: str) -> Builder:
     _load_zoo()
     if name in _REGISTRY:

@@ -9,11 +9,16 @@ import torch
 from torch import nn
 
 from cnnlab.config import Recipe
-from cnnlab.data import Dataset, DeviceLoader, load_dataset
+from cnnlab.data import Dataset, DeviceLoader, load_recipe_data
 from cnnlab.errors import ModelError, TrainingError
 from cnnlab.inspect import Inspection, inspect_model
 from cnnlab.inspect.spec import check_history
-from cnnlab.report.confusion import confusion_matrix, most_confused, plot_confusion
+from cnnlab.report.confusion import (
+    confusion_matrix,
+    most_confused,
+    per_class_accuracy,
+    plot_confusion,
+)
 from cnnlab.report.curves import plot_curves, plot_lr_find
 from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_html, to_markdown
 from cnnlab.report.gradcam import default_layer, gradcam, plot_gradcam
@@ -48,12 +53,13 @@ def write_report(
     recipe, history = run.recipe(), run.history()
     if not history:
         raise TrainingError(f"{run.path} has no finished epoch to report on")
-    model = model if model is not None else load_trained_model(run)
+    if dataset is None:
+        dataset = load_recipe_data(recipe.data, data_dir)
+    dataset = dataset.limited(recipe.data.train_limit, recipe.data.test_limit)
+    if model is None:
+        model = load_trained_model(run, dataset.input_shape[0], len(dataset.classes))
     if layer is not None and layer not in dict(model.named_modules()):
         raise ModelError(f"no layer {layer!r} in the model; see the layer names in `cnnlab rf`")
-    if dataset is None:
-        dataset = load_dataset(recipe.data.dataset, data_dir)
-    dataset = dataset.limited(recipe.data.train_limit, recipe.data.test_limit)
 
     if inspection is None:
         inspection = inspect_model(recipe, model, dataset.input_shape)
@@ -80,6 +86,7 @@ def write_report(
             f"{inspection.summary.total_params:,} parameters, "
             f"{len(history)} epochs in {sum(r['seconds'] for r in history):.0f} s."
         ),
+        Paragraph(_data_line(recipe, dataset)),
         Heading("Budget"),
         Table(*inspection.check.table()),
         Heading("Model"),
@@ -102,6 +109,10 @@ def write_report(
         Paragraph("Most confused pairs (true → predicted):"),
         Table(["true", "predicted", "count"],
               [[t, p, str(n)] for t, p, n in most_confused(matrix, dataset.classes)]),
+        Paragraph("Accuracy per class:"),
+        Table(["class", "test images", "accuracy"],
+              [[name, str(n), f"{accuracy:.2f}%"]
+               for name, n, accuracy in per_class_accuracy(matrix, dataset.classes)]),
         Heading("GradCAM"),
         Paragraph(f"Where layer `{layer}` finds evidence for the predicted class, on the first "
                   f"{GRADCAM_IMAGES} mistakes above."),
@@ -126,6 +137,16 @@ def _lr_find_blocks(run: RunFolder, plots: Path) -> list:
             Paragraph(f"{found.summary_line()}. One Cycle's peak: "
                       f"{run.recipe().schedule.max_lr:.3g}."),
             Image("plots/lr-find.png", "smoothed loss against learning rate")]
+
+
+def _data_line(recipe: Recipe, data: Dataset) -> str:
+    """What the run trained on: the dataset, its size and shape, and its classes by name."""
+    where = f" from `{recipe.data.path}`" if recipe.data.path else ""
+    names = ", ".join(data.classes[:20]) + (", ..." if len(data.classes) > 20 else "")
+    shape = "x".join(map(str, data.input_shape))
+    return (f"Data: `{data.name}`{where}, {len(data.train_labels):,} training and "
+            f"{len(data.test_labels):,} test images of {shape}, {len(data.classes)} classes: "
+            f"{names}.")
 
 
 def _without_tta(recipe: Recipe, row: dict) -> str:

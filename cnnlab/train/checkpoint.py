@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnlab.atomic_file import atomic_write
 from cnnlab.errors import TrainingError
-from cnnlab.models import build_model
+from cnnlab.models import build_for_data
 from cnnlab.run_folder import RunFolder
 
 
@@ -44,11 +44,11 @@ def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> No
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def load_trained_model(run: RunFolder) -> nn.Module:
-    """The evaluated model of a finished run: EMA weights when the run kept them, else the
-    raw ones, on the CPU and in eval mode."""
+def load_trained_model(run: RunFolder, channels: int, num_classes: int) -> nn.Module:
+    """The evaluated model of a finished run on data of `channels` and `num_classes`: EMA
+    weights when the run kept them, else the raw ones, on the CPU and in eval mode."""
     state = load_checkpoint(run.last_checkpoint)
     recipe = run.recipe()
-    model = build_model(recipe.model.name, **recipe.model.args)
+    model = build_for_data(recipe.model.name, recipe.model.args, channels, num_classes)
     model.load_state_dict(state["ema"]["weights"] if "ema" in state else state["model"])
     return model.eval()
