@@ -91,11 +91,24 @@ def _build_parser() -> argparse.ArgumentParser:
     verdict.add_argument("recipe", help="built-in recipe name or path to a .toml file")
     verdict.add_argument("--run", metavar="RUN_DIR", help="also check a finished run's accuracy")
 
+    search = verbs.add_parser("sweep", help="search a recipe's space on Optuna (sweeps/<name>/)")
+    search.add_argument("sweep_file", metavar="SWEEP", help="TOML file with a [sweep] table")
+    search.add_argument("--storage", metavar="URL",
+                        help="database shared by workers on many machines, e.g. "
+                             "postgresql://user:pw@host/db (default: SQLite in the sweep folder)")
+    search.add_argument("--workers", type=int, default=1,
+                        help="local worker processes; each gets cores/N threads (default 1)")
+    search.add_argument("--resume", action="store_true", help="continue the sweep in its folder")
+    search.add_argument("--out", default="sweeps", help="folder for sweeps (default: sweeps)")
+    search.add_argument("--data-dir", help=DATA_DIR_HELP)
+    search.add_argument("--no-progress", action="store_true", help="no progress bar")
+
     verbs.add_parser("recipes", help="list the built-in recipes").set_defaults(handler=_recipes)
     verbs.add_parser("models", help="list the registered models and their parameter counts"
                      ).set_defaults(handler=_models)
     for parser_, handler in ((run, _train), (table, _summary), (rf, _rf), (verdict, _check),
-                             (report, _report), (overlay, _compare), (finder, _lr_find)):
+                             (report, _report), (overlay, _compare), (finder, _lr_find),
+                             (search, _sweep)):
         parser_.set_defaults(handler=handler)
     return parser
 
@@ -163,6 +176,13 @@ def _lr_find(args: argparse.Namespace) -> None:
                      steps=args.steps)
     print(result.summary_line())
     print(f"plot: {out}")
+
+
+def _sweep(args: argparse.Namespace) -> None:
+    from cnnlab.sweep import sweep  # Optuna is an optional extra
+
+    sweep(args.sweep_file, out_dir=args.out, storage=args.storage, workers=args.workers,
+          resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress)
 
 
 def _compare(args: argparse.Namespace) -> None:

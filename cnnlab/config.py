@@ -78,6 +78,9 @@ class DataConfig:
     eval_batch_size: Count = 128
     train_limit: Count | None = None  # use only the first N training images; for smoke runs
     test_limit: Count | None = None  # use only the first N test images
+    # Hold N training images out as a validation split (a fixed random draw, made after
+    # train_limit): each epoch reports val_acc beside test_acc. Sweeps steer by it.
+    val_split: Count | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +200,12 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
     raw.setdefault("name", Path(source).stem)
+    return recipe_from_table(raw, overrides, source)
+
+
+def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (),
+                      source: str = "recipe") -> Recipe:
+    """A recipe from parsed TOML, after `key=value` overrides (as `--set` takes them)."""
     for override in overrides:
         _apply_override(raw, override)
     return parse_recipe(raw, source)

@@ -26,7 +26,7 @@ from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.history import History, best_row
 from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.lr_find import lr_find as range_test
-from cnnlab.train.trainer import Echo, Trainer, pick_device
+from cnnlab.train.trainer import Echo, EpochCallback, Trainer, pick_device
 
 
 @dataclass
@@ -58,6 +58,8 @@ def run(
     check: bool = True,
     report: bool = True,
     html: bool = False,
+    callbacks: tuple[EpochCallback, ...] = (),
+    run_name: str | None = None,
 ) -> RunResult:
     """Train `recipe` into a new run folder under `out_dir`, or continue the run at `resume`,
     then write its report (plots, README.md, and report.html with `html`) unless `report` is
@@ -66,6 +68,9 @@ def run(
     `dataset` replaces loading from disk (tests pass small tensors); `echo` receives the log
     lines (epoch header, the seeds' "Test set: ..." line), `None` silences them. With `check`,
     a model or recipe that breaks the recipe's `[spec]` is refused before anything is written.
+    After each epoch, each of `callbacks` gets `(row, trainer)`: the epoch's history row
+    (losses, accuracies, lr, seconds) and the Trainer. `run_name` names the run folder
+    (default `<recipe>-<time>`).
     """
     folder = RunFolder.existing(resume) if resume else None
     if folder is not None:
@@ -91,6 +96,7 @@ def run(
     data = dataset if dataset is not None else load_recipe_data(recipe.data, data_dir, progress)
     recipe = _with_data_recorded(recipe, data)
     data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
+    data = data.with_validation(recipe.data.val_split)
 
     found = None
     if recipe.schedule.max_lr == "find":
@@ -103,13 +109,13 @@ def run(
     trainer = Trainer(recipe, data, model)
     # The run folder is made only once everything above has been validated.
     if folder is None:
-        folder = _new_run_folder(out_dir, recipe, trainer, inspection, found)
+        folder = _new_run_folder(out_dir, recipe, trainer, inspection, found, run_name)
     else:
         trainer.load_state(load_checkpoint(folder.last_checkpoint))
         folder.write_history(trainer.history)  # the checkpoint is the truth if a crash cut the log
         folder.log(f"resumed after epoch {len(trainer.history)}")
     try:
-        trainer.fit(folder, progress, say)
+        trainer.fit(folder, progress, say, callbacks)
     except KeyboardInterrupt:
         folder.log(f"interrupted in epoch {len(trainer.history) + 1}")
         raise KeyboardInterrupt(str(folder.path)) from None  # tells the caller what to resume
@@ -133,8 +139,9 @@ def _with_data_recorded(recipe: Recipe, data: Dataset) -> Recipe:
 
 
 def _new_run_folder(out_dir: str | Path, recipe: Recipe, trainer: Trainer,
-                    inspection: Inspection, found: LRFindResult | None) -> RunFolder:
-    folder = RunFolder.create(out_dir, recipe)
+                    inspection: Inspection, found: LRFindResult | None,
+                    name: str | None) -> RunFolder:
+    folder = RunFolder.create(out_dir, recipe, name)
     folder.log(f"recipe {recipe.name}: model {recipe.model.name} "
                f"({count_parameters(trainer.model):,} parameters) on {trainer.device}")
     folder.write_text("summary.txt", inspection.summary.to_text() + "\n")
@@ -163,6 +170,7 @@ def lr_find(
     if dataset is None:
         dataset = load_recipe_data(recipe.data, data_dir, progress)
         dataset = dataset.limited(recipe.data.train_limit, recipe.data.test_limit)
+        dataset = dataset.with_validation(recipe.data.val_split)
     if model is None:
         torch.manual_seed(recipe.train.seed)
         model = build_for_data(recipe.model.name, recipe.model.args, dataset.input_shape[0],

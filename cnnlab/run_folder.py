@@ -17,9 +17,9 @@ class RunFolder:
         self.path = Path(path)
 
     @classmethod
-    def create(cls, out_dir: str | Path, recipe: Recipe) -> RunFolder:
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        base = Path(out_dir) / f"{recipe.name}-{stamp}"
+    def create(cls, out_dir: str | Path, recipe: Recipe, name: str | None = None) -> RunFolder:
+        """A new folder `out_dir/<name>`, by default `<recipe>-<time>`."""
+        base = Path(out_dir) / (name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
         path, n = base, 1
         while path.exists():  # two runs started in the same second
             n += 1

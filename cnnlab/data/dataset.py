@@ -3,6 +3,7 @@ dataset (data/catalog.py) or a user's arrays or image folders."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from cnnlab.data.catalog import dataset_info
 from cnnlab.data.image_folders import load_image_folders
 from cnnlab.data.npz_arrays import load_npz
 from cnnlab.data.root import data_root
-from cnnlab.errors import DataError
+from cnnlab.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,8 @@ class Dataset:
     mean: tuple[float, ...]  # per channel, in [0, 1] units
     std: tuple[float, ...]
     classes: tuple[str, ...]
+    val_images: torch.Tensor | None = None  # held out of the training split (with_validation)
+    val_labels: torch.Tensor | None = None
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -34,12 +37,24 @@ class Dataset:
 
     def limited(self, train: int | None = None, test: int | None = None) -> Dataset:
         """The first `train` / `test` images of each split (None keeps the whole split)."""
-        return Dataset(
-            self.name,
-            self.train_images[:train], self.train_labels[:train],
-            self.test_images[:test], self.test_labels[:test],
-            self.mean, self.std, self.classes,
-        )
+        return dataclasses.replace(
+            self, train_images=self.train_images[:train], train_labels=self.train_labels[:train],
+            test_images=self.test_images[:test], test_labels=self.test_labels[:test])
+
+    def with_validation(self, size: int | None) -> Dataset:
+        """`size` training images moved to a validation split: a random draw, the same one for
+        every run on the same data whatever its seed, so runs compare on equal terms. None
+        leaves the dataset as it is."""
+        if size is None:
+            return self
+        if size >= len(self.train_labels):
+            raise ConfigError(f"data.val_split = {size} leaves no training images (the "
+                              f"training split holds {len(self.train_labels)})")
+        order = torch.randperm(len(self.train_labels), generator=torch.Generator().manual_seed(0))
+        held, kept = order[:size].sort().values, order[size:].sort().values
+        return dataclasses.replace(
+            self, train_images=self.train_images[kept], train_labels=self.train_labels[kept],
+            val_images=self.train_images[held], val_labels=self.train_labels[held])
 
     def fingerprint(self) -> str:
         """md5 of both splits' images and labels: the same data gives the same string."""

@@ -29,6 +29,7 @@ from cnnlab.train.tta import tta_logits
 INIT_SAMPLE = 5000  # training images a model's `init_from_data` sees
 BAR_EVERY = 20  # steps between progress-bar updates; each update syncs with the device
 Echo = Callable[[str], None]
+EpochCallback = Callable[[dict[str, Any], "Trainer"], None]  # (the epoch's row, the trainer)
 
 
 def pick_device(name: str) -> torch.device:
@@ -55,6 +56,11 @@ class Trainer:
             init_from_data(torch.addcmul(shift, sample, scale))
         self.train_loader = train_loader(recipe, data, self.device, self.generator)
         self.test_loader = test_loader(recipe, data, self.device)
+        self.val_loader = None
+        if data.val_images is not None:
+            self.val_loader = DeviceLoader(
+                data.val_images, data.val_labels, recipe.data.eval_batch_size, mean=data.mean,
+                std=data.std, device=self.device, channels_last=cfg.channels_last)
         # bf16 autocast where it pays (CUDA) or where asked; fp32 master weights either way.
         self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
         # The compiled module shares parameters with self.model, whose state_dict stays clean.
@@ -87,8 +93,11 @@ class Trainer:
         self.history = list(state["history"])
         self.train_loader.epoch = len(self.history)  # alternating flips continue in phase
 
-    def fit(self, run: RunFolder, progress: bool, echo: Echo) -> None:
-        """Train the remaining epochs; after each, log it, checkpoint it and write the history."""
+    def fit(self, run: RunFolder, progress: bool, echo: Echo,
+            callbacks: tuple[EpochCallback, ...] = ()) -> None:
+        """Train the remaining epochs; after each, log it, checkpoint it, write the history,
+        then call each `callback(row, trainer)` (an exception there stops the run, with the
+        epoch saved)."""
         epochs = self.cfg.epochs
         for epoch in range(len(self.history) + 1, epochs + 1):
             echo(f"Epoch : {epoch}/{epochs}")
@@ -96,7 +105,7 @@ class Trainer:
             train_loss, train_acc = self.train_epoch(epoch, run, progress)
             train_seconds = time.perf_counter() - started
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
-                   **self.test(), "lr": self.optimizer.param_groups[0]["lr"],
+                   **self.validate(), **self.test(), "lr": self.optimizer.param_groups[0]["lr"],
                    "steps": len(self.train_loader), "train_seconds": round(train_seconds, 3),
                    "seconds": round(time.perf_counter() - started, 3)}
             best_before = best_row(self.history)["test_acc"] if self.history else -1.0
@@ -106,13 +115,23 @@ class Trainer:
             echo(line)
             plain = (f" ({self.cfg.tta} TTA; {row['test_acc_no_tta']:.2f}% without)"
                      if "test_acc_no_tta" in row else "")
+            val = f"val acc {row['val_acc']:.2f}% | " if "val_acc" in row else ""
             run.log(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.2f}% | "
-                    f"{line}{plain} | {row['seconds']:.1f}s")
+                    f"{val}{line}{plain} | {row['seconds']:.1f}s")
             save_atomic(self.state(), run.last_checkpoint)
             if row["test_acc"] > best_before:
                 save_atomic({"epoch": epoch, "model": self.evaluated.state_dict(),
                              "test_acc": row["test_acc"]}, run.best_checkpoint)
             run.write_history(self.history)
+            for callback in callbacks:
+                callback(row, self)
+
+    def validate(self) -> dict[str, Any]:
+        """Loss and accuracy on the validation split, if the data has one (plain, no TTA)."""
+        if self.val_loader is None:
+            return {}
+        loss, correct = evaluate(self.evaluated, self.val_loader, self.amp)
+        return {"val_loss": loss, "val_acc": 100.0 * correct / self.val_loader.num_samples}
 
     def test(self) -> dict[str, Any]:
         """Test loss and accuracy of the evaluated model (with the recipe's test-time

@@ -1,0 +1,243 @@
+"""A sweep file: a base recipe, a search space over any recipe key, how many trials, what to
+optimise and when to stop a trial early.
+
+    [sweep]
+    recipe = "mnist-99.4"            # base recipe (name or path); or leave it out and write
+                                     # the recipe's own tables in this file
+    set = ["train.epochs=15"]        # overrides of the base, as --set takes them
+    trials = 30
+    objective = "accuracy_and_params"   # accuracy | accuracy_and_params | time_to_target
+    pruner = "median"                # median | hyperband | none (single objective only)
+    val_split = 5000                 # training images held out: what the search steers by
+    seed = 0                         # the sampler's
+
+    [sweep.space]
+    "optim.lr" = { log = [1e-3, 0.3] }
+    "model.args.width" = { int = [4, 16] }        # optional: step = 2
+    "augment.rotate" = { choice = [0, 5, 10] }
+    "train.label_smoothing" = { float = [0.0, 0.2] }
+
+Every point of the space must make a valid recipe: the file is checked at load by building
+the recipe at both ends of each range and at every choice.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+
+from cnnlab.config import (
+    Recipe,
+    builtin_recipes,
+    choices,
+    load_recipe,
+    parse_recipe,
+    recipe_from_table,
+)
+from cnnlab.errors import CnnlabError, ConfigError
+
+Objective = Literal["accuracy", "accuracy_and_params", "time_to_target"]
+Pruner = Literal["median", "hyperband", "none"]
+KINDS = ("log", "float", "int", "choice")
+SWEEP_KEYS = ("name", "recipe", "set", "trials", "objective", "pruner", "val_split", "seed",
+              "space")
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One searched recipe key and the values it may take."""
+
+    key: str  # a recipe key, e.g. "optim.lr" or "model.args.width"
+    kind: str  # log | float | int | choice
+    low: float = 0.0
+    high: float = 0.0
+    step: int = 1  # int only
+    values: tuple[Any, ...] = ()  # choice only
+
+    def corners(self) -> list[Any]:
+        """The values that the load-time check builds a recipe with."""
+        if self.kind == "choice":
+            return list(self.values)
+        if self.kind == "int":
+            return [int(self.low), int(self.high)]
+        return [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    name: str
+    base: Recipe  # with `set` and val_split applied
+    space: tuple[Dimension, ...]
+    trials: int
+    objective: Objective
+    pruner: Pruner
+    seed: int
+    source: str  # the sweep file as TOML, self-contained (name and base recipe path resolved)
+
+    @property
+    def directions(self) -> list[str]:
+        return {"accuracy": ["maximize"], "accuracy_and_params": ["maximize", "minimize"],
+                "time_to_target": ["minimize"]}[self.objective]
+
+    def recipe_for(self, values: dict[str, Any], name: str | None = None) -> Recipe:
+        """The base recipe with `values` (key -> value) set."""
+        raw = self.base.to_dict()
+        if name is not None:
+            raw["name"] = name
+        for key, value in values.items():
+            *parents, leaf = key.split(".")
+            node = raw
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+        return parse_recipe(raw, f"sweep {self.name}")
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"sweep file {path} not found")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    document = copy.deepcopy(raw)
+    sweep = raw.pop("sweep", None)
+    if not isinstance(sweep, dict):
+        raise ConfigError(f"{path} has no [sweep] table: see `cnnlab sweep --help`")
+    unknown = [key for key in sweep if key not in SWEEP_KEYS]
+    if unknown:
+        raise ConfigError(f"{path}: unknown key sweep.{unknown[0]} "
+                          f"(known: {', '.join(SWEEP_KEYS)})")
+    overrides = _strings(sweep.get("set", []), f"{path}: sweep.set")
+    if "recipe" in sweep:
+        if raw:
+            raise ConfigError(f"{path}: give either sweep.recipe or the recipe's own tables, "
+                              "not both")
+        base_ref = str(sweep["recipe"])
+        relative = path.parent / base_ref
+        if base_ref not in builtin_recipes() and relative.is_file():
+            base_ref = str(relative.resolve())
+            document["sweep"]["recipe"] = base_ref
+        base = load_recipe(base_ref, overrides)
+    else:
+        raw.setdefault("name", path.stem)
+        base = recipe_from_table(raw, overrides, str(path))
+    objective = _choice(sweep, "objective", "accuracy", Objective, path)
+    pruner = _choice(sweep, "pruner", "median", Pruner, path)
+    trials = _integer(sweep, "trials", 20, path)
+    val_split = _integer(sweep, "val_split", 5000, path)
+    seed = _integer(sweep, "seed", 0, path, low=0)
+    if objective == "time_to_target" and base.spec.min_test_acc is None:
+        raise ConfigError(f"{path}: objective time_to_target needs the recipe's "
+                          "spec.min_test_acc (the accuracy to reach)")
+    base = parse_recipe({**base.to_dict(), "data": {**base.to_dict()["data"],
+                                                     "val_split": val_split}}, str(path))
+    space = tuple(_dimensions(sweep.get("space", {}), path))
+    if not space:
+        raise ConfigError(f"{path}: [sweep.space] is empty: name at least one recipe key to "
+                          'search, e.g. "optim.lr" = { log = [1e-3, 0.3] }')
+    name = str(sweep.get("name", path.stem))
+    document["sweep"]["name"] = name  # the copy in the sweep folder names the same study
+    spec = SweepSpec(name, base, space, trials, objective, pruner, seed, tomli_w.dumps(document))
+    _check_every_corner(spec, path)
+    return spec
+
+
+def _dimensions(table: Any, path: Path, prefix: str = "") -> list[Dimension]:
+    """Flatten [sweep.space]: quoted dotted keys or nested tables, down to the distributions."""
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: sweep.space{'.' + prefix if prefix else ''} must be a table")
+    dims = []
+    for key, value in table.items():
+        full = f"{prefix}{key}"
+        if isinstance(value, dict) and any(kind in value for kind in KINDS):
+            dims.append(_dimension(full, value, path))
+        elif isinstance(value, dict):
+            dims += _dimensions(value, path, f"{full}.")
+        else:
+            raise ConfigError(f"{path}: sweep.space {full} = {value!r}: give a range, e.g. "
+                              "{ log = [1e-3, 0.3] }, { int = [4, 16] } or { choice = [0, 5] }")
+    return dims
+
+
+def _dimension(key: str, table: dict[str, Any], path: Path) -> Dimension:
+    kinds = [kind for kind in KINDS if kind in table]
+    extra = [k for k in table if k not in (*KINDS, "step")]
+    if len(kinds) != 1 or extra:
+        raise ConfigError(f"{path}: sweep.space {key}: give exactly one of {', '.join(KINDS)} "
+                          "(and step for int)")
+    kind, bounds = kinds[0], table[kinds[0]]
+    if kind == "choice":
+        if not isinstance(bounds, list) or not bounds:
+            raise ConfigError(f"{path}: sweep.space {key}: choice needs a non-empty list")
+        return Dimension(key, kind, values=tuple(bounds))
+    if not (isinstance(bounds, list) and len(bounds) == 2
+            and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)):
+        raise ConfigError(f"{path}: sweep.space {key}: {kind} needs [low, high]")
+    low, high = bounds
+    if not low < high:
+        raise ConfigError(f"{path}: sweep.space {key}: the range [{low}, {high}] is empty: "
+                          "low must be below high")
+    if kind == "log" and low <= 0:
+        raise ConfigError(f"{path}: sweep.space {key}: a log range must be above 0")
+    if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
+        raise ConfigError(f"{path}: sweep.space {key}: an int range needs whole numbers")
+    step = table.get("step", 1)
+    if not isinstance(step, int) or step < 1 or kind != "int" and "step" in table:
+        raise ConfigError(f"{path}: sweep.space {key}: step is a whole number >= 1, for int")
+    return Dimension(key, kind, float(low), float(high), step)
+
+
+def _check_every_corner(spec: SweepSpec, path: Path) -> None:
+    """Build the recipe at every corner value of every dimension: a key the recipe lacks or a
+    value of the wrong type fails here, not in trial 17."""
+    from cnnlab.data import data_facts
+    from cnnlab.models import build_for_data
+
+    shape, classes = data_facts(spec.base.data)
+    for dim in spec.space:
+        for value in dim.corners():
+            try:
+                recipe = spec.recipe_for({dim.key: value})
+                if dim.key.startswith("model."):
+                    build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes))
+            except CnnlabError as exc:
+                raise ConfigError(f"{path}: sweep.space {dim.key} = {value!r} does not make a "
+                                  f"valid recipe: {exc}") from None
+
+
+def _strings(value: Any, what: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ConfigError(f"{what} must be a list of KEY=VALUE strings")
+    return value
+
+
+def _choice(table: dict, key: str, default: str, allowed: Any, path: Path) -> Any:
+    value = table.get(key, default)
+    if value not in choices(allowed):
+        raise ConfigError(f"{path}: sweep.{key} = {value!r} is not one of "
+                          f"{', '.join(choices(allowed))}")
+    return value
+
+
+def _integer(table: dict, key: str, default: int, path: Path, low: int = 1) -> int:
+    value = table.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{path}: sweep.{key} must be a whole number >= {low}")
+    return value
+
+
+def suggest(trial: Any, dim: Dimension) -> Any:
+    """The trial's value for one dimension (an optuna.Trial)."""
+    if dim.kind == "choice":
+        return trial.suggest_categorical(dim.key, list(dim.values))
+    if dim.kind == "int":
+        return trial.suggest_int(dim.key, int(dim.low), int(dim.high), step=dim.step)
+    return trial.suggest_float(dim.key, dim.low, dim.high, log=dim.kind == "log")
+

@@ -1,0 +1,181 @@
+"""The sweep's README, written by the tool: what was searched, the best trials (or the Pareto
+front of accuracy against parameters), the optimisation history, which keys mattered, and
+the best trial's own run report."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_markdown
+from cnnlab.report.png import save_png
+from cnnlab.report.run_report import write_report
+from cnnlab.sweep.sweep_file import SweepSpec
+
+SHOWN = 10  # trials in the table
+
+
+def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
+                       data_dir: str | Path | None = None) -> Path:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == TrialState.COMPLETE]
+    rejected = [t for t in trials if "rejected" in t.user_attrs]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED and t not in rejected]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    plots = folder / "plots"
+    plots.mkdir(exist_ok=True)
+    two = len(spec.directions) == 2
+    best = _ranked(study, done, two)
+    blocks: list = [
+        Heading(f"Sweep {spec.name}", 1),
+        Paragraph(f"Base recipe `{spec.base.name}`, objective `{spec.objective}`, "
+                  f"{len(trials)} trials: {len(done)} complete, {len(pruned)} pruned early, "
+                  f"{len(rejected)} rejected by the budget before training, {len(failed)} "
+                  "failed."),
+        Paragraph(f"The search steered by the accuracy on {spec.base.data.val_split:,} training "
+                  "images held out as a validation split (**val**), the lowest over the "
+                  f"last {spec.base.spec.last_epochs} epoch(s); the test split (**test**) was "
+                  "measured for every trial but never read by the search: the test figure of "
+                  "the pick is its confirmation."),
+        Heading("Searched"),
+        Table(["key", "range"], [[f"`{d.key}`", _range(d)] for d in spec.space]),
+    ]
+    if best:
+        keys = [d.key for d in spec.space]
+        blocks += [
+            Heading("Pareto front: accuracy against parameters" if two else "Best trials"),
+            Table(["trial", *keys, "params", "val", "test", "epochs", "seconds"],
+                  [_row(t, keys) for t in best[:SHOWN]]),
+        ]
+        meeting = _smallest_meeting(best, spec) if two else best[0]
+        blocks += _best_trial_blocks(meeting or best[-1], folder, data_dir,
+                                     _why_picked(two, meeting is not None))
+    blocks += _plots(study, done, spec, plots)
+    if rejected:
+        blocks += [Heading("Rejected by the budget"),
+                   Table(["trial", "why"], [[str(t.number), t.user_attrs["rejected"]]
+                                            for t in rejected[:SHOWN]])]
+    blocks += [Heading("Reproduce"), Code(f"cnnlab sweep {folder / 'sweep.toml'} --resume")]
+    readme = folder / "README.md"
+    readme.write_text(to_markdown(blocks), encoding="utf-8")
+    return readme
+
+
+def _ranked(study: Any, done: list, two: bool) -> list:
+    if not done:
+        return []
+    if two:  # the front, smallest model first
+        return sorted(study.best_trials, key=lambda t: t.values[1])
+    reverse = study.direction.name == "MAXIMIZE"
+    return sorted(done, key=lambda t: t.values[0], reverse=reverse)
+
+
+def _smallest_meeting(front: list, spec: SweepSpec) -> Any:
+    """The smallest model on the front whose validation accuracy meets the target."""
+    target = spec.base.spec.min_test_acc
+    meeting = [t for t in front if target is None or t.user_attrs.get("val_acc", 0) >= target]
+    return meeting[0] if meeting else None
+
+
+def _why_picked(two: bool, meets: bool) -> str:
+    if not two:
+        return "the best trial"
+    if meets:
+        return "the smallest model on the front that meets the target on the validation split"
+    return "the most accurate on the front (none met the target on the validation split)"
+
+
+def _best_trial_blocks(trial: Any, folder: Path, data_dir: str | Path | None, which: str
+                       ) -> list:
+    run_dir = Path(trial.user_attrs["run_dir"])
+    with contextlib.suppress(Exception):  # the link is a bonus; the table above says it all
+        write_report(run_dir, data_dir=data_dir)
+    relative = run_dir.relative_to(folder) if run_dir.is_relative_to(folder) else run_dir
+    values = ", ".join(f"`{k}` = {v:.4g}" if isinstance(v, float) else f"`{k}` = {v}"
+                       for k, v in trial.params.items())
+    attrs = trial.user_attrs
+    return [Heading("The pick"),
+            Paragraph(f"Trial {trial.number}, {which}: {values}; {attrs['params']:,} "
+                      f"parameters, val {attrs['val_acc']:.2f}%, test {attrs['test_acc']:.2f}%. "
+                      f"Its run report: [{relative}/README.md]({relative}/README.md).")]
+
+
+def _plots(study: Any, done: list, spec: SweepSpec, plots: Path) -> list:
+    if not done:
+        return []
+    blocks = [Heading("Optimisation history")]
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    axes = figure.subplots()
+    numbers = [t.number for t in done]
+    first = [t.values[0] for t in done]
+    axes.plot(numbers, first, "o", label="trial")
+    running = []
+    better = max if spec.directions[0] == "maximize" else min
+    for value in first:
+        running.append(value if not running else better(running[-1], value))
+    axes.plot(numbers, running, "-", label="best so far")
+    axes.set(xlabel="trial", ylabel={"accuracy": "val accuracy (%)",
+                                     "accuracy_and_params": "val accuracy (%)",
+                                     "time_to_target": "seconds to target"}[spec.objective])
+    axes.legend()
+    save_png(figure, plots / "history.png")
+    blocks.append(Image("plots/history.png", "objective per trial"))
+    if len(spec.directions) == 2:
+        front = {t.number for t in study.best_trials}
+        figure = Figure(figsize=(7, 4.5), layout="constrained")
+        axes = figure.subplots()
+        for on_front, style, label in ((False, "o", "trial"), (True, "D", "Pareto front")):
+            chosen = [t for t in done if (t.number in front) == on_front]
+            axes.plot([t.values[1] for t in chosen], [t.values[0] for t in chosen], style,
+                      label=label)
+        axes.set(xlabel="parameters", ylabel="val accuracy (%)", xscale="log")
+        axes.legend()
+        save_png(figure, plots / "pareto.png")
+        blocks.append(Image("plots/pareto.png", "accuracy against parameters"))
+    importances = _importances(study, done)
+    if importances:
+        blocks += [Heading("What mattered"),
+                   Paragraph("Parameter importances (Optuna's default, PED-ANOVA) for the first "
+                             "objective:"),
+                   Table(["key", "importance"],
+                         [[f"`{k}`", f"{v:.2f}"] for k, v in importances.items()])]
+    return blocks
+
+
+def _importances(study: Any, done: list) -> dict[str, float]:
+    import optuna
+
+    if len(done) < 3 or len(done[0].params) < 2:
+        return {}
+    sign = -1.0 if study.directions[0].name == "MAXIMIZE" else 1.0  # the evaluator minimises
+    with warnings.catch_warnings():  # its notes on small studies are for its own users
+        warnings.simplefilter("ignore", UserWarning)
+        try:
+            return optuna.importance.get_param_importances(
+                study, target=lambda t: sign * t.values[0])
+        except (RuntimeError, ValueError, ZeroDivisionError):
+            return {}
+
+
+def _row(trial: Any, keys: list[str]) -> list[str]:
+    attrs = trial.user_attrs
+    cells = [str(trial.number)]
+    for key in keys:
+        value = trial.params.get(key, "")
+        cells.append(f"{value:.4g}" if isinstance(value, float) else str(value))
+    return cells + [f"{attrs.get('params', 0):,}", f"{attrs.get('val_acc', 0):.2f}%",
+                    f"{attrs.get('test_acc', 0):.2f}%", str(attrs.get("epochs", "")),
+                    f"{attrs.get('seconds', 0):.0f}"]
+
+
+def _range(dim: Any) -> str:
+    if dim.kind == "choice":
+        return "one of " + ", ".join(map(str, dim.values))
+    step = f", step {dim.step}" if dim.kind == "int" and dim.step > 1 else ""
+    return f"{dim.kind} [{dim.low:g}, {dim.high:g}]{step}"

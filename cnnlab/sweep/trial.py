@@ -1,0 +1,69 @@
+"""One trial of a sweep: the recipe at the sampled point, its budget checked before any
+training, then an ordinary run folder under the sweep, steered by the validation split."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from cnnlab.data import Dataset
+from cnnlab.inspect import check_model
+from cnnlab.models import build_for_data, count_parameters
+from cnnlab.pipeline import run
+from cnnlab.sweep.sweep_file import SweepSpec, suggest
+from cnnlab.train.history import History
+
+
+def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path) -> list[float]:
+    """Train the recipe at the point `trial` (an optuna.Trial) samples; return its objective
+    values. A recipe that breaks the budget is rejected before training (optuna.TrialPruned,
+    with the reason in the trial's user attribute "rejected")."""
+    import optuna
+
+    values = {dim.key: suggest(trial, dim) for dim in spec.space}
+    recipe = spec.recipe_for(values, name=f"{spec.name}-{trial.number}")
+    model = build_for_data(recipe.model.name, recipe.model.args, data.input_shape[0],
+                           len(data.classes))
+    params = count_parameters(model)
+    trial.set_user_attr("params", params)
+    verdicts = check_model(recipe, model, data.input_shape)
+    if not verdicts.passed:
+        reason = "; ".join(v.line() for v in verdicts.failures)
+        trial.set_user_attr("rejected", reason)
+        raise optuna.TrialPruned(f"rejected before training: {reason}")
+
+    callbacks = ()
+    if len(spec.directions) == 1 and spec.pruner != "none":
+        def report_and_prune(row: dict[str, Any], _trainer: Any) -> None:
+            trial.report(row["val_acc"], row["epoch"])
+            if trial.should_prune():
+                trial.set_user_attr("pruned_at_epoch", row["epoch"])
+                raise optuna.TrialPruned(f"val acc {row['val_acc']:.2f}% at epoch {row['epoch']}")
+
+        callbacks = (report_and_prune,)
+    result = run(recipe, dataset=data, out_dir=trials_dir, run_name=str(trial.number),
+                 progress=False, echo=None, report=False, callbacks=callbacks)
+    history = result.history
+    window = history[-recipe.spec.last_epochs:]
+    accuracy = min(row["val_acc"] for row in window)
+    trial.set_user_attr("val_acc", accuracy)
+    trial.set_user_attr("test_acc", history[-1]["test_acc"])  # recorded, never optimised
+    trial.set_user_attr("epochs", len(history))
+    trial.set_user_attr("seconds", round(sum(row["seconds"] for row in history), 1))
+    trial.set_user_attr("run_dir", str(result.run_dir))
+    if spec.objective == "accuracy":
+        return [accuracy]
+    if spec.objective == "accuracy_and_params":
+        return [accuracy, float(params)]
+    return [seconds_to_target(history, recipe.spec.min_test_acc)]
+
+
+def seconds_to_target(history: History, target: float) -> float:
+    """Training seconds until the validation accuracy first reaches `target` (inf if never)."""
+    elapsed = 0.0
+    for row in history:
+        elapsed += row["seconds"]
+        if row["val_acc"] >= target:
+            return elapsed
+    return math.inf

@@ -1,0 +1,204 @@
+"""Sweeps on real MNIST slices: trials are run folders, the budget rejects before training,
+workers share a study, a killed worker loses only its trial, and a PostgreSQL server works."""
+
+import glob
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from cnnlab.cli import main
+from cnnlab.errors import ConfigError
+from cnnlab.sweep import load_sweep, sweep
+from tests.conftest import skip_unless_required
+
+optuna = pytest.importorskip("optuna")
+
+# A real slice: 600 training images (200 of them held out for validation), 300 test images,
+# one or two epochs of a narrow mnist_fast: about a second a trial.
+SLICE = ['"train.epochs=1"', '"data.train_limit=600"', '"data.test_limit=300"',
+         '"data.batch_size=64"', '"train.device=\\"cpu\\""', '"train.ema_decay=0.0"']
+
+
+def _sweep_file(folder: Path, name="small", trials=4, objective="accuracy_and_params",
+                space='"schedule.max_lr" = { log = [0.02, 0.3] }\n'
+                      '"model.args.width" = { int = [4, 8], step = 4 }\n',
+                extra="", recipe="mnist-99.4") -> Path:
+    path = folder / f"{name}.toml"
+    path.write_text(f'[sweep]\nrecipe = "{recipe}"\nset = [{", ".join(SLICE)}]\n'
+                    f'trials = {trials}\nobjective = "{objective}"\nval_split = 200\n{extra}'
+                    f"[sweep.space]\n{space}")
+    return path
+
+
+@pytest.mark.slow
+def test_a_small_sweep_finishes_with_run_folders_and_a_readme(real_data_root, tmp_path):
+    study = sweep(_sweep_file(tmp_path), out_dir=tmp_path / "sweeps", data_dir=real_data_root,
+                  progress=False, echo=None)
+    trials = study.trials
+    assert len(trials) == 4 and all(t.state.name == "COMPLETE" for t in trials)
+    folder = tmp_path / "sweeps" / "small"
+    for trial in trials:
+        run_dir = folder / "trials" / str(trial.number)
+        assert (run_dir / "config.toml").is_file() and (run_dir / "history.jsonl").is_file()
+        assert (run_dir / "checkpoints" / "last.pt").is_file()
+        # The objective is the validation accuracy and the parameter count, as recorded.
+        assert trial.values[0] == trial.user_attrs["val_acc"]
+        assert trial.values[1] == trial.user_attrs["params"]
+    readme = (folder / "README.md").read_text()
+    assert "## Pareto front: accuracy against parameters" in readme
+    assert "(**val**)" in readme and "(**test**)" in readme
+    assert (folder / "plots" / "pareto.png").stat().st_size > 5000
+    pick = readme.split("## The pick")[1]
+    picked = int(pick.split("Trial ")[1].split(",")[0])
+    assert (folder / "trials" / str(picked) / "README.md").is_file()  # its own run report
+
+
+@pytest.mark.slow
+def test_a_trial_over_the_budget_is_rejected_without_training(real_data_root, tmp_path):
+    # mnist-99.4's budget is 20,000 parameters: width 64 (about 260k) breaks it.
+    space = ('"model.args.width" = { choice = [64] }\n'
+             '"schedule.max_lr" = { log = [0.02, 0.3] }\n')
+    path = _sweep_file(tmp_path, trials=3, objective="accuracy", space=space)
+    started = time.perf_counter()
+    study = sweep(path, out_dir=tmp_path / "sweeps", data_dir=real_data_root, progress=False,
+                  echo=None)
+    assert time.perf_counter() - started < 30  # no training happened
+    rejected = [t for t in study.trials if "rejected" in t.user_attrs]
+    assert len(rejected) == 3
+    assert "## Rejected by the budget" in (tmp_path / "sweeps/small/README.md").read_text()
+    for trial in rejected:
+        assert trial.params["model.args.width"] == 64
+        assert "parameters <= 20,000" in trial.user_attrs["rejected"]
+        assert trial.state.name == "PRUNED"
+        assert not (tmp_path / "sweeps" / "small" / "trials" / str(trial.number)).exists()
+
+
+@pytest.mark.slow
+def test_two_workers_share_one_study_and_start_exactly_the_trials_asked(real_data_root,
+                                                                        tmp_path):
+    study = sweep(_sweep_file(tmp_path, trials=5, objective="accuracy"),
+                  out_dir=tmp_path / "sweeps", data_dir=real_data_root, workers=2,
+                  progress=False, echo=None)
+    numbers = sorted(t.number for t in study.trials)
+    assert numbers == [0, 1, 2, 3, 4]
+    assert all(t.state.name in ("COMPLETE", "PRUNED") for t in study.trials)
+    runs = sorted(p.name for p in (tmp_path / "sweeps" / "small" / "trials").iterdir())
+    completed = sorted(str(t.number) for t in study.trials if "val_acc" in t.user_attrs)
+    assert set(completed) <= set(runs)
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_only_its_trial_and_resume_completes(real_data_root, tmp_path):
+    path = _sweep_file(tmp_path, trials=3, objective="accuracy",
+                       space='"schedule.max_lr" = { log = [0.02, 0.3] }\n')
+    path.write_text(path.read_text().replace('"train.epochs=1"', '"train.epochs=15"'))
+    out = tmp_path / "sweeps"
+    env = {**os.environ, "CNNLAB_DATA": str(real_data_root), "OMP_NUM_THREADS": "1"}
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab.cli", "sweep", str(path), "--out", str(out),
+         "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    history = out / "small" / "trials" / "0" / "history.jsonl"
+    deadline = time.monotonic() + 120
+    while not (history.is_file() and history.read_text().strip()):  # mid-trial: epoch 1 done
+        assert time.monotonic() < deadline and worker.poll() is None, worker.stderr.read()
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    # A fresh worker with a short heartbeat grace marks the dead trial failed and finishes.
+    path.write_text(path.read_text().replace('"train.epochs=15"', '"train.epochs=1"'))
+    study = sweep(path, out_dir=out, resume=True, data_dir=real_data_root, progress=False,
+                  echo=None, heartbeat_seconds=1)
+    states = [t.state.name for t in study.trials]
+    assert states[0] == "FAIL" and states.count("COMPLETE") == 3 and len(states) == 4
+
+
+def test_bad_sweep_files_are_one_line_and_exit_2(tmp_path, capsys):
+    cases = {
+        '"optim.lrr" = { log = [0.01, 0.1] }\n': "unknown key optim.lrr",
+        '"optim.lr" = { log = [0.1, 0.01] }\n': "the range [0.1, 0.01] is empty",
+        '"augment.rotate" = { choice = [0, "lots"] }\n': "augment.rotate = 'lots' does not",
+        '"model.args.widht" = { int = [4, 8] }\n': "does not accept these model.args",
+        '"optim.lr" = 0.1\n': "give a range",
+    }
+    for space, message in cases.items():
+        path = _sweep_file(tmp_path, space=space)
+        assert main(["sweep", str(path), "--out", str(tmp_path / "sweeps")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (space, err)
+    assert not (tmp_path / "sweeps").exists()
+
+
+def test_an_unreachable_database_is_one_line(tmp_path, capsys):
+    path = _sweep_file(tmp_path)
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"postgresql+psycopg2://nobody:secret@127.0.0.1:{port}/none"
+    pytest.importorskip("psycopg2")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "s"), "--storage", url]) == 2
+    err = capsys.readouterr().err
+    assert "cannot open the sweep's database" in err and "secret" not in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_the_sweep_file_sets_the_validation_split_and_checks_its_objective(tmp_path):
+    spec = load_sweep(_sweep_file(tmp_path))
+    assert spec.base.data.val_split == 200 and spec.directions == ["maximize", "minimize"]
+    recipe = spec.recipe_for({"model.args.width": 8, "schedule.max_lr": 0.05})
+    assert recipe.model.args["width"] == 8 and recipe.schedule.max_lr == 0.05
+    with pytest.raises(ConfigError, match="needs the recipe's spec.min_test_acc"):
+        load_sweep(_sweep_file(tmp_path, objective="time_to_target", recipe="mnist-26k"))
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A real PostgreSQL server on a temporary data directory and a free local port."""
+    binaries = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb")) or (
+        [shutil.which("initdb")] if shutil.which("initdb") else [])
+    if not binaries:
+        skip_unless_required("postgres", "PostgreSQL is not installed (apt-get install "
+                                         "postgresql; .ci/run installs it)")
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        skip_unless_required("postgres", "psycopg2 is missing (pip install 'cnnlab[postgres]')")
+    bin_dir = Path(binaries[-1]).parent
+    data = Path(tempfile.mkdtemp(prefix="cnnlab-pg-", dir="/tmp"))
+    as_user: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        shutil.chown(data, "postgres", "postgres")
+        as_user = ["runuser", "-u", "postgres", "--"]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    subprocess.run([*as_user, str(bin_dir / "initdb"), "-D", str(data / "db"), "-A", "trust",
+                    "-U", "cnnlab"], check=True, capture_output=True)
+    subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-w", "-l",
+                    str(data / "log"), "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1",
+                    "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg2://cnnlab@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*as_user, str(bin_dir / "pg_ctl"), "-D", str(data / "db"), "-m", "fast",
+                        "stop"], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_the_same_sweep_on_a_postgresql_server(postgres_url, real_data_root, tmp_path):
+    path = _sweep_file(tmp_path, name="on-postgres", trials=3, objective="accuracy")
+    study = sweep(path, out_dir=tmp_path / "sweeps", storage=postgres_url,
+                  data_dir=real_data_root, progress=False, echo=None)
+    assert len(study.trials) == 3
+    # Another process (another machine, in real use) sees the same study on the server.
+    again = optuna.load_study(study_name="on-postgres", storage=postgres_url)
+    assert [t.values for t in again.trials] == [t.values for t in study.trials]
+    assert not (tmp_path / "sweeps" / "on-postgres" / "study.db").exists()
