@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from cnnlab.config import builtin_recipes, load_recipe
@@ -219,6 +220,7 @@ def _models(_args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    previous = signal.signal(signal.SIGTERM, _terminated)  # schedulers, docker stop
     try:
         args = _build_parser().parse_args(argv)
         return args.handler(args) or 0
@@ -229,10 +231,19 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt as exc:
-        run_dir = exc.args[0] if exc.args else "RUN_DIR"
-        print(f"cnnlab: interrupted; continue with: cnnlab train --resume {run_dir}",
-              file=sys.stderr)
-        return 130
+        reason = getattr(exc, "reason", exc.args[0] if exc.args else "SIGINT") or "SIGINT"
+        run_dir = getattr(exc, "run_dir", None)
+        hint = f"; continue with: cnnlab train --resume {run_dir}" if run_dir else ""
+        print(f"cnnlab: stopped by {reason}{hint}", file=sys.stderr)
+        return 143 if reason == "SIGTERM" else 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    """SIGTERM stops a run the way Ctrl-C does: the write in flight completes or is dropped
+    whole, the run folder says so in its log, and it can be resumed."""
+    raise KeyboardInterrupt("SIGTERM")
 
 
 if __name__ == "__main__":

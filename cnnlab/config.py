@@ -8,6 +8,7 @@ typo never silently falls back to a default. `--set a.b=value` overrides any key
 from __future__ import annotations
 
 import dataclasses
+import re
 import tomllib
 import types
 import typing
@@ -199,7 +200,9 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source} is not valid TOML: {exc}") from None
-    raw.setdefault("name", Path(source).stem)
+    # A file's name stands in for a missing `name`, made fit to name a folder.
+    raw.setdefault("name", re.sub(r"[^A-Za-z0-9._-]+", "-", Path(source).stem).lstrip(".-")
+                   or "recipe")
     return recipe_from_table(raw, overrides, source)
 
 
@@ -213,6 +216,10 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
 
 def parse_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
     recipe = _build(Recipe, raw, "", source)
+    if not _SAFE_NAME.fullmatch(recipe.name):
+        raise ConfigError(f"{source}: name = {recipe.name!r} must be a plain folder name (letters, "
+                          "digits, '.', '-', '_'; not starting with '.'): it names the run "
+                          "folder")
     data = recipe.data
     if data.dataset in USER_DATASETS and not data.path:
         what = ("the .npz file" if data.dataset == "npz"
@@ -346,6 +353,7 @@ def _describe(options: tuple[Any, ...]) -> str:
     return " or ".join(words)
 
 
+_SAFE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
 _TYPE_WORDS = {float: "a number", int: "an integer", str: "a string", bool: "true or false",
                dict: "a table"}
 

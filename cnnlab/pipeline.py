@@ -22,7 +22,7 @@ from cnnlab.models import build_for_data, count_parameters
 from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.run_folder import RunFolder
-from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.checkpoint import load_checkpoint, save_atomic
 from cnnlab.train.history import History, best_row
 from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.lr_find import lr_find as range_test
@@ -75,6 +75,7 @@ def run(
     folder = RunFolder.existing(resume) if resume else None
     if folder is not None:
         recipe = folder.recipe()
+        check = folder.choices().get("check", True)  # a --no-check run resumes as one
     if recipe is None:
         raise ConfigError("give a recipe to train, or a run folder to resume")
     say: Callable[[str], None] = echo or (lambda line: None)
@@ -109,16 +110,22 @@ def run(
     trainer = Trainer(recipe, data, model)
     # The run folder is made only once everything above has been validated.
     if folder is None:
-        folder = _new_run_folder(out_dir, recipe, trainer, inspection, found, run_name)
-    else:
-        trainer.load_state(load_checkpoint(folder.last_checkpoint))
-        folder.write_history(trainer.history)  # the checkpoint is the truth if a crash cut the log
-        folder.log(f"resumed after epoch {len(trainer.history)}")
-    try:
-        trainer.fit(folder, progress, say, callbacks)
-    except KeyboardInterrupt:
-        folder.log(f"interrupted in epoch {len(trainer.history) + 1}")
-        raise KeyboardInterrupt(str(folder.path)) from None  # tells the caller what to resume
+        folder = _new_run_folder(out_dir, recipe, trainer, inspection, found, run_name,
+                                 {"check": check})
+    with folder.training_lock():
+        if resume:
+            folder.remove_leftovers()
+            trainer.load_state(load_checkpoint(folder.last_checkpoint))
+            folder.write_history(trainer.history)  # the checkpoint is the truth after a crash
+            repair_best_checkpoint(folder, trainer)
+            folder.log(f"resumed after epoch {len(trainer.history)}")
+        try:
+            trainer.fit(folder, progress, say, callbacks)
+        except KeyboardInterrupt as exc:
+            reason = exc.args[0] if exc.args and exc.args[0] else "SIGINT"
+            folder.log(f"stopped by {reason} in epoch {len(trainer.history) + 1}")
+            # Tells the caller what to resume, once an epoch is saved.
+            raise Interrupted(folder.path if trainer.history else None, reason) from None
 
     inspection.check.verdicts += check_history(recipe, trainer.history)
     folder.write_text("check.md", inspection.check.to_markdown() + "\n")
@@ -126,6 +133,29 @@ def run(
         write_report(folder.path, model=trainer.evaluated, dataset=data, inspection=inspection,
                      html=html)
     return RunResult(folder.path, trainer.history, trainer.evaluated, inspection.check, data)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM stopped a run; `run_dir` is what `--resume` continues (None
+    when no epoch had finished, so there is nothing to resume)."""
+
+    def __init__(self, run_dir: Path | None, reason: str = "SIGINT"):
+        super().__init__(reason)
+        self.run_dir, self.reason = run_dir, reason
+
+
+def repair_best_checkpoint(folder: RunFolder, trainer: Trainer) -> None:
+    """After a crash between writing last.pt and best.pt, best.pt may hold an older epoch than
+    the history's best; when the best is the last epoch, its weights are in last.pt."""
+    if not trainer.history:
+        return
+    best = best_row(trainer.history)
+    saved = folder.best_checkpoint
+    epoch = load_checkpoint(saved).get("epoch") if saved.is_file() else None
+    if epoch != best["epoch"] and best["epoch"] == len(trainer.history):
+        save_atomic({"epoch": best["epoch"], "model": trainer.evaluated.state_dict(),
+                     "test_acc": best["test_acc"]}, saved)
+        folder.log(f"best.pt repaired: epoch {best['epoch']} (it held {epoch})")
 
 
 def _with_data_recorded(recipe: Recipe, data: Dataset) -> Recipe:
@@ -140,8 +170,8 @@ def _with_data_recorded(recipe: Recipe, data: Dataset) -> Recipe:
 
 def _new_run_folder(out_dir: str | Path, recipe: Recipe, trainer: Trainer,
                     inspection: Inspection, found: LRFindResult | None,
-                    name: str | None) -> RunFolder:
-    folder = RunFolder.create(out_dir, recipe, name)
+                    name: str | None, choices: dict) -> RunFolder:
+    folder = RunFolder.create(out_dir, recipe, name, choices)
     folder.log(f"recipe {recipe.name}: model {recipe.model.name} "
                f"({count_parameters(trainer.model):,} parameters) on {trainer.device}")
     folder.write_text("summary.txt", inspection.summary.to_text() + "\n")

@@ -66,8 +66,8 @@ def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys
     assert out.count("Test set: Average loss:") == 2
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert {p.name for p in run_dir.iterdir()} == {
-        "config.toml", "log.txt", "history.jsonl", "checkpoints", "summary.txt", "rf.md",
-        "check.md", "plots", "README.md"}
+        "config.toml", "run.json", "log.txt", "history.jsonl", "checkpoints", "summary.txt",
+        "rf.md", "check.md", "plots", "README.md"}
     assert "Total params: 16,754" in (run_dir / "summary.txt").read_text()
     assert "final receptive field" in (run_dir / "rf.md").read_text()
     # a 2-epoch run cannot decide a rule about the last 3 epochs: undecided, not failed

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +26,13 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     try:
         # Our own checkpoints hold tensors, numbers, strings and dicts only.
         return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        # torch's message advises weights_only=False, which would run the file's code: no.
+        raise TrainingError(f"{path} is not a cnnlab checkpoint: it holds objects other than "
+                            "tensors and numbers, so it is not loaded") from None
     except Exception as exc:  # torch raises many types for a damaged file
-        raise TrainingError(f"{path} cannot be read ({type(exc).__name__}): {exc}") from None
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise TrainingError(f"{path} cannot be read ({type(exc).__name__}): {first}") from None
 
 
 def rng_states(generator: torch.Generator) -> dict[str, Any]:

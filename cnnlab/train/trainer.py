@@ -113,16 +113,19 @@ class Trainer:
             line = (f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
                     f"{row['test_correct']}/{row['test_total']} ({row['test_acc']:.2f}%)")
             echo(line)
-            plain = (f" ({self.cfg.tta} TTA; {row['test_acc_no_tta']:.2f}% without)"
-                     if "test_acc_no_tta" in row else "")
-            val = f"val acc {row['val_acc']:.2f}% | " if "val_acc" in row else ""
-            run.log(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.2f}% | "
-                    f"{val}{line}{plain} | {row['seconds']:.1f}s")
+            # Checkpoints, then history, then the log line: a crash between them leaves the
+            # log behind, never ahead (a resumed epoch is not logged twice); a stale best.pt
+            # is repaired on resume (pipeline.repair_best_checkpoint).
             save_atomic(self.state(), run.last_checkpoint)
             if row["test_acc"] > best_before:
                 save_atomic({"epoch": epoch, "model": self.evaluated.state_dict(),
                              "test_acc": row["test_acc"]}, run.best_checkpoint)
             run.write_history(self.history)
+            plain = (f" ({self.cfg.tta} TTA; {row['test_acc_no_tta']:.2f}% without)"
+                     if "test_acc_no_tta" in row else "")
+            val = f"val acc {row['val_acc']:.2f}% | " if "val_acc" in row else ""
+            run.log(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.2f}% | "
+                    f"{val}{line}{plain} | {row['seconds']:.1f}s")
             for callback in callbacks:
                 callback(row, self)
 
@@ -187,8 +190,12 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
         return
     message = f"training diverged: loss is {value} at epoch {epoch}, batch {step}"
     if run is not None:
-        message += (f"; the last good checkpoint is kept in {run.last_checkpoint.parent}. "
-                    "Lower the learning rate and retry")
+        if run.last_checkpoint.is_file():
+            message += (f"; the last good checkpoint (epoch {epoch - 1}) is kept in "
+                        f"{run.last_checkpoint.parent}")
+        else:
+            message += f" before any checkpoint: nothing in {run.path} to resume"
+        message += ". Lower the learning rate and retry"
         run.log(message)
     raise TrainingError(message)
 

@@ -1,0 +1,199 @@
+"""Faults a run must survive, by mechanism: signals, a crash between two writes, a second
+process on the same run folder, unsafe names, a divergence before the first checkpoint."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.cli import main
+from cnnlab.config import load_recipe
+from cnnlab.errors import TrainingError
+from cnnlab.run_folder import RunFolder
+from cnnlab.train import trainer
+from cnnlab.train.checkpoint import load_checkpoint, save_atomic
+from tests.conftest import separable_dataset, train_run
+
+
+def _recipe(*overrides, epochs=3):
+    return load_recipe("mnist-99.4", ["data.batch_size=64", "train.device=cpu",
+                                      "train.ema_decay=0.0", f"train.epochs={epochs}",
+                                      *overrides])
+
+
+def _killed_in_epoch(monkeypatch, doomed: int):
+    real = trainer.Trainer.train_epoch
+
+    def train_epoch(self, epoch, *args):
+        if epoch == doomed:
+            raise KeyboardInterrupt
+        return real(self, epoch, *args)
+
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", train_epoch)
+    return real
+
+
+@pytest.mark.slow
+def test_a_no_check_run_resumes_as_one(tmp_path, monkeypatch):
+    recipe = _recipe("spec.max_params=100")  # mnist_fast breaks it
+    real = _killed_in_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path, check=False)
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", real)
+    (run_dir,) = tmp_path.iterdir()
+    result = train_run(resume=run_dir, dataset=separable_dataset())  # no check=False given
+    assert len(result.history) == 3
+
+
+@pytest.mark.slow
+def test_a_stale_best_checkpoint_is_repaired_on_resume(tmp_path, monkeypatch):
+    # Crash after last.pt of epoch 2 (the best so far) and before its best.pt: simulated by
+    # putting epoch 1's best.pt back, then a kill in epoch 3.
+    real = _killed_in_epoch(monkeypatch, 3)
+    recorded = {}
+    real_save = save_atomic
+
+    def keep_epoch_1(state, path):
+        if path.name == "best.pt" and state["epoch"] == 1:
+            recorded["best_1"] = state
+        real_save(state, path)
+
+    monkeypatch.setattr(trainer, "save_atomic", keep_epoch_1)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(_recipe(), dataset=separable_dataset(), out_dir=tmp_path)
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", real)
+    (run_dir,) = tmp_path.iterdir()
+    folder = RunFolder(run_dir)
+    best_epoch = max(folder.history(), key=lambda r: r["test_acc"])["epoch"]
+    assert best_epoch == 2, "the separable data improves from epoch 1 to 2"
+    save_atomic(recorded["best_1"], folder.best_checkpoint)  # the stale state
+    train_run(resume=run_dir, dataset=separable_dataset())
+    best = max(folder.history(), key=lambda r: r["test_acc"])
+    assert load_checkpoint(folder.best_checkpoint)["epoch"] == best["epoch"]
+    assert "best.pt repaired" in (run_dir / "log.txt").read_text()
+
+
+@pytest.mark.slow
+def test_a_second_process_cannot_train_the_same_folder(tmp_path, monkeypatch):
+    real = _killed_in_epoch(monkeypatch, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(_recipe(), dataset=separable_dataset(), out_dir=tmp_path)
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", real)
+    (run_dir,) = tmp_path.iterdir()
+    (run_dir / "checkpoints" / ".last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
+    folder = RunFolder(run_dir)
+    busy = pytest.raises(TrainingError, match="being trained by another process")
+    with folder.training_lock(), busy:  # another process is training it
+        train_run(resume=run_dir, dataset=separable_dataset())
+    train_run(resume=run_dir, dataset=separable_dataset())
+    assert not list(run_dir.rglob("*.tmp"))  # the SIGKILL leftover is gone
+
+
+def test_runs_started_at_once_get_their_own_folders(tmp_path):
+    recipe = _recipe()
+    made = []
+
+    def create():
+        made.append(RunFolder.create(tmp_path, recipe).path)
+
+    threads = [threading.Thread(target=create) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(made)) == 16 and all(p.parent == tmp_path for p in made)
+
+
+@pytest.mark.parametrize("name", ["../outside", "/tmp/abs", "a/b", ".hidden", "two words"])
+def test_a_recipe_name_cannot_leave_the_output_folder(tmp_path, capsys, name):
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(f'name = "{name}"\n[train]\nepochs = 1\n')
+    assert main(["train", str(recipe), "--out", str(tmp_path / "runs")]) == 2
+    assert "must be a plain folder name" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "outside").exists()
+
+
+def test_a_file_name_that_is_no_folder_name_still_loads(tmp_path):
+    path = tmp_path / "my recipe (v2).toml"
+    path.write_text("[train]\nepochs = 1\n")
+    assert load_recipe(path).name == "my-recipe-v2-"
+
+
+DIVERGES_AT_ONCE = """
+from torch import nn
+
+def build():
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 10))
+"""
+
+
+@pytest.mark.slow
+def test_a_divergence_before_any_checkpoint_says_so(tmp_path):
+    path = tmp_path / "net.py"
+    path.write_text(DIVERGES_AT_ONCE)
+    recipe = _recipe(f'model.name="{path}:build"', "schedule.max_lr=1e30", epochs=2)
+    with pytest.raises(TrainingError, match="before any checkpoint: nothing in .* to resume"):
+        train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path / "runs", check=False)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert "diverged" in (run_dir / "log.txt").read_text()
+
+
+def _npz_recipe(tmp_path, epochs):
+    """A recipe on arrays on disk, so a separate process trains on them."""
+    data = separable_dataset(n_train=2048, n_test=256)
+    np.savez(tmp_path / "data.npz", x_train=data.train_images[:, 0].numpy(),
+             y_train=data.train_labels.numpy(), x_test=data.test_images[:, 0].numpy(),
+             y_test=data.test_labels.numpy())
+    recipe = tmp_path / "arrays.toml"
+    recipe.write_text(f'[data]\ndataset = "npz"\npath = "{tmp_path / "data.npz"}"\n'
+                      'batch_size = 64\n[model]\nname = "mnist_fast"\n'
+                      f'[train]\nepochs = {epochs}\ndevice = "cpu"\n')
+    return recipe
+
+
+@pytest.mark.slow
+def test_sigterm_stops_like_ctrl_c_and_the_run_resumes(tmp_path):
+    recipe = _npz_recipe(tmp_path, epochs=40)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab.cli", "train", str(recipe), "--out", str(tmp_path / "runs"),
+         "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((tmp_path / "runs").glob("*/history.jsonl")):
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    err = process.stderr.read()
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    assert f"stopped by SIGTERM; continue with: cnnlab train --resume {run_dir}" in err
+    assert "Traceback" not in err
+    assert "stopped by SIGTERM in epoch" in (run_dir / "log.txt").read_text()
+    assert not list(run_dir.rglob("*.tmp"))
+    done = len(RunFolder(run_dir).history())
+    assert load_checkpoint(run_dir / "checkpoints" / "last.pt")["epoch"] == done
+
+
+def test_an_interrupt_before_the_first_epoch_offers_nothing_to_resume(tmp_path, monkeypatch,
+                                                                      capsys):
+    recipe = _npz_recipe(tmp_path, epochs=2)
+    monkeypatch.setattr(trainer.Trainer, "train_epoch",
+                        lambda self, epoch, *args: (_ for _ in ()).throw(KeyboardInterrupt))
+    assert main(["train", str(recipe), "--out", str(tmp_path / "runs"), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert "stopped by SIGINT" in err and "--resume" not in err
+
+
+def test_a_checkpoint_with_code_in_it_is_refused_without_torchs_advice(tmp_path):
+    bad = tmp_path / "last.pt"
+    torch.save({"epoch": 1, "model": object()}, bad)
+    with pytest.raises(TrainingError) as info:
+        load_checkpoint(bad)
+    assert "weights_only=False" not in str(info.value)
+    assert "not a cnnlab checkpoint" in str(info.value)
