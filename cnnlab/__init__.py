@@ -1,4 +1,7 @@
-"""cnnlab: design, check, train fast and explain compact CNNs for MNIST and CIFAR-10."""
+"""cnnlab: design, check, train fast and explain compact CNNs for MNIST, CIFAR-10 and your own
+images."""
+
+from importlib.metadata import PackageNotFoundError, version
 
 from cnnlab.config import Recipe, builtin_recipes, load_recipe
 from cnnlab.data import Dataset, load_dataset
@@ -7,10 +10,17 @@ from cnnlab.inspect import check, receptive_field, summary
 from cnnlab.models import build_model, count_parameters, model_names, register
 from cnnlab.pipeline import RunResult, lr_find, run
 from cnnlab.report import compare, write_report
+from cnnlab.ship import export_onnx, load_run
 from cnnlab.sweep import sweep
+
+try:
+    __version__ = version("cnnlab")
+except PackageNotFoundError:  # run from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "CnnlabError", "Dataset", "Recipe", "RunResult", "build_model", "builtin_recipes", "check",
-    "compare", "count_parameters", "load_dataset", "load_recipe", "lr_find", "model_names",
+    "compare", "count_parameters", "export_onnx", "load_dataset", "load_recipe", "load_run",
+    "lr_find", "model_names",
     "receptive_field", "register", "run", "summary", "sweep", "write_report",
 ]

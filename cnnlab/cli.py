@@ -10,8 +10,9 @@ import os
 import signal
 import sys
 
+from cnnlab import __version__
 from cnnlab.config import builtin_recipes, load_recipe
-from cnnlab.data import data_facts
+from cnnlab.data import data_facts, load_recipe_data
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.inspect import check, receptive_field, summary
 from cnnlab.inspect.subject import load_subject, parse_input_shape
@@ -25,6 +26,9 @@ from cnnlab.models import (
 )
 from cnnlab.pipeline import lr_find, run
 from cnnlab.report import compare, write_report
+from cnnlab.run_folder import RunFolder
+from cnnlab.ship import export_onnx
+from cnnlab.ship.weights import write_safetensors
 from cnnlab.train.history import best_row
 
 DATA_DIR_HELP = "data root (default: $CNNLAB_DATA, else ~/.cache/cnnlab)"
@@ -37,6 +41,7 @@ class _Parser(argparse.ArgumentParser):
 
 def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cnnlab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
 
     run = verbs.add_parser("train", help="train a recipe into runs/<recipe>-<time>/")
@@ -104,12 +109,19 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("--data-dir", help=DATA_DIR_HELP)
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    ship = verbs.add_parser("export",
+                            help="a run's model as ONNX (and best.safetensors if missing)")
+    ship.add_argument("run_dir", metavar="RUN_DIR")
+    ship.add_argument("--onnx", action="store_true", help="also write model.onnx")
+    ship.add_argument("--out", help="ONNX file to write (default: RUN_DIR/model.onnx)")
+    ship.add_argument("--data-dir", help=DATA_DIR_HELP)
+
     verbs.add_parser("recipes", help="list the built-in recipes").set_defaults(handler=_recipes)
     verbs.add_parser("models", help="list the registered models and their parameter counts"
                      ).set_defaults(handler=_models)
     for parser_, handler in ((run, _train), (table, _summary), (rf, _rf), (verdict, _check),
                              (report, _report), (overlay, _compare), (finder, _lr_find),
-                             (search, _sweep)):
+                             (search, _sweep), (ship, _export)):
         parser_.set_defaults(handler=handler)
     return parser
 
@@ -177,6 +189,15 @@ def _lr_find(args: argparse.Namespace) -> None:
                      steps=args.steps)
     print(result.summary_line())
     print(f"plot: {out}")
+
+
+def _export(args: argparse.Namespace) -> None:
+    run = RunFolder.existing(args.run_dir)
+    if not (run.path / "best.safetensors").is_file():  # a run from before runs shipped them
+        data = load_recipe_data(run.recipe().data, args.data_dir)
+        print(f"wrote {write_safetensors(run, data)}")
+    if args.onnx:
+        print(f"wrote {export_onnx(args.run_dir, args.out)}")
 
 
 def _sweep(args: argparse.Namespace) -> None:

@@ -22,6 +22,7 @@ from cnnlab.models import build_for_data, count_parameters
 from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.run_folder import RunFolder
+from cnnlab.ship.weights import write_safetensors
 from cnnlab.train.checkpoint import load_checkpoint, save_atomic
 from cnnlab.train.history import History, best_row
 from cnnlab.train.lr_find import LRFindResult
@@ -129,6 +130,7 @@ def run(
 
     inspection.check.verdicts += check_history(recipe, trainer.history)
     folder.write_text("check.md", inspection.check.to_markdown() + "\n")
+    write_safetensors(folder, data)  # the model, shipped
     if report:
         write_report(folder.path, model=trainer.evaluated, dataset=data, inspection=inspection,
                      html=html)

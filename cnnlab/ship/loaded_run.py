@@ -1,0 +1,106 @@
+"""A trained model ready for inference: `cnnlab.load_run(RUN_DIR).predict(images, topk=3)`.
+
+Images may be uint8 (0-255) or float (0-1), one or a batch, as HW, CHW, HWC, or NCHW; the
+run's own normalisation is applied, so callers pass pixels as they are."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from cnnlab.config import USER_DATASETS, Recipe
+from cnnlab.data.catalog import dataset_info
+from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.models import build_for_data
+from cnnlab.run_folder import RunFolder
+from cnnlab.ship.weights import FILE, read_safetensors
+from cnnlab.train.checkpoint import load_checkpoint
+
+
+@dataclass
+class Prediction:
+    classes: list[list[str]]  # per image, the top k class names, most probable first
+    indices: torch.Tensor  # int64 [N, k]
+    probabilities: torch.Tensor  # float [N, k]
+
+    def __repr__(self) -> str:
+        rows = [", ".join(f"{c} {p:.1%}" for c, p in zip(names, probs.tolist(), strict=True))
+                for names, probs in zip(self.classes, self.probabilities, strict=True)]
+        return "\n".join(rows)
+
+
+@dataclass
+class LoadedRun:
+    model: nn.Module  # on the CPU, in eval mode
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_shape: tuple[int, int, int]  # (C, H, W)
+    recipe: Recipe
+
+    def normalise(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
+        """Images in any accepted layout and range -> the float NCHW batch the model takes."""
+        x = torch.as_tensor(np.asarray(images)) if not isinstance(images, torch.Tensor) else images
+        scale = 255.0 if x.dtype == torch.uint8 else 1.0
+        x = x.float() / scale
+        c, h, w = self.input_shape
+        if x.dim() == 2:
+            x = x[None, None]
+        elif x.dim() == 3:
+            if x.shape[0] == c and x.shape[1:] == (h, w):
+                x = x[None]
+            elif x.shape[-1] == c and x.shape[:2] == (h, w):
+                x = x.permute(2, 0, 1)[None]
+            elif c == 1 and x.shape[1:] == (h, w):
+                x = x[:, None]  # a batch of grey HW images
+        elif x.dim() == 4 and x.shape[-1] == c and x.shape[1:3] == (h, w):
+            x = x.permute(0, 3, 1, 2)
+        if x.dim() != 4 or tuple(x.shape[1:]) != self.input_shape:
+            raise ConfigError(f"images of shape {tuple(np.shape(images))} do not fit this model: "
+                              f"it takes {c}x{h}x{w} (one as HW/CHW/HWC, or a batch as NCHW)")
+        mean = torch.tensor(self.mean).view(1, -1, 1, 1)
+        std = torch.tensor(self.std).view(1, -1, 1, 1)
+        return (x - mean) / std
+
+    @torch.inference_mode()
+    def predict(self, images: torch.Tensor | np.ndarray, topk: int = 3) -> Prediction:
+        k = max(1, min(topk, len(self.classes)))
+        probs = self.model(self.normalise(images)).float().softmax(1)
+        top = probs.topk(k, dim=1)
+        names = [[self.classes[i] for i in row] for row in top.indices.tolist()]
+        return Prediction(names, top.indices, top.values)
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """The best epoch's model of a run folder, from best.safetensors (else checkpoints/best.pt),
+    with its class names, normalisation and input shape."""
+    run = RunFolder.existing(run_dir)
+    recipe = run.recipe()
+    shipped = run.path / FILE
+    if shipped.is_file():
+        weights, meta = read_safetensors(shipped)
+        classes = tuple(json.loads(meta["classes"]))
+        mean, std = tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"]))
+        shape = tuple(json.loads(meta["input_shape"]))
+    elif run.best_checkpoint.is_file():
+        weights = load_checkpoint(run.best_checkpoint)["model"]
+        classes, mean, std, shape = _facts(recipe)
+    else:
+        raise TrainingError(f"{run.path} has no trained weights yet (no {FILE}, no best.pt)")
+    model = build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes))
+    model.load_state_dict(weights)
+    return LoadedRun(model.eval(), classes, mean, std, shape, recipe)
+
+
+def _facts(recipe: Recipe) -> tuple[tuple[str, ...], tuple, tuple, tuple[int, int, int]]:
+    data = recipe.data
+    if data.dataset in USER_DATASETS:
+        raise TrainingError("this run has no best.safetensors to say its input shape: write "
+                            "it with `cnnlab export RUN_DIR`")
+    info = dataset_info(data.dataset)
+    return info.classes, info.mean, info.std, info.input_shape
