@@ -67,7 +67,7 @@ def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert {p.name for p in run_dir.iterdir()} == {
         "config.toml", "run.json", "log.txt", "history.jsonl", "checkpoints", "summary.txt",
-        "rf.md", "check.md", "plots", "README.md"}
+        "rf.md", "check.md", "best.safetensors", "plots", "README.md"}
     assert "Total params: 16,754" in (run_dir / "summary.txt").read_text()
     assert "final receptive field" in (run_dir / "rf.md").read_text()
     # a 2-epoch run cannot decide a rule about the last 3 epochs: undecided, not failed
