@@ -6,6 +6,7 @@ Every error a user can cause prints one line and exits 2; no tracebacks.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -85,6 +86,7 @@ def _build_parser() -> argparse.ArgumentParser:
     table.add_argument("--columns", default="",
                        help=f"extra columns, comma-separated: {','.join(SUMMARY_COLUMNS)}")
     table.add_argument("--reshapes", action="store_true", help="also list flatten/view rows")
+    table.add_argument("--json", action="store_true", help="the table as JSON")
 
     rf = verbs.add_parser("rf", help="receptive-field table of a model or a recipe's model")
     rf.add_argument("target", metavar="MODEL|RECIPE")
@@ -96,6 +98,7 @@ def _build_parser() -> argparse.ArgumentParser:
     verdict = verbs.add_parser("check", help="check a recipe against its [spec] budget")
     verdict.add_argument("recipe", help="built-in recipe name or path to a .toml file")
     verdict.add_argument("--run", metavar="RUN_DIR", help="also check a finished run's accuracy")
+    verdict.add_argument("--json", action="store_true", help="the verdicts as JSON")
 
     search = verbs.add_parser("sweep", help="search a recipe's space on Optuna (sweeps/<name>/)")
     search.add_argument("sweep_file", metavar="SWEEP", help="TOML file with a [sweep] table")
@@ -116,9 +119,12 @@ def _build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--out", help="ONNX file to write (default: RUN_DIR/model.onnx)")
     ship.add_argument("--data-dir", help=DATA_DIR_HELP)
 
-    verbs.add_parser("recipes", help="list the built-in recipes").set_defaults(handler=_recipes)
-    verbs.add_parser("models", help="list the registered models and their parameter counts"
-                     ).set_defaults(handler=_models)
+    listing = verbs.add_parser("recipes", help="list the built-in recipes")
+    listing.set_defaults(handler=_recipes)
+    zoo = verbs.add_parser("models", help="list the registered models and their parameter counts")
+    zoo.set_defaults(handler=_models)
+    for lister in (listing, zoo):
+        lister.add_argument("--json", action="store_true", help="the list as JSON")
     for parser_, handler in ((run, _train), (table, _summary), (rf, _rf), (verdict, _check),
                              (report, _report), (overlay, _compare), (finder, _lr_find),
                              (search, _sweep), (ship, _export)):
@@ -158,7 +164,8 @@ def _summary(args: argparse.Namespace) -> None:
         raise ConfigError(f"--columns: unknown {unknown[0]!r}; choose from "
                           f"{', '.join(SUMMARY_COLUMNS)}")
     model, shape = load_subject(args.target, parse_input_shape(args.input))
-    print(summary(model, shape, columns, reshapes=args.reshapes).to_text())
+    table = summary(model, shape, columns, reshapes=args.reshapes)
+    print(table.to_json() if args.json else table.to_text())
 
 
 def _rf(args: argparse.Namespace) -> None:
@@ -170,7 +177,7 @@ def _rf(args: argparse.Namespace) -> None:
 
 def _check(args: argparse.Namespace) -> int:
     report = check(load_recipe(args.recipe), run_dir=args.run)
-    print(report.to_text())
+    print(report.to_json() if args.json else report.to_text())
     return 0 if report.passed else 1
 
 
@@ -212,7 +219,7 @@ def _compare(args: argparse.Namespace) -> None:
     print(f"curves: {args.out}")
 
 
-def _recipes(_args: argparse.Namespace) -> None:
+def _recipes(args: argparse.Namespace) -> None:
     rows = [("recipe", "dataset", "model", "params", "epochs", "target")]
     for name in builtin_recipes():
         recipe = load_recipe(name)
@@ -222,22 +229,29 @@ def _recipes(_args: argparse.Namespace) -> None:
         target = f"{recipe.spec.min_test_acc}%" if recipe.spec.min_test_acc else "-"
         rows.append((name, recipe.data.dataset, recipe.model.name, f"{params:,}",
                      str(recipe.train.epochs), target))
-    _print_table(rows, right=(3, 4))
+    _print_table(rows, right=(3, 4), as_json=args.json)
 
 
-def _print_table(rows: list[tuple[str, ...]], right: tuple[int, ...] = ()) -> None:
+def _print_table(rows: list[tuple[str, ...]], right: tuple[int, ...] = (),
+                 as_json: bool = False) -> None:
+    if as_json:  # one object per row, keyed by the header; the right-aligned columns are numbers
+        header, *body = rows
+        print(json.dumps([{key: int(cell.replace(",", "")) if i in right else cell
+                           for i, (key, cell) in enumerate(zip(header, row, strict=True))}
+                          for row in body], indent=1))
+        return
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.rjust(w) if i in right else cell.ljust(w)
                         for i, (cell, w) in enumerate(zip(row, widths, strict=True))).rstrip())
 
 
-def _models(_args: argparse.Namespace) -> None:
+def _models(args: argparse.Namespace) -> None:
     rows = [("model", "params", "input")]
     for name in model_names():
         shape = ",".join(map(str, default_input_shape(name)))
         rows.append((name, f"{count_parameters(build_model(name)):,}", shape))
-    _print_table(rows, right=(1,))
+    _print_table(rows, right=(1,), as_json=args.json)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -46,6 +46,12 @@ class RunResult:
     def best_accuracy(self) -> float:
         return best_row(self.history)["test_acc"]
 
+    def _repr_markdown_(self) -> str:  # in Jupyter: the figures and where the report is
+        best = best_row(self.history)
+        return (f"**{self.final_accuracy:.2f}%** final test accuracy, best "
+                f"{best['test_acc']:.2f}% (epoch {best['epoch']}), {len(self.history)} epochs; "
+                f"report: `{self.run_dir / 'README.md'}`\n\n{self.check.to_markdown()}")
+
 
 def run(
     recipe: Recipe | None = None,

@@ -106,3 +106,31 @@ def test_check_exit_codes(capsys):
     assert main(["summary", "cifar_s9", "--columns", "rf"]) == 0
     out = capsys.readouterr().out
     assert "Total params: 94,292" in out and "cat-" in out
+
+
+def test_json_output_for_scripts(capsys):
+    import json
+
+    assert main(["models", "--json"]) == 0
+    models = {row["model"]: row for row in json.loads(capsys.readouterr().out)}
+    assert models["mnist_s5"]["params"] == 19290 and models["cifar_s9"]["input"] == "3,32,32"
+    assert main(["recipes", "--json"]) == 0
+    recipes = {row["recipe"]: row for row in json.loads(capsys.readouterr().out)}
+    assert recipes["mnist-s4"]["epochs"] == 19 and recipes["mnist-s4"]["params"] == 18650
+    assert main(["summary", "mnist_fast", "--json"]) == 0
+    table = json.loads(capsys.readouterr().out)
+    assert table["total_params"] == 16754 and table["rows"][0]["output_shape"] == [8, 26, 26]
+    assert main(["check", "mnist-99.4", "--json"]) == 0
+    verdicts = json.loads(capsys.readouterr().out)
+    assert verdicts["passed"] is True
+    assert verdicts["verdicts"][0] == {"rule": "parameters <= 20,000", "ok": True,
+                                       "measured": "16,754"}
+
+
+def test_inspect_results_show_as_tables_in_a_notebook():
+    from cnnlab import build_model, check, load_recipe, receptive_field, summary
+
+    model = build_model("mnist_fast")
+    assert summary(model, (1, 28, 28))._repr_markdown_().startswith("```\n---")
+    assert receptive_field(model, (1, 28, 28))._repr_markdown_().startswith("| Layer | nin")
+    assert check(load_recipe("mnist-99.4"))._repr_markdown_().startswith("|  | rule | measured |")

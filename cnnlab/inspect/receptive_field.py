@@ -83,6 +83,9 @@ class ReceptiveField:
     def to_json(self) -> str:
         return json.dumps([asdict(r) for r in self.rows], indent=1)
 
+    def _repr_markdown_(self) -> str:  # a table in Jupyter
+        return self.to_markdown()
+
     def _notes(self) -> list[str]:
         return list(self.warnings)
 

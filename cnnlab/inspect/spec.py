@@ -7,6 +7,8 @@ groups == in_channels followed by a 1x1 conv.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +60,13 @@ class CheckReport:
 
     def to_markdown(self) -> str:
         return markdown_table(*self.table())
+
+    def to_json(self) -> str:
+        return json.dumps({"recipe": self.recipe, "passed": self.passed,
+                           "verdicts": [dataclasses.asdict(v) for v in self.verdicts]}, indent=1)
+
+    def _repr_markdown_(self) -> str:  # a table in Jupyter
+        return self.to_markdown()
 
 
 def _conv(node: Node) -> nn.Conv2d | None:

@@ -8,6 +8,7 @@ tables are reproduced row for row; `reshapes=True` lists them too.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -89,6 +90,16 @@ class Summary:
 
     def to_markdown(self) -> str:
         return "```\n" + self.to_text() + "\n```"
+
+    def to_json(self) -> str:
+        rows = [{"layer": r.name, "node": r.node, "output_shape": list(r.shape),
+                 "params": r.params, **r.extra} for r in self.rows]
+        return json.dumps({"rows": rows, "total_params": self.total_params,
+                           "trainable_params": self.trainable_params,
+                           "input_shape": list(self.input_shape), "exact": self.exact}, indent=1)
+
+    def _repr_markdown_(self) -> str:  # the table in Jupyter
+        return self.to_markdown()
 
 
 def summary(
