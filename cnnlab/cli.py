@@ -58,6 +58,8 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-check", action="store_true",
                      help="train even if the model breaks the recipe's [spec]")
     run.add_argument("--html", action="store_true", help="also write report.html")
+    run.add_argument("--tensorboard", action="store_true",
+                     help="also log to RUN_DIR/tb/ (same as --set train.tensorboard=true)")
 
     report = verbs.add_parser("report", help="(re)write a run's plots, README.md and report.html")
     report.add_argument("run_dir", metavar="RUN_DIR")
@@ -138,6 +140,8 @@ def _train(args: argparse.Namespace) -> None:
         overrides.append(f"train.seed={args.seed}")
     if args.device:
         overrides.append(f'train.device="{args.device}"')
+    if args.tensorboard:
+        overrides.append("train.tensorboard=true")
     if args.resume:
         if args.recipe or overrides:
             raise ConfigError("--resume continues a run with its saved config.toml: "

@@ -58,6 +58,7 @@ DatasetName = Literal["mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100",
 USER_DATASETS = ("npz", "folder")
 TTAMode = Literal["none", "flip", "flip_shift"]  # train/tta.py
 LRPick = Literal["minimum", "valley", "steepest"]  # train/lr_find.py
+AmpMode = Literal["auto", "bf16", "fp16", "off"]  # train/precision.py
 
 
 @dataclass(frozen=True)
@@ -145,9 +146,11 @@ class TrainConfig:
     ema_decay: Fraction = 0.0  # 0 = off; else evaluate an exponential moving average of the weights
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = True  # NHWC activations: faster convolutions on CPU and GPU
-    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    # auto: bf16 autocast on a GPU that has it, else fp16 with a gradient scaler; fp32 on CPU
+    amp: AmpMode = "auto"
     compile: bool = False  # torch.compile the model for training (pays a compile up front)
     tta: TTAMode = "none"  # test-time augmentation (train/tta.py)
+    tensorboard: bool = False  # also log to runs/<run>/tb/ (pip install 'cnnlab[tensorboard]')
 
 
 @dataclass(frozen=True)

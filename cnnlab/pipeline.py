@@ -21,6 +21,7 @@ from cnnlab.inspect.spec import check_history
 from cnnlab.models import build_for_data, count_parameters
 from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
+from cnnlab.report.tensorboard_log import TensorBoardLog
 from cnnlab.run_folder import RunFolder
 from cnnlab.ship.weights import write_safetensors
 from cnnlab.train.checkpoint import load_checkpoint, save_atomic
@@ -119,6 +120,8 @@ def run(
     if folder is None:
         folder = _new_run_folder(out_dir, recipe, trainer, inspection, found, run_name,
                                  {"check": check})
+    board = TensorBoardLog(folder.path, recipe) if recipe.train.tensorboard else None
+    callbacks = (*callbacks, board) if board is not None else tuple(callbacks)
     with folder.training_lock():
         if resume:
             folder.remove_leftovers()
@@ -140,6 +143,8 @@ def run(
     if report:
         write_report(folder.path, model=trainer.evaluated, dataset=data, inspection=inspection,
                      html=html)
+    if board is not None:
+        board.finish(trainer.history, folder.path / "plots" / "confusion.png")
     return RunResult(folder.path, trainer.history, trainer.evaluated, inspection.check, data)
 
 

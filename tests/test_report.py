@@ -156,3 +156,22 @@ def test_report_html_renders_in_a_browser(reported_run, tmp_path):
     final = reported_run.history[-1]
     assert f"{final['test_acc']:.2f}%" in dom
     assert "Total params: 16,754" in dom
+
+
+@pytest.mark.slow
+def test_tensorboard_gets_every_epoch_the_hparams_and_the_confusion_matrix(tmp_path):
+    accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+    recipe = load_recipe("mnist-99.4", ["train.epochs=2", "data.batch_size=64",
+                                        "train.device=cpu", "train.tensorboard=true"])
+    result = train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path, report=True)
+    events = accumulator.EventAccumulator(str(result.run_dir / "tb"))
+    events.Reload()
+    tests = events.Scalars("accuracy/test")
+    assert [e.step for e in tests] == [1, 2]
+    assert [round(e.value, 4) for e in tests] == [round(r["test_acc"], 4) for r in result.history]
+    assert {"loss/train", "lr", "accuracy/train"} <= set(events.Tags()["scalars"])
+    assert events.Tags()["images"] == ["confusion_matrix"]
+    hparams = accumulator.EventAccumulator(str(result.run_dir / "tb"),
+                                           size_guidance={"tensors": 0})
+    hparams.Reload()
+    assert "_hparams_/session_start_info" in hparams.summary_metadata

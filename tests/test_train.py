@@ -188,7 +188,41 @@ def test_amp_is_off_on_cpu_by_default_and_bf16_runs_when_asked(tmp_path):
 
     data = separable_dataset()
     plain = trainer.Trainer(_recipe(), data, build_model("mnist_fast"))
-    assert plain.amp is False and plain.forward is plain.model
+    assert plain.amp_dtype is None and plain.forward is plain.model
+    assert not plain.scaler.is_enabled()
     result = _run(_recipe("train.amp=bf16", epochs=2), tmp_path)  # the GPU path's autocast
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
+
+
+@pytest.mark.parametrize(("amp", "device", "bf16_units", "expected"), [
+    ("auto", "cpu", True, None),
+    ("auto", "cuda", True, torch.bfloat16),  # A100, H100, RTX 30xx and newer
+    ("auto", "cuda", False, torch.float16),  # T4, V100: fp16 tensor cores, no bf16
+    ("off", "cuda", True, None),
+    ("fp16", "cpu", False, torch.float16),
+    ("bf16", "cpu", False, torch.bfloat16),
+])
+def test_amp_picks_the_precision_the_device_has(monkeypatch, amp, device, bf16_units, expected):
+    from cnnlab.train.precision import autocast_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_units)
+    assert autocast_dtype(amp, torch.device(device)) == expected
+
+
+@pytest.mark.slow
+def test_fp16_trains_through_the_gradient_scaler_and_resumes_with_it(tmp_path, monkeypatch):
+    recipe = _recipe("train.amp=fp16", epochs=2)
+    steps = []
+    real_step = torch.amp.GradScaler.step
+
+    def counted(self, optimizer, *args, **kwargs):
+        steps.append(self.get_scale())
+        return real_step(self, optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.amp.GradScaler, "step", counted)
+    result = _run(recipe, tmp_path)
+    assert steps and all(scale > 1 for scale in steps)  # the loss really was scaled
+    assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
+    saved = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["scaler"]
+    assert saved["scale"] in (steps[-1], steps[-1] / 2)  # kept, or halved after an overflow

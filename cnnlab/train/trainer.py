@@ -24,6 +24,7 @@ from cnnlab.train.checkpoint import restore_rng_states, rng_states, save_atomic
 from cnnlab.train.ema import WeightEMA
 from cnnlab.train.history import best_row
 from cnnlab.train.optim import build_optimizer, build_schedule
+from cnnlab.train.precision import autocast_dtype, gradient_scaler
 from cnnlab.train.tta import tta_logits
 
 INIT_SAMPLE = 5000  # training images a model's `init_from_data` sees
@@ -61,8 +62,9 @@ class Trainer:
             self.val_loader = DeviceLoader(
                 data.val_images, data.val_labels, recipe.data.eval_batch_size, mean=data.mean,
                 std=data.std, device=self.device, channels_last=cfg.channels_last)
-        # bf16 autocast where it pays (CUDA) or where asked; fp32 master weights either way.
-        self.amp = cfg.amp == "bf16" or (cfg.amp == "auto" and self.device.type == "cuda")
+        # Autocast where it pays (a GPU) or where asked; fp32 master weights either way.
+        self.amp_dtype = autocast_dtype(cfg.amp, self.device)
+        self.scaler = gradient_scaler(self.amp_dtype, self.device)
         # The compiled module shares parameters with self.model, whose state_dict stays clean.
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = build_optimizer(self.model, recipe.optim)
@@ -78,6 +80,7 @@ class Trainer:
             "epoch": len(self.history), "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "schedule": self.schedule.state_dict(),
             "rng": rng_states(self.generator), "history": self.history,
+            "scaler": self.scaler.state_dict(),
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
@@ -87,6 +90,8 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.schedule.load_state_dict(state["schedule"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
         restore_rng_states(state["rng"], self.generator)
@@ -133,18 +138,18 @@ class Trainer:
         """Loss and accuracy on the validation split, if the data has one (plain, no TTA)."""
         if self.val_loader is None:
             return {}
-        loss, correct = evaluate(self.evaluated, self.val_loader, self.amp)
+        loss, correct = evaluate(self.evaluated, self.val_loader, self.amp_dtype)
         return {"val_loss": loss, "val_acc": 100.0 * correct / self.val_loader.num_samples}
 
     def test(self) -> dict[str, Any]:
         """Test loss and accuracy of the evaluated model (with the recipe's test-time
         augmentation); with TTA on, the accuracy without it too, so its gain is never hidden."""
-        loss, correct = evaluate(self.evaluated, self.test_loader, self.amp, self.cfg.tta)
+        loss, correct = evaluate(self.evaluated, self.test_loader, self.amp_dtype, self.cfg.tta)
         total = self.test_loader.num_samples
         row = {"test_loss": loss, "test_acc": 100.0 * correct / total, "test_correct": correct,
                "test_total": total}
         if self.cfg.tta != "none":
-            _, plain = evaluate(self.evaluated, self.test_loader, self.amp)
+            _, plain = evaluate(self.evaluated, self.test_loader, self.amp_dtype)
             row["test_acc_no_tta"] = 100.0 * plain / total
         return row
 
@@ -160,12 +165,14 @@ class Trainer:
         bar = tqdm(loader, total=len(loader), disable=not progress, file=sys.stderr,
                    dynamic_ncols=True)
         for step, (x, y) in enumerate(bar):
-            with torch.autocast(self.device.type, torch.bfloat16, enabled=self.amp):
+            with torch.autocast(self.device.type, self.amp_dtype or torch.float32,
+                                enabled=self.amp_dtype is not None):
                 out = self.forward(x)
                 loss = F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            self.scaler.scale(loss).backward()
+            self.scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
+            self.scaler.update()
             self.schedule.step()
             if self.ema is not None:
                 self.ema.update(model)
@@ -201,16 +208,17 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
 
 
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: DeviceLoader, amp: bool = False, tta: str = "none"
-             ) -> tuple[float, int]:
+def evaluate(model: nn.Module, loader: DeviceLoader, amp_dtype: torch.dtype | None = None,
+             tta: str = "none") -> tuple[float, int]:
     """Mean cross-entropy and number of correct predictions over the whole loader, with the
-    logits averaged over the test-time augmentation `tta`'s views."""
+    logits averaged over the test-time augmentation `tta`'s views, autocast to `amp_dtype`."""
     model.eval()
     device = loader.labels.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
     for x, y in loader:
-        with torch.autocast(device.type, torch.bfloat16, enabled=amp):
+        with torch.autocast(device.type, amp_dtype or torch.float32,
+                            enabled=amp_dtype is not None):
             out = tta_logits(model, x, tta)
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         correct += (out.argmax(1) == y).sum()
