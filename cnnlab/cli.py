@@ -14,7 +14,7 @@ import sys
 from cnnlab import __version__
 from cnnlab.config import builtin_recipes, load_recipe
 from cnnlab.data import data_facts, load_recipe_data
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import CnnlabError, ConfigError, DivergedError, SpecError
 from cnnlab.inspect import check, receptive_field, summary
 from cnnlab.inspect.subject import load_subject, parse_input_shape
 from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
@@ -263,6 +263,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _build_parser().parse_args(argv)
         return args.handler(args) or 0
+    except (SpecError, DivergedError) as exc:
+        print(f"cnnlab: {exc}", file=sys.stderr)
+        return 1
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""Errors a user can cause. The CLI prints their message as one line and exits 2."""
+"""Errors a user can cause. The CLI prints their message and exits 2 (1 for a recipe that
+breaks its budget or diverges: the command was right, the design was not)."""
 
 
 class CnnlabError(Exception):
@@ -18,8 +19,13 @@ class ModelError(CnnlabError):
 
 
 class TrainingError(CnnlabError):
-    """Training cannot go on (diverged loss, unusable resume folder)."""
+    """Training cannot go on (an unusable resume folder, a run folder in use)."""
+
+
+class DivergedError(TrainingError):
+    """The loss became NaN or infinite: the recipe's fault, not the command line's (exit 1)."""
 
 
 class SpecError(CnnlabError):
-    """The model or recipe breaks a rule of the recipe's `[spec]` (one line per rule)."""
+    """The model or recipe breaks a rule of the recipe's `[spec]` (one line per rule; exit 1,
+    as `cnnlab check` exits on a broken rule)."""

@@ -134,3 +134,12 @@ def test_inspect_results_show_as_tables_in_a_notebook():
     assert summary(model, (1, 28, 28))._repr_markdown_().startswith("```\n---")
     assert receptive_field(model, (1, 28, 28))._repr_markdown_().startswith("| Layer | nin")
     assert check(load_recipe("mnist-99.4"))._repr_markdown_().startswith("|  | rule | measured |")
+
+
+def test_a_recipe_over_its_budget_exits_1_like_check(tmp_path, capsys):
+    code = main(["train", "mnist-99.4", "--set", "spec.max_params=100", "--out",
+                 str(tmp_path / "runs")])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "breaks its [spec]" in err and "parameters <= 100" in err and "error" not in err
+    assert not (tmp_path / "runs").exists()

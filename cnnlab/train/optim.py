@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
@@ -36,12 +34,8 @@ def build_schedule(
             optimizer, step_size=config.step_epochs * steps_per_epoch, gamma=config.gamma
         )
     if config.name == "cosine":
-        floor = config.min_lr / base_lr if base_lr else 0.0
-
-        def cosine(step: int) -> float:
-            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-
-        return torch.optim.lr_scheduler.LambdaLR(optimizer, cosine)
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total,
+                                                          eta_min=config.min_lr)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 

@@ -18,7 +18,7 @@ from cnnlab.config import Recipe
 from cnnlab.data import Dataset, DeviceLoader
 from cnnlab.data.loader import normaliser
 from cnnlab.data.recipe_loaders import test_loader, train_loader
-from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.errors import ConfigError, DivergedError
 from cnnlab.run_folder import RunFolder
 from cnnlab.train.checkpoint import restore_rng_states, rng_states, save_atomic
 from cnnlab.train.ema import WeightEMA
@@ -204,7 +204,7 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
             message += f" before any checkpoint: nothing in {run.path} to resume"
         message += ". Lower the learning rate and retry"
         run.log(message)
-    raise TrainingError(message)
+    raise DivergedError(message)
 
 
 @torch.inference_mode()
