@@ -2,6 +2,7 @@
 process on the same run folder, unsafe names, a divergence before the first checkpoint."""
 
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -197,3 +198,40 @@ def test_a_checkpoint_with_code_in_it_is_refused_without_torchs_advice(tmp_path)
         load_checkpoint(bad)
     assert "weights_only=False" not in str(info.value)
     assert "not a cnnlab checkpoint" in str(info.value)
+
+
+class _HugeArray:
+    """Pickles as numpy's own array reconstruction, asking for 10^11 bytes of data."""
+
+    def __reduce__(self):
+        reconstruct = np._core.multiarray._reconstruct
+        return (reconstruct, (np.ndarray, (0,), b"b"),
+                (1, (10**11,), np.dtype(np.uint8), False, b"x"))
+
+
+def test_a_tiny_pickle_cannot_make_the_loader_allocate_gigabytes(tmp_path):
+    from cnnlab.data import cifar_files
+    from cnnlab.errors import DataError
+
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps({b"data": _HugeArray(), b"labels": []}, protocol=2))
+    assert path.stat().st_size < 1000
+    with pytest.raises(DataError, match="more than a CIFAR file holds"):
+        cifar_files.safe_unpickle(path, "CIFAR-10")
+
+
+def test_an_edited_data_file_is_caught_even_with_its_mtime_put_back(fake_mnist):
+    from cnnlab.data import load_dataset
+    from cnnlab.errors import DataError
+
+    root, _ = fake_mnist(gz=False)
+    load_dataset("mnist", root)  # verified and cached
+    path = root / "MNIST" / "raw" / "train-labels-idx1-ubyte"
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-1] = (data[-1] + 1) % 10  # one label changed
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert path.stat().st_mtime_ns == before.st_mtime_ns and path.stat().st_size == before.st_size
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte is corrupt"):
+        load_dataset("mnist", root)

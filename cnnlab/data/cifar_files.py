@@ -10,11 +10,14 @@ for CIFAR-100 only the official files' md5s are published, so those are checked.
 
 from __future__ import annotations
 
+import codecs
 import io
+import math
 import pickle
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -68,17 +71,55 @@ SOURCES = {
                   "test": "f0ef6b0ae62326f3e7ffdfab6717acfc"}),
 }
 
-# (module, name) a batch may name -> where to take it from. Arrays pickled by Python 2 (the
-# official files) need the first four; re-pickled by Python 3, protocol 2 adds _codecs.encode
-# (bytes as latin-1 text) and protocol 4+ numpy's _frombuffer. None of them can run code.
+# The most values one array in these files holds (CIFAR-100's train: 50,000 x 3072), and the
+# widest element (a float64 label): a hostile file that asks numpy for more is refused before
+# anything is allocated.
+MAX_ELEMENTS = 50_000 * 3072
+MAX_ITEMSIZE = 8
+
+
+def _check_size(shape: Any, dtype: Any) -> None:
+    try:
+        elements = math.prod(int(n) for n in shape)
+        itemsize = np.dtype(dtype).itemsize
+    except (TypeError, ValueError) as exc:
+        raise pickle.UnpicklingError(f"an array of shape {shape!r}: {exc}") from None
+    if elements < 0 or elements > MAX_ELEMENTS or itemsize > MAX_ITEMSIZE:
+        raise pickle.UnpicklingError(f"an array of {elements:,} values of {itemsize} bytes is "
+                                     "more than a CIFAR file holds")
+
+
+class _BoundedArray(np.ndarray):
+    """An ndarray whose unpickled state is size-checked before numpy allocates it."""
+
+    def __setstate__(self, state: tuple) -> None:
+        if isinstance(state, tuple) and len(state) >= 3:
+            _check_size(state[1], state[2])
+        super().__setstate__(state)
+
+
+def _reconstruct(_subtype: Any, shape: Any, dtype: Any) -> np.ndarray:
+    _check_size(shape, dtype)
+    return np.ndarray.__new__(_BoundedArray, shape, dtype)
+
+
+def _frombuffer(buffer: Any, dtype: Any, shape: Any, order: str) -> np.ndarray:
+    _check_size(shape, dtype)
+    return np.frombuffer(buffer, dtype=dtype).reshape(shape, order=order)
+
+
+# (module, name) a batch may name -> what it gets. Arrays pickled by Python 2 (the official
+# files) need the first four; re-pickled by Python 3, protocol 2 adds _codecs.encode (bytes as
+# latin-1 text) and protocol 4+ numpy's _frombuffer. None of them can run code, and the array
+# makers check sizes first.
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"): "numpy._core.multiarray",
-    ("numpy._core.multiarray", "_reconstruct"): "numpy._core.multiarray",
-    ("numpy", "ndarray"): "numpy",
-    ("numpy", "dtype"): "numpy",
-    ("_codecs", "encode"): "_codecs",
-    ("numpy.core.numeric", "_frombuffer"): "numpy._core.numeric",
-    ("numpy._core.numeric", "_frombuffer"): "numpy._core.numeric",
+    ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,
+    ("numpy.core.numeric", "_frombuffer"): _frombuffer,
+    ("numpy._core.numeric", "_frombuffer"): _frombuffer,
 }
 
 
@@ -88,7 +129,7 @@ class _ArraysOnly(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) not in _ALLOWED:
             raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
-        return getattr(__import__(_ALLOWED[module, name], fromlist=[name]), name)
+        return _ALLOWED[module, name]
 
 
 def safe_unpickle(path: Path, title: str = "CIFAR") -> object:
@@ -99,7 +140,7 @@ def safe_unpickle(path: Path, title: str = "CIFAR") -> object:
     except pickle.UnpicklingError as exc:
         raise DataError(f"{path} is not a {title} batch ({exc}); replace it with the "
                         "original file") from None
-    except (EOFError, ValueError, TypeError, IndexError, AttributeError) as exc:
+    except (EOFError, ValueError, TypeError, IndexError, AttributeError, MemoryError) as exc:
         raise DataError(f"{path} is truncated or corrupt ({type(exc).__name__}); replace it "
                         "with the original file") from None
 
@@ -154,6 +195,7 @@ def _read_batch(source: CifarSource, path: Path) -> tuple[torch.Tensor, torch.Te
     if not isinstance(batch, dict) or b"data" not in batch or source.label_key not in batch:
         raise DataError(f"{path} is not a {source.title} batch (no data/labels); replace it")
     data, labels = batch[b"data"], batch[source.label_key]
+    data = np.asarray(data) if isinstance(data, np.ndarray) else data  # a plain ndarray again
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
             or data.shape[1] != 3072 or len(labels) != len(data):
         raise DataError(f"{path} holds data of the wrong shape or type; replace it")

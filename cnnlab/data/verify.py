@@ -1,7 +1,8 @@
 """Content checksums, verified once per file version.
 
-The verdict is cached by (absolute path, size, mtime, expected md5), so a file that changes on
-disk is verified again, and an unchanged one costs nothing after the first load.
+The verdict is cached by (absolute path, size, mtime, ctime, inode, expected md5), so a file
+that changes on disk is verified again, even with its mtime put back, and an unchanged one
+costs nothing after the first load.
 """
 
 from __future__ import annotations
@@ -46,8 +47,11 @@ def _cache_file() -> Path:
 
 
 def _cache_key(path: Path, expected_md5: str) -> str:
+    # ctime moves on any write, and on any reset of the mtime too (utime sets it), and the
+    # inode on any replacement: an edited file never matches its old verdict.
     stat = path.stat()
-    return f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{expected_md5}"
+    return (f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}|"
+            f"{stat.st_ino}|{expected_md5}")
 
 
 def _read_cache() -> set[str]:
