@@ -235,3 +235,76 @@ def test_an_edited_data_file_is_caught_even_with_its_mtime_put_back(fake_mnist):
     assert path.stat().st_mtime_ns == before.st_mtime_ns and path.stat().st_size == before.st_size
     with pytest.raises(DataError, match="train-labels-idx1-ubyte is corrupt"):
         load_dataset("mnist", root)
+
+
+class _MisbehavingMirrors:
+    """A local HTTP server whose paths misbehave on purpose: /cut/ sends half the bytes it
+    promises, /stall/ sends headers and then nothing, /corrupt/ sends other bytes, /good/
+    serves the files."""
+
+    def __init__(self, files: dict[str, bytes]):
+        import http.server
+
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 (the stdlib's name)
+                mode, _, name = self.path.strip("/").partition("/")
+                body = files.get(name)
+                if body is None:
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if mode == "cut":
+                    self.wfile.write(body[: len(body) // 2])
+                elif mode == "stall":
+                    outer.release.wait(10)  # silent until the test ends
+                elif mode == "corrupt":
+                    self.wfile.write(bytes(len(body)))
+                else:
+                    self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.release = threading.Event()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.release.set()
+        self.server.shutdown()
+
+
+def test_downloads_survive_cut_stalled_and_corrupt_mirrors(fake_mnist, tmp_path, monkeypatch):
+    import dataclasses
+    import gzip
+
+    from cnnlab.data import download, idx_files, load_dataset
+    from cnnlab.errors import DataError
+
+    source_root, contents = fake_mnist()
+    files = {f"{name}.gz": gzip.compress(data) for name, data in contents.items()}
+    mirrors = _MisbehavingMirrors(files)
+    monkeypatch.setattr(download, "READ_TIMEOUT", 1.0)
+    try:
+        source = idx_files.SOURCES["mnist"]
+        bad = tuple(f"{mirrors.url}/{mode}/" for mode in ("cut", "stall", "corrupt"))
+        monkeypatch.setitem(idx_files.SOURCES, "mnist", dataclasses.replace(source, mirrors=bad))
+        root = tmp_path / "fresh"
+        with pytest.raises(DataError) as info:
+            load_dataset("mnist", root)
+        message = str(info.value)
+        assert "/corrupt/" in message and "the server sent something else" in message
+        assert ".part" not in message and "Traceback" not in message
+        assert not root.exists()  # nothing half-written, no empty folders
+        good = (*bad, f"{mirrors.url}/good/")
+        monkeypatch.setitem(idx_files.SOURCES, "mnist", dataclasses.replace(source, mirrors=good))
+        data = load_dataset("mnist", root)
+        assert len(data.train_labels) == 64
+        assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(files)
+    finally:
+        mirrors.close()

@@ -158,6 +158,6 @@ def test_download_cut_off_midway_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(download, "open_url", lambda url, timeout=30.0: Broken(b"x" * 100))
     dest = tmp_path / "file.gz"
-    with pytest.raises(ConnectionResetError):
+    with pytest.raises(DataError, match="ConnectionResetError: connection reset"):
         download.download("https://example.invalid/file.gz", dest, verify=lambda p: None)
     assert list(tmp_path.iterdir()) == []

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnlab.atomic_file import atomic_write
 from cnnlab.data import download as downloader
 from cnnlab.data.missing_files import ensure_files
 from cnnlab.data.verify import verify_content, verify_file
@@ -169,8 +170,8 @@ def _download(source: CifarSource, folder: Path) -> str:
             for member in tar.getmembers():
                 file = Path(member.name).name
                 if member.isfile() and file in (*source.files, "batches.meta", "meta"):
-                    folder.mkdir(parents=True, exist_ok=True)
-                    (folder / file).write_bytes(tar.extractfile(member).read())
+                    with atomic_write(folder / file) as handle:  # all of it or nothing
+                        handle.write(tar.extractfile(member).read())
         archive.unlink()
         return ""
     except (OSError, DataError, tarfile.TarError) as exc:

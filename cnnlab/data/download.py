@@ -7,8 +7,10 @@ to the final name, so an interrupted or bad download never leaves a file that lo
 from __future__ import annotations
 
 import contextlib
+import http.client
 import os
 import tempfile
+import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
@@ -16,29 +18,47 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
 
+from cnnlab.errors import DataError
+
 CHUNK = 1 << 16
+READ_TIMEOUT = 30.0  # seconds a server may stay silent
+DEADLINE = 1800.0  # seconds one file may take in all: a trickling server is given up on
 
 
-def open_url(url: str, timeout: float = 30.0) -> BinaryIO:
+def open_url(url: str, timeout: float = READ_TIMEOUT) -> BinaryIO:
     """Open `url` for reading. Tests replace this function; nothing else touches the network."""
     request = urllib.request.Request(url, headers={"User-Agent": "cnnlab"})
     return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (fixed https mirrors)
 
 
 def download(url: str, dest: Path, verify: Callable[[Path], None]) -> None:
-    """Fetch `url` into `dest`. `verify(tmp_path)` must raise if the bytes are wrong."""
+    """Fetch `url` into `dest`. `verify(tmp_path)` must raise if the bytes are wrong. Any
+    failure (refused, cut off, silent, too slow, wrong bytes) raises DataError saying which,
+    and leaves no file behind."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
+    started = time.monotonic()
     try:
-        with os.fdopen(fd, "wb") as out, open_url(url) as response:
-            total = int(getattr(response, "headers", {}).get("Content-Length", 0) or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}",
-                      leave=False) as bar:
-                while chunk := response.read(CHUNK):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        verify(tmp)
+        try:
+            with os.fdopen(fd, "wb") as out, open_url(url) as response:
+                total = int(getattr(response, "headers", {}).get("Content-Length", 0) or 0)
+                with tqdm(total=total or None, unit="B", unit_scale=True,
+                          desc=f"download {dest.name}", leave=False) as bar:
+                    while chunk := response.read(CHUNK):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+                        if time.monotonic() - started > DEADLINE:
+                            raise DataError(f"gave up after {DEADLINE:.0f} s")
+                if total and bar.n != total:
+                    raise DataError(f"cut off after {bar.n:,} of {total:,} bytes")
+        except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, cut
+            raise DataError(f"{type(exc).__name__}: {exc}") from None
+        try:
+            verify(tmp)
+        except DataError as exc:  # the message would name the temporary file
+            raise DataError(f"the server sent something else: {str(exc).split(': ')[-1]}"
+                            ) from None
         os.replace(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):
