@@ -25,10 +25,10 @@ READ_TIMEOUT = 30.0  # seconds a server may stay silent
 DEADLINE = 1800.0  # seconds one file may take in all: a trickling server is given up on
 
 
-def open_url(url: str, timeout: float = READ_TIMEOUT) -> BinaryIO:
-    """Open `url` for reading. Tests replace this function; nothing else touches the network."""
+def open_url(url: str, timeout: float | None = None) -> BinaryIO:
+    """Open `url` for reading (`timeout`: READ_TIMEOUT). Nothing else touches the network."""
     request = urllib.request.Request(url, headers={"User-Agent": "cnnlab"})
-    return urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 (fixed https mirrors)
+    return urllib.request.urlopen(request, timeout=timeout or READ_TIMEOUT)  # noqa: S310 (fixed https mirrors)
 
 
 def download(url: str, dest: Path, verify: Callable[[Path], None]) -> None:
