@@ -6,6 +6,7 @@ Every error a user can cause prints one line and exits 2; no tracebacks.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -269,6 +270,9 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a path the user gave: read-only, missing, full
+        print(f"cnnlab: error: {_os_error_line(exc)}", file=sys.stderr)
+        return 2
     except BrokenPipeError:  # output piped into `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -280,6 +284,19 @@ def main(argv: list[str] | None = None) -> int:
         return 143 if reason == "SIGTERM" else 130
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line: which path, what went wrong, what to do."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    if exc.errno == errno.ENOSPC:
+        return (f"{where}the disk is full; free some space (every file written so far is "
+                "whole) and run again, or --resume the run")
+    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
+        return f"{where}is a file, not a folder; choose another --out"
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return f"{where}cannot write here ({exc.strerror}); choose another --out"
+    return f"{where}{exc.strerror or exc}"
 
 
 def _terminated(_signum: int, _frame: object) -> None:

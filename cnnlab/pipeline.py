@@ -15,7 +15,7 @@ from torch import nn
 
 from cnnlab.config import USER_DATASETS, Recipe, ScheduleConfig
 from cnnlab.data import Dataset, data_facts, load_recipe_data
-from cnnlab.errors import ConfigError, SpecError
+from cnnlab.errors import ConfigError, ModelError, SpecError
 from cnnlab.inspect import CheckReport, Inspection, inspect_model
 from cnnlab.inspect.spec import check_history
 from cnnlab.models import build_for_data, count_parameters
@@ -97,6 +97,11 @@ def run(
     torch.manual_seed(recipe.train.seed)  # the model's initial weights follow the seed
     model = build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes))
     inspection = inspect_model(recipe, model, shape)
+    outputs = inspection.graph.output.shape
+    if outputs != (len(classes),):
+        raise ModelError(f"model {recipe.model.name!r} gives {outputs} per image but the data has "
+                         f"{len(classes)} classes: it must end in {len(classes)} logits "
+                         "(take a num_classes argument, which cnnlab fills in)")
     if check and not inspection.check.passed:
         raise SpecError("\n".join(
             [f"{recipe.name} breaks its [spec] (train anyway with --no-check):"]

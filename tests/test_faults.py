@@ -308,3 +308,66 @@ def test_downloads_survive_cut_stalled_and_corrupt_mirrors(fake_mnist, tmp_path,
         assert sorted(p.name for p in (root / "MNIST" / "raw").iterdir()) == sorted(files)
     finally:
         mirrors.close()
+
+
+BROKEN_BUILDERS = """
+from torch import nn
+
+def raises():
+    raise RuntimeError("my builder is broken")
+
+def wrong_classes(num_classes=10):
+    return nn.Sequential(nn.Flatten(), nn.Linear(784, 7))
+"""
+
+
+@pytest.mark.parametrize(("builder", "message"), [
+    ("raises", "building model .* failed: RuntimeError: my builder is broken"),
+    ("wrong_classes", r"gives \(7,\) per image but the data has 10 classes"),
+])
+def test_a_broken_user_model_is_one_line_before_anything_is_written(tmp_path, capsys, builder,
+                                                                    message):
+    import re
+
+    path = tmp_path / "nets.py"
+    path.write_text(BROKEN_BUILDERS)
+    recipe = _npz_recipe(tmp_path, epochs=1)
+    code = main(["train", str(recipe), "--set", f'model.name="{path}:{builder}"', "--out",
+                 str(tmp_path / "runs"), "--no-check"])
+    err = capsys.readouterr().err
+    assert code == 2 and re.search(message, err) and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_one_cycle_too_short_for_its_phases_says_so(tmp_path, capsys):
+    recipe = _npz_recipe(tmp_path, epochs=1)
+    code = main(["train", str(recipe), "--set", "data.train_limit=64", "--set",
+                 'schedule.name="onecycle"', "--set", "schedule.max_lr=0.1", "--out",
+                 str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "One Cycle needs a few steps in each phase" in err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_an_output_folder_that_is_a_file_is_one_line(tmp_path, capsys):
+    recipe = _npz_recipe(tmp_path, epochs=1)
+    (tmp_path / "runs").write_text("not a folder")
+    code = main(["train", str(recipe), "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 2 and "is a file, not a folder" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "runs").read_text() == "not a folder"
+
+
+def test_a_full_disk_is_named_as_such(tmp_path, capsys, monkeypatch):
+    import errno
+
+    from cnnlab import run_folder
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "runs"))
+
+    monkeypatch.setattr(run_folder.RunFolder, "create", full)
+    recipe = _npz_recipe(tmp_path, epochs=1)
+    assert main(["train", str(recipe), "--out", str(tmp_path / "runs")]) == 2
+    err = capsys.readouterr().err
+    assert "the disk is full" in err and len(err.strip().splitlines()) == 1

@@ -59,7 +59,11 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
         inspect.signature(builder).bind(**kwargs)
     except TypeError as exc:
         raise ModelError(f"model {name!r} does not accept these model.args: {exc}") from None
-    model = builder(**kwargs)
+    try:
+        model = builder(**kwargs)
+    except Exception as exc:  # the user's builder failed: say where, not a traceback
+        raise ModelError(f"building model {name!r} failed: {type(exc).__name__}: {exc}"
+                         ) from None
     if not isinstance(model, nn.Module):
         raise ModelError(f"model {name!r} returned {type(model).__name__}, not an nn.Module")
     return model
