@@ -88,7 +88,8 @@ def test_lr_find_report_and_compare_commands(fake_mnist, tmp_path, capsys):
     assert "suggested max lr" in capsys.readouterr().out
     assert png.read_bytes()[:4] == b"\x89PNG"
     assert main(["train", "mnist-99.4", "--data-dir", str(root), "--out", str(tmp_path / "runs"),
-                 "--set", "train.epochs=1", "--no-progress", "--html"]) == 0
+                 "--set", "train.epochs=1", "--set", "data.batch_size=32", "--no-progress",
+                 "--html"]) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert (run_dir / "README.md").is_file() and (run_dir / "report.html").is_file()
     (run_dir / "README.md").unlink()

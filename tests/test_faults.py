@@ -341,9 +341,11 @@ def test_a_broken_user_model_is_one_line_before_anything_is_written(tmp_path, ca
 
 def test_a_one_cycle_too_short_for_its_phases_says_so(tmp_path, capsys):
     recipe = _npz_recipe(tmp_path, epochs=1)
-    code = main(["train", str(recipe), "--set", "data.train_limit=64", "--set",
-                 'schedule.name="onecycle"', "--set", "schedule.max_lr=0.1", "--out",
-                 str(tmp_path / "runs")])
+    # 256 images in batches of 64, one epoch: 4 steps, a quarter of them warm-up: 1 step,
+    # which leaves torch's warm-up phase empty (it would divide by zero).
+    code = main(["train", str(recipe), "--set", "data.train_limit=256", "--set",
+                 'schedule.name="onecycle"', "--set", "schedule.max_lr=0.1", "--set",
+                 "schedule.pct_start=0.25", "--out", str(tmp_path / "runs")])
     err = capsys.readouterr().err
     assert code == 2 and "One Cycle needs a few steps in each phase" in err
     assert not (tmp_path / "runs").exists()

@@ -25,8 +25,8 @@ def build_schedule(
     total = steps_per_epoch * epochs
     base_lr = optimizer.param_groups[0]["lr"]
     if config.name == "onecycle":
-        warmup_end = config.pct_start * total - 1  # where torch's first phase ends
-        if warmup_end <= 0 or total - 1 - warmup_end <= 0:  # an empty phase divides by 0
+        warmup_end = float(config.pct_start * total) - 1  # where torch's first phase ends
+        if warmup_end == 0 or total - 1 - warmup_end == 0:  # an empty phase divides by 0
             raise ConfigError(f"One Cycle needs a few steps in each phase, and this run has "
                               f"{total} ({steps_per_epoch} per epoch x {epochs}): give it more "
                               "data, epochs or a smaller batch, or another schedule.name")
