@@ -122,6 +122,13 @@ def _build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--out", help="ONNX file to write (default: RUN_DIR/model.onnx)")
     ship.add_argument("--data-dir", help=DATA_DIR_HELP)
 
+    page = verbs.add_parser("app", help="a web page for a run: top-k, GradCAM, mistakes")
+    page.add_argument("run_dir", metavar="RUN_DIR")
+    page.add_argument("--port", type=int, default=7860, help="local port (default 7860)")
+    page.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default 127.0.0.1: this machine only)")
+    page.add_argument("--data-dir", help=DATA_DIR_HELP)
+
     listing = verbs.add_parser("recipes", help="list the built-in recipes")
     listing.set_defaults(handler=_recipes)
     zoo = verbs.add_parser("models", help="list the registered models and their parameter counts")
@@ -130,7 +137,7 @@ def _build_parser() -> argparse.ArgumentParser:
         lister.add_argument("--json", action="store_true", help="the list as JSON")
     for parser_, handler in ((run, _train), (table, _summary), (rf, _rf), (verdict, _check),
                              (report, _report), (overlay, _compare), (finder, _lr_find),
-                             (search, _sweep), (ship, _export)):
+                             (search, _sweep), (ship, _export), (page, _app)):
         parser_.set_defaults(handler=handler)
     return parser
 
@@ -210,6 +217,12 @@ def _export(args: argparse.Namespace) -> None:
         print(f"wrote {write_safetensors(run, data)}")
     if args.onnx:
         print(f"wrote {export_onnx(args.run_dir, args.out)}")
+
+
+def _app(args: argparse.Namespace) -> None:
+    from cnnlab.ship.web_app import serve  # Gradio is an optional extra
+
+    serve(args.run_dir, port=args.port, host=args.host, data_dir=args.data_dir)
 
 
 def _sweep(args: argparse.Namespace) -> None:
