@@ -128,6 +128,10 @@ def test_svhn_reads_matlab_files_and_maps_label_10_to_digit_0(tmp_path, monkeypa
     assert data.train_labels.tolist()[:10] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 0]
     x = stored["train_32x32.mat"]  # X[h, w, c, n] -> images[n, c, h, w]
     assert data.train_images[4, 2, 7, 9].item() == x[7, 9, 2, 4]
+    # torchvision keeps the two files straight in its root: found there too.
+    flat = tmp_path / "flat"
+    folder.rename(flat)
+    assert len(load_dataset("svhn", flat).test_labels) == 6
 
 
 def test_every_named_dataset_says_what_it_is():

@@ -1,4 +1,5 @@
-"""SVHN (cropped digits) in torchvision's layout: `<root>/svhn/{train,test}_32x32.mat`.
+"""SVHN (cropped digits): `<root>/svhn/{train,test}_32x32.mat`, or the two files straight in
+the data root, where torchvision's SVHN(root) keeps them.
 
 The files are MATLAB arrays (X: uint8 [32, 32, 3, N], y: [N, 1] with 10 standing for the
 digit 0), read with SciPy, an optional extra (`pip install cnnlab[svhn]`). Verified by the
@@ -26,7 +27,10 @@ FILES = {"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
 def load_svhn(root: Path) -> tuple[torch.Tensor, ...]:
     """Train images, train labels, test images, test labels: uint8 [N, 3, 32, 32] images and
     int64 [N] labels (0-9)."""
-    folder = Path(root) / FOLDER
+    root = Path(root)
+    folder = root / FOLDER
+    if all((root / name).is_file() for name in FILES) and not folder.is_dir():
+        folder = root  # torchvision's own placement
     ensure_files(folder, tuple(FILES), present=lambda file: (folder / file).is_file(),
                  fetch=lambda missing: _download(folder, missing), dataset="SVHN",
                  layout=f"{FOLDER}/")
