@@ -15,17 +15,15 @@ import contextlib
 import fcntl
 import multiprocessing
 import os
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
-
 from cnnlab.data import Dataset, load_recipe_data
 from cnnlab.errors import ConfigError
+from cnnlab.sweep.progress import every, sweep_progress
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
 from cnnlab.sweep.sweep_report import write_sweep_report
 from cnnlab.sweep.trial import run_trial
@@ -69,7 +67,7 @@ def sweep(
     say(f"sweep {spec.name}: {spec.trials} trials, objective {spec.objective}, storage "
         f"{_shown(url)}, {workers} worker{'s' if workers > 1 else ''}")
     if workers == 1:
-        with _progress(study, spec, say, progress):
+        with sweep_progress(study, spec, say, progress):
             work(spec, url, folder, data_dir, heartbeat_seconds)
     else:
         _run_workers(spec, url, folder, data_dir, heartbeat_seconds, workers, say, progress,
@@ -191,7 +189,7 @@ def _run_workers(spec: SweepSpec, url: str, folder: Path, data_dir: str | Path |
         for i in range(workers)]
     say(f"{workers} workers, {threads} thread{'s' if threads > 1 else ''} each"
         + (f", GPUs 0-{gpus - 1}" if gpus > 1 else ""))
-    with _progress(study, spec, say, progress):
+    with sweep_progress(study, spec, say, progress):
         for process in processes:
             process.start()
         for process in processes:
@@ -224,80 +222,8 @@ def _counting_lock(folder: Path) -> Iterator[None]:
 @contextlib.contextmanager
 def _heartbeat(storage: Any, trial_id: int, seconds: int) -> Iterator[None]:
     """Record that the trial is alive every `seconds` while the block runs."""
-    import threading
-
-    stop = threading.Event()
-
-    def beat() -> None:
-        while not stop.is_set():
-            with contextlib.suppress(Exception):  # a missed beat only risks a retry
-                storage.record_heartbeat(trial_id)
-            stop.wait(seconds)
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
+    with every(seconds, lambda: storage.record_heartbeat(trial_id)):
         yield
-    finally:
-        stop.set()
-        thread.join()
-
-
-@contextlib.contextmanager
-def _progress(study: Any, spec: SweepSpec, say: Echo, progress: bool) -> Iterator[None]:
-    """A bar over the trials and one line per finished trial, from the study itself (so it
-    sees every worker's trials)."""
-    import threading
-
-    stop = threading.Event()
-    seen: set[int] = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    bar = tqdm(total=spec.trials, initial=len(seen), desc=f"sweep {spec.name}", unit="trial",
-               disable=not progress, file=sys.stderr, dynamic_ncols=True)
-
-    def poll() -> None:
-        for t in study.get_trials(deepcopy=False):
-            if t.state.is_finished() and t.number not in seen:
-                seen.add(t.number)
-                bar.update()
-                bar.clear()
-                say(trial_line(t))
-                bar.refresh()
-
-    def loop() -> None:
-        while not stop.wait(1.0):
-            with contextlib.suppress(Exception):
-                poll()
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-        with contextlib.suppress(Exception):
-            poll()
-        bar.close()
-
-
-def trial_line(trial: Any) -> str:
-    """trial 3: COMPLETE val 99.12%, 12,340 params, 41 s"""
-    attrs = trial.user_attrs
-    state = trial.state.name
-    if "rejected" in attrs:
-        return f"trial {trial.number}: REJECTED ({attrs['rejected']})"
-    parts = []
-    if "val_acc" in attrs:
-        parts.append(f"val {attrs['val_acc']:.2f}% (test {attrs['test_acc']:.2f}%)")
-    if "params" in attrs:
-        parts.append(f"{attrs['params']:,} params")
-    if "seconds" in attrs:
-        parts.append(f"{attrs['seconds']:.0f} s")
-    if "pruned_at_epoch" in attrs:
-        parts.append(f"pruned at epoch {attrs['pruned_at_epoch']}")
-    if "error" in attrs:
-        parts.append(attrs["error"])
-    return f"trial {trial.number}: {state} " + ", ".join(parts)
 
 
 def _sampler(spec: SweepSpec) -> Any:
