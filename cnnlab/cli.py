@@ -283,12 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as exc:
         print(f"cnnlab: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # a path the user gave: read-only, missing, full
-        print(f"cnnlab: error: {_os_error_line(exc)}", file=sys.stderr)
-        return 2
     except BrokenPipeError:  # output piped into `head`: stop quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a path the user gave: read-only, missing, full
+        print(f"cnnlab: error: {_os_error_line(exc)}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt as exc:
         reason = getattr(exc, "reason", exc.args[0] if exc.args else "SIGINT") or "SIGINT"
         run_dir = getattr(exc, "run_dir", None)
