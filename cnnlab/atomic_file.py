@@ -23,6 +23,16 @@ def atomic_write(path: Path, mode: str = "wb") -> Iterator[IO]:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes files private; run files are meant to be read
         os.replace(tmp, path)
+        _sync_folder(path.parent)  # the rename itself survives a power cut
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _sync_folder(folder: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a folder be synced
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
