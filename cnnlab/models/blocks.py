@@ -33,6 +33,12 @@ def conv_relu_bn(
     return nn.Sequential(*layers)
 
 
+def scaled_channels(channels: int, width: float) -> int:
+    """`channels` times a width multiplier (at least 1): how the seed models take a `width`
+    argument for a search, 1.0 giving the seed's own layer sizes."""
+    return max(1, round(channels * width))
+
+
 class FeaturesThenHead(nn.Module):
     """`features` (any module ending in a [N, C, H, W] map), flattened, then `head`.
 

@@ -11,6 +11,7 @@ from cnnlab.models.blocks import (
     conv_pool_bn_relu,
     conv_relu_bn,
     depthwise_separable,
+    scaled_channels,
 )
 from cnnlab.models.registry import register
 
@@ -29,29 +30,34 @@ class TwoBranchNet(nn.Module):
 
 
 @register(dataset="cifar10")
-def cifar_s9(num_classes: int = 10, dropout: float = 0.01, in_channels: int = 3) -> nn.Module:
+def cifar_s9(num_classes: int = 10, dropout: float = 0.01, in_channels: int = 3,
+             width: float = 1.0) -> nn.Module:
     """S9 seed, C1C2C3C40 per its RF table: branch A dilated, branch B plain, strided convs
     instead of MaxPool, a depthwise-separable conv, GAP. 94,292 parameters, as the seed.
 
     The seed's table is inconsistent in places (B's nin column, Conv5's padding); this reads
     it so every map size chains: 32 -> 14 in both branches, 14 -> 12 -> 6 -> 1 after them.
     The seed's total is matched exactly with no BatchNorm between the depthwise and the
-    pointwise conv, and one after the last conv.
+    pointwise conv, and one after the last conv. `width` multiplies every layer's channels.
     """
+    def c(channels: int) -> int:
+        return scaled_channels(channels, width)
+
     def branch(dilation: int) -> nn.Sequential:
         pad = dilation - 1  # dilated: 32 -> 30 -> 28; plain: same sizes without padding
         return nn.Sequential(
-            conv_relu_bn(in_channels, 12, padding=pad, dilation=dilation, bias=False,
+            conv_relu_bn(in_channels, c(12), padding=pad, dilation=dilation, bias=False,
                          dropout=dropout),
-            conv_relu_bn(12, 24, padding=pad, dilation=dilation, bias=False, dropout=dropout),
-            conv_relu_bn(24, 48, padding=1, stride=2, bias=False, dropout=dropout),  # 14
-            conv_relu_bn(48, 48, padding=1, bias=False, dropout=dropout),  # 14
+            conv_relu_bn(c(12), c(24), padding=pad, dilation=dilation, bias=False,
+                         dropout=dropout),
+            conv_relu_bn(c(24), c(48), padding=1, stride=2, bias=False, dropout=dropout),  # 14
+            conv_relu_bn(c(48), c(48), padding=1, bias=False, dropout=dropout),  # 14
         )
 
     trunk = nn.Sequential(
-        depthwise_separable(96, 60),  # 14 -> 12
-        conv_relu_bn(60, 30, padding=1, stride=2, bias=False, dropout=dropout),  # 6
-        nn.Conv2d(30, num_classes, 3, padding=1, bias=False),  # 6
+        depthwise_separable(2 * c(48), c(60)),  # both branches' maps; 14 -> 12
+        conv_relu_bn(c(60), c(30), padding=1, stride=2, bias=False, dropout=dropout),  # 6
+        nn.Conv2d(c(30), num_classes, 3, padding=1, bias=False),  # 6
         nn.BatchNorm2d(num_classes),
         nn.AdaptiveAvgPool2d(1),  # GAP
     )
@@ -59,19 +65,21 @@ def cifar_s9(num_classes: int = 10, dropout: float = 0.01, in_channels: int = 3)
 
 
 @register(dataset="cifar10")
-def cifar_s10_resnet(num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3
-                     ) -> nn.Module:
+def cifar_s10_resnet(num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3,
+                     width: float = 1.0) -> nn.Module:
     """S10 seed (David Page's DAWNBench ResNet): prep 64 -> [128, pool] + res(128) ->
-    [256, pool] -> [512, pool] + res(512) -> MaxPool 4 -> FC. 6,573,130 parameters."""
+    [256, pool] -> [512, pool] + res(512) -> MaxPool 4 -> FC. 6,573,130 parameters. `width`
+    multiplies every layer's channels."""
+    a, b, d, e = (scaled_channels(n, width) for n in (64, 128, 256, 512))
     features = nn.Sequential(
-        conv_pool_bn_relu(in_channels, 64, dropout=dropout),
-        conv_pool_bn_relu(64, 128, pool=True, dropout=dropout),
-        Residual(nn.Sequential(conv_pool_bn_relu(128, 128, dropout=dropout),
-                               conv_pool_bn_relu(128, 128, dropout=dropout))),
-        conv_pool_bn_relu(128, 256, pool=True, dropout=dropout),
-        conv_pool_bn_relu(256, 512, pool=True, dropout=dropout),
-        Residual(nn.Sequential(conv_pool_bn_relu(512, 512, dropout=dropout),
-                               conv_pool_bn_relu(512, 512, dropout=dropout))),
+        conv_pool_bn_relu(in_channels, a, dropout=dropout),
+        conv_pool_bn_relu(a, b, pool=True, dropout=dropout),
+        Residual(nn.Sequential(conv_pool_bn_relu(b, b, dropout=dropout),
+                               conv_pool_bn_relu(b, b, dropout=dropout))),
+        conv_pool_bn_relu(b, d, pool=True, dropout=dropout),
+        conv_pool_bn_relu(d, e, pool=True, dropout=dropout),
+        Residual(nn.Sequential(conv_pool_bn_relu(e, e, dropout=dropout),
+                               conv_pool_bn_relu(e, e, dropout=dropout))),
         nn.MaxPool2d(4),
     )
-    return FeaturesThenHead(features, nn.Linear(512, num_classes))
+    return FeaturesThenHead(features, nn.Linear(e, num_classes))

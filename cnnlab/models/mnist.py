@@ -4,64 +4,79 @@ from __future__ import annotations
 
 from torch import nn
 
-from cnnlab.models.blocks import FeaturesThenHead, conv_relu_bn
+from cnnlab.models.blocks import FeaturesThenHead, conv_relu_bn, scaled_channels
 from cnnlab.models.registry import register
 
 
 @register(dataset="mnist")
-def mnist_s4(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1) -> nn.Module:
-    """Session 4 seed: 18,650 parameters, bias-free convs, one MaxPool, AvgPool(8) then FC."""
+def mnist_s4(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1,
+             width: float = 1.0) -> nn.Module:
+    """Session 4 seed: 18,650 parameters, bias-free convs, one MaxPool, AvgPool(8) then FC.
+    `width` multiplies every layer's channels."""
+    def c(channels: int) -> int:
+        return scaled_channels(channels, width)
+
     features = nn.Sequential(
-        conv_relu_bn(in_channels, 16, padding=1, bias=False),  # 28
-        conv_relu_bn(16, 16, padding=1, bias=False),  # 28
-        conv_relu_bn(16, 64, padding=1, bias=False),  # 28
+        conv_relu_bn(in_channels, c(16), padding=1, bias=False),  # 28
+        conv_relu_bn(c(16), c(16), padding=1, bias=False),  # 28
+        conv_relu_bn(c(16), c(64), padding=1, bias=False),  # 28
         nn.MaxPool2d(2, 2),  # 14
-        conv_relu_bn(64, 8, 1, bias=False, bn=False),  # 14, 1x1 squeeze
-        conv_relu_bn(8, 16, bias=False, dropout=dropout, dropout2d=True),  # 12
-        conv_relu_bn(16, 16, bias=False),  # 10
-        conv_relu_bn(16, 16, 1, bias=False, bn=False),  # 10
-        conv_relu_bn(16, 16, bias=False),  # 8
+        conv_relu_bn(c(64), c(8), 1, bias=False, bn=False),  # 14, 1x1 squeeze
+        conv_relu_bn(c(8), c(16), bias=False, dropout=dropout, dropout2d=True),  # 12
+        conv_relu_bn(c(16), c(16), bias=False),  # 10
+        conv_relu_bn(c(16), c(16), 1, bias=False, bn=False),  # 10
+        conv_relu_bn(c(16), c(16), bias=False),  # 8
         nn.AvgPool2d(8),  # GAP: 8x8 -> 1x1
     )
-    return FeaturesThenHead(features, nn.Linear(16, num_classes))
+    return FeaturesThenHead(features, nn.Linear(c(16), num_classes))
 
 
 @register(dataset="mnist")
-def mnist_s5(num_classes: int = 10, dropout: float = 0.25, in_channels: int = 1) -> nn.Module:
-    """Session 5 seed: 19,290 parameters, three MaxPools down to 1x1, then FC."""
+def mnist_s5(num_classes: int = 10, dropout: float = 0.25, in_channels: int = 1,
+             width: float = 1.0) -> nn.Module:
+    """Session 5 seed: 19,290 parameters, three MaxPools down to 1x1, then FC. `width`
+    multiplies every layer's channels."""
+    def c(channels: int) -> int:
+        return scaled_channels(channels, width)
+
     features = nn.Sequential(
-        conv_relu_bn(in_channels, 16, padding=1),  # 28
-        conv_relu_bn(16, 16),  # 26
+        conv_relu_bn(in_channels, c(16), padding=1),  # 28
+        conv_relu_bn(c(16), c(16)),  # 26
         nn.MaxPool2d(2, 2),  # 13
         nn.Dropout(dropout),
-        conv_relu_bn(16, 16, padding=1),  # 13
-        conv_relu_bn(16, 32, padding=1),  # 13
-        conv_relu_bn(32, 16, stride=2, padding=1),  # 7
+        conv_relu_bn(c(16), c(16), padding=1),  # 13
+        conv_relu_bn(c(16), c(32), padding=1),  # 13
+        conv_relu_bn(c(32), c(16), stride=2, padding=1),  # 7
         nn.MaxPool2d(2, 2),  # 3
         nn.Dropout(dropout),
-        conv_relu_bn(16, 32, padding=1),  # 3
+        conv_relu_bn(c(16), c(32), padding=1),  # 3
         nn.MaxPool2d(2, 2),  # 1
         nn.Dropout(dropout),
     )
-    return FeaturesThenHead(features, nn.Linear(32, num_classes))
+    return FeaturesThenHead(features, nn.Linear(c(32), num_classes))
 
 
 @register(dataset="mnist")
-def mnist_26k(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1) -> nn.Module:
-    """The 26,314-parameter baseline: two 3-conv stages with 1x1 squeezes, a 5x5x32 FC head."""
+def mnist_26k(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1,
+              width: float = 1.0) -> nn.Module:
+    """The 26,314-parameter baseline: two 3-conv stages with 1x1 squeezes, a 5x5x32 FC head.
+    `width` multiplies every layer's channels."""
+    def c(channels: int) -> int:
+        return scaled_channels(channels, width)
+
     features = nn.Sequential(
-        conv_relu_bn(in_channels, 8, dropout=dropout),  # 26
-        conv_relu_bn(8, 16, dropout=dropout),  # 24
-        conv_relu_bn(16, 32, dropout=dropout),  # 22
-        conv_relu_bn(32, 8, 1, dropout=dropout),  # 22
-        conv_relu_bn(8, 16, dropout=dropout),  # 20
-        conv_relu_bn(16, 32, dropout=dropout),  # 18
+        conv_relu_bn(in_channels, c(8), dropout=dropout),  # 26
+        conv_relu_bn(c(8), c(16), dropout=dropout),  # 24
+        conv_relu_bn(c(16), c(32), dropout=dropout),  # 22
+        conv_relu_bn(c(32), c(8), 1, dropout=dropout),  # 22
+        conv_relu_bn(c(8), c(16), dropout=dropout),  # 20
+        conv_relu_bn(c(16), c(32), dropout=dropout),  # 18
         nn.MaxPool2d(2, 2),  # 9
-        conv_relu_bn(32, 8, 1, dropout=dropout),  # 9
-        conv_relu_bn(8, 16, dropout=dropout),  # 7
-        nn.Conv2d(16, 32, 3),  # 5
+        conv_relu_bn(c(32), c(8), 1, dropout=dropout),  # 9
+        conv_relu_bn(c(8), c(16), dropout=dropout),  # 7
+        nn.Conv2d(c(16), c(32), 3),  # 5
     )
-    return FeaturesThenHead(features, nn.Linear(32 * 5 * 5, num_classes))
+    return FeaturesThenHead(features, nn.Linear(c(32) * 5 * 5, num_classes))
 
 
 @register(dataset="mnist")
