@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import nn
 
@@ -40,9 +42,7 @@ def cifar_s9(num_classes: int = 10, dropout: float = 0.01, in_channels: int = 3,
     The seed's total is matched exactly with no BatchNorm between the depthwise and the
     pointwise conv, and one after the last conv. `width` multiplies every layer's channels.
     """
-    def c(channels: int) -> int:
-        return scaled_channels(channels, width)
-
+    c = partial(scaled_channels, width=width)
     def branch(dilation: int) -> nn.Sequential:
         pad = dilation - 1  # dilated: 32 -> 30 -> 28; plain: same sizes without padding
         return nn.Sequential(

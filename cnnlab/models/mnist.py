@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from torch import nn
 
 from cnnlab.models.blocks import FeaturesThenHead, conv_relu_bn, scaled_channels
@@ -13,9 +15,7 @@ def mnist_s4(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1,
              width: float = 1.0) -> nn.Module:
     """Session 4 seed: 18,650 parameters, bias-free convs, one MaxPool, AvgPool(8) then FC.
     `width` multiplies every layer's channels."""
-    def c(channels: int) -> int:
-        return scaled_channels(channels, width)
-
+    c = partial(scaled_channels, width=width)
     features = nn.Sequential(
         conv_relu_bn(in_channels, c(16), padding=1, bias=False),  # 28
         conv_relu_bn(c(16), c(16), padding=1, bias=False),  # 28
@@ -36,9 +36,7 @@ def mnist_s5(num_classes: int = 10, dropout: float = 0.25, in_channels: int = 1,
              width: float = 1.0) -> nn.Module:
     """Session 5 seed: 19,290 parameters, three MaxPools down to 1x1, then FC. `width`
     multiplies every layer's channels."""
-    def c(channels: int) -> int:
-        return scaled_channels(channels, width)
-
+    c = partial(scaled_channels, width=width)
     features = nn.Sequential(
         conv_relu_bn(in_channels, c(16), padding=1),  # 28
         conv_relu_bn(c(16), c(16)),  # 26
@@ -61,9 +59,7 @@ def mnist_26k(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1,
               width: float = 1.0) -> nn.Module:
     """The 26,314-parameter baseline: two 3-conv stages with 1x1 squeezes, a 5x5x32 FC head.
     `width` multiplies every layer's channels."""
-    def c(channels: int) -> int:
-        return scaled_channels(channels, width)
-
+    c = partial(scaled_channels, width=width)
     features = nn.Sequential(
         conv_relu_bn(in_channels, c(8), dropout=dropout),  # 26
         conv_relu_bn(c(8), c(16), dropout=dropout),  # 24
