@@ -14,6 +14,17 @@ class DataError(CnnlabError):
     """A dataset file is missing, truncated, corrupt or not the expected dataset."""
 
 
+class BadFileError(DataError):
+    """A data file on disk holds the wrong bytes. `problem` says how, without the path or the
+    advice, for a message about bytes the user never saw as a file (a download in flight)."""
+
+    REPLACE = "delete it so cnnlab downloads it again, or replace it with the original file"
+
+    def __init__(self, path: object, problem: str, advice: str = REPLACE):
+        super().__init__(f"{path} {problem}: {advice}")
+        self.problem = problem
+
+
 class ModelError(CnnlabError):
     """A model name or `module:function` reference cannot be built."""
 

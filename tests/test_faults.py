@@ -298,8 +298,9 @@ def test_downloads_survive_cut_stalled_and_corrupt_mirrors(fake_mnist, tmp_path,
         with pytest.raises(DataError) as info:
             load_dataset("mnist", root)
         message = str(info.value)
-        assert "/corrupt/" in message and "the server sent something else" in message
+        assert "/corrupt/" in message and "the server sent a file that is" in message
         assert ".part" not in message and "Traceback" not in message
+        assert "delete it" not in message  # advice about a local file, of which there is none
         assert not root.exists()  # nothing half-written, no empty folders
         good = (*bad, f"{mirrors.url}/good/")
         monkeypatch.setitem(idx_files.SOURCES, "mnist", dataclasses.replace(source, mirrors=good))

@@ -27,7 +27,7 @@ class DatasetInfo:
     classes: tuple[str, ...]
     mean: tuple[float, ...]  # per channel, in [0, 1] units, of the training split
     std: tuple[float, ...]
-    read: Callable[[Path], Splits]  # data root -> train images, labels, test images, labels
+    read: Callable[[Path, bool], Splits]  # (data root, progress bars) -> the 4 tensors
 
 
 DIGITS = tuple(str(digit) for digit in range(10))

@@ -146,13 +146,14 @@ def safe_unpickle(path: Path, title: str = "CIFAR") -> object:
                         "with the original file") from None
 
 
-def load_cifar_dataset(name: str, root: Path) -> tuple[torch.Tensor, ...]:
+def load_cifar_dataset(name: str, root: Path, progress: bool = True
+                       ) -> tuple[torch.Tensor, ...]:
     """Train images, train labels, test images, test labels of the CIFAR dataset `name` (a key
     of SOURCES): uint8 [N, 3, 32, 32] images and int64 [N] labels."""
     source = SOURCES[name]
     folder = Path(root) / source.folder
     ensure_files(folder, source.files, present=lambda file: (folder / file).is_file(),
-                 fetch=lambda _missing: _download(source, folder), dataset=source.title,
+                 fetch=lambda _missing: _download(source, folder, progress), dataset=source.title,
                  layout=f"{source.folder}/")
     train = [_read_batch(source, folder / file) for file in source.train]
     test = [_read_batch(source, folder / file) for file in source.test]
@@ -160,12 +161,12 @@ def load_cifar_dataset(name: str, root: Path) -> tuple[torch.Tensor, ...]:
             torch.cat([images for images, _ in test]), torch.cat([labels for _, labels in test]))
 
 
-def _download(source: CifarSource, folder: Path) -> str:
+def _download(source: CifarSource, folder: Path, progress: bool) -> str:
     """Fetch the official archive and unpack only the batch files; '' on success."""
     archive = folder.parent / Path(source.archive_url).name
     try:
         downloader.download(source.archive_url, archive,
-                            verify=lambda path: _check_archive(source, path))
+                            verify=lambda path: _check_archive(source, path), progress=progress)
         with tarfile.open(archive, "r:gz") as tar:
             for member in tar.getmembers():
                 file = Path(member.name).name

@@ -72,7 +72,7 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, path: str | P
     `channels` convert them), normalised by its own training split's mean and std."""
     if name not in USER_DATASETS:
         info = dataset_info(name)
-        return Dataset(info.name, *info.read(data_root(data_dir)), info.mean, info.std,
+        return Dataset(info.name, *info.read(data_root(data_dir), progress), info.mean, info.std,
                        info.classes)
     if path is None:
         raise DataError(f"dataset {name!r} needs a path (data.path)")

@@ -18,7 +18,7 @@ from typing import BinaryIO
 
 from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
 
-from cnnlab.errors import DataError
+from cnnlab.errors import BadFileError, DataError
 
 CHUNK = 1 << 16
 READ_TIMEOUT = 30.0  # seconds a server may stay silent
@@ -31,7 +31,7 @@ def open_url(url: str, timeout: float | None = None) -> BinaryIO:
     return urllib.request.urlopen(request, timeout=timeout or READ_TIMEOUT)  # noqa: S310 (fixed https mirrors)
 
 
-def download(url: str, dest: Path, verify: Callable[[Path], None]) -> None:
+def download(url: str, dest: Path, verify: Callable[[Path], None], progress: bool = True) -> None:
     """Fetch `url` into `dest`. `verify(tmp_path)` must raise if the bytes are wrong. Any
     failure (refused, cut off, silent, too slow, wrong bytes) raises DataError saying which,
     and leaves no file behind."""
@@ -44,7 +44,7 @@ def download(url: str, dest: Path, verify: Callable[[Path], None]) -> None:
             with os.fdopen(fd, "wb") as out, open_url(url) as response:
                 total = int(getattr(response, "headers", {}).get("Content-Length", 0) or 0)
                 with tqdm(total=total or None, unit="B", unit_scale=True,
-                          desc=f"download {dest.name}", leave=False) as bar:
+                          desc=f"download {dest.name}", leave=False, disable=not progress) as bar:
                     while chunk := response.read(CHUNK):
                         out.write(chunk)
                         bar.update(len(chunk))
@@ -56,9 +56,8 @@ def download(url: str, dest: Path, verify: Callable[[Path], None]) -> None:
             raise DataError(f"{type(exc).__name__}: {exc}") from None
         try:
             verify(tmp)
-        except DataError as exc:  # the message would name the temporary file
-            raise DataError(f"the server sent something else: {str(exc).split(': ')[-1]}"
-                            ) from None
+        except BadFileError as exc:  # its message names the temporary file and local advice
+            raise DataError(f"the server sent a file that {exc.problem}") from None
         os.replace(tmp, dest)
     finally:
         with contextlib.suppress(FileNotFoundError):

@@ -19,7 +19,7 @@ import torch
 from cnnlab.data import download as downloader
 from cnnlab.data.missing_files import ensure_files
 from cnnlab.data.verify import verify_content
-from cnnlab.errors import DataError
+from cnnlab.errors import BadFileError, DataError
 
 FILE_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
               "t10k-labels-idx1-ubyte")
@@ -67,14 +67,15 @@ SOURCES = {
 }
 
 
-def load_idx_dataset(name: str, root: Path) -> tuple[torch.Tensor, ...]:
+def load_idx_dataset(name: str, root: Path, progress: bool = True
+                     ) -> tuple[torch.Tensor, ...]:
     """Train images, train labels, test images, test labels of the IDX dataset `name` (a key of
     SOURCES): uint8 [N, 1, H, W] images and int64 [N] labels."""
     source = SOURCES[name]
     folder = Path(root) / source.folder / "raw"
     ensure_files(folder, FILE_NAMES, present=lambda file: _existing(folder, file) is not None,
-                 fetch=lambda missing: _download(source, folder, missing), dataset=source.title,
-                 layout=f"{source.folder}/raw/ (the files raw or .gz)")
+                 fetch=lambda missing: _download(source, folder, missing, progress),
+                 dataset=source.title, layout=f"{source.folder}/raw/ (the files raw or .gz)")
     return (*_load_split(source, folder, "train"), *_load_split(source, folder, "test"))
 
 
@@ -97,7 +98,7 @@ def _existing(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _download(source: IdxSource, folder: Path, names: list[str]) -> str:
+def _download(source: IdxSource, folder: Path, names: list[str], progress: bool) -> str:
     """Each file from the first mirror that serves it; '' on success, else why the last
     attempt failed."""
     for name in names:
@@ -107,7 +108,7 @@ def _download(source: IdxSource, folder: Path, names: list[str]) -> str:
                 downloader.download(
                     f"{mirror}{name}.gz", folder / f"{name}.gz",
                     verify=lambda tmp, name=name: _verified_bytes(source, tmp, name),
-                )
+                    progress=progress)
                 reason = ""
                 break
             except (OSError, DataError, ValueError) as exc:
@@ -124,10 +125,7 @@ def _verified_bytes(source: IdxSource, path: Path, name: str) -> bytes:
         # By content, not name: downloads arrive as .part files.
         data = gzip.decompress(raw) if raw[:2] == GZIP_MAGIC else raw
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(
-            f"{path} is truncated or not a valid gzip file ({exc}): delete it so cnnlab "
-            "downloads it again, or replace it with the original file"
-        ) from None
+        raise BadFileError(path, f"is truncated or not a valid gzip file ({exc})") from None
     what = f"{source.title} file {name}"
     if name in source.content_md5:
         verify_content(path, data, source.content_md5[name], what)

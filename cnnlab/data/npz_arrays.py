@@ -22,6 +22,8 @@ def load_npz(path: str | Path) -> tuple[tuple[torch.Tensor, ...], tuple[str, ...
     if not path.is_file():
         raise DataError(f"data.path {path} is not a file: give the .npz holding "
                         f"{', '.join(KEYS)}")
+    if not zipfile.is_zipfile(path):  # np.load would take it for a pickle and advise one
+        raise DataError(f"{path} is not an .npz archive: write one with numpy.savez")
     try:
         with np.load(path, allow_pickle=False) as archive:  # no pickles: no code runs
             missing = [key for key in KEYS if key not in archive.files]
@@ -29,7 +31,12 @@ def load_npz(path: str | Path) -> tuple[tuple[torch.Tensor, ...], tuple[str, ...
                 raise DataError(f"{path} has no {', '.join(missing)}: an .npz for cnnlab holds "
                                 f"{', '.join(KEYS)} (and optionally classes)")
             arrays = {key: archive[key] for key in (*KEYS, "classes") if key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as exc:
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):  # an object array: loading it would run a pickle
+            raise DataError(f"{path} holds Python objects, which cnnlab never unpickles: save "
+                            "uint8 images and integer labels") from None
+        raise DataError(f"{path} is not a readable .npz file ({exc})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise DataError(f"{path} is not a readable .npz file ({exc})") from None
     images = {split: _images(path, f"x_{split}", arrays[f"x_{split}"])
               for split in ("train", "test")}

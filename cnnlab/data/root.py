@@ -5,14 +5,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from cnnlab.errors import DataError
+
 
 def data_root(data_dir: str | Path | None = None) -> Path:
     """The data root: `--data-dir` if given, else `$CNNLAB_DATA`, else `~/.cache/cnnlab`."""
     if data_dir:
-        return Path(data_dir).expanduser()
-    if os.environ.get("CNNLAB_DATA"):
-        return Path(os.environ["CNNLAB_DATA"]).expanduser()
-    return Path.home() / ".cache" / "cnnlab"
+        root, named = Path(data_dir).expanduser(), "--data-dir"
+    elif os.environ.get("CNNLAB_DATA"):
+        root, named = Path(os.environ["CNNLAB_DATA"]).expanduser(), "CNNLAB_DATA"
+    else:
+        return Path.home() / ".cache" / "cnnlab"
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{named} {root} is a file: give the folder that holds (or will hold) "
+                        "the datasets")
+    return root
 
 
 def cache_dir() -> Path:

@@ -24,7 +24,7 @@ FILES = {"train_32x32.mat": "e26dedcc434d2e4c54c9b2d4a06d8373",
          "test_32x32.mat": "eb5a983be6a315427106f1b164d9cef3"}
 
 
-def load_svhn(root: Path) -> tuple[torch.Tensor, ...]:
+def load_svhn(root: Path, progress: bool = True) -> tuple[torch.Tensor, ...]:
     """Train images, train labels, test images, test labels: uint8 [N, 3, 32, 32] images and
     int64 [N] labels (0-9)."""
     root = Path(root)
@@ -32,17 +32,18 @@ def load_svhn(root: Path) -> tuple[torch.Tensor, ...]:
     if all((root / name).is_file() for name in FILES) and not folder.is_dir():
         folder = root  # torchvision's own placement
     ensure_files(folder, tuple(FILES), present=lambda file: (folder / file).is_file(),
-                 fetch=lambda missing: _download(folder, missing), dataset="SVHN",
+                 fetch=lambda missing: _download(folder, missing, progress), dataset="SVHN",
                  layout=f"{FOLDER}/")
     return (*_read(folder / "train_32x32.mat"), *_read(folder / "test_32x32.mat"))
 
 
-def _download(folder: Path, names: list[str]) -> str:
+def _download(folder: Path, names: list[str], progress: bool) -> str:
     for name in names:
         try:
             downloader.download(f"{URL}{name}", folder / name,
                                 verify=lambda tmp, name=name: verify_file(tmp, FILES[name],
-                                                                          f"SVHN {name}"))
+                                                                          f"SVHN {name}"),
+                                progress=progress)
         except (OSError, DataError) as exc:
             return f"{URL}{name}: {exc}"
     return ""

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from cnnlab.atomic_file import atomic_write
 from cnnlab.data.root import cache_dir
-from cnnlab.errors import DataError
+from cnnlab.errors import BadFileError
 
 
 def md5_hex(data: bytes | memoryview) -> str:
@@ -22,16 +22,13 @@ def md5_hex(data: bytes | memoryview) -> str:
 
 
 def verify_content(path: Path, content: bytes | memoryview, expected_md5: str, what: str) -> None:
-    """Raise DataError naming `path` unless md5(content) equals `expected_md5`."""
+    """Raise BadFileError naming `path` unless md5(content) equals `expected_md5`."""
     key = _cache_key(path, expected_md5)
     verified = _read_cache()
     if key in verified:
         return
     if md5_hex(content) != expected_md5:
-        raise DataError(
-            f"{path} is corrupt or not the genuine {what} (checksum mismatch): "
-            "delete it so cnnlab downloads it again, or replace it with the original file"
-        )
+        raise BadFileError(path, f"is corrupt or not the genuine {what} (checksum mismatch)")
     verified.add(key)
     _write_cache(verified)
 

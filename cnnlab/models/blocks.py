@@ -78,10 +78,12 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-def depthwise_separable(cin: int, cout: int, kernel: int = 3, padding: int = 0) -> nn.Sequential:
+def depthwise_separable(
+    cin: int, cout: int, kernel: int = 3, padding: int = 0, stride: int = 1
+) -> nn.Sequential:
     """Depthwise kxk conv (groups = cin) then pointwise 1x1 conv -> ReLU -> BatchNorm."""
     return nn.Sequential(
-        nn.Conv2d(cin, cin, kernel, padding=padding, groups=cin, bias=False),
+        nn.Conv2d(cin, cin, kernel, stride=stride, padding=padding, groups=cin, bias=False),
         nn.Conv2d(cin, cout, 1, bias=False),
         nn.ReLU(),
         nn.BatchNorm2d(cout),

@@ -92,10 +92,18 @@ def open_storage(url: str, heartbeat_seconds: int) -> Any:
     # asks and tells itself (to start exactly the trials asked for) and beats on its own.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+    url = with_driver(url)
     with _database_errors(url):
         return optuna.storages.RDBStorage(
             url, heartbeat_interval=heartbeat_seconds, grace_period=3 * heartbeat_seconds,
             engine_kwargs={"pool_pre_ping": True})
+
+
+def with_driver(url: str) -> str:
+    """`url` naming the PostgreSQL driver cnnlab installs (psycopg 3) when it names none:
+    SQLAlchemy's default for a bare postgresql:// is psycopg2 before 2.1 and psycopg after."""
+    scheme, sep, rest = url.partition("://")
+    return f"postgresql+psycopg://{rest}" if sep and scheme in ("postgresql", "postgres") else url
 
 
 def _open(spec: SweepSpec, storage: Any, create: bool) -> Any:
