@@ -78,9 +78,12 @@ class Scratch:
         return Finished(done.returncode, done.stdout, done.stderr)
 
     def start(self, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen:
+        # A shell starts background jobs with SIGINT ignored, and children inherit that: give
+        # the run the terminal's default, as a user's Ctrl-C would find it.
         return subprocess.Popen(self.command(*args), cwd=self.root,
                                 env={**self.env, **(env or {})}, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+                                stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     def finish(self, process: subprocess.Popen, timeout: float = 300) -> Finished:
         out, err = process.communicate(timeout=timeout)
@@ -311,7 +314,7 @@ def _(s): return download_case(s, "stall")
 @case("data", "download sends the wrong bytes", 2)
 def _(s):
     result, problems = download_case(s, "corrupt")
-    return result, problems + expect_in(result.err, "something else")
+    return result, problems + expect_in(result.err, "the server sent a file that is")
 
 
 @case("data", "MNIST file truncated", 2)
@@ -656,15 +659,40 @@ def _(s):
     return result, ["offers a resume with nothing to resume"] if "--resume" in result.err else []
 
 
-@case("signals", "crash between last.pt and best.pt (best.pt stale), then --resume", 0, folder=True)
+def snapshots(process: subprocess.Popen, runs: Path) -> tuple[Path, list[dict[str, bytes]]]:
+    """The run folder's files as they stood after each epoch (index 0: before the first)."""
+    states: list[dict[str, bytes]] = [{}]
+    run = wait_for_epochs(process, runs, 0)
+    while True:
+        ended = process.poll() is not None
+        history = run / "history.jsonl"
+        count = len(history.read_text().splitlines()) if history.exists() else 0
+        log = (run / "log.txt").read_text()
+        if count == len(states) and f"epoch {count}:" in log:
+            states.append({name: (run / name).read_bytes() for name in
+                           ("checkpoints/last.pt", "checkpoints/best.pt", "history.jsonl")}
+                          | {"log.txt": log.encode()})
+        elif ended:
+            return run, states
+        time.sleep(0.02)
+
+
+@case("signals", "crash between last.pt and best.pt of the best epoch, then --resume", 0,
+      folder=True)
 def _(s):
     process = s.start("train", "mnist-99.4", "--out", str(s.runs), *LONGER)
-    run = wait_for_epochs(process, s.runs, 1)
-    epoch_1 = (run / "checkpoints/best.pt").read_bytes()
-    wait_for_epochs(process, s.runs, 3)
-    process.send_signal(signal.SIGKILL)
-    s.finish(process)
-    (run / "checkpoints/best.pt").write_bytes(epoch_1)  # as if the best write never happened
+    run, states = snapshots(process, s.runs)
+    if s.finish(process).code != 0 or len(states) != 5:
+        return Finished(1, "", "the run to crash did not finish"), []
+    rows = [json.loads(line) for line in states[4]["history.jsonl"].decode().splitlines()]
+    best = best_row(rows)["epoch"]
+    # The files as a crash right after the best epoch's last.pt leaves them: best.pt, the
+    # history and the log one epoch behind (they are written after last.pt).
+    for name in ("checkpoints/best.pt", "history.jsonl", "log.txt"):
+        (run / name).unlink()
+        if name in states[best - 1]:
+            (run / name).write_bytes(states[best - 1][name])
+    (run / "checkpoints/last.pt").write_bytes(states[best]["checkpoints/last.pt"])
     done = s.cnnlab("train", "--resume", str(run), "--no-progress")
     return done, checkpoints_agree(run, 4)
 

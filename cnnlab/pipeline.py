@@ -28,7 +28,7 @@ from cnnlab.train.checkpoint import load_checkpoint, save_atomic
 from cnnlab.train.history import History, best_row
 from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.lr_find import lr_find as range_test
-from cnnlab.train.trainer import Echo, EpochCallback, Trainer, pick_device
+from cnnlab.train.trainer import Echo, EpochCallback, Trainer, epoch_log_line, pick_device
 
 
 @dataclass
@@ -132,6 +132,10 @@ def run(
             folder.remove_leftovers()
             trainer.load_state(load_checkpoint(folder.last_checkpoint))
             folder.write_history(trainer.history)  # the checkpoint is the truth after a crash
+            logged = folder.logged_epochs()  # the log line comes last: a crash may have cut it
+            for row in trainer.history:
+                if row["epoch"] not in logged:
+                    folder.log(epoch_log_line(row, recipe.train.tta) + " (logged on resume)")
             repair_best_checkpoint(folder, trainer)
             folder.log(f"resumed after epoch {len(trainer.history)}")
         try:

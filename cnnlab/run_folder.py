@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,6 +101,12 @@ class RunFolder:
     def log(self, line: str) -> None:
         with open(self.path / "log.txt", "a", encoding="utf-8") as handle:
             handle.write(line + "\n")
+
+    def logged_epochs(self) -> set[int]:
+        """The epochs that have their `epoch N:` line in log.txt."""
+        path = self.path / "log.txt"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        return {int(match[1]) for line in lines if (match := re.match(r"epoch (\d+):", line))}
 
     def write_history(self, history: list[dict[str, Any]]) -> None:
         self.write_text("history.jsonl", "".join(json.dumps(row) + "\n" for row in history))

@@ -81,6 +81,27 @@ def test_a_stale_best_checkpoint_is_repaired_on_resume(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_an_epoch_whose_log_line_a_crash_cut_is_logged_on_resume(tmp_path, monkeypatch):
+    real_log = RunFolder.log
+
+    def crash_at_epoch_2(self, line):
+        if line.startswith("epoch 2:"):  # its checkpoint and history are already written
+            raise KeyboardInterrupt
+        real_log(self, line)
+
+    monkeypatch.setattr(RunFolder, "log", crash_at_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(_recipe(), dataset=separable_dataset(), out_dir=tmp_path)
+    monkeypatch.setattr(RunFolder, "log", real_log)
+    (run_dir,) = tmp_path.iterdir()
+    train_run(resume=run_dir, dataset=separable_dataset())
+    log = (run_dir / "log.txt").read_text()
+    assert [log.count(f"epoch {n}:") for n in (1, 2, 3)] == [1, 1, 1]
+    (line_2,) = [line for line in log.splitlines() if line.startswith("epoch 2:")]
+    assert line_2.endswith("(logged on resume)")
+
+
+@pytest.mark.slow
 def test_a_second_process_cannot_train_the_same_folder(tmp_path, monkeypatch):
     real = _killed_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
@@ -374,3 +395,21 @@ def test_a_full_disk_is_named_as_such(tmp_path, capsys, monkeypatch):
     assert main(["train", str(recipe), "--out", str(tmp_path / "runs")]) == 2
     err = capsys.readouterr().err
     assert "the disk is full" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_checkpoint_on_a_full_disk_raises_the_disk_error_naming_the_checkpoint(
+        tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    def full_file(dir, prefix, suffix):  # noqa: A002 (mkstemp's own name)
+        # /dev/full takes the bytes and answers every write with ENOSPC, as a full disk does.
+        return os.open("/dev/full", os.O_WRONLY), str(tmp_path / f"{prefix}x{suffix}")
+
+    monkeypatch.setattr(tempfile, "mkstemp", full_file)
+    path = tmp_path / "last.pt"
+    with pytest.raises(OSError) as info:  # not torch's RuntimeError("unexpected pos ...")
+        save_atomic({"epoch": 1, "model": {"w": torch.zeros(4096)}}, path)
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert not path.exists()

@@ -92,11 +92,10 @@ def open_storage(url: str, heartbeat_seconds: int) -> Any:
     # asks and tells itself (to start exactly the trials asked for) and beats on its own.
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
-    url = with_driver(url)
     with _database_errors(url):
         return optuna.storages.RDBStorage(
-            url, heartbeat_interval=heartbeat_seconds, grace_period=3 * heartbeat_seconds,
-            engine_kwargs={"pool_pre_ping": True})
+            with_driver(url), heartbeat_interval=heartbeat_seconds,
+            grace_period=3 * heartbeat_seconds, engine_kwargs={"pool_pre_ping": True})
 
 
 def with_driver(url: str) -> str:

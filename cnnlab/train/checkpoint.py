@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import pickle
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,12 @@ from cnnlab.run_folder import RunFolder
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
+    # Serialised in memory first: torch's zip writer turns a full disk into a RuntimeError
+    # ("unexpected pos"); a plain write raises the OSError (ENOSPC) that names the cause.
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_write(path) as handle:
-        torch.save(state, handle)
+        handle.write(buffer.getbuffer())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -115,9 +115,7 @@ class Trainer:
                    "seconds": round(time.perf_counter() - started, 3)}
             best_before = best_row(self.history)["test_acc"] if self.history else -1.0
             self.history.append(row)
-            line = (f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
-                    f"{row['test_correct']}/{row['test_total']} ({row['test_acc']:.2f}%)")
-            echo(line)
+            echo(test_line(row))
             # Checkpoints, then history, then the log line: a crash between them leaves the
             # log behind, never ahead (a resumed epoch is not logged twice); a stale best.pt
             # is repaired on resume (pipeline.repair_best_checkpoint).
@@ -126,11 +124,7 @@ class Trainer:
                 save_atomic({"epoch": epoch, "model": self.evaluated.state_dict(),
                              "test_acc": row["test_acc"]}, run.best_checkpoint)
             run.write_history(self.history)
-            plain = (f" ({self.cfg.tta} TTA; {row['test_acc_no_tta']:.2f}% without)"
-                     if "test_acc_no_tta" in row else "")
-            val = f"val acc {row['val_acc']:.2f}% | " if "val_acc" in row else ""
-            run.log(f"epoch {epoch}: train loss {train_loss:.4f} acc {train_acc:.2f}% | "
-                    f"{val}{line}{plain} | {row['seconds']:.1f}s")
+            run.log(epoch_log_line(row, self.cfg.tta))
             for callback in callbacks:
                 callback(row, self)
 
@@ -208,6 +202,22 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
 
 
 @torch.inference_mode()
+def test_line(row: dict[str, Any]) -> str:
+    """The seeds' own test-set line, from an epoch's history row."""
+    return (f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
+            f"{row['test_correct']}/{row['test_total']} ({row['test_acc']:.2f}%)")
+
+
+def epoch_log_line(row: dict[str, Any], tta: str) -> str:
+    """An epoch's line in log.txt, from its history row alone (so a resume can write a line
+    that a crash kept from being written)."""
+    plain = (f" ({tta} TTA; {row['test_acc_no_tta']:.2f}% without)"
+             if "test_acc_no_tta" in row else "")
+    val = f"val acc {row['val_acc']:.2f}% | " if "val_acc" in row else ""
+    return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc "
+            f"{row['train_acc']:.2f}% | {val}{test_line(row)}{plain} | {row['seconds']:.1f}s")
+
+
 def evaluate(model: nn.Module, loader: DeviceLoader, amp_dtype: torch.dtype | None = None,
              tta: str = "none") -> tuple[float, int]:
     """Mean cross-entropy and number of correct predictions over the whole loader, with the
