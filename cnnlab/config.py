@@ -146,7 +146,8 @@ class TrainConfig:
     ema_decay: Fraction = 0.0  # 0 = off; else evaluate an exponential moving average of the weights
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = True  # NHWC activations: faster convolutions on CPU and GPU
-    # auto: bf16 autocast on a GPU that has it, else fp16 with a gradient scaler; fp32 on CPU
+    # auto: bf16 autocast where the device has bf16 units (Ampere+ GPUs, CPUs with AVX512-BF16
+    # or AMX), fp16 with a gradient scaler on older GPUs, fp32 on older CPUs
     amp: AmpMode = "auto"
     compile: bool = False  # torch.compile the model for training (pays a compile up front)
     tta: TTAMode = "none"  # test-time augmentation (train/tta.py)

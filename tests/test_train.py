@@ -183,11 +183,11 @@ def test_optimizers(name, kind):
 
 
 @pytest.mark.slow
-def test_amp_is_off_on_cpu_by_default_and_bf16_runs_when_asked(tmp_path):
+def test_amp_off_is_plain_fp32_and_bf16_runs_when_asked(tmp_path):
     from cnnlab.models import build_model
 
     data = separable_dataset()
-    plain = trainer.Trainer(_recipe(), data, build_model("mnist_fast"))
+    plain = trainer.Trainer(_recipe("train.amp=off"), data, build_model("mnist_fast"))
     assert plain.amp_dtype is None and plain.forward is plain.model
     assert not plain.scaler.is_enabled()
     result = _run(_recipe("train.amp=bf16", epochs=2), tmp_path)  # the GPU path's autocast
@@ -196,7 +196,9 @@ def test_amp_is_off_on_cpu_by_default_and_bf16_runs_when_asked(tmp_path):
 
 
 @pytest.mark.parametrize(("amp", "device", "bf16_units", "expected"), [
-    ("auto", "cpu", True, None),
+    ("auto", "cpu", True, torch.bfloat16),  # AVX512-BF16 (Zen 4, Cooper Lake) or AMX
+    ("auto", "cpu", False, None),  # older CPUs would emulate bf16: fp32
+    ("off", "cpu", True, None),
     ("auto", "cuda", True, torch.bfloat16),  # A100, H100, RTX 30xx and newer
     ("auto", "cuda", False, torch.float16),  # T4, V100: fp16 tensor cores, no bf16
     ("off", "cuda", True, None),
@@ -207,6 +209,8 @@ def test_amp_picks_the_precision_the_device_has(monkeypatch, amp, device, bf16_u
     from cnnlab.train.precision import autocast_dtype
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_units)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: bf16_units, raising=False)
     assert autocast_dtype(amp, torch.device(device)) == expected
 
 

@@ -1,5 +1,6 @@
-"""Mixed precision that fits the device: bf16 where it has bf16 units (Ampere and newer),
-fp16 with a gradient scaler where it does not (T4, V100), fp32 on the CPU unless asked."""
+"""Mixed precision that fits the device: bf16 where it has bf16 units (Ampere and newer GPUs;
+CPUs with AVX512-BF16 or AMX), fp16 with a gradient scaler on GPUs without them (T4, V100),
+fp32 on other CPUs, where autocast would emulate bf16 and cost more than it saves."""
 
 from __future__ import annotations
 
@@ -16,9 +17,16 @@ def autocast_dtype(amp: AmpMode, device: torch.device) -> torch.dtype | None:
         return torch.bfloat16
     if amp == "fp16":
         return torch.float16
-    if device.type != "cuda":  # auto: on a CPU, autocast costs more than it saves
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16_units() else None
+
+
+def cpu_has_bf16_units() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX tiles), as oneDNN's
+    bf16 convolutions need to beat fp32. torch's probes are private: absent means no."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
 
 
 def gradient_scaler(dtype: torch.dtype | None, device: torch.device) -> torch.amp.GradScaler:
