@@ -2,6 +2,7 @@
 (repeats interleaved, medians): the figures behind the trainer's defaults.
 
 - layout: channels_last vs contiguous tensors, per model (`train.channels_last`);
+- precision: bf16 autocast vs fp32, per model, on a CPU with bf16 units (`train.amp`);
 - threads: 2 intra-op threads (torch's default here) vs 1;
 - inter-op threads: 1 vs torch's default, each in a fresh process (it can be set only once);
 - compile: `torch.compile` (inductor) of the model vs eager, plus its one-off compile time
@@ -31,6 +32,7 @@ import torch
 import cnnlab
 from cnnlab.data import BatchAugment, DeviceLoader
 from cnnlab.models import build_model
+from cnnlab.train.precision import cpu_has_bf16_units
 from cnnlab.train.trainer import evaluate
 from fixed_batch import BATCH, train_steps
 from machine import machine_line
@@ -96,6 +98,16 @@ def main() -> None:
         ours, other = race(lambda last=last, n=n: last(n),
                            lambda contiguous=contiguous, n=n: contiguous(n), repeats)
         report(f"channels_last_{name}", f"{name}: channels_last vs contiguous", ours, other)
+
+    # bf16 autocast (train.amp = "auto" on a CPU with bf16 units) against plain fp32
+    models = (("mnist_fast", steps), ("mnist_s5", steps), ("cifar_s9", max(2, steps // 4)),
+              ("cifar_s9_res", max(2, steps // 4)), ("cifar_s10_resnet", max(2, steps // 10)))
+    for name, n in models if cpu_has_bf16_units() else ():
+        bf16, fp32 = train_steps(name, bf16=True), train_steps(name)
+        bf16(1), fp32(1)
+        ours, other = race(lambda bf16=bf16, n=n: bf16(n), lambda fp32=fp32, n=n: fp32(n),
+                           repeats)
+        report(f"bf16_{name}", f"{name}: bf16 autocast vs fp32", ours, other)
 
     run = train_steps("mnist_fast")
     run(1)

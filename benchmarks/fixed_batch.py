@@ -16,7 +16,8 @@ BATCH = 128
 
 
 def train_steps(name: str, *, batch: int = BATCH, channels_last: bool = True,
-                compiled: bool = False, sync_every: int = 20) -> Callable[[int], float]:
+                compiled: bool = False, sync_every: int = 20, bf16: bool = False
+                ) -> Callable[[int], float]:
     """A closure that runs `steps` training steps on one fixed batch and returns img/s."""
     torch.manual_seed(0)
     model = build_model(name)
@@ -32,7 +33,8 @@ def train_steps(name: str, *, batch: int = BATCH, channels_last: bool = True,
     def run(steps: int) -> float:
         started = time.perf_counter()
         for step in range(steps):
-            loss = F.cross_entropy(forward(x), y)
+            with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(forward(x).float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
