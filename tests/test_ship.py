@@ -54,8 +54,13 @@ def test_load_run_predicts_from_any_image_layout(trained):
 
 
 @pytest.mark.slow
-def test_onnx_export_gives_the_same_logits_in_onnxruntime(trained, tmp_path, capsys):
+@pytest.mark.parametrize("exporter", ["this torch's", "torchscript"])
+def test_onnx_export_gives_the_same_logits_in_onnxruntime(trained, tmp_path, capsys,
+                                                          monkeypatch, exporter):
     ort = pytest.importorskip("onnxruntime")
+    if exporter == "torchscript":  # the path torch < 2.6 takes
+        from cnnlab.ship import onnx_export
+        monkeypatch.setattr(onnx_export, "DYNAMO_EXPORTER_FROM", (99, 0))
     result, data = trained
     assert main(["export", str(result.run_dir), "--onnx", "--out", str(tmp_path / "m.onnx")]) == 0
     assert "m.onnx" in capsys.readouterr().out

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import io
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -23,13 +24,40 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
     loaded = load_run(run_dir)
     path = Path(out) if out is not None else Path(run_dir) / "model.onnx"
     example = torch.zeros(2, *loaded.input_shape)
-    batch = torch.export.Dim("batch", min=1)
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")  # the exporter's progress notes
-        program = torch.onnx.export(loaded.model, (example,), dynamo=True,
-                                    input_names=["images"], output_names=["logits"],
-                                    dynamic_shapes=({0: batch},))
     tmp = path.with_name(f".{path.name}.tmp")
-    program.save(str(tmp))
+    with (warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()),
+          _removed_unless_kept(tmp)):
+        warnings.simplefilter("ignore")  # the exporters' progress and deprecation notes
+        if torch_version() >= DYNAMO_EXPORTER_FROM:
+            batch = torch.export.Dim("batch", min=1)
+            program = torch.onnx.export(loaded.model, (example,), dynamo=True,
+                                        input_names=["images"], output_names=["logits"],
+                                        dynamic_shapes=({0: batch},))
+            program.save(str(tmp))
+        else:
+            torch.onnx.export(loaded.model, (example,), str(tmp), dynamo=False,
+                              input_names=["images"], output_names=["logits"],
+                              dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     tmp.replace(path)
     return path
+
+
+@contextlib.contextmanager
+def _removed_unless_kept(tmp: Path) -> Iterator[None]:
+    """A failed export leaves no half-written file."""
+    try:
+        yield
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# torch has two ONNX exporters: the TorchScript one, deprecated but working in every torch
+# tried (2.4, 2.5, 2.6, 2.13), and the torch.export-based one that replaces it, which fails on
+# BatchNorm in 2.5 and 2.6 (with onnxscript 0.7) and works in 2.13, the newest tried.
+DYNAMO_EXPORTER_FROM = (2, 13)
+
+
+def torch_version() -> tuple[int, int]:
+    major, minor = torch.__version__.split(".")[:2]
+    return int(major), int(minor)
