@@ -167,7 +167,8 @@ def test_untraceable_model_falls_back_to_hooks_and_says_so():
 
 def _recipe(**spec):
     overrides = [f"spec.{k}={v}" for k, v in spec.items()]
-    return load_recipe("mnist-99.4", ["train.epochs=3", "data.batch_size=64", *overrides])
+    return load_recipe("mnist-99.4", ["train.epochs=3", "data.batch_size=64",
+                                      'model.name="mnist_fast"', *overrides])  # has a MaxPool
 
 
 def test_check_passes_the_default_recipe_and_names_each_rule():

@@ -43,15 +43,17 @@ def download(url: str, dest: Path, verify: Callable[[Path], None], progress: boo
         try:
             with os.fdopen(fd, "wb") as out, open_url(url) as response:
                 total = int(getattr(response, "headers", {}).get("Content-Length", 0) or 0)
+                received = 0  # counted here: a disabled bar counts nothing
                 with tqdm(total=total or None, unit="B", unit_scale=True,
                           desc=f"download {dest.name}", leave=False, disable=not progress) as bar:
                     while chunk := response.read(CHUNK):
                         out.write(chunk)
+                        received += len(chunk)
                         bar.update(len(chunk))
                         if time.monotonic() - started > DEADLINE:
                             raise DataError(f"gave up after {DEADLINE:.0f} s")
-                if total and bar.n != total:
-                    raise DataError(f"cut off after {bar.n:,} of {total:,} bytes")
+                if total and received != total:
+                    raise DataError(f"cut off after {received:,} of {total:,} bytes")
         except (OSError, http.client.HTTPException) as exc:  # refused, reset, timed out, cut
             raise DataError(f"{type(exc).__name__}: {exc}") from None
         try:

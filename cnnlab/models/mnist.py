@@ -95,3 +95,22 @@ def mnist_fast(num_classes: int = 10, width: int = 16, dropout: float = 0.05,
         nn.AdaptiveAvgPool2d(1),  # GAP
     )
     return FeaturesThenHead(features, nn.Linear(2 * w, num_classes))
+
+
+@register(dataset="mnist")
+def mnist_lean(num_classes: int = 10, width: int = 16, dropout: float = 0.02,
+               in_channels: int = 1) -> nn.Module:
+    """`mnist_fast` with its second conv strided instead of followed by a MaxPool: the same
+    16,754 parameters, a third fewer multiply-adds per image (the 24x24
+    map that conv computed in full is never made), so each epoch costs less on a CPU."""
+    w = width
+    features = nn.Sequential(
+        conv_relu_bn(in_channels, w // 2, bias=False),  # 26, RF 3
+        conv_relu_bn(w // 2, w, stride=2, bias=False, dropout=dropout),  # 12, RF 5
+        conv_relu_bn(w, w, bias=False, dropout=dropout),  # 10, RF 9
+        conv_relu_bn(w, w, bias=False, dropout=dropout),  # 8, RF 13
+        conv_relu_bn(w, 3 * w // 2, bias=False, dropout=dropout),  # 6, RF 17
+        conv_relu_bn(3 * w // 2, 2 * w, padding=1, bias=False),  # 6, RF 21
+        nn.AdaptiveAvgPool2d(1),  # GAP
+    )
+    return FeaturesThenHead(features, nn.Linear(2 * w, num_classes))

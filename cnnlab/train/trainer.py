@@ -132,18 +132,19 @@ class Trainer:
         """Loss and accuracy on the validation split, if the data has one (plain, no TTA)."""
         if self.val_loader is None:
             return {}
-        loss, correct = evaluate(self.evaluated, self.val_loader, self.amp_dtype)
+        loss, correct = evaluate(self.evaluated, self.val_loader)
         return {"val_loss": loss, "val_acc": 100.0 * correct / self.val_loader.num_samples}
 
     def test(self) -> dict[str, Any]:
         """Test loss and accuracy of the evaluated model (with the recipe's test-time
-        augmentation); with TTA on, the accuracy without it too, so its gain is never hidden."""
-        loss, correct = evaluate(self.evaluated, self.test_loader, self.amp_dtype, self.cfg.tta)
+        augmentation); with TTA on, the accuracy without it too, so its gain is never hidden.
+        In fp32 whatever the training precision: the figure is the shipped model's."""
+        loss, correct = evaluate(self.evaluated, self.test_loader, tta=self.cfg.tta)
         total = self.test_loader.num_samples
         row = {"test_loss": loss, "test_acc": 100.0 * correct / total, "test_correct": correct,
                "test_total": total}
         if self.cfg.tta != "none":
-            _, plain = evaluate(self.evaluated, self.test_loader, self.amp_dtype)
+            _, plain = evaluate(self.evaluated, self.test_loader)
             row["test_acc_no_tta"] = 100.0 * plain / total
         return row
 
