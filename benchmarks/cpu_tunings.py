@@ -1,8 +1,11 @@
 """Each candidate tuning of cnnlab's CPU path against its alternative, raced side by side
 (repeats interleaved, medians): the figures behind the trainer's defaults.
 
-- layout: channels_last vs contiguous tensors, per model (`train.channels_last`);
+- layout: channels_last vs contiguous tensors, per model (`train.channels_last`), in the
+  precision `train.amp = "auto"` picks on this CPU;
 - precision: bf16 autocast vs fp32, per model, on a CPU with bf16 units (`train.amp`);
+- dropout masks: `mnist_lean` (one Dropout, on its 32 pooled features) vs the same net with a
+  Dropout after each of its first five convs, as `mnist_fast` has;
 - threads: 2 intra-op threads (torch's default here) vs 1;
 - inter-op threads: 1 vs torch's default, each in a fresh process (it can be set only once);
 - compile: `torch.compile` (inductor) of the model vs eager, plus its one-off compile time
@@ -28,10 +31,12 @@ import time
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 import cnnlab
 from cnnlab.data import BatchAugment, DeviceLoader
 from cnnlab.models import build_model
+from cnnlab.models.blocks import FeaturesThenHead, conv_relu_bn
 from cnnlab.train.precision import cpu_has_bf16_units
 from cnnlab.train.trainer import evaluate
 from fixed_batch import BATCH, train_steps
@@ -76,6 +81,21 @@ def interop_rate(threads: int, model: str, steps: int, repeats: int) -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
+def lean_with_dropout_after_every_conv(dropout: float = 0.02) -> nn.Module:
+    """`mnist_lean` with `mnist_fast`'s dropout placement: a mask on each feature map."""
+    w = 16
+    features = nn.Sequential(
+        conv_relu_bn(1, w // 2, bias=False),
+        conv_relu_bn(w // 2, w, stride=2, bias=False, dropout=dropout),
+        conv_relu_bn(w, w, bias=False, dropout=dropout),
+        conv_relu_bn(w, w, bias=False, dropout=dropout),
+        conv_relu_bn(w, 3 * w // 2, bias=False, dropout=dropout),
+        conv_relu_bn(3 * w // 2, 2 * w, padding=1, bias=False),
+        nn.AdaptiveAvgPool2d(1),
+    )
+    return FeaturesThenHead(features, nn.Linear(2 * w, 10))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -92,21 +112,31 @@ def main() -> None:
         print(f"{label:<44} {ours:9.0f} vs {other:9.0f} {unit}  ratio {ratios[key]:.2f}",
               flush=True)
 
-    for name, n in (("mnist_fast", steps), ("mnist_s5", steps), ("cifar_s9", max(2, steps // 4))):
-        last, contiguous = train_steps(name), train_steps(name, channels_last=False)
+    bf16 = cpu_has_bf16_units()  # what train.amp = "auto" picks on a CPU
+    for name, n in (("mnist_lean", steps), ("mnist_fast", steps), ("mnist_s5", steps),
+                    ("cifar_s9", max(2, steps // 4))):
+        last = train_steps(name, bf16=bf16)
+        contiguous = train_steps(name, channels_last=False, bf16=bf16)
         last(1), contiguous(1)  # warm-up
         ours, other = race(lambda last=last, n=n: last(n),
                            lambda contiguous=contiguous, n=n: contiguous(n), repeats)
         report(f"channels_last_{name}", f"{name}: channels_last vs contiguous", ours, other)
 
+    one_mask = train_steps("mnist_lean", channels_last=False, bf16=bf16)
+    every_conv = train_steps("mnist_lean", channels_last=False, bf16=bf16,
+                             model=lean_with_dropout_after_every_conv())
+    one_mask(1), every_conv(1)
+    ours, other = race(lambda: one_mask(steps), lambda: every_conv(steps), repeats)
+    report("one_dropout_vs_every_conv", "mnist_lean: one Dropout vs one per conv", ours, other)
+
     # bf16 autocast (train.amp = "auto" on a CPU with bf16 units) against plain fp32
     models = (("mnist_fast", steps), ("mnist_s5", steps), ("cifar_s9", max(2, steps // 4)),
               ("cifar_s9_res", max(2, steps // 4)), ("cifar_s10_resnet", max(2, steps // 10)))
-    for name, n in models if cpu_has_bf16_units() else ():
-        bf16, fp32 = train_steps(name, bf16=True), train_steps(name)
-        bf16(1), fp32(1)
-        ours, other = race(lambda bf16=bf16, n=n: bf16(n), lambda fp32=fp32, n=n: fp32(n),
-                           repeats)
+    for name, n in models if bf16 else ():
+        autocast, fp32 = train_steps(name, bf16=True), train_steps(name)
+        autocast(1), fp32(1)
+        ours, other = race(lambda autocast=autocast, n=n: autocast(n),
+                           lambda fp32=fp32, n=n: fp32(n), repeats)
         report(f"bf16_{name}", f"{name}: bf16 autocast vs fp32", ours, other)
 
     run = train_steps("mnist_fast")

@@ -9,6 +9,7 @@ from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from cnnlab.models import build_model, default_input_shape
 
@@ -16,11 +17,12 @@ BATCH = 128
 
 
 def train_steps(name: str, *, batch: int = BATCH, channels_last: bool = True,
-                compiled: bool = False, sync_every: int = 20, bf16: bool = False
-                ) -> Callable[[int], float]:
-    """A closure that runs `steps` training steps on one fixed batch and returns img/s."""
+                compiled: bool = False, sync_every: int = 20, bf16: bool = False,
+                model: nn.Module | None = None) -> Callable[[int], float]:
+    """A closure that runs `steps` training steps on one fixed batch and returns img/s.
+    `model`, if given, replaces the registered model `name` (whose input shape it takes)."""
     torch.manual_seed(0)
-    model = build_model(name)
+    model = build_model(name) if model is None else model
     x = torch.randn(batch, *default_input_shape(name))
     y = torch.randint(0, 10, (batch,))
     if channels_last:

@@ -145,7 +145,7 @@ class TrainConfig:
     label_smoothing: Fraction = 0.0
     ema_decay: Fraction = 0.0  # 0 = off; else evaluate an exponential moving average of the weights
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    channels_last: bool = True  # NHWC activations: faster convolutions on CPU and GPU
+    channels_last: bool = True  # NHWC activations: faster convolutions for most models
     # auto: bf16 autocast where the device has bf16 units (Ampere+ GPUs, CPUs with AVX512-BF16
     # or AMX), fp16 with a gradient scaler on older GPUs, fp32 on older CPUs
     amp: AmpMode = "auto"

@@ -25,7 +25,7 @@ from cnnlab.report.tensorboard_log import TensorBoardLog
 from cnnlab.run_folder import RunFolder
 from cnnlab.ship.weights import write_safetensors
 from cnnlab.train.checkpoint import load_checkpoint, save_atomic
-from cnnlab.train.history import History, best_row
+from cnnlab.train.history import History, best_row, trained_on
 from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.lr_find import lr_find as range_test
 from cnnlab.train.trainer import Echo, EpochCallback, Trainer, epoch_log_line, pick_device
@@ -138,6 +138,11 @@ def run(
                     folder.log(epoch_log_line(row, recipe.train.tta) + " (logged on resume)")
             repair_best_checkpoint(folder, trainer)
             folder.log(f"resumed after epoch {len(trainer.history)}")
+            before, now = trained_on(trainer.history[-1]), trained_on(trainer.trained_on)
+            if before != now:  # e.g. train.amp = "auto" resolves differently on this machine
+                note = f"note: epochs so far ran on {before}; the rest run on {now}"
+                say(note)
+                folder.log(note)
         try:
             trainer.fit(folder, progress, say, callbacks)
         except KeyboardInterrupt as exc:

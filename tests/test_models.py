@@ -30,8 +30,9 @@ def test_seed_models_match_their_tables_row_by_row(name):
     assert count_parameters(model) == SEED_TOTALS[name]
 
 
-def test_mnist_fast_meets_the_assignment_budget():
-    model = build_model("mnist_fast")
+@pytest.mark.parametrize("name", ["mnist_fast", "mnist_lean"])
+def test_cnnlab_mnist_models_meet_the_assignment_budget(name):
+    model = build_model(name)
     kinds = {type(m) for m in model.modules()}
     assert count_parameters(model) < 20000
     assert {nn.BatchNorm2d, nn.Dropout, nn.AdaptiveAvgPool2d, nn.Linear} <= kinds

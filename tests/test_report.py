@@ -94,6 +94,10 @@ def test_a_run_writes_plots_readme_and_html(reported_run):
     assert "Trainable params: 16,754" in readme and "Non-trainable params: 0" in readme
     page = (run_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "plots/" not in page
+    row = reported_run.history[-1]
+    assert f"Trained on: {row['device']}, {row['precision']}, torch {torch.__version__}." \
+        in readme
+    assert row["device"].startswith("cpu, ")
 
 
 @pytest.mark.slow

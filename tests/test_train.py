@@ -86,6 +86,56 @@ def test_kill_and_resume_gives_the_same_result(tmp_path, monkeypatch):
         assert torch.equal(a, b)
 
 
+def _bf16_units(monkeypatch, present: bool) -> None:
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        monkeypatch.setattr(torch.cpu, probe, lambda: present, raising=False)
+
+
+@pytest.mark.slow
+def test_a_resume_elsewhere_is_noted_and_each_epoch_says_where_it_ran(tmp_path, monkeypatch):
+    # train.amp = "auto" on a CPU without bf16 units, resumed on one with them: bf16 from then on.
+    _bf16_units(monkeypatch, False)
+    recipe = _recipe("train.amp=auto", epochs=3)
+    real_epoch = trainer.Trainer.train_epoch
+
+    def killed_in_epoch_2(self, epoch, *args):
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return real_epoch(self, epoch, *args)
+
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", killed_in_epoch_2)
+    with pytest.raises(KeyboardInterrupt):
+        _run(recipe, tmp_path)
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", real_epoch)
+    _bf16_units(monkeypatch, True)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    said = []
+    resumed = train_run(resume=run_dir, dataset=separable_dataset(), echo=said.append)
+    assert [row["precision"] for row in resumed.history] == ["fp32", "bf16 autocast",
+                                                             "bf16 autocast"]
+    assert {row["torch"] for row in resumed.history} == {torch.__version__}
+    cpu = trainer.describe_device(torch.device("cpu"))
+    assert cpu.startswith(f"cpu, {torch.get_num_threads()} thread")
+    assert {row["device"] for row in resumed.history} == {cpu}
+    note = [line for line in said if line.startswith("note:")]
+    assert note == [f"note: epochs so far ran on {cpu}, fp32, torch {torch.__version__}; "
+                    f"the rest run on {cpu}, bf16 autocast, torch {torch.__version__}"]
+    assert note[0] in (run_dir / "log.txt").read_text()
+
+
+def test_trained_on_spans_group_consecutive_epochs():
+    from cnnlab.report.run_report import _trained_on_line
+
+    cpu = {"device": "cpu, 2 threads", "precision": "fp32", "torch": "2.13.0"}
+    gpu = {"device": "NVIDIA T4", "precision": "fp16 autocast", "torch": "2.13.0"}
+    history = [{"epoch": 1, **cpu}, {"epoch": 2, **cpu}, {"epoch": 3, **gpu}]
+    assert _trained_on_line(history[:2]) == "Trained on: cpu, 2 threads, fp32, torch 2.13.0."
+    assert _trained_on_line(history) == (
+        "Trained on: epochs 1-2 on cpu, 2 threads, fp32, torch 2.13.0; "
+        "epoch 3 on NVIDIA T4, fp16 autocast, torch 2.13.0.")
+    assert _trained_on_line([{"epoch": 1}]) == "Trained on: not recorded."  # older runs
+
+
 DIVERGING_MODEL = """
 import torch
 from torch import nn
@@ -193,6 +243,19 @@ def test_amp_off_is_plain_fp32_and_bf16_runs_when_asked(tmp_path):
     result = _run(_recipe("train.amp=bf16", epochs=2), tmp_path)  # the GPU path's autocast
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
+
+
+def test_evaluation_builds_no_autograd_graph():
+    from cnnlab.data.loader import DeviceLoader
+
+    data = separable_dataset()
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(28 * 28, 10))
+    grad_modes = []
+    model.register_forward_hook(lambda *_: grad_modes.append(torch.is_grad_enabled()))
+    loader = DeviceLoader(data.test_images, data.test_labels, 100, mean=data.mean, std=data.std)
+    trainer.evaluate(model, loader)
+    assert grad_modes and not any(grad_modes)
+    assert model.training is False
 
 
 @pytest.mark.parametrize(("amp", "device", "bf16_units", "expected"), [

@@ -100,17 +100,23 @@ def mnist_fast(num_classes: int = 10, width: int = 16, dropout: float = 0.05,
 @register(dataset="mnist")
 def mnist_lean(num_classes: int = 10, width: int = 16, dropout: float = 0.02,
                in_channels: int = 1) -> nn.Module:
-    """`mnist_fast` with its second conv strided instead of followed by a MaxPool: the same
-    16,754 parameters, a third fewer multiply-adds per image (the 24x24
-    map that conv computed in full is never made), so each epoch costs less on a CPU."""
+    """`mnist_fast` made cheap per image on a CPU, with the same 16,754 parameters:
+
+    - its second conv strided instead of followed by a MaxPool: a third fewer multiply-adds
+      (the 24x24 map that conv computed in full is never made);
+    - one Dropout, on the 32 pooled features before the FC, instead of one after each conv:
+      a CPU draws a random number per masked value, and masks on every feature map cost a
+      quarter of a training step.
+    """
     w = width
     features = nn.Sequential(
         conv_relu_bn(in_channels, w // 2, bias=False),  # 26, RF 3
-        conv_relu_bn(w // 2, w, stride=2, bias=False, dropout=dropout),  # 12, RF 5
-        conv_relu_bn(w, w, bias=False, dropout=dropout),  # 10, RF 9
-        conv_relu_bn(w, w, bias=False, dropout=dropout),  # 8, RF 13
-        conv_relu_bn(w, 3 * w // 2, bias=False, dropout=dropout),  # 6, RF 17
+        conv_relu_bn(w // 2, w, stride=2, bias=False),  # 12, RF 5
+        conv_relu_bn(w, w, bias=False),  # 10, RF 9
+        conv_relu_bn(w, w, bias=False),  # 8, RF 13
+        conv_relu_bn(w, 3 * w // 2, bias=False),  # 6, RF 17
         conv_relu_bn(3 * w // 2, 2 * w, padding=1, bias=False),  # 6, RF 21
         nn.AdaptiveAvgPool2d(1),  # GAP
+        nn.Dropout(dropout),  # on the pooled features, so the FC sees them masked
     )
     return FeaturesThenHead(features, nn.Linear(2 * w, num_classes))

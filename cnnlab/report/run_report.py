@@ -26,7 +26,7 @@ from cnnlab.report.mistakes import plot_misclassified
 from cnnlab.report.predictions import Predictions, predict
 from cnnlab.run_folder import RunFolder
 from cnnlab.train.checkpoint import load_trained_model
-from cnnlab.train.history import best_row
+from cnnlab.train.history import best_row, trained_on_spans
 from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.optim import lr_curve
 
@@ -87,6 +87,7 @@ def write_report(
             f"{len(history)} epochs in {sum(r['seconds'] for r in history):.0f} s."
         ),
         Paragraph(_data_line(recipe, dataset)),
+        Paragraph(_trained_on_line(history)),
         Heading("Budget"),
         Table(*inspection.check.table()),
         Heading("Model"),
@@ -147,6 +148,16 @@ def _data_line(recipe: Recipe, data: Dataset) -> str:
     return (f"Data: `{data.name}`{where}, {len(data.train_labels):,} training and "
             f"{len(data.test_labels):,} test images of {shape}, {len(data.classes)} classes: "
             f"{names}.")
+
+
+def _trained_on_line(history: list[dict]) -> str:
+    """The hardware, precision and torch behind the figures; by epochs if a resume moved them."""
+    spans = trained_on_spans(history)
+    if len(spans) == 1:
+        return f"Trained on: {spans[0][2]}."
+    parts = [f"epoch {first} on {where}" if first == last else
+             f"epochs {first}-{last} on {where}" for first, last, where in spans]
+    return f"Trained on: {'; '.join(parts)}."
 
 
 def _without_tta(recipe: Recipe, row: dict) -> str:

@@ -22,6 +22,11 @@ def autocast_dtype(amp: AmpMode, device: torch.device) -> torch.dtype | None:
     return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16_units() else None
 
 
+def precision_name(dtype: torch.dtype | None) -> str:
+    """How a run's history names the precision it trained in."""
+    return {torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}.get(dtype, "fp32")
+
+
 def cpu_has_bf16_units() -> bool:
     """Whether this CPU multiplies bf16 in hardware (AVX512-BF16 or AMX tiles), as oneDNN's
     bf16 convolutions need to beat fp32. torch's probes are private: absent means no."""

@@ -24,7 +24,7 @@ from cnnlab.train.checkpoint import restore_rng_states, rng_states, save_atomic
 from cnnlab.train.ema import WeightEMA
 from cnnlab.train.history import best_row
 from cnnlab.train.optim import build_optimizer, build_schedule
-from cnnlab.train.precision import autocast_dtype, gradient_scaler
+from cnnlab.train.precision import autocast_dtype, gradient_scaler, precision_name
 from cnnlab.train.tta import tta_logits
 
 INIT_SAMPLE = 5000  # training images a model's `init_from_data` sees
@@ -39,6 +39,14 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("CUDA is not available on this machine: use --device cpu")
     return torch.device(name)
+
+
+def describe_device(device: torch.device) -> str:
+    """The hardware an epoch ran on, as its history row records it: the figure's context."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    threads = torch.get_num_threads()
+    return f"{device.type}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 class Trainer:
@@ -65,6 +73,11 @@ class Trainer:
         # Autocast where it pays (a GPU) or where asked; fp32 master weights either way.
         self.amp_dtype = autocast_dtype(cfg.amp, self.device)
         self.scaler = gradient_scaler(self.amp_dtype, self.device)
+        # Recorded in every epoch's row: a run resumed elsewhere says where each epoch ran.
+        # (torch.__version__ is a str subclass that weights-only checkpoint loads refuse.)
+        self.trained_on = {"device": describe_device(self.device),
+                           "precision": precision_name(self.amp_dtype),
+                           "torch": str(torch.__version__)}
         # The compiled module shares parameters with self.model, whose state_dict stays clean.
         self.forward = torch.compile(self.model) if cfg.compile else self.model
         self.optimizer = build_optimizer(self.model, recipe.optim)
@@ -112,7 +125,7 @@ class Trainer:
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                    **self.validate(), **self.test(), "lr": self.optimizer.param_groups[0]["lr"],
                    "steps": len(self.train_loader), "train_seconds": round(train_seconds, 3),
-                   "seconds": round(time.perf_counter() - started, 3)}
+                   "seconds": round(time.perf_counter() - started, 3), **self.trained_on}
             best_before = best_row(self.history)["test_acc"] if self.history else -1.0
             self.history.append(row)
             echo(test_line(row))
@@ -202,7 +215,6 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
     raise DivergedError(message)
 
 
-@torch.inference_mode()
 def test_line(row: dict[str, Any]) -> str:
     """The seeds' own test-set line, from an epoch's history row."""
     return (f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
@@ -219,6 +231,7 @@ def epoch_log_line(row: dict[str, Any], tta: str) -> str:
             f"{row['train_acc']:.2f}% | {val}{test_line(row)}{plain} | {row['seconds']:.1f}s")
 
 
+@torch.inference_mode()
 def evaluate(model: nn.Module, loader: DeviceLoader, amp_dtype: torch.dtype | None = None,
              tta: str = "none") -> tuple[float, int]:
     """Mean cross-entropy and number of correct predictions over the whole loader, with the
