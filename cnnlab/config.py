@@ -212,9 +212,17 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
 
 def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (),
                       source: str = "recipe") -> Recipe:
-    """A recipe from parsed TOML, after `key=value` overrides (as `--set` takes them)."""
-    for override in overrides:
-        _apply_override(raw, override)
+    """A recipe from parsed TOML, after `key=value` overrides (as `--set` takes them).
+
+    An override that names another model drops the recipe's `model.args`: they were written
+    for the model it replaces (new ones can follow as `model.args.KEY=VALUE`)."""
+    pairs = [_parsed_override(override) for override in overrides]
+    model = raw.get("model")
+    new_names = [value for key, value in pairs if key == "model.name"]
+    if isinstance(model, dict) and new_names and new_names[-1] != model.get("name"):
+        model.pop("args", None)
+    for key, value in pairs:
+        _set_key(raw, key, value)
     return parse_recipe(raw, source)
 
 
@@ -251,15 +259,18 @@ def _recipe_text(name_or_path: str) -> tuple[str, str]:
     return resource.read_text(encoding="utf-8"), name_or_path
 
 
-def _apply_override(raw: dict[str, Any], override: str) -> None:
+def _parsed_override(override: str) -> tuple[str, Any]:
     key, sep, text = override.partition("=")
     key = key.strip()
     if not sep or not key:
         raise ConfigError(f"--set {override!r}: write it as section.key=value, e.g. train.epochs=3")
     try:
-        value = tomllib.loads(f"v = {text}")["v"]
+        return key, tomllib.loads(f"v = {text}")["v"]
     except tomllib.TOMLDecodeError:
-        value = text  # bare words are strings: --set model.name=mnist_s4
+        return key, text  # bare words are strings: --set model.name=mnist_s4
+
+
+def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
     *parents, leaf = key.split(".")
     node = raw
     for part in parents:

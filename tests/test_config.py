@@ -33,6 +33,19 @@ def test_overrides_are_typed_and_nested():
     assert recipe.model.args == {"dropout": 0.2}
 
 
+def test_another_model_drops_the_recipes_model_args_but_takes_new_ones():
+    assert load_recipe("mnist-99.4").model.args == {"width": 17}
+    assert load_recipe("mnist-99.4", ["model.name=mnist_s4"]).model.args == {}
+    # args given with the new name are kept, in either order
+    for overrides in (["model.name=mnist_fast", "model.args.width=10"],
+                      ["model.args.width=10", "model.name=mnist_fast"]):
+        assert load_recipe("mnist-99.4", overrides).model.args == {"width": 10}
+    # naming the recipe's own model again changes nothing
+    assert load_recipe("mnist-99.4", ["model.name=mnist_lean"]).model.args == {"width": 17}
+    assert load_recipe("mnist-99.4", ["model.args.dropout=0.1"]).model.args == {
+        "width": 17, "dropout": 0.1}
+
+
 def test_int_is_accepted_where_float_is_expected():
     assert load_recipe("mnist-s4", ["optim.lr=1"]).optim.lr == 1.0
 
