@@ -104,7 +104,7 @@ def mnist_lean(num_classes: int = 10, width: int = 16, dropout: float = 0.02,
 
     - its second conv strided instead of followed by a MaxPool: a third fewer multiply-adds
       (the 24x24 map that conv computed in full is never made);
-    - one Dropout, on the 32 pooled features before the FC, instead of one after each conv:
+    - one Dropout, on the pooled features before the FC, instead of one after each conv:
       a CPU draws a random number per masked value, and masks on every feature map cost a
       quarter of a training step.
     """

@@ -70,7 +70,8 @@ class Trainer:
             self.val_loader = DeviceLoader(
                 data.val_images, data.val_labels, recipe.data.eval_batch_size, mean=data.mean,
                 std=data.std, device=self.device, channels_last=cfg.channels_last)
-        # Autocast where it pays (a GPU) or where asked; fp32 master weights either way.
+        # Autocast where the device has the units for it, or where asked; fp32 master weights
+        # either way.
         self.amp_dtype = autocast_dtype(cfg.amp, self.device)
         self.scaler = gradient_scaler(self.amp_dtype, self.device)
         # Recorded in every epoch's row: a run resumed elsewhere says where each epoch ran.
