@@ -175,8 +175,13 @@ def postgres_url():
     data = Path(tempfile.mkdtemp(prefix="cnnlab-pg-", dir="/tmp"))
     as_user: list[str] = []
     if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        # runuser lives in sbin, which a root shell's PATH may lack
+        runuser = shutil.which("runuser") or shutil.which("runuser", path="/usr/sbin:/sbin")
+        if runuser is None:
+            skip_unless_required("postgres", "running as root, the test needs runuser (util-linux) "
+                                             "to start PostgreSQL as its own user")
         shutil.chown(data, "postgres", "postgres")
-        as_user = ["runuser", "-u", "postgres", "--"]
+        as_user = [runuser, "-u", "postgres", "--"]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]

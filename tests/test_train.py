@@ -60,24 +60,30 @@ def test_same_seed_gives_identical_histories(tmp_path):
     assert first[-1]["train_loss"] != other[-1]["train_loss"]
 
 
+def _run_killed_in_epoch(epoch: int, recipe, tmp_path, monkeypatch):
+    """Train `recipe` until Ctrl-C arrives at the start of `epoch`; returns its run folder."""
+    real_epoch = trainer.Trainer.train_epoch
+
+    def killed(self, current, *args):
+        if current == epoch:
+            raise KeyboardInterrupt
+        return real_epoch(self, current, *args)
+
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", killed)
+    with pytest.raises(KeyboardInterrupt):
+        _run(recipe, tmp_path)
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", real_epoch)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir
+
+
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_same_result(tmp_path, monkeypatch):
     # Dropout, augmentation, OneCycle and EMA all draw on state that a resume must restore.
     recipe = _recipe("train.ema_decay=0.9", epochs=3)
     straight = _run(recipe, tmp_path / "straight")
 
-    real_epoch = trainer.Trainer.train_epoch
-
-    def killed_in_epoch_3(self, epoch, *args):
-        if epoch == 3:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch, *args)
-
-    monkeypatch.setattr(trainer.Trainer, "train_epoch", killed_in_epoch_3)
-    with pytest.raises(KeyboardInterrupt):
-        _run(recipe, tmp_path / "killed")
-    monkeypatch.setattr(trainer.Trainer, "train_epoch", real_epoch)
-    (run_dir,) = (tmp_path / "killed" / "runs").iterdir()
+    run_dir = _run_killed_in_epoch(3, recipe, tmp_path / "killed", monkeypatch)
     assert len(RunFolder(run_dir).history()) == 2
     resumed = train_run(resume=run_dir, dataset=separable_dataset())
     assert without_timings(resumed.history) == without_timings(straight.history)
@@ -96,19 +102,8 @@ def test_a_resume_elsewhere_is_noted_and_each_epoch_says_where_it_ran(tmp_path, 
     # train.amp = "auto" on a CPU without bf16 units, resumed on one with them: bf16 from then on.
     _bf16_units(monkeypatch, False)
     recipe = _recipe("train.amp=auto", epochs=3)
-    real_epoch = trainer.Trainer.train_epoch
-
-    def killed_in_epoch_2(self, epoch, *args):
-        if epoch == 2:
-            raise KeyboardInterrupt
-        return real_epoch(self, epoch, *args)
-
-    monkeypatch.setattr(trainer.Trainer, "train_epoch", killed_in_epoch_2)
-    with pytest.raises(KeyboardInterrupt):
-        _run(recipe, tmp_path)
-    monkeypatch.setattr(trainer.Trainer, "train_epoch", real_epoch)
+    run_dir = _run_killed_in_epoch(2, recipe, tmp_path, monkeypatch)
     _bf16_units(monkeypatch, True)
-    (run_dir,) = (tmp_path / "runs").iterdir()
     said = []
     resumed = train_run(resume=run_dir, dataset=separable_dataset(), echo=said.append)
     assert [row["precision"] for row in resumed.history] == ["fp32", "bf16 autocast",
