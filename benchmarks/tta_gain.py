@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from cnnlab.data import DeviceLoader, load_recipe_data
+from cnnlab.data import DeviceLoader
+from cnnlab.prepare import prepare
 from cnnlab.run_folder import RunFolder
-from cnnlab.train.checkpoint import load_trained_model
 from cnnlab.train.trainer import evaluate
 from cnnlab.train.tta import MODES
 from machine import machine_line
@@ -23,9 +23,9 @@ def main() -> None:
     args = parser.parse_args()
     print(machine_line())
     run = RunFolder.existing(args.run_dir)
-    recipe = run.recipe()
-    data = load_recipe_data(recipe.data)
-    model = load_trained_model(run, data.input_shape[0], len(data.classes))
+    prepared = prepare(folder=run)
+    recipe, data = prepared.recipe, prepared.data()
+    model = run.load_trained(prepared.model)
     loader = DeviceLoader(data.test_images, data.test_labels, recipe.data.eval_batch_size,
                           mean=data.mean, std=data.std, channels_last=recipe.train.channels_last)
     accuracy = {}

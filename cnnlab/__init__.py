@@ -3,10 +3,11 @@ images."""
 
 from importlib.metadata import PackageNotFoundError, version
 
+from cnnlab.check import check
 from cnnlab.config import Recipe, builtin_recipes, load_recipe
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect import check, receptive_field, summary
+from cnnlab.inspect import receptive_field, summary
 from cnnlab.models import build_model, count_parameters, model_names, register
 from cnnlab.pipeline import RunResult, lr_find, run
 from cnnlab.report import compare, write_report

@@ -11,22 +11,19 @@ import json
 import os
 import signal
 import sys
+import tempfile
+import traceback
 
 from cnnlab import __version__
+from cnnlab.check import check
 from cnnlab.config import builtin_recipes, load_recipe
-from cnnlab.data import data_facts, load_recipe_data
 from cnnlab.errors import CnnlabError, ConfigError, DivergedError, SpecError
-from cnnlab.inspect import check, receptive_field, summary
+from cnnlab.inspect import receptive_field, summary
 from cnnlab.inspect.subject import load_subject, parse_input_shape
 from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
-from cnnlab.models import (
-    build_for_data,
-    build_model,
-    count_parameters,
-    default_input_shape,
-    model_names,
-)
+from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
 from cnnlab.pipeline import lr_find, run
+from cnnlab.prepare import prepare
 from cnnlab.report import compare, write_report
 from cnnlab.run_folder import RunFolder
 from cnnlab.ship import export_onnx
@@ -61,6 +58,7 @@ def _build_parser() -> argparse.ArgumentParser:
     run.add_argument("--html", action="store_true", help="also write report.html")
     run.add_argument("--tensorboard", action="store_true",
                      help="also log to RUN_DIR/tb/ (same as --set train.tensorboard=true)")
+    _trust_flag(run)
 
     report = verbs.add_parser("report", help="(re)write a run's plots, README.md and report.html")
     report.add_argument("run_dir", metavar="RUN_DIR")
@@ -68,6 +66,7 @@ def _build_parser() -> argparse.ArgumentParser:
     report.add_argument("--layer", help="GradCAM layer (default: last conv with a map >= 4x4)")
     report.add_argument("--mistakes", type=int, default=20, help="misclassified images shown")
     report.add_argument("--data-dir", help=DATA_DIR_HELP)
+    _trust_flag(report)
 
     finder = verbs.add_parser("lr-find", help="LR range test: suggest a max LR for One Cycle")
     finder.add_argument("recipe", help="built-in recipe name or path to a .toml file")
@@ -121,6 +120,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ship.add_argument("--onnx", action="store_true", help="also write model.onnx")
     ship.add_argument("--out", help="ONNX file to write (default: RUN_DIR/model.onnx)")
     ship.add_argument("--data-dir", help=DATA_DIR_HELP)
+    _trust_flag(ship)
 
     page = verbs.add_parser("app", help="a web page for a run: top-k, GradCAM, mistakes")
     page.add_argument("run_dir", metavar="RUN_DIR")
@@ -128,6 +128,7 @@ def _build_parser() -> argparse.ArgumentParser:
     page.add_argument("--host", default="127.0.0.1",
                       help="address to listen on (default 127.0.0.1: this machine only)")
     page.add_argument("--data-dir", help=DATA_DIR_HELP)
+    _trust_flag(page)
 
     listing = verbs.add_parser("recipes", help="list the built-in recipes")
     listing.set_defaults(handler=_recipes)
@@ -140,6 +141,12 @@ def _build_parser() -> argparse.ArgumentParser:
                              (search, _sweep), (ship, _export), (page, _app)):
         parser_.set_defaults(handler=handler)
     return parser
+
+
+def _trust_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--trust-code", action="store_true",
+                        help="run the model code a run folder from someone else names (read it "
+                             "first); signs the folder as trusted")
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -155,7 +162,7 @@ def _train(args: argparse.Namespace) -> None:
             raise ConfigError("--resume continues a run with its saved config.toml: "
                               "give no recipe, --set, --seed or --device with it")
         result = run(resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress,
-                     html=args.html)
+                     html=args.html, trust_code=args.trust_code)
     elif not args.recipe:
         raise ConfigError("give a recipe (see: cnnlab recipes) or --resume RUN_DIR")
     else:
@@ -197,7 +204,7 @@ def _report(args: argparse.Namespace) -> None:
     if args.mistakes < 0:
         raise ConfigError("--mistakes must be 0 or more")
     readme = write_report(args.run_dir, data_dir=args.data_dir, html=args.html,
-                          layer=args.layer, mistakes=args.mistakes)
+                          layer=args.layer, mistakes=args.mistakes, trust_code=args.trust_code)
     print(f"wrote {readme}" + (f" and {readme.with_name('report.html')}" if args.html else ""))
 
 
@@ -212,17 +219,18 @@ def _lr_find(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     run = RunFolder.existing(args.run_dir)
-    if not (run.path / "best.safetensors").is_file():  # a run from before runs shipped them
-        data = load_recipe_data(run.recipe().data, args.data_dir)
+    if not run.shipped_path.is_file():  # a run from before runs shipped them
+        data = prepare(folder=run, data_dir=args.data_dir, trust_code=args.trust_code).data()
         print(f"wrote {write_safetensors(run, data)}")
     if args.onnx:
-        print(f"wrote {export_onnx(args.run_dir, args.out)}")
+        print(f"wrote {export_onnx(args.run_dir, args.out, trust_code=args.trust_code)}")
 
 
 def _app(args: argparse.Namespace) -> None:
     from cnnlab.ship.web_app import serve  # Gradio is an optional extra
 
-    serve(args.run_dir, port=args.port, host=args.host, data_dir=args.data_dir)
+    serve(args.run_dir, port=args.port, host=args.host, data_dir=args.data_dir,
+          trust_code=args.trust_code)
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -241,9 +249,7 @@ def _recipes(args: argparse.Namespace) -> None:
     rows = [("recipe", "dataset", "model", "params", "epochs", "target")]
     for name in builtin_recipes():
         recipe = load_recipe(name)
-        shape, classes = data_facts(recipe.data)
-        params = count_parameters(build_for_data(recipe.model.name, recipe.model.args, shape[0],
-                                                 len(classes)))
+        params = count_parameters(prepare(recipe, progress=False).model)
         target = f"{recipe.spec.min_test_acc}%" if recipe.spec.min_test_acc else "-"
         rows.append((name, recipe.data.dataset, recipe.model.name, f"{params:,}",
                      str(recipe.train.epochs), target))
@@ -295,8 +301,31 @@ def main(argv: list[str] | None = None) -> int:
         hint = f"; continue with: cnnlab train --resume {run_dir}" if run_dir else ""
         print(f"cnnlab: stopped by {reason}{hint}", file=sys.stderr)
         return 143 if reason == "SIGTERM" else 130
+    except Exception as exc:  # a bug: one line for the user, the traceback kept for the report
+        if os.environ.get("CNNLAB_DEBUG") == "1":
+            raise
+        print(f"cnnlab: internal error: {type(exc).__name__}: {_first_line(exc)}; traceback "
+              f"written to {_keep_traceback()}; please report it", file=sys.stderr)
+        return INTERNAL_ERROR
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): cnnlab's fault, not the user's
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no message)"
+
+
+def _keep_traceback() -> str:
+    """The current exception's traceback, in a file of its own under the temp folder."""
+    fd, path = tempfile.mkstemp(prefix="cnnlab-crash-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(f"cnnlab {__version__}, python {sys.version.split()[0]}, argv {sys.argv}\n")
+        traceback.print_exc(file=handle)
+    return path
 
 
 def _os_error_line(exc: OSError) -> str:

@@ -109,6 +109,11 @@ class AugmentConfig:
 class ModelConfig:
     name: str = "mnist_s5"  # registry name, `path/to/file.py:function` or `package.module:function`
     args: dict = field(default_factory=dict)  # keyword arguments for the model builder
+    # Recorded by a run in its config.toml, never written by hand: for a model from a file, the
+    # sha256 of the source copied into the run folder (model_source.py), which every later
+    # verb builds from; for one from an installed module, "distribution==version".
+    source_sha256: str | None = None
+    package: str | None = None
 
 
 @dataclass(frozen=True)
@@ -181,6 +186,9 @@ class Recipe:
 
     def to_dict(self) -> dict[str, Any]:
         return _drop_none(dataclasses.asdict(self))
+
+    def with_model(self, model: ModelConfig) -> Recipe:
+        return dataclasses.replace(self, model=model)
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())

@@ -29,6 +29,14 @@ class ModelError(CnnlabError):
     """A model name or `module:function` reference cannot be built."""
 
 
+class RunFolderError(CnnlabError):
+    """A file of a run folder is missing, damaged or not what cnnlab wrote there."""
+
+
+class UntrustedCodeError(CnnlabError):
+    """A run folder names model code, and nothing says this user trusts it (see trust.py)."""
+
+
 class TrainingError(CnnlabError):
     """Training cannot go on (an unusable resume folder, a run folder in use)."""
 

@@ -1,6 +1,7 @@
 """The one place a recipe runs, stage after stage: config -> model -> inspect -> data -> (LR range
-test) -> train -> report. Each stage gets what the one before made, in memory; nothing is
-traced, checked or loaded twice. The CLI's `train` and `lr-find` verbs call these functions."""
+test) -> train -> report. The first three come from `prepare`; each stage gets what the one
+before made, in memory; nothing is traced, checked or loaded twice. The CLI's `train` and
+`lr-find` verbs call these functions."""
 
 from __future__ import annotations
 
@@ -10,21 +11,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from cnnlab.config import USER_DATASETS, Recipe, ScheduleConfig
-from cnnlab.data import Dataset, data_facts, load_recipe_data
-from cnnlab.errors import ConfigError, ModelError, SpecError
-from cnnlab.inspect import CheckReport, Inspection, inspect_model
+from cnnlab.data import Dataset
+from cnnlab.errors import SpecError
+from cnnlab.inspect import CheckReport
 from cnnlab.inspect.spec import check_history
-from cnnlab.models import build_for_data, count_parameters
+from cnnlab.models import count_parameters
+from cnnlab.prepare import Prepared, prepare
 from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.report.tensorboard_log import TensorBoardLog
-from cnnlab.run_folder import RunFolder
+from cnnlab.run_folder import RunFolder, records
 from cnnlab.ship.weights import write_safetensors
-from cnnlab.train.checkpoint import load_checkpoint, save_atomic
+from cnnlab.train.checkpoint import save_atomic
 from cnnlab.train.history import History, best_row, trained_on
 from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.lr_find import lr_find as range_test
@@ -68,6 +69,8 @@ def run(
     html: bool = False,
     callbacks: tuple[EpochCallback, ...] = (),
     run_name: str | None = None,
+    trust_code: bool = False,
+    prepared: Prepared | None = None,
 ) -> RunResult:
     """Train `recipe` into a new run folder under `out_dir`, or continue the run at `resume`,
     then write its report (plots, README.md, and report.html with `html`) unless `report` is
@@ -78,39 +81,26 @@ def run(
     a model or recipe that breaks the recipe's `[spec]` is refused before anything is written.
     After each epoch, each of `callbacks` gets `(row, trainer)`: the epoch's history row
     (losses, accuracies, lr, seconds) and the Trainer. `run_name` names the run folder
-    (default `<recipe>-<time>`).
+    (default `<recipe>-<time>`). A resumed folder that names model code runs it only if this
+    user's cnnlab wrote the folder, or `trust_code`. `prepared` is `prepare(recipe, ...)`
+    already done by the caller (a sweep trial checks the budget on it first).
     """
     folder = RunFolder.existing(resume) if resume else None
     if folder is not None:
-        recipe = folder.recipe()
-        check = folder.choices().get("check", True)  # a --no-check run resumes as one
-    if recipe is None:
-        raise ConfigError("give a recipe to train, or a run folder to resume")
+        check = folder.start_options().get("check", True)  # a --no-check run resumes as one
+    if prepared is None:
+        prepared = prepare(recipe, folder=folder, dataset=dataset, data_dir=data_dir,
+                           progress=progress, trust_code=trust_code)
+    recipe, model, inspection = prepared.recipe, prepared.model, prepared.inspection
     say: Callable[[str], None] = echo or (lambda line: None)
     pick_device(recipe.train.device)  # fail early on a device this machine lacks
-
-    # model and inspect before a named dataset is read, so a broken budget costs nothing
-    if dataset is None and recipe.data.dataset in USER_DATASETS:
-        dataset = load_recipe_data(recipe.data, data_dir, progress)  # its shape is in the files
-    shape, classes = ((dataset.input_shape, dataset.classes) if dataset is not None
-                      else data_facts(recipe.data))
-    torch.manual_seed(recipe.train.seed)  # the model's initial weights follow the seed
-    model = build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes))
-    inspection = inspect_model(recipe, model, shape)
-    outputs = inspection.graph.output.shape
-    if outputs != (len(classes),):
-        raise ModelError(f"model {recipe.model.name!r} gives {outputs} per image but the data has "
-                         f"{len(classes)} classes: it must end in {len(classes)} logits "
-                         "(take a num_classes argument, which cnnlab fills in)")
     if check and not inspection.check.passed:
         raise SpecError("\n".join(
             [f"{recipe.name} breaks its [spec] (train anyway with --no-check):"]
             + [f"  {v.line()}" for v in inspection.check.failures]
         ))
-    data = dataset if dataset is not None else load_recipe_data(recipe.data, data_dir, progress)
-    recipe = _with_data_recorded(recipe, data)
-    data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
-    data = data.with_validation(recipe.data.val_split)
+    data = prepared.data()
+    recipe = _with_data_recorded(recipe, prepared.read_data())
 
     found = None
     if recipe.schedule.max_lr == "find":
@@ -123,26 +113,13 @@ def run(
     trainer = Trainer(recipe, data, model)
     # The run folder is made only once everything above has been validated.
     if folder is None:
-        folder = _new_run_folder(out_dir, recipe, trainer, inspection, found, run_name,
+        folder = _new_run_folder(out_dir, recipe, trainer, prepared, found, run_name,
                                  {"check": check})
     board = TensorBoardLog(folder.path, recipe) if recipe.train.tensorboard else None
     callbacks = (*callbacks, board) if board is not None else tuple(callbacks)
     with folder.training_lock():
         if resume:
-            folder.remove_leftovers()
-            trainer.load_state(load_checkpoint(folder.last_checkpoint))
-            folder.write_history(trainer.history)  # the checkpoint is the truth after a crash
-            logged = folder.logged_epochs()  # the log line comes last: a crash may have cut it
-            for row in trainer.history:
-                if row["epoch"] not in logged:
-                    folder.log(epoch_log_line(row, recipe.train.tta) + " (logged on resume)")
-            repair_best_checkpoint(folder, trainer)
-            folder.log(f"resumed after epoch {len(trainer.history)}")
-            before, now = trained_on(trainer.history[-1]), trained_on(trainer.trained_on)
-            if before != now:  # e.g. train.amp = "auto" resolves differently on this machine
-                note = f"note: epochs so far ran on {before}; the rest run on {now}"
-                say(note)
-                folder.log(note)
+            _continue(folder, trainer, say)
         try:
             trainer.fit(folder, progress, say, callbacks)
         except KeyboardInterrupt as exc:
@@ -162,6 +139,28 @@ def run(
     return RunResult(folder.path, trainer.history, trainer.evaluated, inspection.check, data)
 
 
+def _continue(folder: RunFolder, trainer: Trainer, say: Callable[[str], None]) -> None:
+    """Put `trainer` where the folder's last checkpoint left it, and mend what a crash between
+    the checkpoint and the other files may have left behind."""
+    folder.remove_leftovers()
+    state = folder.training_state()
+    records.load_weights(trainer.model, state["model"], folder.last_checkpoint)
+    with records.reading(folder.last_checkpoint, "does not fit this run"):
+        trainer.load_state(state)
+    folder.write_history(trainer.history)  # the checkpoint is the truth after a crash
+    logged = folder.logged_epochs()  # the log line comes last: a crash may have cut it
+    for row in trainer.history:
+        if row["epoch"] not in logged:
+            folder.log(epoch_log_line(row, trainer.cfg.tta) + " (logged on resume)")
+    repair_best_checkpoint(folder, trainer)
+    folder.log(f"resumed after epoch {len(trainer.history)}")
+    before, now = trained_on(trainer.history[-1]), trained_on(trainer.trained_on)
+    if before != now:  # e.g. train.amp = "auto" resolves differently on this machine
+        note = f"note: epochs so far ran on {before}; the rest run on {now}"
+        say(note)
+        folder.log(note)
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (SIGINT) or SIGTERM stopped a run; `run_dir` is what `--resume` continues (None
     when no epoch had finished, so there is nothing to resume)."""
@@ -178,7 +177,7 @@ def repair_best_checkpoint(folder: RunFolder, trainer: Trainer) -> None:
         return
     best = best_row(trainer.history)
     saved = folder.best_checkpoint
-    epoch = load_checkpoint(saved).get("epoch") if saved.is_file() else None
+    epoch = folder.best_weights()["epoch"] if saved.is_file() else None
     if epoch != best["epoch"] and best["epoch"] == len(trainer.history):
         save_atomic({"epoch": best["epoch"], "model": trainer.evaluated.state_dict(),
                      "test_acc": best["test_acc"]}, saved)
@@ -195,14 +194,14 @@ def _with_data_recorded(recipe: Recipe, data: Dataset) -> Recipe:
     return dataclasses.replace(recipe, data=recorded)
 
 
-def _new_run_folder(out_dir: str | Path, recipe: Recipe, trainer: Trainer,
-                    inspection: Inspection, found: LRFindResult | None,
-                    name: str | None, choices: dict) -> RunFolder:
-    folder = RunFolder.create(out_dir, recipe, name, choices)
+def _new_run_folder(out_dir: str | Path, recipe: Recipe, trainer: Trainer, prepared: Prepared,
+                    found: LRFindResult | None, name: str | None, start_options: dict
+                    ) -> RunFolder:
+    folder = RunFolder.create(out_dir, recipe, name, start_options, prepared.model_source)
     folder.log(f"recipe {recipe.name}: model {recipe.model.name} "
                f"({count_parameters(trainer.model):,} parameters) on {trainer.device}")
-    folder.write_text("summary.txt", inspection.summary.to_text() + "\n")
-    folder.write_text("rf.md", inspection.field.to_markdown() + "\n")
+    folder.write_text("summary.txt", prepared.inspection.summary.to_text() + "\n")
+    folder.write_text("rf.md", prepared.inspection.field.to_markdown() + "\n")
     if found is not None:  # the report plots it
         folder.write_text(folder.lr_find_path.name, found.to_json())
         folder.log(f"LR range test: {found.summary_line()}")
@@ -224,14 +223,10 @@ def lr_find(
     """LR range test for `recipe`: its model (a copy of `model` if given, which stays
     untouched), loader, augmentation and optimiser, on its training data (`dataset`, else
     read from `data_dir`). The loss curve goes to the PNG `plot` if given."""
-    if dataset is None:
-        dataset = load_recipe_data(recipe.data, data_dir, progress)
-        dataset = dataset.limited(recipe.data.train_limit, recipe.data.test_limit)
-        dataset = dataset.with_validation(recipe.data.val_split)
-    if model is None:
-        torch.manual_seed(recipe.train.seed)
-        model = build_for_data(recipe.model.name, recipe.model.args, dataset.input_shape[0],
-                               len(dataset.classes))
+    if dataset is None or model is None:
+        prepared = prepare(recipe, data_dir=data_dir, progress=progress)
+        model = prepared.model if model is None else model
+        dataset = prepared.data() if dataset is None else dataset
     steady = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"))
     probe = Trainer(steady, dataset, copy.deepcopy(model))
     result = range_test(probe.model, probe.optimizer, probe.train_loader, start, end, steps,

@@ -24,9 +24,11 @@ def skip_unless_required(what: str, reason: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def private_cache(tmp_path, monkeypatch):
-    """Each test gets its own verification cache, so no test sees another's verdicts."""
+def private_cache(tmp_path, tmp_path_factory, monkeypatch):
+    """Each test gets its own verification cache, so no test sees another's verdicts, and its
+    own config folder (the signing key), so no test signs with the user's key."""
     monkeypatch.setenv("CNNLAB_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CNNLAB_CONFIG_DIR", str(tmp_path_factory.mktemp("config")))
 
 
 def _shared_data(folder: str) -> Path:

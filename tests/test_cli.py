@@ -61,13 +61,13 @@ def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys
     root, _ = fake_mnist(n_train=256, n_test=64)
     code = main(["train", "mnist-99.4", "--data-dir", str(root), "--out", str(tmp_path / "runs"),
                  "--set", "train.epochs=2", "--seed", "3", "--no-progress"])
-    out = capsys.readouterr().out
-    assert code == 0
+    out, err = capsys.readouterr()
+    assert code == 0, err
     assert out.count("Test set: Average loss:") == 2
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert {p.name for p in run_dir.iterdir()} == {
         "config.toml", "run.json", "log.txt", "history.jsonl", "checkpoints", "summary.txt",
-        "rf.md", "check.md", "best.safetensors", "plots", "README.md"}
+        "rf.md", "check.md", "best.safetensors", "plots", "README.md", "signature"}
     assert "Total params: 18,559" in (run_dir / "summary.txt").read_text()
     assert "final receptive field" in (run_dir / "rf.md").read_text()
     # a 2-epoch run cannot decide a rule about the last 3 epochs: undecided, not failed

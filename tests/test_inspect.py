@@ -2,9 +2,10 @@ import pytest
 import torch
 from torch import nn
 
+from cnnlab.check import check
 from cnnlab.config import load_recipe
 from cnnlab.errors import ConfigError, ModelError, SpecError
-from cnnlab.inspect import check, check_model, receptive_field, summary, trace
+from cnnlab.inspect import check_model, receptive_field, summary, trace
 from cnnlab.inspect.graph import ModelGraph, Node
 from cnnlab.inspect.receptive_field import receptive_field_of
 from cnnlab.models import build_model

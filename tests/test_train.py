@@ -3,7 +3,7 @@ import torch
 
 from cnnlab.config import OptimConfig, ScheduleConfig, load_recipe
 from cnnlab.data import load_dataset
-from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.errors import ConfigError, RunFolderError, TrainingError
 from cnnlab.run_folder import RunFolder
 from cnnlab.train import trainer
 from cnnlab.train.checkpoint import load_checkpoint
@@ -170,7 +170,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_resume_refuses_a_folder_that_is_not_a_run(tmp_path):
-    with pytest.raises(TrainingError, match="not a cnnlab run folder"):
+    with pytest.raises(RunFolderError, match="not a cnnlab run folder"):
         train_run(resume=tmp_path, dataset=separable_dataset())
 
 

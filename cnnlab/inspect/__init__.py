@@ -3,8 +3,8 @@
 from cnnlab.inspect.graph import ModelGraph, trace
 from cnnlab.inspect.inspection import Inspection, inspect_model
 from cnnlab.inspect.receptive_field import ReceptiveField, receptive_field
-from cnnlab.inspect.spec import CheckReport, Verdict, check, check_model
+from cnnlab.inspect.spec import CheckReport, Verdict, check_model
 from cnnlab.inspect.summary import Summary, summary
 
 __all__ = ["CheckReport", "Inspection", "ModelGraph", "ReceptiveField", "Summary", "Verdict",
-           "check", "check_model", "inspect_model", "receptive_field", "summary", "trace"]
+           "check_model", "inspect_model", "receptive_field", "summary", "trace"]

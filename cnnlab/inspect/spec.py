@@ -11,18 +11,15 @@ import dataclasses
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from torch import nn
 
 from cnnlab.config import Recipe
-from cnnlab.data.dataset import data_facts
 from cnnlab.errors import ConfigError
 from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
 from cnnlab.inspect.receptive_field import ReceptiveField, receptive_field_of
 from cnnlab.markdown import markdown_table
-from cnnlab.models import build_for_data, count_parameters
-from cnnlab.run_folder import RunFolder
+from cnnlab.models import count_parameters
 
 POINTWISE = ("ReLU", "BatchNorm2d", "Dropout", "Dropout2d", "relu", "dropout", "GELU", "SiLU")
 
@@ -176,19 +173,3 @@ def _names(found: list[str], shown: int = 3) -> str:
 def _find(feature: str, graph: ModelGraph) -> tuple[str, list[str]]:
     label, detect = FEATURES[feature]
     return label, [n.target or n.name for n in graph.nodes if detect(n, graph)]
-
-
-def check(recipe: Recipe, run_dir: str | Path | None = None,
-          data_dir: str | Path | None = None) -> CheckReport:
-    """All rules of `recipe.spec`; accuracy rules need `run_dir` (a finished run folder). The
-    model is built for the recipe's data (its channels and classes)."""
-    shape, classes = data_facts(recipe.data, data_dir)
-    model = build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes))
-    report = check_model(recipe, model, shape)
-    if run_dir is None:
-        if recipe.spec.min_test_acc is not None:
-            report.verdicts.append(Verdict(f"test accuracy >= {recipe.spec.min_test_acc}%", None,
-                                           "needs a finished run: --run RUN_DIR"))
-        return report
-    report.verdicts += check_history(recipe, RunFolder.existing(run_dir).history())
-    return report

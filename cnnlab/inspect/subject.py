@@ -6,19 +6,17 @@ from __future__ import annotations
 from torch import nn
 
 from cnnlab.config import builtin_recipes, load_recipe
-from cnnlab.data.dataset import data_facts
 from cnnlab.errors import ConfigError
-from cnnlab.models import build_for_data, build_model, default_input_shape
+from cnnlab.models import build_model, default_input_shape
+from cnnlab.prepare import prepare
 
 
 def load_subject(
     name: str, input_shape: tuple[int, int, int] | None = None
 ) -> tuple[nn.Module, tuple[int, int, int]]:
     if name in builtin_recipes() or name.endswith(".toml"):
-        recipe = load_recipe(name)
-        shape, classes = data_facts(recipe.data)
-        model = build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes))
-        return model, input_shape or shape
+        prepared = prepare(load_recipe(name), progress=False)
+        return prepared.model, input_shape or prepared.input_shape
     model = build_model(name)  # an unknown name fails here, before the shape is asked for
     return model, input_shape or default_input_shape(name)
 

@@ -5,9 +5,10 @@ from cnnlab.models.registry import (
     build_for_data,
     build_model,
     default_input_shape,
+    is_registered,
     model_names,
     register,
 )
 
 __all__ = ["build_for_data", "build_model", "count_parameters", "default_input_shape",
-           "model_names", "register"]
+           "is_registered", "model_names", "register"]

@@ -1,11 +1,14 @@
-"""Named model builders, plus user models given as `file.py:function` or `module:function`."""
+"""Named model builders, plus user models given as `file.py:function` or `module:function`, or
+rebuilt from the source a run folder kept (`source`: the file's text, and where it lies)."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import inspect
 import sys
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,9 +55,13 @@ def model_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a registered model by name, or a user model from `path.py:fn` / `pkg.mod:fn`."""
-    builder = _resolve(name)
+ModelSource = tuple[str, Path]  # a model file's text, and the file it was read from
+
+
+def build_model(name: str, source: ModelSource | None = None, **kwargs: Any) -> nn.Module:
+    """Build a registered model by name, or a user model from `path.py:fn` / `pkg.mod:fn`
+    (from `source` instead of the file, when given)."""
+    builder = _resolve(name, source)
     try:
         inspect.signature(builder).bind(**kwargs)
     except TypeError as exc:
@@ -69,19 +76,24 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
     return model
 
 
-def build_for_data(name: str, args: dict[str, Any], channels: int, num_classes: int
-                   ) -> nn.Module:
+def build_for_data(name: str, args: dict[str, Any], channels: int, num_classes: int,
+                   source: ModelSource | None = None) -> nn.Module:
     """`build_model(name, **args)`, told the data's channels and class count where the builder
     takes them (`in_channels`, `num_classes`) and `args` does not set them: a recipe's model
     fits the dataset it trains on."""
-    accepted = inspect.signature(_resolve(name)).parameters
+    accepted = inspect.signature(_resolve(name, source)).parameters
     fitted = {key: value for key, value in (("in_channels", channels),
                                              ("num_classes", num_classes))
               if key in accepted and key not in args}
-    return build_model(name, **fitted, **args)
+    return build_model(name, source, **fitted, **args)
 
 
-def _resolve(name: str) -> Builder:
+def is_registered(name: str) -> bool:
+    _load_zoo()
+    return name in _REGISTRY
+
+
+def _resolve(name: str, source: ModelSource | None = None) -> Builder:
     _load_zoo()
     if name in _REGISTRY:
         return _REGISTRY[name]
@@ -91,7 +103,10 @@ def _resolve(name: str) -> Builder:
             "or path/to/file.py:function or package.module:function"
         )
     where, _, attr = name.rpartition(":")
-    module = _import_file(where) if where.endswith(".py") else _import_module(where)
+    if source is not None:
+        module = _module_from_source(*source)
+    else:
+        module = _import_file(where) if where.endswith(".py") else _import_module(where)
     builder = getattr(module, attr, None)
     if not callable(builder):
         raise ModelError(f"{where} has no function {attr!r}")
@@ -108,6 +123,23 @@ def _import_file(path_text: str) -> Any:
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # the user's file failed; say where, not a traceback
+        raise ModelError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    return module
+
+
+def _module_from_source(text: str, path: Path) -> Any:
+    """A module made from `text` (read from `path`, which tracebacks and inspect point at),
+    named after its hash: two runs with different versions of one file never share one."""
+    name = f"cnnlab_model_{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}"
+    if name in sys.modules:
+        return sys.modules[name]
+    module = types.ModuleType(name)
+    module.__file__ = str(path)
+    sys.modules[name] = module  # lets pickle and dataclasses find the module
+    try:
+        exec(compile(text, str(path), "exec"), module.__dict__)
+    except Exception as exc:  # the kept source failed; say where, not a traceback
+        del sys.modules[name]
         raise ModelError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
     return module
 

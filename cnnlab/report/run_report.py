@@ -9,10 +9,11 @@ import torch
 from torch import nn
 
 from cnnlab.config import Recipe
-from cnnlab.data import Dataset, DeviceLoader, load_recipe_data
+from cnnlab.data import Dataset, DeviceLoader
 from cnnlab.errors import ModelError, TrainingError
-from cnnlab.inspect import Inspection, inspect_model
+from cnnlab.inspect import Inspection
 from cnnlab.inspect.spec import check_history
+from cnnlab.prepare import prepare
 from cnnlab.report.confusion import (
     confusion_matrix,
     most_confused,
@@ -25,9 +26,7 @@ from cnnlab.report.gradcam import default_layer, gradcam, plot_gradcam
 from cnnlab.report.mistakes import plot_misclassified
 from cnnlab.report.predictions import Predictions, predict
 from cnnlab.run_folder import RunFolder
-from cnnlab.train.checkpoint import load_trained_model
 from cnnlab.train.history import best_row, trained_on_spans
-from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.optim import lr_curve
 
 GRADCAM_IMAGES = 10
@@ -43,27 +42,29 @@ def write_report(
     html: bool = False,
     layer: str | None = None,
     mistakes: int = 20,
+    trust_code: bool = False,
 ) -> Path:
     """Write plots/, README.md (and report.html) into a run folder; returns the README path.
 
     A finished run's `cnnlab.pipeline.run` passes what it holds: the evaluated `model`, the
-    `dataset`, and the `inspection` of the trained model with the run's verdicts. Given a run
-    folder alone, they are rebuilt from it: model from the last checkpoint, data from disk."""
+    `dataset` as the run saw it, and the `inspection` with the run's verdicts. Given a run
+    folder alone, they are rebuilt from it (`prepare`): model from the last checkpoint, data
+    from disk with the run's limits and validation split; model code the folder names runs
+    only if it is trusted (this user's own run, or `trust_code`)."""
     run = RunFolder.existing(run_dir)
-    recipe, history = run.recipe(), run.history()
+    history = run.history()
     if not history:
         raise TrainingError(f"{run.path} has no finished epoch to report on")
-    if dataset is None:
-        dataset = load_recipe_data(recipe.data, data_dir)
-    dataset = dataset.limited(recipe.data.train_limit, recipe.data.test_limit)
-    if model is None:
-        model = load_trained_model(run, dataset.input_shape[0], len(dataset.classes))
+    recipe = run.recipe()
+    if model is None or dataset is None or inspection is None:
+        prepared = prepare(folder=run, data_dir=data_dir, trust_code=trust_code)
+        dataset = prepared.data()
+        model = run.load_trained(prepared.model)
+        inspection = prepared.inspection
+        inspection.check.verdicts += check_history(recipe, history)
     if layer is not None and layer not in dict(model.named_modules()):
         raise ModelError(f"no layer {layer!r} in the model; see the layer names in `cnnlab rf`")
 
-    if inspection is None:
-        inspection = inspect_model(recipe, model, dataset.input_shape)
-        inspection.check.verdicts += check_history(recipe, history)
     layer = layer or default_layer(inspection.graph)
     predictions = predict(model, dataset, recipe.data.eval_batch_size, recipe.train.tta)
     plots = run.path / "plots"
@@ -132,7 +133,7 @@ def _lr_find_blocks(run: RunFolder, plots: Path) -> list:
     """The range test that chose the peak learning rate, for runs whose recipe asked for one."""
     if not run.lr_find_path.is_file():
         return []
-    found = LRFindResult.from_json(run.lr_find_path.read_text(encoding="utf-8"))
+    found = run.lr_find_record()
     plot_lr_find(found, plots / "lr-find.png")
     return [Heading("LR range test"),
             Paragraph(f"{found.summary_line()}. One Cycle's peak: "

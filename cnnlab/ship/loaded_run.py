@@ -5,7 +5,6 @@ run's own normalisation is applied, so callers pass pixels as they are."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +15,8 @@ from torch import nn
 from cnnlab.config import USER_DATASETS, Recipe
 from cnnlab.data.catalog import dataset_info
 from cnnlab.errors import ConfigError, TrainingError
-from cnnlab.models import build_for_data
 from cnnlab.run_folder import RunFolder
-from cnnlab.ship.weights import FILE, read_safetensors
-from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.run_folder.records import load_weights
 
 
 @dataclass
@@ -76,24 +73,25 @@ class LoadedRun:
         return Prediction(names, top.indices, top.values)
 
 
-def load_run(run_dir: str | Path) -> LoadedRun:
+def load_run(run_dir: str | Path, trust_code: bool = False) -> LoadedRun:
     """The best epoch's model of a run folder, from best.safetensors (else checkpoints/best.pt),
-    with its class names, normalisation and input shape."""
+    with its class names, normalisation and input shape. Model code the folder names runs only
+    if the folder is trusted: this user's own run, or `trust_code` (which signs it)."""
     run = RunFolder.existing(run_dir)
     recipe = run.recipe()
-    shipped = run.path / FILE
-    if shipped.is_file():
-        weights, meta = read_safetensors(shipped)
-        classes = tuple(json.loads(meta["classes"]))
-        mean, std = tuple(json.loads(meta["mean"])), tuple(json.loads(meta["std"]))
-        shape = tuple(json.loads(meta["input_shape"]))
+    if run.shipped_path.is_file():
+        shipped = run.shipped()
+        weights, source = shipped.weights, run.shipped_path
+        classes, mean, std, shape = (shipped.classes, shipped.mean, shipped.std,
+                                     shipped.input_shape)
     elif run.best_checkpoint.is_file():
-        weights = load_checkpoint(run.best_checkpoint)["model"]
+        weights, source = run.best_weights()["model"], run.best_checkpoint
         classes, mean, std, shape = _facts(recipe)
     else:
-        raise TrainingError(f"{run.path} has no trained weights yet (no {FILE}, no best.pt)")
-    model = build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes))
-    model.load_state_dict(weights)
+        raise TrainingError(f"{run.path} has no trained weights yet (no {run.shipped_path.name}, "
+                            "no best.pt)")
+    model = run.build_model(shape[0], len(classes), trust_code)
+    load_weights(model, weights, source)
     return LoadedRun(model.eval(), classes, mean, std, shape, recipe)
 
 

@@ -15,13 +15,14 @@ from cnnlab.errors import ConfigError
 from cnnlab.ship.loaded_run import load_run
 
 
-def export_onnx(run_dir: str | Path, out: str | Path | None = None) -> Path:
-    """Write `<run>/model.onnx` (or `out`); returns its path."""
+def export_onnx(run_dir: str | Path, out: str | Path | None = None,
+                trust_code: bool = False) -> Path:
+    """Write `<run>/model.onnx` (or `out`); returns its path. `trust_code` as in `load_run`."""
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise ConfigError("ONNX export needs onnx: pip install 'cnnlab[onnx]'") from None
-    loaded = load_run(run_dir)
+    loaded = load_run(run_dir, trust_code)
     path = Path(out) if out is not None else Path(run_dir) / "model.onnx"
     example = torch.zeros(2, *loaded.input_shape)
     tmp = path.with_name(f".{path.name}.tmp")

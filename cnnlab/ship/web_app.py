@@ -15,6 +15,7 @@ from PIL import Image
 from cnnlab.data import Dataset, load_recipe_data
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.inspect import trace
+from cnnlab.prepare import as_the_run_sees_it
 from cnnlab.report.gradcam import default_layer, gradcam
 from cnnlab.report.predictions import predict
 from cnnlab.ship.loaded_run import LoadedRun, load_run
@@ -22,13 +23,15 @@ from cnnlab.ship.loaded_run import LoadedRun, load_run
 EXAMPLES = 6  # test images offered as examples
 
 
-def build_app(run_dir: str | Path, data_dir: str | Path | None = None) -> Any:
-    """The gradio.Blocks page for the run at `run_dir` (launch it, or mount it elsewhere)."""
+def build_app(run_dir: str | Path, data_dir: str | Path | None = None,
+              trust_code: bool = False) -> Any:
+    """The gradio.Blocks page for the run at `run_dir` (launch it, or mount it elsewhere);
+    `trust_code` as in `load_run`."""
     try:
         import gradio as gr
     except ImportError:
         raise ConfigError("the web demo needs Gradio: pip install 'cnnlab[app]'") from None
-    loaded = load_run(run_dir)
+    loaded = load_run(run_dir, trust_code)
     graph = trace(loaded.model, loaded.input_shape)
     layers = [n.target for n in graph.nodes if n.kind == "Conv2d" and len(n.shape) == 3
               and n.shape[-1] >= 2]
@@ -89,9 +92,9 @@ def build_app(run_dir: str | Path, data_dir: str | Path | None = None) -> Any:
 
 
 def serve(run_dir: str | Path, port: int = 7860, host: str = "127.0.0.1",
-          data_dir: str | Path | None = None) -> None:
+          data_dir: str | Path | None = None, trust_code: bool = False) -> None:
     """Serve the page until interrupted."""
-    build_app(run_dir, data_dir).launch(server_name=host, server_port=port, share=False,
+    build_app(run_dir, data_dir, trust_code).launch(server_name=host, server_port=port, share=False,
                                         show_error=True)
 
 
@@ -101,7 +104,7 @@ def _test_data(loaded: LoadedRun, data_dir: str | Path | None) -> Dataset | None
         data = load_recipe_data(loaded.recipe.data, data_dir, progress=False)
     except CnnlabError:
         return None
-    return data.limited(test=loaded.recipe.data.test_limit)
+    return as_the_run_sees_it(data, loaded.recipe)
 
 
 def _fit(image: np.ndarray, loaded: LoadedRun) -> np.ndarray:

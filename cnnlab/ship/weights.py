@@ -13,9 +13,6 @@ from cnnlab.atomic_file import atomic_write
 from cnnlab.data import Dataset
 from cnnlab.errors import TrainingError
 from cnnlab.run_folder import RunFolder
-from cnnlab.train.checkpoint import load_checkpoint
-
-FILE = "best.safetensors"
 
 
 def write_safetensors(run: RunFolder, data: Dataset) -> Path:
@@ -23,14 +20,14 @@ def write_safetensors(run: RunFolder, data: Dataset) -> Path:
     normalisation and input shape; returns its path."""
     from safetensors.torch import save
 
-    state = load_checkpoint(run.best_checkpoint)
+    state = run.best_weights()
     # safetensors wants each tensor on its own contiguous storage
     tensors = {name: t.detach().cpu().contiguous().clone() for name, t in state["model"].items()}
     metadata = {"cnnlab_recipe": run.recipe().name, "epoch": str(state["epoch"]),
                 "test_acc": f"{state['test_acc']:.4f}", "classes": json.dumps(data.classes),
                 "mean": json.dumps(data.mean), "std": json.dumps(data.std),
                 "input_shape": json.dumps(list(data.input_shape))}
-    path = run.path / FILE
+    path = run.shipped_path
     with atomic_write(path) as handle:
         handle.write(save(tensors, metadata=metadata))
     return path

@@ -40,6 +40,7 @@ from cnnlab.config import (
     recipe_from_table,
 )
 from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.prepare import prepare
 
 Objective = Literal["accuracy", "accuracy_and_params", "time_to_target"]
 Pruner = Literal["median", "hyperband", "none"]
@@ -197,16 +198,12 @@ def _dimension(key: str, table: dict[str, Any], path: Path) -> Dimension:
 def _check_every_corner(spec: SweepSpec, path: Path) -> None:
     """Build the recipe at every corner value of every dimension: a key the recipe lacks or a
     value of the wrong type fails here, not in trial 17."""
-    from cnnlab.data import data_facts
-    from cnnlab.models import build_for_data
-
-    shape, classes = data_facts(spec.base.data)
     for dim in spec.space:
         for value in dim.corners():
             try:
                 recipe = spec.recipe_for({dim.key: value})
                 if dim.key.startswith("model."):
-                    build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes))
+                    prepare(recipe, progress=False)
             except CnnlabError as exc:
                 raise ConfigError(f"{path}: sweep.space {dim.key} = {value!r} does not make a "
                                   f"valid recipe: {exc}") from None

@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.data import Dataset
-from cnnlab.inspect import check_model
-from cnnlab.models import build_for_data, count_parameters
 from cnnlab.pipeline import run
+from cnnlab.prepare import prepare
 from cnnlab.sweep.sweep_file import SweepSpec, suggest
 from cnnlab.train.history import History
 
@@ -23,11 +22,10 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path) -> l
 
     values = {dim.key: suggest(trial, dim) for dim in spec.space}
     recipe = spec.recipe_for(values, name=f"{spec.name}-{trial.number}")
-    model = build_for_data(recipe.model.name, recipe.model.args, data.input_shape[0],
-                           len(data.classes))
-    params = count_parameters(model)
+    prepared = prepare(recipe, dataset=data, progress=False)
+    params = prepared.inspection.summary.total_params
     trial.set_user_attr("params", params)
-    verdicts = check_model(recipe, model, data.input_shape)
+    verdicts = prepared.inspection.check
     if not verdicts.passed:
         reason = "; ".join(v.line() for v in verdicts.failures)
         trial.set_user_attr("rejected", reason)
@@ -42,7 +40,7 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path) -> l
                 raise optuna.TrialPruned(f"val acc {row['val_acc']:.2f}% at epoch {row['epoch']}")
 
         callbacks = (report_and_prune,)
-    result = run(recipe, dataset=data, out_dir=trials_dir, run_name=str(trial.number),
+    result = run(prepared=prepared, out_dir=trials_dir, run_name=str(trial.number),
                  progress=False, echo=None, report=False, callbacks=callbacks)
     history = result.history
     window = history[-recipe.spec.last_epochs:]

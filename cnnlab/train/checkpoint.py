@@ -8,12 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
 from cnnlab.atomic_file import atomic_write
 from cnnlab.errors import TrainingError
-from cnnlab.models import build_for_data
-from cnnlab.run_folder import RunFolder
 
 
 def save_atomic(state: dict[str, Any], path: Path) -> None:
@@ -53,13 +50,3 @@ def restore_rng_states(states: dict[str, Any], generator: torch.Generator) -> No
     generator.set_state(states["data"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
-
-
-def load_trained_model(run: RunFolder, channels: int, num_classes: int) -> nn.Module:
-    """The evaluated model of a finished run on data of `channels` and `num_classes`: EMA
-    weights when the run kept them, else the raw ones, on the CPU and in eval mode."""
-    state = load_checkpoint(run.last_checkpoint)
-    recipe = run.recipe()
-    model = build_for_data(recipe.model.name, recipe.model.args, channels, num_classes)
-    model.load_state_dict(state["ema"]["weights"] if "ema" in state else state["model"])
-    return model.eval()

@@ -1,11 +1,34 @@
 """A run's history: one dict per finished epoch (epoch, losses, accuracies, lr, seconds, and
 where it ran: device, precision, torch version)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Python 3.11's TypedDict tells NotRequired keys
+# only from evaluated annotations, and the run folder's reader checks rows by them.
+from typing import Any, NotRequired, TypedDict
 
-from typing import Any
 
-History = list[dict[str, Any]]
+class HistoryRow(TypedDict):
+    """One finished epoch, as history.jsonl keeps it (accuracies in percent)."""
+
+    epoch: int
+    train_loss: float
+    train_acc: float
+    test_loss: float
+    test_acc: float  # with the recipe's test-time augmentation, if any
+    test_correct: int
+    test_total: int
+    lr: float  # at the end of the epoch
+    seconds: float  # training and evaluation
+    val_loss: NotRequired[float]  # with a validation split
+    val_acc: NotRequired[float]
+    test_acc_no_tta: NotRequired[float]  # with test-time augmentation
+    steps: NotRequired[int]  # optimiser steps per epoch
+    train_seconds: NotRequired[float]
+    device: NotRequired[str]  # where it ran: "cpu, 2 threads", a GPU's name
+    precision: NotRequired[str]
+    torch: NotRequired[str]
+
+
+History = list[HistoryRow]
 
 
 def best_row(history: History) -> dict[str, Any]:

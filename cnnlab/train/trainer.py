@@ -7,7 +7,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -19,13 +19,15 @@ from cnnlab.data import Dataset, DeviceLoader
 from cnnlab.data.loader import normaliser
 from cnnlab.data.recipe_loaders import test_loader, train_loader
 from cnnlab.errors import ConfigError, DivergedError
-from cnnlab.run_folder import RunFolder
 from cnnlab.train.checkpoint import restore_rng_states, rng_states, save_atomic
 from cnnlab.train.ema import WeightEMA
 from cnnlab.train.history import best_row
 from cnnlab.train.optim import build_optimizer, build_schedule
 from cnnlab.train.precision import autocast_dtype, gradient_scaler, precision_name
 from cnnlab.train.tta import tta_logits
+
+if TYPE_CHECKING:  # the run folder reads checkpoints: import it only for the types
+    from cnnlab.run_folder import RunFolder
 
 INIT_SAMPLE = 5000  # training images a model's `init_from_data` sees
 BAR_EVERY = 20  # steps between progress-bar updates; each update syncs with the device

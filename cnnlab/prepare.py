@@ -1,0 +1,94 @@
+"""The one path from a recipe, or a run folder, to what a run needs: the model built for the
+recipe's data, its inspection (one trace: layer table, RF, budget verdicts), and the data as the
+run sees it (limits applied, the validation split held out). Every verb starts here, so the
+model a report rebuilds, a check measures and a run trains are built the same way."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.config import USER_DATASETS, Recipe
+from cnnlab.data import Dataset, data_facts, load_recipe_data
+from cnnlab.errors import ConfigError, ModelError
+from cnnlab.inspect import Inspection, inspect_model
+from cnnlab.models import build_for_data
+from cnnlab.models.model_code import recorded
+from cnnlab.run_folder import RunFolder
+
+
+@dataclass
+class Prepared:
+    recipe: Recipe  # for a new run, with where its model's code came from recorded
+    model: nn.Module  # untrained, initialised from the recipe's seed
+    inspection: Inspection
+    model_source: str | None  # a new run's model file, to keep in its folder
+    data_dir: str | Path | None = None
+    progress: bool = True
+    _data: Dataset | None = field(default=None, repr=False)  # whole, as read
+    _seen: Dataset | None = field(default=None, repr=False)  # as the run sees it
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        return self.inspection.graph.input_shape
+
+    def read_data(self) -> Dataset:
+        """The recipe's data, whole, read once (unless it was given)."""
+        if self._data is None:
+            self._data = load_recipe_data(self.recipe.data, self.data_dir, self.progress)
+        return self._data
+
+    def data(self) -> Dataset:
+        """The data as the run sees it: limited, the validation split held out."""
+        if self._seen is None:
+            self._seen = as_the_run_sees_it(self.read_data(), self.recipe)
+        return self._seen
+
+
+def prepare(
+    recipe: Recipe | None = None,
+    *,
+    folder: RunFolder | None = None,
+    dataset: Dataset | None = None,
+    data_dir: str | Path | None = None,
+    progress: bool = True,
+    trust_code: bool = False,
+) -> Prepared:
+    """Build and inspect the model of `recipe`, or of the run in `folder` (whose model code runs
+    only if the folder is trusted, or `trust_code`). A named dataset is not read here: its
+    shape is known, so a design that breaks its budget costs nothing. `dataset` replaces
+    reading from disk (whole, before the recipe's limits)."""
+    if folder is not None:
+        recipe = folder.recipe()
+    if recipe is None:
+        raise ConfigError("give a recipe, or a run folder")
+    if dataset is None and recipe.data.dataset in USER_DATASETS:
+        dataset = load_recipe_data(recipe.data, data_dir, progress)  # its shape is in the files
+    shape, classes = ((dataset.input_shape, dataset.classes) if dataset is not None
+                      else data_facts(recipe.data, data_dir))
+    torch.manual_seed(recipe.train.seed)  # the model's initial weights follow the seed
+    source = None
+    if folder is not None:
+        model = folder.build_model(shape[0], len(classes), trust_code)
+    else:
+        model_config, source = recorded(recipe.model)
+        recipe = recipe.with_model(model_config)
+        where = Path(recipe.model.name.rpartition(":")[0])
+        model = build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes),
+                               (source, where.resolve()) if source is not None else None)
+    inspection = inspect_model(recipe, model, shape)
+    outputs = inspection.graph.output.shape
+    if outputs != (len(classes),):
+        raise ModelError(f"model {recipe.model.name!r} gives {outputs} per image but the data has "
+                         f"{len(classes)} classes: it must end in {len(classes)} logits "
+                         "(take a num_classes argument, which cnnlab fills in)")
+    return Prepared(recipe, model, inspection, source, data_dir, progress, dataset)
+
+
+def as_the_run_sees_it(data: Dataset, recipe: Recipe) -> Dataset:
+    """`data` with the recipe's limits applied and its validation split held out."""
+    data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
+    return data.with_validation(recipe.data.val_split)

@@ -1,0 +1,257 @@
+"""One run = one folder: resolved config, plain-text log, per-epoch history, checkpoints, the
+shipped weights, and the model's source when it came from a file. This class is the only code
+that writes a run folder or reads one back; every read is checked (records.py), and the code a
+folder names runs only when the folder is trusted (trust.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import re
+import time
+import tomllib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from cnnlab.atomic_file import atomic_write
+from cnnlab.config import Recipe, parse_recipe
+from cnnlab.errors import RunFolderError, TrainingError, UntrustedCodeError
+from cnnlab.models import build_for_data, is_registered
+from cnnlab.models.model_code import SOURCE_FILE, from_file, names_code, source_sha256
+from cnnlab.run_folder import records, trust
+from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.history import History
+from cnnlab.train.lr_find import LRFindResult
+
+START_OPTIONS_FILE = "run.json"
+SHIPPED_FILE = "best.safetensors"
+
+
+@dataclass(frozen=True)
+class ShippedWeights:
+    """best.safetensors: the best epoch's weights and what feeding the model needs."""
+
+    weights: dict
+    classes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    input_shape: tuple[int, int, int]
+
+
+class RunFolder:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, out_dir: str | Path, recipe: Recipe, name: str | None = None,
+               start_options: dict[str, Any] | None = None,
+               model_source: str | None = None) -> RunFolder:
+        """A new folder `out_dir/<name>`, by default `<recipe>-<time>`, never an existing one;
+        `start_options` (how the run was asked for, e.g. {"check": False}) are kept for
+        --resume; `model_source`, the text of the model's file, is kept beside the config. The
+        folder is signed as this user's."""
+        base = Path(out_dir) / (name or f"{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        path, n = base, 1
+        while True:  # mkdir is the test: two runs started in the same second get two folders
+            try:
+                path.mkdir()
+                break
+            except FileExistsError:
+                n += 1
+                path = base.with_name(f"{base.name}-{n}")
+        (path / "checkpoints").mkdir()
+        run = cls(path)
+        if model_source is not None:
+            run.write_text(SOURCE_FILE, model_source)
+        run.write_text("config.toml", recipe.to_toml())
+        run.write_text(START_OPTIONS_FILE, json.dumps(start_options or {}) + "\n")
+        try:
+            trust.sign(path, run._signed_parts())
+        except OSError as exc:  # no writable config folder: the run trains all the same
+            run.log(f"note: not signed ({exc}); later verbs will ask for --trust-code")
+        return run
+
+    @classmethod
+    def existing(cls, path: str | Path) -> RunFolder:
+        run = cls(Path(path))
+        if not run.config_path.is_file():
+            raise RunFolderError(f"{path} is not a cnnlab run folder (no config.toml)")
+        return run
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "best.pt"
+
+    @property
+    def lr_find_path(self) -> Path:
+        """The LR range test that set the peak learning rate, when the recipe asked for one."""
+        return self.path / "lr_find.json"
+
+    @property
+    def shipped_path(self) -> Path:
+        return self.path / SHIPPED_FILE
+
+    # --- reading back: each file through its check in records.py ---
+
+    def recipe(self) -> Recipe:
+        """config.toml, as the run resolved it. A run always writes its name and model, so a
+        file without them is damaged, not a recipe that wants the defaults."""
+        text = records.read_text(self.config_path)
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise RunFolderError(f"{self.config_path} is not valid TOML ({exc}): the file is "
+                                 "damaged") from None
+        missing = [key for key in ("name", "model") if key not in raw]
+        if missing:
+            raise RunFolderError(f"{self.config_path} lacks {', '.join(missing)}: it is not a "
+                                 "config.toml that cnnlab wrote")
+        return parse_recipe(raw, str(self.config_path))
+
+    def start_options(self) -> dict[str, Any]:
+        """How the run was asked for (e.g. {"check": False} for --no-check)."""
+        path = self.path / START_OPTIONS_FILE
+        if not path.is_file():
+            return {}
+        return records.json_object(records.read_text(path), path, {"check": bool})
+
+    def history(self) -> History:
+        path = self.path / "history.jsonl"
+        return records.history_rows(records.read_text(path), path) if path.is_file() else []
+
+    def logged_epochs(self) -> set[int]:
+        """The epochs that have their `epoch N:` line in log.txt."""
+        path = self.path / "log.txt"
+        lines = records.read_text(path).splitlines() if path.is_file() else []
+        return {int(match[1]) for line in lines if (match := re.match(r"epoch (\d+):", line))}
+
+    def training_state(self) -> dict[str, Any]:
+        """checkpoints/last.pt: everything a resume needs."""
+        state = load_checkpoint(self.last_checkpoint)
+        return records.checkpoint(state, self.last_checkpoint, records.TRAINING_STATE)
+
+    def best_weights(self) -> dict[str, Any]:
+        """checkpoints/best.pt: the best epoch's evaluated weights, its epoch and accuracy."""
+        state = load_checkpoint(self.best_checkpoint)
+        return records.checkpoint(state, self.best_checkpoint, records.BEST_WEIGHTS)
+
+    def shipped(self) -> ShippedWeights:
+        from cnnlab.ship.weights import read_safetensors  # safetensors only when asked for
+
+        path = self.shipped_path
+        weights, meta = read_safetensors(path)
+        with records.reading(path, "has damaged metadata"):
+            classes = tuple(str(c) for c in json.loads(meta["classes"]))
+            mean = tuple(float(v) for v in json.loads(meta["mean"]))
+            std = tuple(float(v) for v in json.loads(meta["std"]))
+            shape = tuple(int(v) for v in json.loads(meta["input_shape"]))
+        if len(shape) != 3 or min(shape) < 1 or not classes or len(mean) != shape[0] \
+                or len(std) != shape[0] or min(std) <= 0:
+            raise RunFolderError(f"{path} has damaged metadata: classes, mean, std and "
+                                 "input_shape do not fit together")
+        return ShippedWeights(weights, classes, mean, std, shape)
+
+    def lr_find_record(self) -> LRFindResult | None:
+        path = self.lr_find_path
+        if not path.is_file():
+            return None
+        with records.reading(path):
+            return LRFindResult.from_json(records.read_text(path))
+
+    def load_trained(self, model: nn.Module) -> nn.Module:
+        """`model` (this run's, untrained) with the last epoch's evaluated weights (the EMA
+        copy when the run kept one), in eval mode."""
+        state = self.training_state()
+        ema = state.get("ema")
+        weights = ema.get("weights") if isinstance(ema, dict) else state["model"]
+        return records.load_weights(model, weights, self.last_checkpoint).eval()
+
+    # --- the model's code ---
+
+    def build_model(self, channels: int, num_classes: int, trust_code: bool = False
+                    ) -> nn.Module:
+        """The recipe's model, untrained, built from this folder: a registered model as it is,
+        code the folder names only if the folder is trusted (and from its kept source)."""
+        recipe = self.recipe()
+        source = self._model_source(recipe, trust_code)
+        return build_for_data(recipe.model.name, recipe.model.args, channels, num_classes,
+                              source)
+
+    def _model_source(self, recipe: Recipe, trust_code: bool) -> tuple[str, Path] | None:
+        model = recipe.model
+        if is_registered(model.name) or not names_code(model.name):
+            return None
+        source = self.path / SOURCE_FILE
+        text = records.read_text(source) if source.is_file() else None
+        if from_file(model.name):
+            if text is None or model.source_sha256 is None:
+                raise RunFolderError(f"{self.path} names the model file {model.name!r} but "
+                                     f"keeps no copy of it ({SOURCE_FILE} with its hash in "
+                                     "config.toml); train the run again to make one")
+            if source_sha256(text) != model.source_sha256:
+                raise RunFolderError(f"{source} is not the source this run trained: its hash "
+                                     "differs from the one in config.toml")
+        if not trust.is_signed(self.path, self._signed_parts()):
+            if not trust_code:
+                what = (f"the source in {source}" if from_file(model.name)
+                        else f"module {model.name.rpartition(':')[0]!r}")
+                raise UntrustedCodeError(
+                    f"{self.path} names model code {model.name!r} ({what}) and was not written "
+                    "by this user's cnnlab; read that code, and if you trust it, add "
+                    "--trust-code (Python: trust_code=True)")
+            trust.sign(self.path, self._signed_parts())
+        return (text, source) if from_file(model.name) else None
+
+    def _signed_parts(self) -> list[bytes]:
+        """What the signature covers: the config, and the model source when there is one."""
+        source = self.path / SOURCE_FILE
+        return [self.config_path.read_bytes(),
+                source.read_bytes() if source.is_file() else b""]
+
+    # --- writing ---
+
+    def remove_leftovers(self) -> None:
+        """Temporary files of writes a crash cut short: never the real files."""
+        for leftover in [*self.path.glob(".*.tmp"), *self.path.glob("checkpoints/.*.tmp")]:
+            with contextlib.suppress(OSError):
+                leftover.unlink()
+
+    @contextlib.contextmanager
+    def training_lock(self) -> Iterator[None]:
+        """Held while a process trains in this folder: a second one is refused. The lock is on
+        config.toml, which a run never rewrites, so no lock file is left behind."""
+        with open(self.config_path, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise TrainingError(f"{self.path} is being trained by another process; wait "
+                                    "for it to finish, or stop it first") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def log(self, line: str) -> None:
+        with open(self.path / "log.txt", "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+    def write_history(self, history: History) -> None:
+        self.write_text("history.jsonl", "".join(json.dumps(row) + "\n" for row in history))
+
+    def write_text(self, name: str, text: str) -> None:
+        with atomic_write(self.path / name, "w") as handle:
+            handle.write(text)
