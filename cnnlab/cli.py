@@ -220,8 +220,8 @@ def _lr_find(args: argparse.Namespace) -> None:
 def _export(args: argparse.Namespace) -> None:
     run = RunFolder.existing(args.run_dir)
     if not run.shipped_path.is_file():  # a run from before runs shipped them
-        data = prepare(folder=run, data_dir=args.data_dir, trust_code=args.trust_code).data()
-        print(f"wrote {write_safetensors(run, data)}")
+        prepared = prepare(folder=run, data_dir=args.data_dir, trust_code=args.trust_code)
+        print(f"wrote {write_safetensors(run, prepared.data(), prepared.model)}")
     if args.onnx:
         print(f"wrote {export_onnx(args.run_dir, args.out, trust_code=args.trust_code)}")
 

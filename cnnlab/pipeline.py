@@ -141,18 +141,22 @@ def run(
 
 def _continue(folder: RunFolder, trainer: Trainer, say: Callable[[str], None]) -> None:
     """Put `trainer` where the folder's last checkpoint left it, and mend what a crash between
-    the checkpoint and the other files may have left behind."""
-    folder.remove_leftovers()
+    the checkpoint and the other files may have left behind. Every file is read, and checked,
+    before any is written."""
     state = folder.training_state()
     records.load_weights(trainer.model, state["model"], folder.last_checkpoint)
     with records.reading(folder.last_checkpoint, "does not fit this run"):
         trainer.load_state(state)
-    folder.write_history(trainer.history)  # the checkpoint is the truth after a crash
     logged = folder.logged_epochs()  # the log line comes last: a crash may have cut it
+    best_saved = (folder.best_weights(trainer.evaluated)["epoch"]
+                  if folder.best_checkpoint.is_file() else None)
+
+    folder.remove_leftovers()
+    folder.write_history(trainer.history)  # the checkpoint is the truth after a crash
     for row in trainer.history:
         if row["epoch"] not in logged:
             folder.log(epoch_log_line(row, trainer.cfg.tta) + " (logged on resume)")
-    repair_best_checkpoint(folder, trainer)
+    repair_best_checkpoint(folder, trainer, best_saved)
     folder.log(f"resumed after epoch {len(trainer.history)}")
     before, now = trained_on(trainer.history[-1]), trained_on(trainer.trained_on)
     if before != now:  # e.g. train.amp = "auto" resolves differently on this machine
@@ -170,18 +174,18 @@ class Interrupted(KeyboardInterrupt):
         self.run_dir, self.reason = run_dir, reason
 
 
-def repair_best_checkpoint(folder: RunFolder, trainer: Trainer) -> None:
-    """After a crash between writing last.pt and best.pt, best.pt may hold an older epoch than
-    the history's best; when the best is the last epoch, its weights are in last.pt."""
+def repair_best_checkpoint(folder: RunFolder, trainer: Trainer, saved_epoch: int | None
+                           ) -> None:
+    """After a crash between writing last.pt and best.pt, best.pt (which holds `saved_epoch`)
+    may hold an older epoch than the history's best; when the best is the last epoch, its
+    weights are in last.pt."""
     if not trainer.history:
         return
     best = best_row(trainer.history)
-    saved = folder.best_checkpoint
-    epoch = folder.best_weights()["epoch"] if saved.is_file() else None
-    if epoch != best["epoch"] and best["epoch"] == len(trainer.history):
+    if saved_epoch != best["epoch"] and best["epoch"] == len(trainer.history):
         save_atomic({"epoch": best["epoch"], "model": trainer.evaluated.state_dict(),
-                     "test_acc": best["test_acc"]}, saved)
-        folder.log(f"best.pt repaired: epoch {best['epoch']} (it held {epoch})")
+                     "test_acc": best["test_acc"]}, folder.best_checkpoint)
+        folder.log(f"best.pt repaired: epoch {best['epoch']} (it held {saved_epoch})")
 
 
 def _with_data_recorded(recipe: Recipe, data: Dataset) -> Recipe:

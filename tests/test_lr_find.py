@@ -86,7 +86,7 @@ def test_max_lr_find_runs_the_range_test_and_records_the_number(tmp_path):
     assert isinstance(found, float) and found > 0
     assert f"{found:.3g}" in lines[0]
     run = RunFolder(result.run_dir)
-    assert LRFindResult.from_json(run.lr_find_path.read_text()).minimum == found  # the default
+    assert run.lr_find_record().minimum == found  # the default
     assert "LR range test" in (run.path / "log.txt").read_text()
     readme = write_report(run.path, model=result.model, dataset=result.dataset)
     assert (run.path / "plots" / "lr-find.png").stat().st_size > 1000
@@ -101,7 +101,7 @@ def test_find_pick_chooses_the_suggestion(tmp_path):
                          "train.epochs=1")
         result = train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path / pick)
         run = RunFolder(result.run_dir)
-        found = LRFindResult.from_json(run.lr_find_path.read_text())
+        found = run.lr_find_record()
         results[pick] = run.recipe().schedule.max_lr
         assert results[pick] == getattr(found, pick)
     assert len(set(results.values())) == 3

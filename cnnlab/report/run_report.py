@@ -27,6 +27,7 @@ from cnnlab.report.mistakes import plot_misclassified
 from cnnlab.report.predictions import Predictions, predict
 from cnnlab.run_folder import RunFolder
 from cnnlab.train.history import best_row, trained_on_spans
+from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.optim import lr_curve
 
 GRADCAM_IMAGES = 10
@@ -55,7 +56,7 @@ def write_report(
     history = run.history()
     if not history:
         raise TrainingError(f"{run.path} has no finished epoch to report on")
-    recipe = run.recipe()
+    recipe, found = run.recipe(), run.lr_find_record()  # every file read before any is written
     if model is None or dataset is None or inspection is None:
         prepared = prepare(folder=run, data_dir=data_dir, trust_code=trust_code)
         dataset = prepared.data()
@@ -102,7 +103,7 @@ def write_report(
                 f"{r['test_loss']:.4f}", f"{r['test_acc']:.2f}%", f"{r['lr']:.3g}",
                 f"{r['seconds']:.1f}"] for r in history]),
         Image("plots/curves.png", "loss, accuracy and learning rate per epoch"),
-        *_lr_find_blocks(run, plots),
+        *_lr_find_blocks(found, recipe, plots),
         Heading("Mistakes"),
         Paragraph(f"{len(predictions.wrong)} of {len(predictions.labels)} test images are "
                   f"misclassified; the {shown} most confident mistakes:"),
@@ -129,15 +130,14 @@ def write_report(
     return readme
 
 
-def _lr_find_blocks(run: RunFolder, plots: Path) -> list:
+def _lr_find_blocks(found: LRFindResult | None, recipe: Recipe, plots: Path) -> list:
     """The range test that chose the peak learning rate, for runs whose recipe asked for one."""
-    if not run.lr_find_path.is_file():
+    if found is None:
         return []
-    found = run.lr_find_record()
     plot_lr_find(found, plots / "lr-find.png")
     return [Heading("LR range test"),
             Paragraph(f"{found.summary_line()}. One Cycle's peak: "
-                      f"{run.recipe().schedule.max_lr:.3g}."),
+                      f"{recipe.schedule.max_lr:.3g}."),
             Image("plots/lr-find.png", "smoothed loss against learning rate")]
 
 

@@ -30,6 +30,7 @@ from cnnlab.train.lr_find import LRFindResult
 
 START_OPTIONS_FILE = "run.json"
 SHIPPED_FILE = "best.safetensors"
+RUN_CONFIG_KEYS = ("name", "data", "augment", "model", "optim", "schedule", "train", "spec")
 
 
 @dataclass(frozen=True)
@@ -108,18 +109,18 @@ class RunFolder:
     # --- reading back: each file through its check in records.py ---
 
     def recipe(self) -> Recipe:
-        """config.toml, as the run resolved it. A run always writes its name and model, so a
-        file without them is damaged, not a recipe that wants the defaults."""
+        """config.toml, as the run resolved it. A run writes every section, so a file without
+        one is damaged, not a recipe that wants the defaults."""
         text = records.read_text(self.config_path)
         try:
             raw = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
             raise RunFolderError(f"{self.config_path} is not valid TOML ({exc}): the file is "
                                  "damaged") from None
-        missing = [key for key in ("name", "model") if key not in raw]
+        missing = [key for key in RUN_CONFIG_KEYS if key not in raw]
         if missing:
-            raise RunFolderError(f"{self.config_path} lacks {', '.join(missing)}: it is not a "
-                                 "config.toml that cnnlab wrote")
+            raise RunFolderError(f"{self.config_path} lacks {', '.join(missing)}: it is cut "
+                                 "short, or not a config.toml that cnnlab wrote")
         return parse_recipe(raw, str(self.config_path))
 
     def start_options(self) -> dict[str, Any]:
@@ -144,10 +145,14 @@ class RunFolder:
         state = load_checkpoint(self.last_checkpoint)
         return records.checkpoint(state, self.last_checkpoint, records.TRAINING_STATE)
 
-    def best_weights(self) -> dict[str, Any]:
-        """checkpoints/best.pt: the best epoch's evaluated weights, its epoch and accuracy."""
+    def best_weights(self, model: nn.Module | None = None) -> dict[str, Any]:
+        """checkpoints/best.pt: the best epoch's evaluated weights, its epoch and accuracy;
+        given this run's `model`, the weights are checked to be its own."""
         state = load_checkpoint(self.best_checkpoint)
-        return records.checkpoint(state, self.best_checkpoint, records.BEST_WEIGHTS)
+        state = records.checkpoint(state, self.best_checkpoint, records.BEST_WEIGHTS)
+        if model is not None:
+            records.check_weights(model, state["model"], self.best_checkpoint)
+        return state
 
     def shipped(self) -> ShippedWeights:
         from cnnlab.ship.weights import read_safetensors  # safetensors only when asked for
@@ -169,8 +174,7 @@ class RunFolder:
         path = self.lr_find_path
         if not path.is_file():
             return None
-        with records.reading(path):
-            return LRFindResult.from_json(records.read_text(path))
+        return records.lr_find_record(records.read_text(path), path)
 
     def load_trained(self, model: nn.Module) -> nn.Module:
         """`model` (this run's, untrained) with the last epoch's evaluated weights (the EMA

@@ -15,6 +15,7 @@ from torch import nn
 
 from cnnlab.errors import CnnlabError, RunFolderError
 from cnnlab.train.history import History, HistoryRow
+from cnnlab.train.lr_find import LRFindResult
 
 _NUMBER = (int, float)
 
@@ -42,31 +43,35 @@ def read_text(path: Path) -> str:
 
 def history_rows(text: str, path: Path) -> History:
     """history.jsonl: one JSON object per epoch, epochs 1, 2, 3, ... in order."""
-    hints = get_type_hints(HistoryRow)
     rows: History = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        where = f"{path} line {number}"
         try:
             row = json.loads(line)
         except ValueError:
-            raise RunFolderError(f"{where} is not JSON (a cut or edited file?): delete the "
-                                 "line, or train the run again") from None
-        if not isinstance(row, dict):
-            raise RunFolderError(f"{where} is not a JSON object")
-        missing = sorted(HistoryRow.__required_keys__ - row.keys())
-        if missing:
-            raise RunFolderError(f"{where} lacks {', '.join(missing)}")
-        for key, value in row.items():
-            kind = hints.get(key)
-            if kind is not None and not _fits(value, kind):
-                raise RunFolderError(f"{where}: {key} = {value!r} is not {_word(kind)}")
-        if row["epoch"] != len(rows) + 1:
-            raise RunFolderError(f"{where} is epoch {row['epoch']}, where epoch {len(rows) + 1} "
-                                 "belongs")
-        rows.append(row)
+            raise RunFolderError(f"{path} line {number} is not JSON (a cut or edited file?): "
+                                 "delete the line, or train the run again") from None
+        rows.append(_checked_row(row, len(rows) + 1, f"{path} line {number}"))
     return rows
+
+
+def _checked_row(row: Any, epoch: int, where: str) -> HistoryRow:
+    if not isinstance(row, dict):
+        raise RunFolderError(f"{where} is not a JSON object")
+    missing = sorted(HistoryRow.__required_keys__ - row.keys())
+    if missing:
+        raise RunFolderError(f"{where} lacks {', '.join(missing)}")
+    for key, value in row.items():
+        kind = _ROW_TYPES.get(key)
+        if kind is not None and not _fits(value, kind):
+            raise RunFolderError(f"{where}: {key} = {value!r} is not {_word(kind)}")
+    if row["epoch"] != epoch:
+        raise RunFolderError(f"{where} is epoch {row['epoch']}, where epoch {epoch} belongs")
+    return row
+
+
+_ROW_TYPES = get_type_hints(HistoryRow)
 
 
 def _fits(value: Any, kind: type) -> bool:
@@ -93,6 +98,22 @@ def json_object(text: str, path: Path, types: dict[str, type]) -> dict[str, Any]
     return value
 
 
+def lr_find_record(text: str, path: Path) -> LRFindResult:
+    """lr_find.json: the range test's curve and its three suggestions."""
+    value = json_object(text, path, {"lrs": list, "losses": list, "diverged": bool})
+    numbers = {key: value.get(key) for key in ("minimum", "valley", "steepest")}
+    curves = (value.get("lrs"), value.get("losses"))
+    if any(not _fits(v, float) or v <= 0 for v in numbers.values()) \
+            or any(c is None or not all(_fits(x, float) for x in c) for c in curves) \
+            or len(curves[0]) != len(curves[1]) or len(curves[0]) < 2 \
+            or not isinstance(value.get("diverged"), bool):
+        raise RunFolderError(f"{path} is not an LR range test record: it needs lrs and losses "
+                             "(numbers, as many of each), minimum, valley and steepest (above "
+                             "0) and diverged (true or false)")
+    return LRFindResult(**{key: value[key] for key in ("lrs", "losses", "minimum", "valley",
+                                                       "steepest", "diverged")})
+
+
 # The two kinds of checkpoint: last.pt holds everything a resume needs, best.pt the best
 # epoch's evaluated weights only.
 TRAINING_STATE = {"epoch": int, "model": dict, "optimizer": dict, "schedule": dict, "rng": dict,
@@ -115,12 +136,23 @@ def checkpoint(state: Any, path: Path, keys: dict[str, type]) -> dict[str, Any]:
         value = state[key]
         if not _fits(value, kind):
             raise RunFolderError(f"{path}: {key} has the wrong type ({type(value).__name__})")
+    if keys is TRAINING_STATE:
+        for epoch, row in enumerate(state["history"], start=1):
+            _checked_row(row, epoch, f"{path}, history row {epoch},")
     return state
 
 
 def load_weights(model: nn.Module, weights: Any, path: Path) -> nn.Module:
-    """Load `weights` into `model` after checking that they are its tensors, by name and shape:
-    weights of another model are refused with the first difference."""
+    """Load `weights` into `model` once `check_weights` passed."""
+    check_weights(model, weights, path)
+    with reading(path):
+        model.load_state_dict(weights)
+    return model
+
+
+def check_weights(model: nn.Module, weights: Any, path: Path) -> None:
+    """Refuse `weights` that are not `model`'s tensors, by name and shape, with the first
+    difference."""
     if not isinstance(weights, dict) or not all(isinstance(t, torch.Tensor)
                                                 for t in weights.values()):
         raise RunFolderError(f"{path} holds no weights (a table of tensors)")
@@ -137,6 +169,3 @@ def load_weights(model: nn.Module, weights: Any, path: Path) -> nn.Module:
             raise RunFolderError(f"{path} holds weights for another model: {name} is "
                                  f"{list(weights[name].shape)}, the model's is "
                                  f"{list(tensor.shape)}")
-    with reading(path):
-        model.load_state_dict(weights)
-    return model

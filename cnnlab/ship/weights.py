@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from cnnlab.atomic_file import atomic_write
 from cnnlab.data import Dataset
@@ -15,12 +16,13 @@ from cnnlab.errors import TrainingError
 from cnnlab.run_folder import RunFolder
 
 
-def write_safetensors(run: RunFolder, data: Dataset) -> Path:
+def write_safetensors(run: RunFolder, data: Dataset, model: nn.Module | None = None) -> Path:
     """Write `<run>/best.safetensors` from checkpoints/best.pt, with `data`'s classes,
-    normalisation and input shape; returns its path."""
+    normalisation and input shape; returns its path. Given the run's `model`, best.pt's
+    weights are checked to be its own first."""
     from safetensors.torch import save
 
-    state = run.best_weights()
+    state = run.best_weights(model)
     # safetensors wants each tensor on its own contiguous storage
     tensors = {name: t.detach().cpu().contiguous().clone() for name, t in state["model"].items()}
     metadata = {"cnnlab_recipe": run.recipe().name, "epoch": str(state["epoch"]),

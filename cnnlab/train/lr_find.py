@@ -56,10 +56,6 @@ class LRFindResult:
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self))
 
-    @classmethod
-    def from_json(cls, text: str) -> LRFindResult:
-        return cls(**json.loads(text))
-
     def summary_line(self) -> str:
         line = (f"suggested max lr: {self.minimum:.3g} (minimum), {self.valley:.3g} (valley), "
                 f"{self.steepest:.3g} (steepest descent); {len(self.lrs)} steps"
