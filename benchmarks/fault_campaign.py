@@ -17,10 +17,12 @@ skipped with that reason. Takes about five minutes on 2 cores.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import http.server
 import json
 import os
 import pickle
+import re
 import shutil
 import signal
 import socket
@@ -29,11 +31,13 @@ import sys
 import tempfile
 import threading
 import time
+import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import tomli_w
 import torch
 
 from cnnlab.train.checkpoint import load_checkpoint
@@ -579,6 +583,142 @@ def _(s):
 def _(s): return s.cnnlab("export", str(s.root / "nothing"), "--onnx")
 
 
+# --- run folders from someone else, moved, or damaged ----------------------------------------
+
+SMALL_NET = ("from torch import nn\ndef build(num_classes=10):\n    return nn.Sequential("
+             "nn.Conv2d(1, 8, 3), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), "
+             "nn.Flatten(), nn.Linear(8, num_classes))\n")
+
+
+def finished_run(s: Scratch, model_file: bool = False) -> Path:
+    """A finished 2-epoch run of this user's; with `model_file`, of a model from ./net.py."""
+    args = ["--set", "model.name=net.py:build"] if model_file else []
+    if model_file:
+        write(s.root / "net.py", SMALL_NET)
+    done = train(s, *args, "--no-check")
+    if done.code != 0:
+        raise RuntimeError(f"the base run failed: {done.err}")
+    (run,) = s.run_folders()
+    return run
+
+
+def as_stranger(s: Scratch) -> dict[str, str]:
+    """Another user: a config folder with another signing key."""
+    return {"CNNLAB_CONFIG_DIR": str(s.root / "stranger-config")}
+
+
+def name_model(run: Path, name: str, args: dict) -> None:
+    """Rewrite the folder's [model] table as a stranger would."""
+    config = tomllib.loads((run / "config.toml").read_text())
+    config["model"] = {"name": name, "args": args}
+    (run / "config.toml").write_text(tomli_w.dumps(config))
+
+
+def no_marker(s: Scratch) -> list[str]:
+    return [f"the folder's code ran: {p.name} exists" for p in s.root.glob("pwned*")]
+
+
+@case("run folder", "a stranger's folder naming os:system, then report", 2, folder=True)
+def _(s):
+    run = finished_run(s)
+    name_model(run, "os:system", {"command": f"touch {s.root / 'pwned'}"})
+    done = s.cnnlab("report", str(run), env=as_stranger(s))
+    return done, no_marker(s) + expect_in(done.err, "--trust-code", "os:system")
+
+
+@case("run folder", "a stranger's folder naming numpy:save, then --resume", 2, folder=True)
+def _(s):
+    run = finished_run(s)
+    name_model(run, "numpy:save", {"file": str(s.root / "pwned.npy"), "arr": [1, 2]})
+    done = s.cnnlab("train", "--resume", str(run), "--no-progress", env=as_stranger(s))
+    return done, no_marker(s) + expect_in(done.err, "--trust-code", "numpy:save")
+
+
+@case("run folder", "a stranger's model_source.py that writes a file, then export --onnx", 2,
+      folder=True)
+def _(s):
+    run = finished_run(s, model_file=True)
+    source = run / "model_source.py"
+    text = f"open({str(s.root / 'pwned')!r}, 'w').close()\n" + source.read_text()
+    source.write_text(text)
+    config = (run / "config.toml").read_text()  # the stranger keeps the hash in step
+    digest = re.search(r'source_sha256 = "(\w+)"', config)[1]
+    (run / "config.toml").write_text(config.replace(digest, hashlib.sha256(text.encode())
+                                                    .hexdigest()))
+    done = s.cnnlab("export", str(run), "--onnx", env=as_stranger(s))
+    return done, no_marker(s) + expect_in(done.err, "--trust-code")
+
+
+@case("run folder", "a stranger's file model, trusted with --trust-code, then report", 0,
+      folder=True)
+def _(s):
+    run = finished_run(s, model_file=True)
+    return s.cnnlab("report", str(run), "--trust-code", env=as_stranger(s))
+
+
+@case("run folder", "own run moved elsewhere, net.py deleted, report from another folder", 0,
+      folder=True)
+def _(s):
+    run = finished_run(s, model_file=True)
+    (s.root / "net.py").unlink()
+    moved = shutil.move(str(run), str(s.root / "moved"))
+    elsewhere = s.root / "elsewhere"
+    elsewhere.mkdir()
+    done = subprocess.run(s.command("report", moved), cwd=elsewhere, env=s.env,
+                          capture_output=True, text=True, timeout=300)
+    s.outputs += [done.stdout, done.stderr]
+    return Finished(done.returncode, done.stdout, done.stderr)
+
+
+@case("run folder", "one broken line in history.jsonl, then report", 2, folder=True)
+def _(s):
+    run = finished_run(s)
+    with open(run / "history.jsonl", "a") as handle:
+        handle.write('{"epoch": 3, "train_lo\n')
+    done = s.cnnlab("report", str(run))
+    return done, expect_in(done.err, "history.jsonl line 3")
+
+
+@case("run folder", "best.pt copied over last.pt, then --resume", 2, folder=True)
+def _(s):
+    run = finished_run(s)
+    shutil.copyfile(run / "checkpoints/best.pt", run / "checkpoints/last.pt")
+    done = s.cnnlab("train", "--resume", str(run), "--no-progress")
+    return done, expect_in(done.err, "last.pt", "bare weights")
+
+
+@case("run folder", "best.safetensors cut in half, then export --onnx", 2, folder=True)
+def _(s):
+    run = finished_run(s)
+    shipped = run / "best.safetensors"
+    shipped.write_bytes(shipped.read_bytes()[: shipped.stat().st_size // 2])
+    done = s.cnnlab("export", str(run), "--onnx")
+    return done, expect_in(done.err, "best.safetensors")
+
+
+@case("run folder", "config.toml emptied, then report", 2, folder=True)
+def _(s):
+    run = finished_run(s)
+    (run / "config.toml").write_text("")
+    done = s.cnnlab("report", str(run))
+    return done, expect_in(done.err, "config.toml")
+
+
+@case("run folder", "a bug nobody anticipated (injected): exit 70, traceback kept", 70)
+def _(s):
+    script = ("import sys, cnnlab.cli as cli\n"
+              "cli._recipes = lambda args: 1 / 0\n"
+              "sys.exit(cli.main(['recipes']))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=s.root,
+                          env={**s.env, "TMPDIR": str(s.root)}, capture_output=True, text=True)
+    kept = list(s.root.glob("cnnlab-crash-*.txt"))
+    problems = [] if kept and "ZeroDivisionError" in kept[0].read_text() else ["no traceback file"]
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    problems += [] if len(lines) == 1 else [f"the message is {len(lines)} lines"]
+    return Finished(done.returncode, done.stdout, done.stderr), problems + expect_in(
+        done.stderr, "internal error: ZeroDivisionError", "please report it")
+
+
 # --- signals and crashes --------------------------------------------------------------------
 
 def wait_for_epochs(process: subprocess.Popen, runs: Path, epochs: int, timeout: float = 240
@@ -773,7 +913,8 @@ def check(case: Case, s: Scratch, result: Finished, problems: list[str]) -> list
 def run_case(case: Case, scratch_root: Path) -> tuple[str, list[str], str]:
     root = Path(tempfile.mkdtemp(dir=scratch_root))
     env = {**os.environ, "CNNLAB_DATA": str(DATA), "OMP_NUM_THREADS": "1",
-           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+           "CNNLAB_CONFIG_DIR": str(root / "config")}  # this case's own signing key
     s = Scratch(root, env)
     try:
         result, problems = case.run(s)
