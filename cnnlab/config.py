@@ -187,9 +187,6 @@ class Recipe:
     def to_dict(self) -> dict[str, Any]:
         return _drop_none(dataclasses.asdict(self))
 
-    def with_model(self, model: ModelConfig) -> Recipe:
-        return dataclasses.replace(self, model=model)
-
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
 

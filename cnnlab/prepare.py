@@ -5,6 +5,7 @@ model a report rebuilds, a check measures and a run trains are built the same wa
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from cnnlab.errors import ConfigError, ModelError
 from cnnlab.inspect import Inspection, inspect_model
 from cnnlab.models import build_for_data
 from cnnlab.models.model_code import recorded
+from cnnlab.models.registry import ModelSource
 from cnnlab.run_folder import RunFolder
 
 
@@ -61,31 +63,37 @@ def prepare(
     only if the folder is trusted, or `trust_code`). A named dataset is not read here: its
     shape is known, so a design that breaks its budget costs nothing. `dataset` replaces
     reading from disk (whole, before the recipe's limits)."""
+    text = None
     if folder is not None:
         recipe = folder.recipe()
-    if recipe is None:
+        kept = folder.model_source(trust_code)  # decided before anything else is done
+    elif recipe is None:
         raise ConfigError("give a recipe, or a run folder")
+    else:  # a new run records where its model's code comes from
+        model_config, text = recorded(recipe.model)
+        recipe = dataclasses.replace(recipe, model=model_config)
+        where = Path(recipe.model.name.rpartition(":")[0]).resolve()
+        kept = (text, where) if text is not None else None
     if dataset is None and recipe.data.dataset in USER_DATASETS:
         dataset = load_recipe_data(recipe.data, data_dir, progress)  # its shape is in the files
     shape, classes = ((dataset.input_shape, dataset.classes) if dataset is not None
                       else data_facts(recipe.data, data_dir))
-    torch.manual_seed(recipe.train.seed)  # the model's initial weights follow the seed
-    source = None
-    if folder is not None:
-        model = folder.build_model(shape[0], len(classes), trust_code)
-    else:
-        model_config, source = recorded(recipe.model)
-        recipe = recipe.with_model(model_config)
-        where = Path(recipe.model.name.rpartition(":")[0])
-        model = build_for_data(recipe.model.name, recipe.model.args, shape[0], len(classes),
-                               (source, where.resolve()) if source is not None else None)
+    model = build_run_model(recipe, shape[0], len(classes), kept)
     inspection = inspect_model(recipe, model, shape)
     outputs = inspection.graph.output.shape
     if outputs != (len(classes),):
         raise ModelError(f"model {recipe.model.name!r} gives {outputs} per image but the data has "
                          f"{len(classes)} classes: it must end in {len(classes)} logits "
                          "(take a num_classes argument, which cnnlab fills in)")
-    return Prepared(recipe, model, inspection, source, data_dir, progress, dataset)
+    return Prepared(recipe, model, inspection, text, data_dir, progress, dataset)
+
+
+def build_run_model(recipe: Recipe, channels: int, num_classes: int,
+                    kept: ModelSource | None = None) -> nn.Module:
+    """The recipe's model for data of `channels` and `num_classes`, its initial weights from
+    the recipe's seed; built from `kept` (a model file's text and its path), when given."""
+    torch.manual_seed(recipe.train.seed)
+    return build_for_data(recipe.model.name, recipe.model.args, channels, num_classes, kept)
 
 
 def as_the_run_sees_it(data: Dataset, recipe: Recipe) -> Dataset:

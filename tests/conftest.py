@@ -2,6 +2,7 @@ import dataclasses
 import gzip
 import hashlib
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,31 @@ def skip_unless_required(what: str, reason: str) -> None:
     if what in REQUIRED:
         pytest.fail(f"{reason} (required here: CNNLAB_TEST_REQUIRE={','.join(sorted(REQUIRED))})")
     pytest.skip(reason)
+
+
+def chromium_path() -> str:
+    """The Chromium to drive (report pages, the web app), or a skip that says how to get it."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    skip_unless_required("browser", "Chromium is not installed (apt-get install chromium; "
+                                    ".ci/run installs it)")
+
+
+def killed_in_epoch(monkeypatch, doomed: int):
+    """Make training raise KeyboardInterrupt (Ctrl-C) as epoch `doomed` starts; returns the real
+    `train_epoch`, for the test to put back."""
+    from cnnlab.train import trainer
+
+    real = trainer.Trainer.train_epoch
+
+    def train_epoch(self, epoch, *args):
+        if epoch == doomed:
+            raise KeyboardInterrupt
+        return real(self, epoch, *args)
+
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", train_epoch)
+    return real
 
 
 @pytest.fixture(autouse=True)

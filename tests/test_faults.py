@@ -19,7 +19,7 @@ from cnnlab.errors import TrainingError
 from cnnlab.run_folder import RunFolder
 from cnnlab.train import trainer
 from cnnlab.train.checkpoint import load_checkpoint, save_atomic
-from tests.conftest import separable_dataset, train_run
+from tests.conftest import killed_in_epoch, separable_dataset, train_run
 
 
 def _recipe(*overrides, epochs=3):
@@ -28,22 +28,10 @@ def _recipe(*overrides, epochs=3):
                                       *overrides])
 
 
-def _killed_in_epoch(monkeypatch, doomed: int):
-    real = trainer.Trainer.train_epoch
-
-    def train_epoch(self, epoch, *args):
-        if epoch == doomed:
-            raise KeyboardInterrupt
-        return real(self, epoch, *args)
-
-    monkeypatch.setattr(trainer.Trainer, "train_epoch", train_epoch)
-    return real
-
-
 @pytest.mark.slow
 def test_a_no_check_run_resumes_as_one(tmp_path, monkeypatch):
     recipe = _recipe("spec.max_params=100")  # mnist_fast breaks it
-    real = _killed_in_epoch(monkeypatch, 2)
+    real = killed_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path, check=False)
     monkeypatch.setattr(trainer.Trainer, "train_epoch", real)
@@ -56,7 +44,7 @@ def test_a_no_check_run_resumes_as_one(tmp_path, monkeypatch):
 def test_a_stale_best_checkpoint_is_repaired_on_resume(tmp_path, monkeypatch):
     # Crash after last.pt of epoch 2 (the best so far) and before its best.pt: simulated by
     # putting epoch 1's best.pt back, then a kill in epoch 3.
-    real = _killed_in_epoch(monkeypatch, 3)
+    real = killed_in_epoch(monkeypatch, 3)
     recorded = {}
     real_save = save_atomic
 
@@ -103,7 +91,7 @@ def test_an_epoch_whose_log_line_a_crash_cut_is_logged_on_resume(tmp_path, monke
 
 @pytest.mark.slow
 def test_a_second_process_cannot_train_the_same_folder(tmp_path, monkeypatch):
-    real = _killed_in_epoch(monkeypatch, 2)
+    real = killed_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train_run(_recipe(), dataset=separable_dataset(), out_dir=tmp_path)
     monkeypatch.setattr(trainer.Trainer, "train_epoch", real)

@@ -12,7 +12,7 @@ from cnnlab.errors import ModelError
 from cnnlab.pipeline import run
 from cnnlab.report import compare, gradcam, write_report
 from cnnlab.report.confusion import confusion_matrix, most_confused
-from tests.conftest import separable_dataset, skip_unless_required, train_run
+from tests.conftest import chromium_path, separable_dataset, train_run
 
 
 class LooksAtTopLeft(nn.Module):
@@ -124,14 +124,6 @@ def test_compare_overlays_runs_and_tabulates(reported_run, tmp_path):
     assert f"{other.history[-1]['test_acc']:.2f}%" in lines[2]
 
 
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome"):
-        if shutil.which(name):
-            return shutil.which(name)
-    skip_unless_required("browser", "Chromium is not installed (apt-get install chromium; "
-                                    ".ci/run installs it)")
-
-
 CHECK_IMAGES = """<script>
 window.addEventListener('load', () => {
   const widths = Array.from(document.images).map(img => img.naturalWidth);
@@ -146,7 +138,7 @@ def test_report_html_renders_in_a_browser(reported_run, tmp_path):
     probe = tmp_path / "probe.html"
     probe.write_text(page.replace("</body>", CHECK_IMAGES))
     result = subprocess.run(
-        [_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+        [chromium_path(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
          "--no-first-run", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", f"--user-data-dir={tmp_path / 'profile'}",
          "--virtual-time-budget=5000", "--dump-dom", probe.as_uri()],
@@ -179,3 +171,23 @@ def test_tensorboard_gets_every_epoch_the_hparams_and_the_confusion_matrix(tmp_p
                                            size_guidance={"tensors": 0})
     hparams.Reload()
     assert "_hparams_/session_start_info" in hparams.summary_metadata
+
+
+@pytest.mark.slow
+def test_a_report_rebuilt_from_the_folder_states_the_data_the_run_trained_on(tmp_path):
+    import numpy as np
+
+    data = separable_dataset(n_train=300, n_test=64)
+    np.savez(tmp_path / "d.npz", x_train=data.train_images[:, 0].numpy(),
+             y_train=data.train_labels.numpy(), x_test=data.test_images[:, 0].numpy(),
+             y_test=data.test_labels.numpy())
+    recipe = load_recipe("mnist-99.4", [f'data.path="{tmp_path / "d.npz"}"', 'data.dataset="npz"',
+                                        "data.val_split=60", "data.train_limit=280",
+                                        "train.epochs=1", "train.device=cpu"])
+    result = train_run(recipe, out_dir=tmp_path / "runs", report=True, check=False)
+    readme = result.run_dir / "README.md"
+    said = [line for line in readme.read_text().splitlines() if line.startswith("Data:")]
+    assert "220 training and 64 test images" in said[0]  # 280 kept, 60 held out
+    readme.unlink()
+    write_report(result.run_dir)
+    assert [line for line in readme.read_text().splitlines() if line.startswith("Data:")] == said

@@ -8,7 +8,7 @@ from cnnlab.run_folder import RunFolder
 from cnnlab.train import trainer
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.optim import build_optimizer, build_schedule
-from tests.conftest import separable_dataset, train_run, without_timings
+from tests.conftest import killed_in_epoch, separable_dataset, train_run, without_timings
 
 # EMA off unless a test turns it on: on a few dozen steps the average lags the raw weights.
 SMALL = ["data.batch_size=64", "data.eval_batch_size=100", "train.device=cpu",
@@ -62,14 +62,7 @@ def test_same_seed_gives_identical_histories(tmp_path):
 
 def _run_killed_in_epoch(epoch: int, recipe, tmp_path, monkeypatch):
     """Train `recipe` until Ctrl-C arrives at the start of `epoch`; returns its run folder."""
-    real_epoch = trainer.Trainer.train_epoch
-
-    def killed(self, current, *args):
-        if current == epoch:
-            raise KeyboardInterrupt
-        return real_epoch(self, current, *args)
-
-    monkeypatch.setattr(trainer.Trainer, "train_epoch", killed)
+    real_epoch = killed_in_epoch(monkeypatch, epoch)
     with pytest.raises(KeyboardInterrupt):
         _run(recipe, tmp_path)
     monkeypatch.setattr(trainer.Trainer, "train_epoch", real_epoch)

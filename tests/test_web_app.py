@@ -2,7 +2,6 @@
 a test image, and reads the predicted class off the page."""
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -14,25 +13,17 @@ import pytest
 from PIL import Image
 
 import cnnlab
-from tests.conftest import separable_dataset, skip_unless_required, train_run
+from tests.conftest import chromium_path, separable_dataset, train_run
 
 pytest.importorskip("gradio")
 playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-def _chromium() -> str:
-    for name in ("chromium", "chromium-browser"):
-        if shutil.which(name):
-            return shutil.which(name)
-    skip_unless_required("browser", "Chromium is not installed (apt-get install chromium; "
-                                    ".ci/run installs it)")
 
 
 @pytest.fixture(scope="module")
 def served_run(tmp_path_factory):
     """A run trained on arrays on disk (a tenth of the test labels wrong, so there are
     mistakes to show), its page served by `cnnlab app` in a subprocess."""
-    chromium = _chromium()
+    chromium = chromium_path()
     folder = tmp_path_factory.mktemp("app")
     data = separable_dataset(n_train=1024, n_test=256)
     data.test_labels[::10] = (data.test_labels[::10] + 1) % 10  # mislabelled: mistakes to show

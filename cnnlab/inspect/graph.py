@@ -43,7 +43,6 @@ class Node:
     module: nn.Module | None = None
     target: str = ""  # qualified module name, or the op's target
     params: int = 0  # parameters owned by this call (counted at a module's first call only)
-    trainable: int = 0
 
     @property
     def is_module(self) -> bool:
@@ -139,13 +138,12 @@ def _from_fx(model: nn.Module, gm: fx.GraphModule, input_shape: tuple[int, ...])
             nodes.append(Node(fx_node.name, "input", [], shape, target="input"))
         elif fx_node.op == "call_module":
             module = modules[fx_node.target]
-            params = trainable = 0
+            params = 0
             if id(module) not in counted:  # a module called twice owns its weights once
                 counted.add(id(module))
                 params = count_parameters(module)
-                trainable = count_parameters(module, trainable_only=True)
             nodes.append(Node(fx_node.name, type(module).__name__, inputs, shape, module,
-                              fx_node.target, params, trainable))
+                              fx_node.target, params))
         elif fx_node.op in ("call_function", "call_method"):
             kind = _op_name(fx_node)
             nodes.append(Node(fx_node.name, kind, inputs, shape, target=str(fx_node.target)))
@@ -176,14 +174,13 @@ def _trace_with_hooks(model: nn.Module, input_shape: tuple[int, ...], reason: st
     def record(module: nn.Module, _inputs: Any, output: Any) -> None:
         if not isinstance(output, torch.Tensor):
             return
-        params = trainable = 0
+        params = 0
         if id(module) not in counted:
             counted.add(id(module))
             params = count_parameters(module)
-            trainable = count_parameters(module, trainable_only=True)
         name = f"{names[module] or 'model'}_{len(nodes)}"
         nodes.append(Node(name, type(module).__name__, [nodes[-1].name],
-                          tuple(output.shape[1:]), module, names[module], params, trainable))
+                          tuple(output.shape[1:]), module, names[module], params))
 
     leaves = [m for m in model.modules() if not list(m.children())]
     handles = [m.register_forward_hook(record) for m in leaves]

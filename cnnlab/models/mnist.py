@@ -105,8 +105,8 @@ def mnist_lean(num_classes: int = 10, width: int = 16, dropout: float = 0.02,
     - its second conv strided instead of followed by a MaxPool: a third fewer multiply-adds
       (the 24x24 map that conv computed in full is never made);
     - one Dropout, on the pooled features before the FC, instead of one after each conv:
-      a CPU draws a random number per masked value, and masks on every feature map cost a
-      quarter of a training step.
+      a CPU draws a random number per masked value, so masks on every feature map are a large
+      share of a training step (BENCHMARKS.md, "CPU tunings").
     """
     w = width
     features = nn.Sequential(

@@ -25,10 +25,6 @@ class Predictions:
         idx = (self.predicted != self.labels).nonzero().flatten()
         return idx[self.confidence[idx].argsort(descending=True)]
 
-    @property
-    def accuracy(self) -> float:
-        return 100.0 * (self.predicted == self.labels).float().mean().item()
-
 
 @torch.inference_mode()
 def predict(model: nn.Module, data: Dataset, batch_size: int = 128, tta: str = "none"

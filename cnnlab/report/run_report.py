@@ -9,11 +9,11 @@ import torch
 from torch import nn
 
 from cnnlab.config import Recipe
-from cnnlab.data import Dataset, DeviceLoader
+from cnnlab.data import Dataset, DeviceLoader, load_recipe_data
 from cnnlab.errors import ModelError, TrainingError
 from cnnlab.inspect import Inspection
 from cnnlab.inspect.spec import check_history
-from cnnlab.prepare import prepare
+from cnnlab.prepare import as_the_run_sees_it, prepare
 from cnnlab.report.confusion import (
     confusion_matrix,
     most_confused,
@@ -57,12 +57,14 @@ def write_report(
     if not history:
         raise TrainingError(f"{run.path} has no finished epoch to report on")
     recipe, found = run.recipe(), run.lr_find_record()  # every file read before any is written
-    if model is None or dataset is None or inspection is None:
+    if model is None or inspection is None:
         prepared = prepare(folder=run, data_dir=data_dir, trust_code=trust_code)
-        dataset = prepared.data()
-        model = run.load_trained(prepared.model)
-        inspection = prepared.inspection
+        model = run.load_trained(prepared.model) if model is None else model
+        dataset = prepared.data() if dataset is None else dataset
+        inspection = prepared.inspection if inspection is None else inspection
         inspection.check.verdicts += check_history(recipe, history)
+    elif dataset is None:
+        dataset = as_the_run_sees_it(load_recipe_data(recipe.data, data_dir), recipe)
     if layer is not None and layer not in dict(model.named_modules()):
         raise ModelError(f"no layer {layer!r} in the model; see the layer names in `cnnlab rf`")
 

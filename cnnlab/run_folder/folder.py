@@ -21,7 +21,7 @@ from torch import nn
 from cnnlab.atomic_file import atomic_write
 from cnnlab.config import Recipe, parse_recipe
 from cnnlab.errors import RunFolderError, TrainingError, UntrustedCodeError
-from cnnlab.models import build_for_data, is_registered
+from cnnlab.models import is_registered
 from cnnlab.models.model_code import SOURCE_FILE, from_file, names_code, source_sha256
 from cnnlab.run_folder import records, trust
 from cnnlab.train.checkpoint import load_checkpoint
@@ -186,17 +186,12 @@ class RunFolder:
 
     # --- the model's code ---
 
-    def build_model(self, channels: int, num_classes: int, trust_code: bool = False
-                    ) -> nn.Module:
-        """The recipe's model, untrained, built from this folder: a registered model as it is,
-        code the folder names only if the folder is trusted (and from its kept source)."""
-        recipe = self.recipe()
-        source = self._model_source(recipe, trust_code)
-        return build_for_data(recipe.model.name, recipe.model.args, channels, num_classes,
-                              source)
-
-    def _model_source(self, recipe: Recipe, trust_code: bool) -> tuple[str, Path] | None:
-        model = recipe.model
+    def model_source(self, trust_code: bool = False) -> tuple[str, Path] | None:
+        """The kept source the model is built from (None for a registered or installed
+        model), once the decision is made that the code this folder names may run: a
+        registered model needs no trust; any other only if this user's cnnlab signed the
+        folder, or `trust_code` (which signs it). Nothing the folder names is imported here."""
+        model = self.recipe().model
         if is_registered(model.name) or not names_code(model.name):
             return None
         source = self.path / SOURCE_FILE

@@ -15,6 +15,7 @@ from torch import nn
 from cnnlab.config import USER_DATASETS, Recipe
 from cnnlab.data.catalog import dataset_info
 from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.prepare import build_run_model
 from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.records import load_weights
 
@@ -90,7 +91,7 @@ def load_run(run_dir: str | Path, trust_code: bool = False) -> LoadedRun:
     else:
         raise TrainingError(f"{run.path} has no trained weights yet (no {run.shipped_path.name}, "
                             "no best.pt)")
-    model = run.build_model(shape[0], len(classes), trust_code)
+    model = build_run_model(recipe, shape[0], len(classes), run.model_source(trust_code))
     load_weights(model, weights, source)
     return LoadedRun(model.eval(), classes, mean, std, shape, recipe)
 

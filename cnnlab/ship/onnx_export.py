@@ -53,9 +53,9 @@ def _removed_unless_kept(tmp: Path) -> Iterator[None]:
         raise
 
 
-# torch has two ONNX exporters: the TorchScript one, deprecated but working in every torch
-# tried (2.4, 2.5, 2.6, 2.13), and the torch.export-based one that replaces it, which fails on
-# BatchNorm in 2.5 and 2.6 (with onnxscript 0.7) and works in 2.13, the newest tried.
+# torch has two ONNX exporters: the TorchScript one, deprecated, and the torch.export-based one
+# that replaces it, which cannot export BatchNorm in older torch (BENCHMARKS.md, "torch
+# versions", says which were tried).
 DYNAMO_EXPORTER_FROM = (2, 13)
 
 

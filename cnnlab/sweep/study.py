@@ -17,7 +17,7 @@ import multiprocessing
 import os
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +27,9 @@ from cnnlab.sweep.progress import every, sweep_progress
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
 from cnnlab.sweep.sweep_report import write_sweep_report
 from cnnlab.sweep.trial import run_trial
+from cnnlab.train.trainer import Echo
 
 HEARTBEAT_SECONDS = 10  # a running trial says it is alive this often
-Echo = Callable[[str], None]
 
 
 def sweep(
