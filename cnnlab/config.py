@@ -123,6 +123,9 @@ class OptimConfig:
     momentum: Fraction = 0.9  # sgd only
     nesterov: bool = False  # sgd only
     weight_decay: NonNegative = 0.0
+    # BatchNorm shifts train at lr x this, with weight decay / this (the same decay per step):
+    # a handful of parameters that set each channel's operating point, cheap to move fast
+    bn_bias_lr_scale: Positive = 1.0
 
 
 @dataclass(frozen=True)
@@ -138,6 +141,10 @@ class ScheduleConfig:
     pct_start: Annotated[float, Range(0, 1, open_low=True, open_high=True)] = 0.25
     div_factor: Positive = 25.0  # onecycle: start lr = max_lr / div_factor
     final_div_factor: Positive = 1e4  # onecycle: final lr = start lr / final_div_factor
+    anneal: Literal["cos", "linear"] = "cos"  # onecycle: the curve between those three points
+    # onecycle: momentum falls to 0.85 as the lr rises, and back to 0.95 (torch's default);
+    # false keeps optim.momentum throughout
+    cycle_momentum: bool = True
     step_epochs: Count = 10  # step: multiply lr by gamma every step_epochs epochs
     gamma: Positive = 0.1
     min_lr: NonNegative = 0.0  # cosine: lr at the last step
@@ -149,6 +156,13 @@ class TrainConfig:
     seed: NonNegativeInt = 0
     label_smoothing: Fraction = 0.0
     ema_decay: Fraction = 0.0  # 0 = off; else evaluate an exponential moving average of the weights
+    # Lookahead (train/lookahead.py): every N steps, pull the weights to their slow average by
+    # decay^N x progress^3; 0 = off
+    lookahead_every: NonNegativeInt = 0
+    lookahead_decay: Fraction = 0.95
+    # A patch-whitening first layer (models/cifar_speed.py) trains its bias only in the first N
+    # epochs, then holds it: the rest of the net adapts to a fixed input; unset = throughout
+    whitening_bias_epochs: Count | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = True  # NHWC activations: faster convolutions for most models
     # auto: bf16 autocast where the device has bf16 units (Ampere+ GPUs, CPUs with AVX512-BF16

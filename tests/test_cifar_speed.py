@@ -11,7 +11,8 @@ from cnnlab.data.loader import normaliser
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model
 from cnnlab.models.cifar_speed import PatchWhitening, identity_conv
-from cnnlab.train.optim import build_optimizer
+from cnnlab.train.lookahead import Lookahead
+from cnnlab.train.optim import build_optimizer, build_schedule, lr_curve
 from cnnlab.train.trainer import evaluate
 from cnnlab.train.tta import tta_logits
 from tests.conftest import train_run
@@ -154,3 +155,59 @@ def test_cifar_speed_recipe_learns_and_fits_its_whitening_first(tmp_path):
     accuracy_rule = [v for v in result.check.verdicts if "test accuracy" in v.rule][0]
     assert "flip_shift test-time augmentation" in accuracy_rule.rule
     assert f"{history[-1]['test_acc_no_tta']:.2f}% without" in accuracy_rule.measured
+
+
+def test_batchnorm_shifts_learn_64x_faster_with_the_same_decay_per_step():
+    recipe = load_recipe("cifar-speed")
+    model = build_model("cifar_speed", widths=[8, 16, 16])
+    optimizer = build_optimizer(model, recipe.optim)
+    schedule = build_schedule(optimizer, recipe.schedule, steps_per_epoch=10, epochs=2)
+    main, shifts = optimizer.param_groups
+    assert {id(p) for p in shifts["params"]} == {
+        id(m.bias) for m in model.modules() if isinstance(m, nn.BatchNorm2d)}
+    for _ in range(7):
+        optimizer.step()
+        schedule.step()
+        assert shifts["lr"] == pytest.approx(64 * main["lr"])
+        assert shifts["lr"] * shifts["weight_decay"] == pytest.approx(
+            main["lr"] * main["weight_decay"])
+        assert main["momentum"] == 0.85  # cycle_momentum = false: airbench's is constant
+
+
+def test_the_triangular_schedule_goes_from_20_to_100_to_7_percent_in_straight_lines():
+    recipe = load_recipe("cifar-speed")
+    lrs = lr_curve(recipe.schedule, recipe.optim, steps_per_epoch=100, epochs=1)
+    peak = lrs.index(max(lrs))
+    assert lrs[0] == pytest.approx(0.2 * 1.5) and max(lrs) == pytest.approx(1.5)
+    assert 21 <= peak <= 23 and lrs[-1] == pytest.approx(0.07 * 1.5, rel=0.05)
+    middle = (peak + len(lrs) - 1) // 2  # linear, not cosine: halfway down is half the drop
+    assert lrs[middle] == pytest.approx((lrs[peak] + lrs[-1]) / 2, rel=0.03)
+
+
+def test_lookahead_pulls_the_weights_to_their_average_and_ends_on_it():
+    model = nn.Linear(2, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    look = Lookahead(model, decay=0.5, every=2, total_steps=4)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    look.step(model, 1)  # not a multiple of 2: nothing happens
+    assert model.weight.eq(1.0).all()
+    look.step(model, 2)  # keep 0.5**2 x (2/4)**3 of the average (0), take the rest from 1.0
+    assert torch.allclose(model.weight, torch.full((1, 2), 1 - 0.25 / 8))
+    with torch.no_grad():
+        model.weight.fill_(3.0)
+    look.step(model, 4)  # keep 0.25 of the average, then end on the average
+    assert torch.allclose(model.weight, torch.full((1, 2), 0.25 * (1 - 0.25 / 8) + 0.75 * 3))
+
+
+@pytest.mark.slow
+def test_the_whitening_bias_trains_only_in_its_first_epochs(tmp_path):
+    recipe = load_recipe("cifar-speed", ["train.epochs=3", "data.batch_size=64",
+                                         "train.device=cpu", "model.args={widths=[8,16,16]}",
+                                         "train.whitening_bias_epochs=2",
+                                         "train.lookahead_every=0"])
+    seen = []  # the bias after each epoch
+    train_run(recipe, dataset=_learnable_cifar(128, 64), out_dir=tmp_path,
+              callbacks=(lambda row, trainer: seen.append(trainer.model.whiten.bias.clone()),))
+    assert not torch.equal(seen[0], seen[1])  # epoch 2 still trains it
+    assert torch.equal(seen[1], seen[2])  # epoch 3 holds it

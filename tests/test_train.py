@@ -73,7 +73,7 @@ def _run_killed_in_epoch(epoch: int, recipe, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_same_result(tmp_path, monkeypatch):
     # Dropout, augmentation, OneCycle and EMA all draw on state that a resume must restore.
-    recipe = _recipe("train.ema_decay=0.9", epochs=3)
+    recipe = _recipe("train.ema_decay=0.9", "train.lookahead_every=3", epochs=3)
     straight = _run(recipe, tmp_path / "straight")
 
     run_dir = _run_killed_in_epoch(3, recipe, tmp_path / "killed", monkeypatch)

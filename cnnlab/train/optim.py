@@ -10,13 +10,29 @@ from cnnlab.errors import ConfigError
 
 
 def build_optimizer(model: nn.Module, config: OptimConfig) -> torch.optim.Optimizer:
-    params = [p for p in model.parameters() if p.requires_grad]
+    groups = _param_groups(model, config)
     if config.name == "sgd":
-        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum,
                                nesterov=config.nesterov, weight_decay=config.weight_decay)
     if config.name == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        return torch.optim.Adam(groups, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def _param_groups(model: nn.Module, config: OptimConfig) -> list[dict]:
+    """One group of every trainable parameter; with `bn_bias_lr_scale`, BatchNorm shifts in a
+    second group of their own (param_groups[0] keeps the learning rate the logs report)."""
+    shifts = [m.bias for m in model.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.bias is not None
+              and m.bias.requires_grad] if config.bn_bias_lr_scale != 1.0 else []
+    chosen = {id(p) for p in shifts}
+    rest = [p for p in model.parameters() if p.requires_grad and id(p) not in chosen]
+    groups = [{"params": rest}]
+    if shifts:
+        scale = config.bn_bias_lr_scale
+        groups.append({"params": shifts, "lr": config.lr * scale,
+                       "weight_decay": config.weight_decay / scale, "lr_scale": scale})
+    return groups
 
 
 def build_schedule(
@@ -30,10 +46,13 @@ def build_schedule(
             raise ConfigError(f"One Cycle needs a few steps in each phase, and this run has "
                               f"{total} ({steps_per_epoch} per epoch x {epochs}): give it more "
                               "data, epochs or a smaller batch, or another schedule.name")
+        peak = config.max_lr or base_lr
         return torch.optim.lr_scheduler.OneCycleLR(
-            optimizer, max_lr=config.max_lr or base_lr, total_steps=total,
-            pct_start=config.pct_start, div_factor=config.div_factor,
-            final_div_factor=config.final_div_factor,
+            optimizer, max_lr=[peak * group.get("lr_scale", 1.0)
+                               for group in optimizer.param_groups],
+            total_steps=total, pct_start=config.pct_start, div_factor=config.div_factor,
+            final_div_factor=config.final_div_factor, anneal_strategy=config.anneal,
+            cycle_momentum=config.cycle_momentum,
         )
     if config.name == "step":
         return torch.optim.lr_scheduler.StepLR(

@@ -19,9 +19,11 @@ from cnnlab.data import Dataset, DeviceLoader
 from cnnlab.data.loader import normaliser
 from cnnlab.data.recipe_loaders import test_loader, train_loader
 from cnnlab.errors import ConfigError, DivergedError
+from cnnlab.models.cifar_speed import PatchWhitening
 from cnnlab.train.checkpoint import restore_rng_states, rng_states, save_atomic
 from cnnlab.train.ema import WeightEMA
 from cnnlab.train.history import best_row
+from cnnlab.train.lookahead import Lookahead
 from cnnlab.train.optim import build_optimizer, build_schedule
 from cnnlab.train.precision import autocast_dtype, gradient_scaler, precision_name
 from cnnlab.train.tta import tta_logits
@@ -87,6 +89,9 @@ class Trainer:
         self.schedule = build_schedule(
             self.optimizer, recipe.schedule, len(self.train_loader), cfg.epochs
         )
+        self.lookahead = (Lookahead(self.model, cfg.lookahead_decay, cfg.lookahead_every,
+                                    len(self.train_loader) * cfg.epochs)
+                          if cfg.lookahead_every else None)
         self.ema = WeightEMA(self.model, cfg.ema_decay) if cfg.ema_decay else None
         self.evaluated = self.ema.model if self.ema is not None else self.model
         self.history: list[dict[str, Any]] = []
@@ -100,6 +105,8 @@ class Trainer:
         }
         if self.ema is not None:
             state["ema"] = self.ema.state_dict()
+        if self.lookahead is not None:
+            state["lookahead"] = self.lookahead.state_dict()
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -110,6 +117,8 @@ class Trainer:
             self.scaler.load_state_dict(state["scaler"])
         if self.ema is not None:
             self.ema.load_state_dict(state["ema"])
+        if self.lookahead is not None:
+            self.lookahead.load_state_dict(state["lookahead"])
         restore_rng_states(state["rng"], self.generator)
         self.history = list(state["history"])
         self.train_loader.epoch = len(self.history)  # alternating flips continue in phase
@@ -170,6 +179,11 @@ class Trainer:
         (if any) gets a line in its log when the loss diverges."""
         model, optimizer, loader = self.model, self.optimizer, self.train_loader
         model.train()
+        if self.cfg.whitening_bias_epochs is not None:
+            for layer in model.modules():
+                if isinstance(layer, PatchWhitening):
+                    layer.bias.requires_grad_(epoch <= self.cfg.whitening_bias_epochs)
+        done_before = (epoch - 1) * len(loader)  # optimiser steps of the epochs before
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen = 0
@@ -187,6 +201,8 @@ class Trainer:
             self.schedule.step()
             if self.ema is not None:
                 self.ema.update(model)
+            if self.lookahead is not None:
+                self.lookahead.step(model, done_before + step + 1)
             # Accumulate on the device; read back only every BAR_EVERY steps.
             loss_sum += loss.detach() * len(y)
             correct += (out.detach().argmax(1) == y).sum()
