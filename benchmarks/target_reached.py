@@ -18,8 +18,8 @@ import argparse
 import statistics
 from pathlib import Path
 
-from cnnlab.config import load_recipe
 from cnnlab.run_folder import RunFolder
+from cnnlab.train.history import first_reaching
 
 
 def main() -> None:
@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, help="test accuracy in %% (default: the spec's)")
     args = parser.parse_args()
     folder = RunFolder(args.run_dir)
-    recipe = load_recipe(args.run_dir / "config.toml")
+    recipe = folder.recipe()
     history = folder.history()
     if not history:
         parser.error(f"{args.run_dir} has no finished epoch")
@@ -36,7 +36,8 @@ def main() -> None:
     if target is None:
         parser.error("the recipe's spec has no min_test_acc: give --target")
     accuracies = [row["test_acc"] for row in history]
-    first = next((row["epoch"] for row in history if row["test_acc"] >= target), None)
+    reached = first_reaching(history, target)
+    first = reached["epoch"] if reached else None
     seconds = [row["seconds"] for row in history]
     print(f"{recipe.name}: {len(history)} of {recipe.train.epochs} epochs, target {target}%"
           + (f", {recipe.train.tta} TTA" if recipe.train.tta != "none" else ""))

@@ -25,6 +25,7 @@ import time
 import torch
 
 import cnnlab
+from cnnlab.train.history import first_reaching
 from machine import machine_line
 from seed_loop import seed_style_loader, seed_style_test, seed_style_train_epoch
 
@@ -34,17 +35,13 @@ def cnnlab_run(args, data, seed: int) -> dict:
     started = time.perf_counter()
     reached = {}
 
-    def watch(line: str) -> None:
-        if line.startswith("Epoch :"):
-            reached["epoch"] = int(line.split()[2].split("/")[0])
-        elif line.startswith("Test set") and "seconds" not in reached:
-            accuracy = float(line.rsplit("(", 1)[1].rstrip("%)"))
-            if accuracy >= args.target:
-                reached["seconds"] = time.perf_counter() - started
-                reached["at_epoch"] = reached["epoch"]
+    def watch(row: dict, trainer: object) -> None:  # after each epoch, as a user's callback
+        if "seconds" not in reached and first_reaching([row], args.target):
+            reached["seconds"] = time.perf_counter() - started
+            reached["at_epoch"] = row["epoch"]
 
-    result = cnnlab.run(recipe, dataset=data, out_dir=args.out, progress=False, echo=watch,
-                        report=False)
+    result = cnnlab.run(recipe, dataset=data, out_dir=args.out, progress=False, echo=None,
+                        report=False, callbacks=(watch,))
     last_n = recipe.spec.last_epochs
     return {
         "seconds": reached.get("seconds", time.perf_counter() - started),

@@ -21,7 +21,6 @@ def _recipe(*overrides):
 def test_lr_find_sweeps_suggests_and_stops_on_divergence():
     result = lr_find(_recipe(), dataset=separable_dataset(), start=1e-5, end=1e3, steps=60,
                      progress=False)
-    assert isinstance(result, LRFindResult)
     assert result.diverged  # lr 1000 blows any model up
     assert len(result.lrs) < 60
     ratios = [b / a for a, b in zip(result.lrs, result.lrs[1:], strict=False)]
@@ -107,15 +106,15 @@ def test_find_pick_chooses_the_suggestion(tmp_path):
     assert len(set(results.values())) == 3
 
 
-def test_max_lr_must_be_a_number_or_find():
-    with pytest.raises(ConfigError, match="max_lr"):
-        _recipe('schedule.max_lr="auto"')
-
-
 @pytest.mark.slow
 def test_lr_find_on_the_cifar_recipes(cifar_data_root):
     data = load_dataset("cifar10", cifar_data_root).limited(train=256, test=10)
     for name, steps in (("cifar-s9-fast", 12), ("cifar-s10", 6)):
         recipe = load_recipe(name, ["data.batch_size=16", "train.device=cpu"])
         result = lr_find(recipe, dataset=data, start=1e-4, end=1.0, steps=steps, progress=False)
-        assert len(result.lrs) >= 3 and result.steepest > 0
+        # each recipe's own model, loader and optimiser ran every step, or stopped at a blow-up
+        assert len(result.lrs) == steps or result.diverged, name
+        assert result.lrs[0] == pytest.approx(1e-4) and result.lrs[-1] <= 1.0
+        assert all(math.isfinite(loss) for loss in result.losses), name
+        for suggestion in (result.minimum, result.valley, result.steepest):
+            assert 1e-5 <= suggestion <= result.lrs[-1], (name, suggestion)

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from cnnlab.errors import ConfigError, RunFolderError, TrainingError
 from cnnlab.run_folder import RunFolder
 from cnnlab.train import trainer
 from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.history import first_reaching, seconds_to_target
 from cnnlab.train.optim import build_optimizer, build_schedule
 from tests.conftest import killed_in_epoch, separable_dataset, train_run, without_timings
 
@@ -281,3 +284,12 @@ def test_fp16_trains_through_the_gradient_scaler_and_resumes_with_it(tmp_path, m
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     saved = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")["scaler"]
     assert saved["scale"] in (steps[-1], steps[-1] / 2)  # kept, or halved after an overflow
+
+
+def test_seconds_to_target_counts_the_epochs_up_to_the_first_that_reaches_it():
+    rows = [{"epoch": e, "seconds": s, "val_acc": v, "test_acc": t} for e, s, v, t in
+            ((1, 10.0, 98.0, 98.5), (2, 20.0, 99.45, 99.1), (3, 30.0, 99.6, 99.5))]
+    assert seconds_to_target(rows, 99.4, key="val_acc") == 30.0
+    assert seconds_to_target(rows, 99.4) == 60.0  # test accuracy: epoch 3
+    assert seconds_to_target(rows, 99.9) == math.inf
+    assert first_reaching(rows, 99.0)["epoch"] == 2

@@ -3,7 +3,6 @@ training, then an ordinary run folder under the sweep, steered by the validation
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from cnnlab.data import Dataset
 from cnnlab.pipeline import run
 from cnnlab.prepare import prepare
 from cnnlab.sweep.sweep_file import SweepSpec, suggest
-from cnnlab.train.history import History
+from cnnlab.train.history import seconds_to_target
 
 
 def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path) -> list[float]:
@@ -54,14 +53,4 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path) -> l
         return [accuracy]
     if spec.objective == "accuracy_and_params":
         return [accuracy, float(params)]
-    return [seconds_to_target(history, recipe.spec.min_test_acc)]
-
-
-def seconds_to_target(history: History, target: float) -> float:
-    """Training seconds until the validation accuracy first reaches `target` (inf if never)."""
-    elapsed = 0.0
-    for row in history:
-        elapsed += row["seconds"]
-        if row["val_acc"] >= target:
-            return elapsed
-    return math.inf
+    return [seconds_to_target(history, recipe.spec.min_test_acc, key="val_acc")]

@@ -3,7 +3,8 @@ where it ran: device, precision, torch version)."""
 
 # No `from __future__ import annotations` here: Python 3.11's TypedDict tells NotRequired keys
 # only from evaluated annotations, and the run folder's reader checks rows by them.
-from typing import Any, NotRequired, TypedDict
+import math
+from typing import Any, Literal, NotRequired, TypedDict
 
 
 class HistoryRow(TypedDict):
@@ -58,3 +59,34 @@ def trained_on_spans(history: History) -> list[tuple[int, int, str]]:
         else:
             spans.append((row["epoch"], row["epoch"], where))
     return spans
+
+
+def first_reaching(history: History, target: float,
+                   key: Literal["test_acc", "val_acc"] = "test_acc") -> HistoryRow | None:
+    """The first epoch whose `key` accuracy (percent) reaches `target`, or None."""
+    return next((row for row in history if row[key] >= target), None)
+
+
+def seconds_to_target(history: History, target: float,
+                      key: Literal["test_acc", "val_acc"] = "test_acc") -> float:
+    """Training seconds until `key` first reaches `target` (inf if it never does)."""
+    reached = first_reaching(history, target, key)
+    if reached is None:
+        return math.inf
+    return sum(row["seconds"] for row in history[: reached["epoch"]])
+
+
+def test_line(row: HistoryRow) -> str:
+    """The seeds' own test-set line, from an epoch's history row."""
+    return (f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
+            f"{row['test_correct']}/{row['test_total']} ({row['test_acc']:.2f}%)")
+
+
+def epoch_log_line(row: HistoryRow, tta: str) -> str:
+    """An epoch's line in log.txt, from its history row alone (so a resume can write a line
+    that a crash kept from being written)."""
+    plain = (f" ({tta} TTA; {row['test_acc_no_tta']:.2f}% without)"
+             if "test_acc_no_tta" in row else "")
+    val = f"val acc {row['val_acc']:.2f}% | " if "val_acc" in row else ""
+    return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc "
+            f"{row['train_acc']:.2f}% | {val}{test_line(row)}{plain} | {row['seconds']:.1f}s")

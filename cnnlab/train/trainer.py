@@ -22,7 +22,7 @@ from cnnlab.errors import ConfigError, DivergedError
 from cnnlab.models.cifar_speed import PatchWhitening
 from cnnlab.train.checkpoint import restore_rng_states, rng_states, save_atomic
 from cnnlab.train.ema import WeightEMA
-from cnnlab.train.history import best_row
+from cnnlab.train.history import best_row, epoch_log_line, test_line
 from cnnlab.train.lookahead import Lookahead
 from cnnlab.train.optim import build_optimizer, build_schedule
 from cnnlab.train.precision import autocast_dtype, gradient_scaler, precision_name
@@ -233,21 +233,6 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
         run.log(message)
     raise DivergedError(message)
 
-
-def test_line(row: dict[str, Any]) -> str:
-    """The seeds' own test-set line, from an epoch's history row."""
-    return (f"Test set: Average loss: {row['test_loss']:.4f}, Accuracy: "
-            f"{row['test_correct']}/{row['test_total']} ({row['test_acc']:.2f}%)")
-
-
-def epoch_log_line(row: dict[str, Any], tta: str) -> str:
-    """An epoch's line in log.txt, from its history row alone (so a resume can write a line
-    that a crash kept from being written)."""
-    plain = (f" ({tta} TTA; {row['test_acc_no_tta']:.2f}% without)"
-             if "test_acc_no_tta" in row else "")
-    val = f"val acc {row['val_acc']:.2f}% | " if "val_acc" in row else ""
-    return (f"epoch {row['epoch']}: train loss {row['train_loss']:.4f} acc "
-            f"{row['train_acc']:.2f}% | {val}{test_line(row)}{plain} | {row['seconds']:.1f}s")
 
 
 @torch.inference_mode()
