@@ -10,7 +10,7 @@ from cnnlab.data import BatchAugment, Dataset, DeviceLoader
 from cnnlab.data.loader import normaliser
 from cnnlab.errors import ConfigError
 from cnnlab.models import build_model
-from cnnlab.models.cifar_speed import PatchWhitening, identity_conv
+from cnnlab.models.cifar_speed import PatchWhitening, identity_init_conv
 from cnnlab.train.lookahead import Lookahead
 from cnnlab.train.optim import build_optimizer, build_schedule, lr_curve
 from cnnlab.train.trainer import evaluate
@@ -35,8 +35,8 @@ def test_patch_whitening_decorrelates_the_patches_it_was_fitted_to():
     assert not layer.weight.requires_grad and layer.bias.requires_grad
 
 
-def test_identity_conv_starts_as_a_pass_through_plus_noise():
-    conv = identity_conv(8, 16)
+def test_identity_init_conv_starts_as_a_pass_through_plus_noise():
+    conv = identity_init_conv(8, 16)
     centre = conv.weight[:8, :8, 1, 1]
     off_centre = conv.weight[:8, :8].clone()
     off_centre[:, :, 1, 1] = 0

@@ -104,9 +104,9 @@ def test_user_file_that_fails_to_import(tmp_path):
     ("mnist_s4", (1, 28, 28)), ("mnist_s5", (1, 28, 28)), ("mnist_26k", (1, 28, 28)),
     ("cifar_s9", (3, 32, 32)), ("cifar_s10_resnet", (3, 32, 32)),
 ])
-def test_seed_models_take_a_width_for_searches_and_default_to_the_seed(name, shape):
+def test_seed_models_take_a_width_multiplier_for_searches_and_default_to_the_seed(name, shape):
     seed = count_parameters(build_model(name))
-    assert count_parameters(build_model(name, width=1.0)) == seed
-    narrow, wide = build_model(name, width=0.5), build_model(name, width=1.5)
+    assert count_parameters(build_model(name, width_multiplier=1.0)) == seed
+    narrow, wide = build_model(name, width_multiplier=0.5), build_model(name, width_multiplier=1.5)
     assert count_parameters(narrow) < seed < count_parameters(wide)
     assert narrow(torch.zeros(2, *shape)).shape == (2, 10)

@@ -16,27 +16,28 @@ def conv_relu_bn(
     dilation: int = 1,
     groups: int = 1,
     bias: bool = True,
-    bn: bool = True,
     dropout: float = 0.0,
     dropout2d: bool = False,
 ) -> nn.Sequential:
-    """Conv -> ReLU -> [BatchNorm] -> [Dropout]: the order the S4-S9 seed models use."""
-    layers: list[nn.Module] = [
-        nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, dilation=dilation,
-                  groups=groups, bias=bias),
-        nn.ReLU(),
-    ]
-    if bn:
-        layers.append(nn.BatchNorm2d(cout))
+    """Conv -> ReLU -> BatchNorm -> [Dropout]: the order the S4-S9 seed models use."""
+    layers = [*conv_relu(cin, cout, kernel, padding=padding, stride=stride, dilation=dilation,
+                         groups=groups, bias=bias), nn.BatchNorm2d(cout)]
     if dropout:
         layers.append(nn.Dropout2d(dropout) if dropout2d else nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
 
-def scaled_channels(channels: int, width: float) -> int:
-    """`channels` times a width multiplier (at least 1): how the seed models take a `width`
-    argument for a search, 1.0 giving the seed's own layer sizes."""
-    return max(1, round(channels * width))
+def conv_relu(cin: int, cout: int, kernel: int = 3, *, padding: int = 0, stride: int = 1,
+              dilation: int = 1, groups: int = 1, bias: bool = True) -> nn.Sequential:
+    """Conv -> ReLU, no BatchNorm: the seeds' 1x1 squeezes."""
+    return nn.Sequential(nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding,
+                                   dilation=dilation, groups=groups, bias=bias), nn.ReLU())
+
+
+def scaled_channels(channels: int, multiplier: float) -> int:
+    """`channels` times a width multiplier (at least 1): how the seed models take a
+    `width_multiplier` argument for a search, 1.0 giving the seed's own layer sizes."""
+    return max(1, round(channels * multiplier))
 
 
 class FeaturesThenHead(nn.Module):
@@ -78,7 +79,7 @@ class Residual(nn.Module):
         return x + self.body(x)
 
 
-def depthwise_separable(
+def depthwise_separable_relu_bn(
     cin: int, cout: int, kernel: int = 3, padding: int = 0, stride: int = 1
 ) -> nn.Sequential:
     """Depthwise kxk conv (groups = cin) then pointwise 1x1 conv -> ReLU -> BatchNorm."""

@@ -12,7 +12,7 @@ from cnnlab.models.blocks import (
     Residual,
     conv_pool_bn_relu,
     conv_relu_bn,
-    depthwise_separable,
+    depthwise_separable_relu_bn,
     scaled_channels,
 )
 from cnnlab.models.registry import register
@@ -33,16 +33,16 @@ class TwoBranchNet(nn.Module):
 
 @register(dataset="cifar10")
 def cifar_s9(num_classes: int = 10, dropout: float = 0.01, in_channels: int = 3,
-             width: float = 1.0) -> nn.Module:
+             width_multiplier: float = 1.0) -> nn.Module:
     """S9 seed, C1C2C3C40 per its RF table: branch A dilated, branch B plain, strided convs
     instead of MaxPool, a depthwise-separable conv, GAP. 94,292 parameters, as the seed.
 
     The seed's table is inconsistent in places (B's nin column, Conv5's padding); this reads
     it so every map size chains: 32 -> 14 in both branches, 14 -> 12 -> 6 -> 1 after them.
     The seed's total is matched exactly with no BatchNorm between the depthwise and the
-    pointwise conv, and one after the last conv. `width` multiplies every layer's channels.
+    pointwise conv, and one after the last conv. `width_multiplier` scales every layer's channels.
     """
-    c = partial(scaled_channels, width=width)
+    c = partial(scaled_channels, multiplier=width_multiplier)
     def branch(dilation: int) -> nn.Sequential:
         pad = dilation - 1  # dilated: 32 -> 30 -> 28; plain: same sizes without padding
         return nn.Sequential(
@@ -55,7 +55,7 @@ def cifar_s9(num_classes: int = 10, dropout: float = 0.01, in_channels: int = 3,
         )
 
     trunk = nn.Sequential(
-        depthwise_separable(2 * c(48), c(60)),  # both branches' maps; 14 -> 12
+        depthwise_separable_relu_bn(2 * c(48), c(60)),  # both branches' maps; 14 -> 12
         conv_relu_bn(c(60), c(30), padding=1, stride=2, bias=False, dropout=dropout),  # 6
         nn.Conv2d(c(30), num_classes, 3, padding=1, bias=False),  # 6
         nn.BatchNorm2d(num_classes),
@@ -66,11 +66,11 @@ def cifar_s9(num_classes: int = 10, dropout: float = 0.01, in_channels: int = 3,
 
 @register(dataset="cifar10")
 def cifar_s10_resnet(num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3,
-                     width: float = 1.0) -> nn.Module:
+                     width_multiplier: float = 1.0) -> nn.Module:
     """S10 seed (David Page's DAWNBench ResNet): prep 64 -> [128, pool] + res(128) ->
-    [256, pool] -> [512, pool] + res(512) -> MaxPool 4 -> FC. 6,573,130 parameters. `width`
-    multiplies every layer's channels."""
-    a, b, d, e = (scaled_channels(n, width) for n in (64, 128, 256, 512))
+    [256, pool] -> [512, pool] + res(512) -> MaxPool 4 -> FC. 6,573,130 parameters.
+    `width_multiplier` scales every layer's channels."""
+    a, b, d, e = (scaled_channels(n, width_multiplier) for n in (64, 128, 256, 512))
     features = nn.Sequential(
         conv_pool_bn_relu(in_channels, a, dropout=dropout),
         conv_pool_bn_relu(a, b, pool=True, dropout=dropout),
@@ -87,16 +87,16 @@ def cifar_s10_resnet(num_classes: int = 10, dropout: float = 0.0, in_channels: i
 
 @register(dataset="cifar10")
 def cifar_s9_res(num_classes: int = 10, dropout: float = 0.0, in_channels: int = 3,
-                 width: float = 1.0) -> nn.Module:
+                 width_multiplier: float = 1.0) -> nn.Module:
     """Within the S9 rules, built to converge in few epochs: C1 C2 C3 C4, each ending in a
     strided conv instead of MaxPool, residual blocks in C2-C4 (a dilated one in C2,
     depthwise-separable ones in C3-C4, where a full conv would spend the parameter budget),
     then a 1x1 conv to the classes and GAP. RF 87 (the rule: > 44); 160,152 parameters.
-    `width` multiplies every layer's channels."""
-    c = partial(scaled_channels, width=width)
+    `width_multiplier` scales every layer's channels."""
+    c = partial(scaled_channels, multiplier=width_multiplier)
     unit = partial(conv_relu_bn, padding=1, bias=False, dropout=dropout)
     def separable(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-        return depthwise_separable(cin, cout, padding=1, stride=stride)
+        return depthwise_separable_relu_bn(cin, cout, padding=1, stride=stride)
 
     features = nn.Sequential(
         # C1, 32x32: a thin stem, then halve the map

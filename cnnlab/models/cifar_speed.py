@@ -46,7 +46,7 @@ def frozen_scale_bn(channels: int) -> nn.BatchNorm2d:
     return bn
 
 
-def identity_conv(cin: int, cout: int) -> nn.Conv2d:
+def identity_init_conv(cin: int, cout: int) -> nn.Conv2d:
     """3x3 conv whose first min(cin, cout) filters start as the identity (Dirac) plus its
     default random init: the block starts close to passing its input through."""
     conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
@@ -61,8 +61,8 @@ class ConvGroup(nn.Sequential):
 
     def __init__(self, cin: int, cout: int):
         super().__init__(
-            identity_conv(cin, cout), nn.MaxPool2d(2), frozen_scale_bn(cout), nn.GELU(),
-            identity_conv(cout, cout), frozen_scale_bn(cout), nn.GELU(),
+            identity_init_conv(cin, cout), nn.MaxPool2d(2), frozen_scale_bn(cout), nn.GELU(),
+            identity_init_conv(cout, cout), frozen_scale_bn(cout), nn.GELU(),
         )
 
 

@@ -6,25 +6,25 @@ from functools import partial
 
 from torch import nn
 
-from cnnlab.models.blocks import FeaturesThenHead, conv_relu_bn, scaled_channels
+from cnnlab.models.blocks import FeaturesThenHead, conv_relu, conv_relu_bn, scaled_channels
 from cnnlab.models.registry import register
 
 
 @register(dataset="mnist")
 def mnist_s4(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1,
-             width: float = 1.0) -> nn.Module:
+             width_multiplier: float = 1.0) -> nn.Module:
     """Session 4 seed: 18,650 parameters, bias-free convs, one MaxPool, AvgPool(8) then FC.
-    `width` multiplies every layer's channels."""
-    c = partial(scaled_channels, width=width)
+    `width_multiplier` scales every layer's channels."""
+    c = partial(scaled_channels, multiplier=width_multiplier)
     features = nn.Sequential(
         conv_relu_bn(in_channels, c(16), padding=1, bias=False),  # 28
         conv_relu_bn(c(16), c(16), padding=1, bias=False),  # 28
         conv_relu_bn(c(16), c(64), padding=1, bias=False),  # 28
         nn.MaxPool2d(2, 2),  # 14
-        conv_relu_bn(c(64), c(8), 1, bias=False, bn=False),  # 14, 1x1 squeeze
+        conv_relu(c(64), c(8), 1, bias=False),  # 14, 1x1 squeeze
         conv_relu_bn(c(8), c(16), bias=False, dropout=dropout, dropout2d=True),  # 12
         conv_relu_bn(c(16), c(16), bias=False),  # 10
-        conv_relu_bn(c(16), c(16), 1, bias=False, bn=False),  # 10
+        conv_relu(c(16), c(16), 1, bias=False),  # 10
         conv_relu_bn(c(16), c(16), bias=False),  # 8
         nn.AvgPool2d(8),  # GAP: 8x8 -> 1x1
     )
@@ -33,10 +33,10 @@ def mnist_s4(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1,
 
 @register(dataset="mnist")
 def mnist_s5(num_classes: int = 10, dropout: float = 0.25, in_channels: int = 1,
-             width: float = 1.0) -> nn.Module:
-    """Session 5 seed: 19,290 parameters, three MaxPools down to 1x1, then FC. `width`
-    multiplies every layer's channels."""
-    c = partial(scaled_channels, width=width)
+             width_multiplier: float = 1.0) -> nn.Module:
+    """Session 5 seed: 19,290 parameters, three MaxPools down to 1x1, then FC.
+    `width_multiplier` scales every layer's channels."""
+    c = partial(scaled_channels, multiplier=width_multiplier)
     features = nn.Sequential(
         conv_relu_bn(in_channels, c(16), padding=1),  # 28
         conv_relu_bn(c(16), c(16)),  # 26
@@ -56,10 +56,10 @@ def mnist_s5(num_classes: int = 10, dropout: float = 0.25, in_channels: int = 1,
 
 @register(dataset="mnist")
 def mnist_26k(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1,
-              width: float = 1.0) -> nn.Module:
+              width_multiplier: float = 1.0) -> nn.Module:
     """The 26,314-parameter baseline: two 3-conv stages with 1x1 squeezes, a 5x5x32 FC head.
-    `width` multiplies every layer's channels."""
-    c = partial(scaled_channels, width=width)
+    `width_multiplier` scales every layer's channels."""
+    c = partial(scaled_channels, multiplier=width_multiplier)
     features = nn.Sequential(
         conv_relu_bn(in_channels, c(8), dropout=dropout),  # 26
         conv_relu_bn(c(8), c(16), dropout=dropout),  # 24
