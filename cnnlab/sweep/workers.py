@@ -1,0 +1,125 @@
+"""The processes that run a sweep's trials. Each asks the study for a trial, runs it, tells
+the result, and goes on until the study holds the trials asked for. Local workers share the
+CPU cores (two trainings with all threads each run 10x slower on 2 cores) or take a GPU each.
+A worker that dies loses only its current trial: its heartbeat stops, and the next worker to
+look marks the trial failed and runs a replacement."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import multiprocessing
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from cnnlab.data import load_recipe_data
+from cnnlab.sweep.progress import every, sweep_progress
+from cnnlab.sweep.storage import load_study, open_storage
+from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
+from cnnlab.sweep.trial import run_trial
+from cnnlab.train.trainer import Echo
+
+
+@dataclass(frozen=True)
+class SweepPlace:
+    """Where a sweep's pieces are: its folder (sweep.toml, trials/), its study's database,
+    the data root, and how often a running trial must say it is alive."""
+
+    folder: Path
+    url: str
+    data_dir: str | None
+    heartbeat_seconds: int
+
+
+def work(spec: SweepSpec, place: SweepPlace) -> None:
+    """One worker: ask for trials and run them until the study holds enough."""
+    import optuna
+
+    storage = open_storage(place.url, place.heartbeat_seconds)
+    study = load_study(spec.name, storage)
+    data = load_recipe_data(spec.base.data, place.data_dir, progress=False)  # once per worker
+    while True:
+        with _counting_lock(place.folder):
+            optuna.storages.fail_stale_trials(study)
+            active = study.get_trials(deepcopy=False, states=_counted_states())
+            running = [t for t in active if t.state == optuna.trial.TrialState.RUNNING]
+            trial = study.ask() if len(active) < spec.trials else None
+        if trial is None:
+            if not running:
+                return
+            # Enough trials, but some still run: wait, in case their worker died (its trial
+            # then fails once its heartbeat is stale, and this worker runs a replacement).
+            time.sleep(place.heartbeat_seconds)
+            continue
+        trial_id = storage.get_trial_id_from_study_id_trial_number(
+            storage.get_study_id_from_name(spec.name), trial.number)
+        with every(place.heartbeat_seconds, partial(storage.record_heartbeat, trial_id)):
+            try:
+                values = run_trial(spec, trial, data, place.folder / "trials")
+            except optuna.TrialPruned:
+                study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                continue
+            except Exception as exc:
+                trial.set_user_attr("error", f"{type(exc).__name__}: {exc}"[:500])
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                raise
+        study.tell(trial, values)
+
+
+def run_workers(spec: SweepSpec, place: SweepPlace, workers: int, study: Any, say: Echo,
+                progress: bool) -> None:
+    """`workers` local processes, each with its share of the cores or a GPU of its own."""
+    import torch
+
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    gpus = torch.cuda.device_count()
+    context = multiprocessing.get_context("spawn")
+    processes = [context.Process(target=_worker_main, daemon=False,
+                                 args=(place, threads, i % gpus if gpus > 1 else None))
+                 for i in range(workers)]
+    say(f"{workers} workers, {threads} thread{'s' if threads > 1 else ''} each"
+        + (f", GPUs 0-{gpus - 1}" if gpus > 1 else ""))
+    with sweep_progress(study, spec, say, progress):
+        for process in processes:
+            process.start()
+        for process in processes:
+            process.join()
+    failed = [p.exitcode for p in processes if p.exitcode]
+    if failed:
+        say(f"{len(failed)} worker(s) stopped with an error; the study keeps every finished "
+            "trial: continue with --resume")
+
+
+def _worker_main(place: SweepPlace, threads: int, gpu: int | None) -> None:
+    """Entry point of a worker process (spawned: a fresh interpreter, torch not yet loaded)."""
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if gpu is not None:
+        os.environ["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    import torch
+
+    torch.set_num_threads(threads)
+    work(load_sweep(place.folder / "sweep.toml"), place)
+
+
+def _counted_states() -> tuple:
+    """The trial states that count toward the sweep's total: all but failed."""
+    from optuna.trial import TrialState
+
+    return (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
+
+
+@contextlib.contextmanager
+def _counting_lock(folder: Path) -> Iterator[None]:
+    """Local workers count the trials and ask for a new one as one step, so together they
+    start exactly as many as the sweep asks for."""
+    with open(folder / ".ask.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
