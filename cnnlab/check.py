@@ -7,15 +7,17 @@ from pathlib import Path
 
 from cnnlab.config import Recipe
 from cnnlab.inspect.spec import CheckReport, Verdict, check_history
+from cnnlab.models.model_object import ModelObject
 from cnnlab.prepare import prepare
 from cnnlab.run_folder import RunFolder
 
 
 def check(recipe: Recipe, run_dir: str | Path | None = None,
-          data_dir: str | Path | None = None) -> CheckReport:
+          data_dir: str | Path | None = None, model: ModelObject | None = None) -> CheckReport:
     """All rules of `recipe.spec`; accuracy rules need `run_dir` (a finished run folder). The
-    model is built for the recipe's data (its channels and classes)."""
-    report = prepare(recipe, data_dir=data_dir, progress=False).inspection.check
+    model (the recipe's, or `model`: a class, builder or instance) is built for the recipe's
+    data (its channels and classes)."""
+    report = prepare(recipe, model=model, data_dir=data_dir, progress=False).inspection.check
     if run_dir is None:
         if recipe.spec.min_test_acc is not None:
             report.verdicts.append(Verdict(f"test accuracy >= {recipe.spec.min_test_acc}%", None,

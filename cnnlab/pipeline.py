@@ -19,6 +19,7 @@ from cnnlab.errors import SpecError
 from cnnlab.inspect import CheckReport
 from cnnlab.inspect.spec import check_history
 from cnnlab.models import count_parameters
+from cnnlab.models.model_object import ModelObject
 from cnnlab.prepare import Prepared, prepare
 from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
@@ -71,6 +72,7 @@ def run(
     run_name: str | None = None,
     trust_code: bool = False,
     prepared: Prepared | None = None,
+    model: ModelObject | None = None,
 ) -> RunResult:
     """Train `recipe` into a new run folder under `out_dir`, or continue the run at `resume`,
     then write its report (plots, README.md, and report.html with `html`) unless `report` is
@@ -83,14 +85,16 @@ def run(
     (losses, accuracies, lr, seconds) and the Trainer. `run_name` names the run folder
     (default `<recipe>-<time>`). A resumed folder that names model code runs it only if this
     user's cnnlab wrote the folder, or `trust_code`. `prepared` is `prepare(recipe, ...)`
-    already done by the caller (a sweep trial checks the budget on it first).
+    already done by the caller (a sweep trial checks the budget on it first). `model`, an
+    nn.Module class, a builder function or an instance (say, from a notebook cell), replaces
+    the recipe's model; the run folder keeps its source where Python can find it.
     """
     folder = RunFolder.existing(resume) if resume else None
     if folder is not None:
         check = folder.start_options().get("check", True)  # a --no-check run resumes as one
     if prepared is None:
-        prepared = prepare(recipe, folder=folder, dataset=dataset, data_dir=data_dir,
-                           progress=progress, trust_code=trust_code)
+        prepared = prepare(recipe, folder=folder, model=model, dataset=dataset,
+                           data_dir=data_dir, progress=progress, trust_code=trust_code)
     recipe, model, inspection = prepared.recipe, prepared.model, prepared.inspection
     say: Callable[[str], None] = echo or (lambda line: None)
     pick_device(recipe.train.device)  # fail early on a device this machine lacks
@@ -217,7 +221,7 @@ def lr_find(
     *,
     data_dir: str | Path | None = None,
     dataset: Dataset | None = None,
-    model: nn.Module | None = None,
+    model: ModelObject | None = None,
     plot: str | Path | None = None,
     start: float = 1e-7,
     end: float = 10.0,
@@ -227,9 +231,9 @@ def lr_find(
     """LR range test for `recipe`: its model (a copy of `model` if given, which stays
     untouched), loader, augmentation and optimiser, on its training data (`dataset`, else
     read from `data_dir`). The loss curve goes to the PNG `plot` if given."""
-    if dataset is None or model is None:
-        prepared = prepare(recipe, data_dir=data_dir, progress=progress)
-        model = prepared.model if model is None else model
+    if dataset is None or not isinstance(model, nn.Module):
+        prepared = prepare(recipe, model=model, data_dir=data_dir, progress=progress)
+        model = prepared.model if not isinstance(model, nn.Module) else model
         dataset = prepared.data() if dataset is None else dataset
     steady = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"))
     probe = Trainer(steady, dataset, copy.deepcopy(model))

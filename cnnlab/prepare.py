@@ -6,19 +6,27 @@ model a report rebuilds, a check measures and a run trains are built the same wa
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from cnnlab.config import USER_DATASETS, Recipe
+from cnnlab.config import USER_DATASETS, ModelConfig, Recipe
 from cnnlab.data import Dataset, data_facts, load_recipe_data
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.inspect import Inspection, inspect_model
 from cnnlab.models import build_for_data
-from cnnlab.models.model_code import recorded
-from cnnlab.models.registry import ModelSource
+from cnnlab.models.model_code import SOURCE_FILE, recorded, source_sha256
+from cnnlab.models.model_object import (
+    ModelObject,
+    builder_of,
+    code_of,
+    model_name_of,
+    object_name,
+)
+from cnnlab.models.registry import Builder, ModelSource
 from cnnlab.run_folder import RunFolder
 
 
@@ -54,21 +62,27 @@ def prepare(
     recipe: Recipe | None = None,
     *,
     folder: RunFolder | None = None,
+    model: ModelObject | None = None,
     dataset: Dataset | None = None,
     data_dir: str | Path | None = None,
     progress: bool = True,
     trust_code: bool = False,
 ) -> Prepared:
     """Build and inspect the model of `recipe`, or of the run in `folder` (whose model code runs
-    only if the folder is trusted, or `trust_code`). A named dataset is not read here: its
-    shape is known, so a design that breaks its budget costs nothing. `dataset` replaces
-    reading from disk (whole, before the recipe's limits)."""
-    text = None
+    only if the folder is trusted, or `trust_code`). `model`, an nn.Module class, a builder
+    function or an instance (from a notebook cell, say), replaces the recipe's model; its
+    source is kept for the run folder where Python can find it. A named dataset is not read
+    here: its shape is known, so a design that breaks its budget costs nothing. `dataset`
+    replaces reading from disk (whole, before the recipe's limits)."""
+    text, builder, kept = None, None, None
     if folder is not None:
         recipe = folder.recipe()
         kept = folder.model_source(trust_code)  # decided before anything else is done
     elif recipe is None:
         raise ConfigError("give a recipe, or a run folder")
+    elif model is not None:
+        recipe, text = _with_model_object(recipe, model)
+        builder = builder_of(model)
     else:  # a new run records where its model's code comes from
         model_config, text = recorded(recipe.model)
         recipe = dataclasses.replace(recipe, model=model_config)
@@ -78,7 +92,7 @@ def prepare(
         dataset = load_recipe_data(recipe.data, data_dir, progress)  # its shape is in the files
     shape, classes = ((dataset.input_shape, dataset.classes) if dataset is not None
                       else data_facts(recipe.data, data_dir))
-    model = build_run_model(recipe, shape[0], len(classes), kept)
+    model = build_run_model(recipe, shape[0], len(classes), kept, builder)
     inspection = inspect_model(recipe, model, shape)
     outputs = inspection.graph.output.shape
     if outputs != (len(classes),):
@@ -89,11 +103,35 @@ def prepare(
 
 
 def build_run_model(recipe: Recipe, channels: int, num_classes: int,
-                    kept: ModelSource | None = None) -> nn.Module:
+                    kept: ModelSource | None = None, builder: Builder | None = None
+                    ) -> nn.Module:
     """The recipe's model for data of `channels` and `num_classes`, its initial weights from
-    the recipe's seed; built from `kept` (a model file's text and its path), when given."""
+    the recipe's seed; built from `kept` (a model file's text and its path), or by `builder`,
+    when given."""
     torch.manual_seed(recipe.train.seed)
-    return build_for_data(recipe.model.name, recipe.model.args, channels, num_classes, kept)
+    return build_for_data(recipe.model.name, recipe.model.args, channels, num_classes, kept,
+                          builder)
+
+
+def _with_model_object(recipe: Recipe, model: ModelObject) -> tuple[Recipe, str | None]:
+    """`recipe` naming `model`'s code as its run folder will keep it, and that source (None,
+    with a warning, when Python cannot find it: the folder then ships weights only). The
+    recipe's model.args were written for the model `model` replaces, so they are dropped, as
+    `--set model.name=...` drops them, unless the recipe already names this model (a sweep's
+    trials do, with the searched args)."""
+    try:
+        name, text = code_of(model)
+        if text is not None:
+            compile(text, SOURCE_FILE, "exec")
+    except (OSError, TypeError, SyntaxError, UnicodeDecodeError) as exc:
+        warnings.warn(f"the source of {object_name(model)} cannot be kept ({exc}): its run "
+                      "folder will hold the weights (best.safetensors, and model.onnx with "
+                      "`cnnlab export --onnx`) but cannot rebuild the model", stacklevel=3)
+        name, text = model_name_of(model), None
+    digest = source_sha256(text) if text is not None else None
+    keep = recipe.model.name == name and not isinstance(model, nn.Module)
+    args = recipe.model.args if keep else {}
+    return dataclasses.replace(recipe, model=ModelConfig(name, args, digest)), text
 
 
 def as_the_run_sees_it(data: Dataset, recipe: Recipe) -> Dataset:

@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
 from cnnlab.markdown import markdown_table
+from cnnlab.models.model_object import ModelObject, instance_of
 
 SPATIAL_MODULES = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)
 ADAPTIVE_MODULES = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
@@ -90,9 +91,10 @@ class ReceptiveField:
         return list(self.warnings)
 
 
-def receptive_field(model: nn.Module, input_shape: tuple[int, int, int]) -> ReceptiveField:
-    """Trace `model` and compute the receptive field of every spatial layer."""
-    return receptive_field_of(trace(model, input_shape))
+def receptive_field(model: ModelObject, input_shape: tuple[int, int, int]) -> ReceptiveField:
+    """Trace `model` (an nn.Module, or a class or builder called with its defaults) and compute
+    the receptive field of every spatial layer."""
+    return receptive_field_of(trace(instance_of(model), input_shape))
 
 
 def receptive_field_of(graph: ModelGraph) -> ReceptiveField:

@@ -18,6 +18,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.inspect.graph import ModelGraph, Node, trace
 from cnnlab.inspect.receptive_field import receptive_field_of
 from cnnlab.models import count_parameters
+from cnnlab.models.model_object import ModelObject, instance_of
 
 MERGE_AND_REDUCE = ("cat", "add", "mul", "mean", "sum", "amax")
 RESHAPES = ("flatten", "view", "reshape")
@@ -103,15 +104,17 @@ class Summary:
 
 
 def summary(
-    model: nn.Module,
+    model: ModelObject,
     input_shape: tuple[int, int, int],
     columns: tuple[str, ...] = (),
     reshapes: bool = False,
 ) -> Summary:
-    """The layer table of `model` for one input of `input_shape` (C, H, W)."""
+    """The layer table of `model` (an nn.Module, or a class or builder called with its
+    defaults) for one input of `input_shape` (C, H, W)."""
     unknown = set(columns) - set(COLUMNS)
     if unknown:
         raise ConfigError(f"unknown columns {sorted(unknown)}; choose from {', '.join(COLUMNS)}")
+    model = instance_of(model)
     return summary_of(trace(model, input_shape), model, columns, reshapes)
 
 

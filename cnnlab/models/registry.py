@@ -61,7 +61,10 @@ ModelSource = tuple[str, Path]  # a model file's text, and the file it was read 
 def build_model(name: str, source: ModelSource | None = None, **kwargs: Any) -> nn.Module:
     """Build a registered model by name, or a user model from `path.py:fn` / `pkg.mod:fn`
     (from `source` instead of the file, when given)."""
-    builder = _resolve(name, source)
+    return _built(name, _resolve(name, source), kwargs)
+
+
+def _built(name: str, builder: Builder, kwargs: dict[str, Any]) -> nn.Module:
     try:
         inspect.signature(builder).bind(**kwargs)
     except TypeError as exc:
@@ -77,15 +80,17 @@ def build_model(name: str, source: ModelSource | None = None, **kwargs: Any) -> 
 
 
 def build_for_data(name: str, args: dict[str, Any], channels: int, num_classes: int,
-                   source: ModelSource | None = None) -> nn.Module:
+                   source: ModelSource | None = None, builder: Builder | None = None
+                   ) -> nn.Module:
     """`build_model(name, **args)`, told the data's channels and class count where the builder
     takes them (`in_channels`, `num_classes`) and `args` does not set them: a recipe's model
     fits the dataset it trains on."""
-    accepted = inspect.signature(_resolve(name, source)).parameters
+    builder = builder or _resolve(name, source)
+    accepted = inspect.signature(builder).parameters
     fitted = {key: value for key, value in (("in_channels", channels),
                                              ("num_classes", num_classes))
               if key in accepted and key not in args}
-    return build_model(name, source, **fitted, **args)
+    return _built(name, builder, {**fitted, **args})
 
 
 def is_registered(name: str) -> bool:

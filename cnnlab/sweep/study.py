@@ -10,7 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from cnnlab.errors import ConfigError
+from cnnlab.models.model_object import ModelObject
 from cnnlab.sweep.progress import sweep_progress
 from cnnlab.sweep.storage import database_errors, load_study, open_storage, shown
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
@@ -32,16 +35,23 @@ def sweep(
     progress: bool = True,
     echo: Echo | None = print,
     heartbeat_seconds: int = HEARTBEAT_SECONDS,
+    model: ModelObject | None = None,
 ) -> Any:
     """Run the sweep `sweep_file` until its study holds the trials it asks for; return the
     optuna.Study. `storage` (an SQLAlchemy URL, e.g. postgresql://user@host/db) replaces the
     sweep folder's SQLite file: any number of machines can run the same sweep against it.
     `workers` local processes share this machine. `resume` continues the sweep already in
-    the folder (a fresh worker against a shared `storage` joins without it)."""
+    the folder (a fresh worker against a shared `storage` joins without it). `model`, an
+    nn.Module class or builder function (say, from a notebook cell), replaces the recipe's
+    model: each trial calls it with the searched `model.args`."""
     _require_optuna()
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
-    spec = load_sweep(sweep_file)
+    if model is not None and (workers > 1 or isinstance(model, nn.Module)):
+        raise ConfigError("a sweep over model= needs a class or builder function (called with "
+                          "each trial's model.args) and one worker: worker processes cannot "
+                          "import a notebook's classes; name a model file for several")
+    spec = load_sweep(sweep_file, model)
     folder = Path(out_dir) / spec.name
     if folder.exists() and not resume and storage is None:
         raise ConfigError(f"{folder} holds a sweep already: continue it with --resume, or "
@@ -59,7 +69,7 @@ def sweep(
                        heartbeat_seconds)
     if workers == 1:
         with sweep_progress(study, spec, say, progress):
-            work(spec, place)
+            work(spec, place, model)
     else:
         run_workers(spec, place, workers, study, say, progress)
     study = open_study(spec, url, heartbeat_seconds)

@@ -40,6 +40,7 @@ from cnnlab.config import (
     recipe_from_table,
 )
 from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.models.model_object import model_name_of
 from cnnlab.prepare import prepare
 
 Objective = Literal["accuracy", "accuracy_and_params", "time_to_target"]
@@ -99,7 +100,9 @@ class SweepSpec:
         return parse_recipe(raw, f"sweep {self.name}")
 
 
-def load_sweep(path: str | Path) -> SweepSpec:
+def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
+    """The sweep file at `path`, checked at every corner of its space (with `model`, a class
+    or builder, in place of the recipe's model)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file {path} not found")
@@ -137,8 +140,10 @@ def load_sweep(path: str | Path) -> SweepSpec:
     if objective == "time_to_target" and base.spec.min_test_acc is None:
         raise ConfigError(f"{path}: objective time_to_target needs the recipe's "
                           "spec.min_test_acc (the accuracy to reach)")
-    base = parse_recipe({**base.to_dict(), "data": {**base.to_dict()["data"],
-                                                     "val_split": val_split}}, str(path))
+    raw_base = {**base.to_dict(), "data": {**base.to_dict()["data"], "val_split": val_split}}
+    if model is not None:  # the trials name `model`, with the searched args alone
+        raw_base["model"] = {"name": model_name_of(model), "args": {}}
+    base = parse_recipe(raw_base, str(path))
     space = tuple(_dimensions(sweep.get("space", {}), path))
     if not space:
         raise ConfigError(f"{path}: [sweep.space] is empty: name at least one recipe key to "
@@ -146,7 +151,7 @@ def load_sweep(path: str | Path) -> SweepSpec:
     name = str(sweep.get("name", path.stem))
     document["sweep"]["name"] = name  # the copy in the sweep folder names the same study
     spec = SweepSpec(name, base, space, trials, objective, pruner, seed, tomli_w.dumps(document))
-    _check_every_corner(spec, path)
+    _check_every_corner(spec, path, model)
     return spec
 
 
@@ -195,7 +200,7 @@ def _dimension(key: str, table: dict[str, Any], path: Path) -> Dimension:
     return Dimension(key, kind, float(low), float(high), step)
 
 
-def _check_every_corner(spec: SweepSpec, path: Path) -> None:
+def _check_every_corner(spec: SweepSpec, path: Path, model: Any = None) -> None:
     """Build the recipe at every corner value of every dimension: a key the recipe lacks or a
     value of the wrong type fails here, not in trial 17."""
     for dim in spec.space:
@@ -203,7 +208,7 @@ def _check_every_corner(spec: SweepSpec, path: Path) -> None:
             try:
                 recipe = spec.recipe_for({dim.key: value})
                 if dim.key.startswith("model."):
-                    prepare(recipe, progress=False)
+                    prepare(recipe, model=model, progress=False)
             except CnnlabError as exc:
                 raise ConfigError(f"{path}: sweep.space {dim.key} = {value!r} does not make a "
                                   f"valid recipe: {exc}") from None

@@ -7,13 +7,15 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.data import Dataset
+from cnnlab.models.model_object import ModelObject
 from cnnlab.pipeline import run
 from cnnlab.prepare import prepare
 from cnnlab.sweep.sweep_file import SweepSpec, suggest
 from cnnlab.train.history import seconds_to_target
 
 
-def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path) -> list[float]:
+def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
+              model: ModelObject | None = None) -> list[float]:
     """Train the recipe at the point `trial` (an optuna.Trial) samples; return its objective
     values. A recipe that breaks the budget is rejected before training (optuna.TrialPruned,
     with the reason in the trial's user attribute "rejected")."""
@@ -21,7 +23,7 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path) -> l
 
     values = {dim.key: suggest(trial, dim) for dim in spec.space}
     recipe = spec.recipe_for(values, name=f"{spec.name}-{trial.number}")
-    prepared = prepare(recipe, dataset=data, progress=False)
+    prepared = prepare(recipe, model=model, dataset=data, progress=False)
     params = prepared.inspection.summary.total_params
     trial.set_user_attr("params", params)
     verdicts = prepared.inspection.check

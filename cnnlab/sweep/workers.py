@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.data import load_recipe_data
+from cnnlab.models.model_object import ModelObject
 from cnnlab.sweep.progress import every, sweep_progress
 from cnnlab.sweep.storage import load_study, open_storage
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
@@ -36,8 +37,9 @@ class SweepPlace:
     heartbeat_seconds: int
 
 
-def work(spec: SweepSpec, place: SweepPlace) -> None:
-    """One worker: ask for trials and run them until the study holds enough."""
+def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None) -> None:
+    """One worker: ask for trials and run them until the study holds enough (with `model` in
+    place of the recipe's, in this process)."""
     import optuna
 
     storage = open_storage(place.url, place.heartbeat_seconds)
@@ -60,7 +62,7 @@ def work(spec: SweepSpec, place: SweepPlace) -> None:
             storage.get_study_id_from_name(spec.name), trial.number)
         with every(place.heartbeat_seconds, partial(storage.record_heartbeat, trial_id)):
             try:
-                values = run_trial(spec, trial, data, place.folder / "trials")
+                values = run_trial(spec, trial, data, place.folder / "trials", model)
             except optuna.TrialPruned:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 continue
