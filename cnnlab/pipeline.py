@@ -5,8 +5,10 @@ before made, in memory; nothing is traced, checked or loaded twice. The CLI's `t
 
 from __future__ import annotations
 
+import base64
 import copy
 import dataclasses
+import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +51,18 @@ class RunResult:
     def best_accuracy(self) -> float:
         return best_row(self.history)["test_acc"]
 
-    def _repr_markdown_(self) -> str:  # in Jupyter: the figures and where the report is
+    def _repr_html_(self) -> str:  # in Jupyter: the figures, the curves, the verdicts
+        best = best_row(self.history)
+        curves = self.run_dir / "plots" / "curves.png"
+        image = (f'<img alt="curves" style="max-width:100%" src="data:image/png;base64,'
+                 f'{base64.b64encode(curves.read_bytes()).decode("ascii")}">'
+                 if curves.is_file() else "")
+        return (f"<p><strong>{self.final_accuracy:.2f}%</strong> final test accuracy, best "
+                f"{best['test_acc']:.2f}% (epoch {best['epoch']}), {len(self.history)} epochs; "
+                f"report: <code>{html.escape(str(self.run_dir / 'README.md'))}</code></p>"
+                + image + self.check._repr_html_())
+
+    def _repr_markdown_(self) -> str:  # where a front end shows Markdown only
         best = best_row(self.history)
         return (f"**{self.final_accuracy:.2f}%** final test accuracy, best "
                 f"{best['test_acc']:.2f}% (epoch {best['epoch']}), {len(self.history)} epochs; "

@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
+from cnnlab.html_table import html_lines, html_table
 from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
 from cnnlab.markdown import markdown_table
 from cnnlab.models.model_object import ModelObject, instance_of
@@ -84,8 +85,11 @@ class ReceptiveField:
     def to_json(self) -> str:
         return json.dumps([asdict(r) for r in self.rows], indent=1)
 
-    def _repr_markdown_(self) -> str:  # a table in Jupyter
+    def _repr_markdown_(self) -> str:  # where a front end shows Markdown only
         return self.to_markdown()
+
+    def _repr_html_(self) -> str:  # the table in Jupyter
+        return html_table(*self.table()) + html_lines([self.closing_line()])
 
     def _notes(self) -> list[str]:
         return list(self.warnings)

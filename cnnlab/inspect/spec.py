@@ -16,6 +16,7 @@ from torch import nn
 
 from cnnlab.config import Recipe
 from cnnlab.errors import ConfigError
+from cnnlab.html_table import html_table
 from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
 from cnnlab.inspect.receptive_field import ReceptiveField, receptive_field_of
 from cnnlab.markdown import markdown_table
@@ -62,8 +63,11 @@ class CheckReport:
         return json.dumps({"recipe": self.recipe, "passed": self.passed,
                            "verdicts": [dataclasses.asdict(v) for v in self.verdicts]}, indent=1)
 
-    def _repr_markdown_(self) -> str:  # a table in Jupyter
+    def _repr_markdown_(self) -> str:  # where a front end shows Markdown only
         return self.to_markdown()
+
+    def _repr_html_(self) -> str:  # the verdicts in Jupyter
+        return html_table(*self.table())
 
 
 def _conv(node: Node) -> nn.Conv2d | None:

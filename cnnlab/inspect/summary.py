@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from cnnlab.errors import ConfigError
+from cnnlab.html_table import html_lines, html_table
 from cnnlab.inspect.graph import ModelGraph, Node, trace
 from cnnlab.inspect.receptive_field import receptive_field_of
 from cnnlab.models import count_parameters
@@ -72,22 +73,22 @@ class Summary:
             shape = str([-1, *row.shape])
             cells = "".join(f"{row.extra.get(c, ''):>11}" for c in self.columns)
             lines.append(f"{row.name:>20}  {shape:>25} {row.params:>15,}{cells}")
-        sizes = self.sizes_mb
-        lines += [
-            "=" * width,
-            f"Total params: {self.total_params:,}",
-            f"Trainable params: {self.trainable_params:,}",
-            f"Non-trainable params: {self.non_trainable_params:,}",
-            "-" * width,
-            f"Input size (MB): {sizes['input']:.2f}",
-            f"Forward/backward pass size (MB): {sizes['forward_backward']:.2f}",
-            f"Params size (MB): {sizes['params']:.2f}",
-            f"Estimated Total Size (MB): {sizes['total']:.2f}",
-            "-" * width,
-        ]
+        counts, sizes = self._totals()
+        lines += ["=" * width, *counts, "-" * width, *sizes, "-" * width]
         if self.note:
             lines.append(self.note)
         return "\n".join(lines)
+
+    def _totals(self) -> tuple[list[str], list[str]]:
+        """The lines under the table, as torchsummary prints them: counts, then sizes."""
+        sizes = self.sizes_mb
+        return ([f"Total params: {self.total_params:,}",
+                 f"Trainable params: {self.trainable_params:,}",
+                 f"Non-trainable params: {self.non_trainable_params:,}"],
+                [f"Input size (MB): {sizes['input']:.2f}",
+                 f"Forward/backward pass size (MB): {sizes['forward_backward']:.2f}",
+                 f"Params size (MB): {sizes['params']:.2f}",
+                 f"Estimated Total Size (MB): {sizes['total']:.2f}"])
 
     def to_markdown(self) -> str:
         return "```\n" + self.to_text() + "\n```"
@@ -99,8 +100,15 @@ class Summary:
                            "trainable_params": self.trainable_params,
                            "input_shape": list(self.input_shape), "exact": self.exact}, indent=1)
 
-    def _repr_markdown_(self) -> str:  # the table in Jupyter
+    def _repr_markdown_(self) -> str:  # where a front end shows Markdown only
         return self.to_markdown()
+
+    def _repr_html_(self) -> str:  # the table in Jupyter
+        header = ["Layer (type)", "Output Shape", "Param #", *self.columns]
+        rows = [[row.name, str([-1, *row.shape]), f"{row.params:,}",
+                 *(str(row.extra.get(c, "")) for c in self.columns)] for row in self.rows]
+        counts, sizes = self._totals()
+        return html_table(header, rows) + html_lines([*counts, *sizes, self.note or ""])
 
 
 def summary(

@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from cnnlab.html_table import html_table
 from cnnlab.markdown import markdown_table
 
 
@@ -68,10 +69,7 @@ def to_html(blocks: list[Block], title: str, base: Path) -> str:
         elif isinstance(block, Paragraph):
             body.append(f"<p>{_inline(block.text)}</p>")
         elif isinstance(block, Table):
-            head = "".join(f"<th>{html.escape(h)}</th>" for h in block.header)
-            rows = "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
-                           for row in block.rows)
-            body.append(f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>")
+            body.append(html_table(block.header, block.rows))
         elif isinstance(block, Code):
             body.append(f"<pre>{html.escape(block.text)}</pre>")
         else:

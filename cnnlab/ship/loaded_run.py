@@ -15,6 +15,7 @@ from torch import nn
 from cnnlab.config import USER_DATASETS, Recipe
 from cnnlab.data.catalog import dataset_info
 from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.html_table import html_table
 from cnnlab.prepare import build_run_model
 from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.records import load_weights
@@ -25,6 +26,13 @@ class Prediction:
     classes: list[list[str]]  # per image, the top k class names, most probable first
     indices: torch.Tensor  # int64 [N, k]
     probabilities: torch.Tensor  # float [N, k]
+
+    def _repr_html_(self) -> str:  # in Jupyter: one row per image
+        k = len(self.classes[0]) if self.classes else 0
+        rows = [[str(i), *(f"{c} {p:.1%}" for c, p in zip(names, probs.tolist(), strict=True))]
+                for i, (names, probs) in enumerate(zip(self.classes, self.probabilities,
+                                                       strict=True))]
+        return html_table(["image", *(f"top {j + 1}" for j in range(k))], rows)
 
     def __repr__(self) -> str:
         rows = [", ".join(f"{c} {p:.1%}" for c, p in zip(names, probs.tolist(), strict=True))
