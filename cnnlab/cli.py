@@ -114,6 +114,16 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("--data-dir", help=DATA_DIR_HELP)
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    board = verbs.add_parser("dashboard",
+                             help="optuna-dashboard on a sweep's study (live while it runs)")
+    board.add_argument("sweep_dir", metavar="SWEEP_DIR", nargs="?",
+                       help="the sweep's folder (sweeps/<name>), holding study.db")
+    board.add_argument("--storage", metavar="URL", help="the database the sweep ran on")
+    board.add_argument("--port", type=int, default=8080, help="local port (default 8080)")
+    board.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default 127.0.0.1: this machine only)")
+    board.set_defaults(handler=_dashboard)
+
     ship = verbs.add_parser("export",
                             help="a run's model as ONNX (and best.safetensors if missing)")
     ship.add_argument("run_dir", metavar="RUN_DIR")
@@ -238,6 +248,12 @@ def _sweep(args: argparse.Namespace) -> None:
 
     sweep(args.sweep_file, out_dir=args.out, storage=args.storage, workers=args.workers,
           resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress)
+
+
+def _dashboard(args: argparse.Namespace) -> None:
+    from cnnlab.sweep.dashboard import serve_dashboard  # optuna-dashboard is an optional extra
+
+    serve_dashboard(args.sweep_dir, args.storage, host=args.host, port=args.port)
 
 
 def _compare(args: argparse.Namespace) -> None:

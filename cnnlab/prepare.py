@@ -124,9 +124,9 @@ def _with_model_object(recipe: Recipe, model: ModelObject) -> tuple[Recipe, str 
         if text is not None:
             compile(text, SOURCE_FILE, "exec")
     except (OSError, TypeError, SyntaxError, UnicodeDecodeError) as exc:
-        warnings.warn(f"the source of {object_name(model)} cannot be kept ({exc}): its run "
-                      "folder will hold the weights (best.safetensors, and model.onnx with "
-                      "`cnnlab export --onnx`) but cannot rebuild the model", stacklevel=3)
+        warnings.warn(f"the source of {object_name(model)} cannot be kept ({exc}): a run "
+                      "folder of it holds the weights (best.safetensors, and model.onnx with "
+                      "`cnnlab export --onnx`) but cannot rebuild the model", stacklevel=4)
         name, text = model_name_of(model), None
     digest = source_sha256(text) if text is not None else None
     keep = recipe.model.name == name and not isinstance(model, nn.Module)

@@ -3,8 +3,8 @@ builds one, or an instance, typically defined in a notebook cell. The run keeps 
 defines it, so its folder rebuilds the model later like one from a file:
 
 - defined in a module file of the user's: that file's source;
-- defined in a notebook cell or a script (`__main__`): the imports, classes and functions of
-  the cell or file that defines it, never the rest of the cell (which may train or plot);
+- defined in a notebook or a script (`__main__`): the imports, classes, functions and
+  constants of its cells or file, never the rest (which may train or plot);
 - defined in an installed package: a `module:function` reference, as a recipe would name it.
 """
 
@@ -77,18 +77,34 @@ def _installed(path: Path) -> bool:
 
 
 def _definitions(target: Any) -> str:
-    """The imports, classes and functions of the cell (or `__main__` file) that defines
-    `target`, in their order: enough to define it again, nothing that runs."""
+    """The imports, classes, functions and constants of the `__main__` file, or of the
+    notebook's cells run so far (a class often needs an import or a helper from an earlier
+    cell), the defining cell last: enough to define `target` again, nothing that runs."""
     filename = _defining_file(target)
-    text = "".join(linecache.getlines(filename)) or Path(filename).read_text(encoding="utf-8")
-    tree = ast.parse(text)
-    kept = [ast.get_source_segment(text, node) for node in tree.body
-            if isinstance(node, ast.Import | ast.ImportFrom | ast.ClassDef | ast.FunctionDef)
-            or isinstance(node, ast.Assign) and _is_literal(node.value)]  # WIDTH = 16
+    if Path(filename).is_file() and not linecache.getlines(filename):
+        files = [filename]  # a script: the file holds it all
+    else:  # a notebook: its cells live in linecache, beside the defining one
+        folder = Path(filename).parent
+        files = [name for name in list(linecache.cache)
+                 if Path(name).parent == folder and name != filename] + [filename]
+    kept = [part for name in files for part in _kept_parts(name)]
     if not any(f"class {target.__name__}" in part or f"def {target.__name__}" in part
                for part in kept):
         raise OSError(f"could not find the definition of {target.__name__} in {filename}")
     return "\n\n\n".join(kept) + "\n"
+
+
+def _kept_parts(filename: str) -> list[str]:
+    text = "".join(linecache.getlines(filename))
+    if not text and Path(filename).is_file():
+        text = Path(filename).read_text(encoding="utf-8")
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:  # a cell of IPython magics (%time, !pip): nothing to keep
+        return []
+    return [ast.get_source_segment(text, node) for node in tree.body
+            if isinstance(node, ast.Import | ast.ImportFrom | ast.ClassDef | ast.FunctionDef)
+            or isinstance(node, ast.Assign) and _is_literal(node.value)]  # WIDTH = 16
 
 
 def _is_literal(node: ast.expr) -> bool:

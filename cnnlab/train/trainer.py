@@ -209,17 +209,18 @@ class Trainer:
             seen += len(y)
             if step % BAR_EVERY == 0 or step == len(loader) - 1:
                 value = loss.item()
-                _stop_if_diverged(value, epoch, step, run)
+                _stop_if_diverged(value, epoch, step, run, self.amp_dtype)
                 bar.set_description(
                     f"loss={value:.4f} batch_id={step} acc={100.0 * correct.item() / seen:.2f} "
                     f"lr={optimizer.param_groups[0]['lr']:.4g}", refresh=False
                 )
         mean_loss = loss_sum.item() / seen
-        _stop_if_diverged(mean_loss, epoch, len(loader) - 1, run)
+        _stop_if_diverged(mean_loss, epoch, len(loader) - 1, run, self.amp_dtype)
         return mean_loss, 100.0 * correct.item() / seen
 
 
-def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None) -> None:
+def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None,
+                      amp_dtype: torch.dtype | None) -> None:
     if math.isfinite(value):
         return
     message = f"training diverged: loss is {value} at epoch {epoch}, batch {step}"
@@ -229,7 +230,11 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
                         f"{run.last_checkpoint.parent}")
         else:
             message += f" before any checkpoint: nothing in {run.path} to resume"
-        message += ". Lower the learning rate and retry"
+    message += ". Lower the learning rate and retry"
+    if amp_dtype is not None:  # low precision can be the cause, not the learning rate
+        message += (f"; it trained in {precision_name(amp_dtype)}: if it diverges at a lower "
+                    "rate too, try train.amp=\"off\" (or train.channels_last=false)")
+    if run is not None:
         run.log(message)
     raise DivergedError(message)
 

@@ -1,0 +1,36 @@
+"""A live view of a sweep: optuna-dashboard (an optional extra) served on the sweep's own
+study, its SQLite file or the shared database, while workers still run or after they end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnlab.errors import ConfigError
+from cnnlab.sweep.storage import database_errors, with_driver
+
+
+def serve_dashboard(sweep_dir: str | Path | None = None, storage: str | None = None,
+                    host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve optuna-dashboard for the sweep in `sweep_dir` (its study.db), or the study
+    database at `storage`, until interrupted."""
+    try:
+        import optuna_dashboard
+    except ImportError:
+        raise ConfigError("the dashboard needs optuna-dashboard: "
+                          "pip install 'cnnlab[dashboard]'") from None
+    url = storage or _study_file(sweep_dir)
+    with database_errors(url):
+        import optuna
+
+        rdb = optuna.storages.RDBStorage(with_driver(url))
+    optuna_dashboard.run_server(rdb, host=host, port=port)
+
+
+def _study_file(sweep_dir: str | Path | None) -> str:
+    if sweep_dir is None:
+        raise ConfigError("give a sweep folder (sweeps/<name>) or --storage URL")
+    study = Path(sweep_dir) / "study.db"
+    if not study.is_file():
+        raise ConfigError(f"{sweep_dir} holds no study.db: give a sweep folder, or the "
+                          "--storage URL the sweep ran on")
+    return f"sqlite:///{study.resolve()}"
