@@ -179,6 +179,8 @@ class SpecConfig:
 
     max_params: Count | None = None
     max_epochs: Count | None = None
+    max_mult_adds: Count | None = None  # per image: convolutions and linear layers
+    max_activation_bytes: Count | None = None  # peak for one image, fp32 (inspect/cost.py)
     min_rf: Count | None = None
     min_test_acc: Annotated[float, Range(0, 100)] | None = None  # percent
     last_epochs: Count = 1  # min_test_acc must hold in each of the last N epochs

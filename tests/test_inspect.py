@@ -260,3 +260,42 @@ def test_run_writes_summary_rf_and_verdict(tmp_path):
     assert "in each of the last 3 epochs" in verdict
     assert result.check.verdicts[-1].ok == (
         min(r["test_acc"] for r in result.history) >= 99.4)
+
+
+class _Residual(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(4, 4, 3, padding=1, bias=False)
+
+    def forward(self, x):
+        return x + self.conv(x)
+
+
+def test_multiply_adds_and_peak_activations_match_a_count_by_hand():
+    from torch import nn
+
+    from cnnlab.inspect.cost import peak_activation_bytes, total_mult_adds
+
+    chain = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 2))
+    graph = trace(chain, (1, 8, 8))
+    assert total_mult_adds(graph) == 4 * 8 * 8 * 9 + 2 * 4  # conv: 9 per output value
+    # conv output and ReLU output alive together: 2 x 4x8x8 fp32 values
+    assert peak_activation_bytes(graph) == 2 * 256 * 4
+    # a residual keeps its input alive until the add: input, conv output and sum at once
+    assert peak_activation_bytes(trace(_Residual(), (4, 8, 8))) == 3 * 256 * 4
+    table = summary(chain, (1, 8, 8), columns=("mult_adds_share",))
+    assert [row.extra["mult_adds_share"] for row in table.rows if row.extra["mult_adds_share"]] \
+        == [f"{100 * 2304 / 2312:.1f}%", f"{100 * 8 / 2312:.1f}%"]
+    assert "Mult-adds per image: 2,312" in table.to_text()
+
+
+def test_device_budgets_are_decided_before_training():
+    recipe = load_recipe("mnist-99.4", ["spec.max_mult_adds=1000000",
+                                        "spec.max_activation_bytes=40000"])
+    report = check(recipe)
+    lines = report.to_text().splitlines()
+    madds = [line for line in lines if "multiply-adds" in line][0]
+    peak = [line for line in lines if "activation bytes" in line][0]
+    assert madds.startswith("✗") and "1,064,932" in madds  # mnist_lean at width 17
+    assert peak.startswith("✗") and "43,264" in peak and not report.passed

@@ -17,6 +17,7 @@ from torch import nn
 from cnnlab.config import Recipe
 from cnnlab.errors import ConfigError
 from cnnlab.html_table import html_table
+from cnnlab.inspect.cost import peak_activation_bytes, total_mult_adds
 from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
 from cnnlab.inspect.receptive_field import ReceptiveField, receptive_field_of
 from cnnlab.markdown import markdown_table
@@ -131,6 +132,15 @@ def check_graph(recipe: Recipe, model: nn.Module, graph: ModelGraph, field: Rece
         params = count_parameters(model)
         verdicts.append(Verdict(f"parameters <= {spec.max_params:,}", params <= spec.max_params,
                                 f"{params:,}"))
+    if spec.max_mult_adds is not None:
+        madds = total_mult_adds(graph)
+        verdicts.append(Verdict(f"multiply-adds per image <= {spec.max_mult_adds:,}",
+                                madds <= spec.max_mult_adds, f"{madds:,}"))
+    if spec.max_activation_bytes is not None:
+        peak = peak_activation_bytes(graph)
+        verdicts.append(Verdict(f"peak activation bytes per image <= "
+                                f"{spec.max_activation_bytes:,}",
+                                peak <= spec.max_activation_bytes, f"{peak:,}"))
     if spec.max_epochs is not None:
         epochs = recipe.train.epochs
         verdicts.append(Verdict(f"epochs <= {spec.max_epochs}", epochs <= spec.max_epochs,

@@ -16,6 +16,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.html_table import html_lines, html_table
+from cnnlab.inspect.cost import mult_adds, peak_activation_bytes, total_mult_adds
 from cnnlab.inspect.graph import ModelGraph, Node, trace
 from cnnlab.inspect.receptive_field import receptive_field_of
 from cnnlab.models import count_parameters
@@ -23,7 +24,8 @@ from cnnlab.models.model_object import ModelObject, instance_of
 
 MERGE_AND_REDUCE = ("cat", "add", "mul", "mean", "sum", "amax")
 RESHAPES = ("flatten", "view", "reshape")
-COLUMNS = ("kernel", "stride", "dilation", "groups", "rf", "mult_adds")
+# mult_adds_share: the layer's part of the model's multiply-adds, where its time goes
+COLUMNS = ("kernel", "stride", "dilation", "groups", "rf", "mult_adds", "mult_adds_share")
 MB = 1024**2
 
 
@@ -46,6 +48,8 @@ class Summary:
     columns: tuple[str, ...]
     exact: bool
     note: str = ""
+    mult_adds: int = 0  # per image (cost.py)
+    peak_activation_bytes: int = 0  # per image, fp32 (cost.py)
 
     @property
     def non_trainable_params(self) -> int:
@@ -88,7 +92,10 @@ class Summary:
                 [f"Input size (MB): {sizes['input']:.2f}",
                  f"Forward/backward pass size (MB): {sizes['forward_backward']:.2f}",
                  f"Params size (MB): {sizes['params']:.2f}",
-                 f"Estimated Total Size (MB): {sizes['total']:.2f}"])
+                 f"Estimated Total Size (MB): {sizes['total']:.2f}",
+                 f"Mult-adds per image: {self.mult_adds:,}",
+                 f"Peak activations per image (KB, fp32): "
+                 f"{self.peak_activation_bytes / 1024:.1f}"])
 
     def to_markdown(self) -> str:
         return "```\n" + self.to_text() + "\n```"
@@ -133,26 +140,30 @@ def summary_of(
     rf = {}
     if "rf" in columns:
         rf = receptive_field_of(graph).by_node
+    madds = total_mult_adds(graph)
     rows = []
     for node in graph.nodes:
         if not (node.is_module or node.kind in shown):
             continue
         name = f"{node.kind}-{len(rows) + 1}"
-        extra = _extra_columns(node, columns, rf)
+        extra = _extra_columns(node, columns, rf, madds)
         rows.append(SummaryRow(name, node.name, node.shape, node.params, extra, node.is_module))
     total, trainable = count_parameters(model), count_parameters(model, trainable_only=True)
     return Summary(rows, graph.input_shape, total, trainable, tuple(columns), graph.exact,
-                   graph.note)
+                   graph.note, madds, peak_activation_bytes(graph))
 
 
-def _extra_columns(node: Node, columns: tuple[str, ...], rf: dict[str, int]) -> dict[str, str]:
+def _extra_columns(node: Node, columns: tuple[str, ...], rf: dict[str, int], total: int
+                   ) -> dict[str, str]:
     module = node.module
     extra = {}
     for column in columns:
         if column == "rf":
             extra[column] = str(rf.get(node.name, ""))
         elif column == "mult_adds":
-            extra[column] = f"{_mult_adds(node):,}" if _mult_adds(node) else ""
+            extra[column] = f"{mult_adds(node):,}" if mult_adds(node) else ""
+        elif column == "mult_adds_share":
+            extra[column] = f"{100 * mult_adds(node) / total:.1f}%" if mult_adds(node) else ""
         else:
             attr = {"kernel": "kernel_size"}.get(column, column)
             value = getattr(module, attr, None)
@@ -164,13 +175,3 @@ def _fmt(value: object) -> str:
     if isinstance(value, tuple) and len(set(value)) == 1:
         return str(value[0])
     return str(value)
-
-
-def _mult_adds(node: Node) -> int:
-    module = node.module
-    if isinstance(module, nn.Conv2d):
-        kh, kw = module.kernel_size
-        return math.prod(node.shape) * (module.in_channels // module.groups) * kh * kw
-    if isinstance(module, nn.Linear):
-        return math.prod(node.shape) * module.in_features
-    return 0
