@@ -60,6 +60,9 @@ def test_a_small_sweep_finishes_with_run_folders_and_a_readme(real_data_root, tm
     pick = readme.split("## The pick")[1]
     picked = int(pick.split("Trial ")[1].split(",")[0])
     assert (folder / "trials" / str(picked) / "README.md").is_file()  # its own run report
+    shown = study._repr_html_()  # in a notebook: the same report, its plots inline
+    assert "Pareto front: accuracy against parameters" in shown and "base64," in shown
+    assert study.folder == folder and study.best_trials  # the study's own attributes too
 
 
 @pytest.mark.slow

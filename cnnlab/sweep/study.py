@@ -75,7 +75,23 @@ def sweep(
     study = open_study(spec, url, heartbeat_seconds)
     readme = write_sweep_report(folder, study, spec, data_dir)
     say(f"sweep report: {readme}")
-    return study
+    return SweepResult(study, folder)
+
+
+class SweepResult:
+    """A finished sweep: its optuna.Study (whose attributes it answers: `.trials`,
+    `.best_trials`, ...) and its folder; in Jupyter, its report (best trials, plots)."""
+
+    def __init__(self, study: Any, folder: Path):
+        self.study, self.folder = study, folder
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "study":  # not set yet (an object being unpickled): no recursion
+            raise AttributeError(name)
+        return getattr(self.study, name)
+
+    def _repr_html_(self) -> str:
+        return (self.folder / "report.html").read_text(encoding="utf-8")
 
 
 def open_study(spec: SweepSpec, url: str, heartbeat_seconds: int, create: bool = False) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 
 from matplotlib.figure import Figure
 
-from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_markdown
+from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_html, to_markdown
 from cnnlab.report.png import save_png
 from cnnlab.report.run_report import write_report
 from cnnlab.sweep.sweep_file import SweepSpec
@@ -64,6 +64,8 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
     blocks += [Heading("Reproduce"), Code(f"cnnlab sweep {folder / 'sweep.toml'} --resume")]
     readme = folder / "README.md"
     readme.write_text(to_markdown(blocks), encoding="utf-8")
+    (folder / "report.html").write_text(to_html(blocks, f"Sweep {spec.name}", folder),
+                                        encoding="utf-8")  # what a notebook shows
     return readme
 
 
