@@ -11,7 +11,7 @@ and no run folder where the run should have stopped before writing one.
 
 Prints a Markdown table of cases and outcomes, then `fault_campaign cases=... passed=...`.
 The disk-full and read-only cases mount a tmpfs and need root; elsewhere they are listed as
-skipped with that reason. Takes about five minutes on 2 cores.
+skipped with that reason. Takes about five minutes on 2 cores (12 on one busy thread).
 """
 
 from __future__ import annotations
