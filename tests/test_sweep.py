@@ -161,8 +161,15 @@ def test_the_sweep_file_sets_the_validation_split_and_checks_its_objective(tmp_p
     assert spec.base.data.val_split == 200 and spec.directions == ["maximize", "minimize"]
     recipe = spec.recipe_for({"model.args.width": 8, "schedule.max_lr": 0.05})
     assert recipe.model.args["width"] == 8 and recipe.schedule.max_lr == 0.05
-    with pytest.raises(ConfigError, match="needs the recipe's spec.min_test_acc"):
+    assert spec.val_target == 99.4  # mnist-99.4's test target, unless the sweep names its own
+    with pytest.raises(ConfigError, match="needs sweep.val_target"):
         load_sweep(_sweep_file(tmp_path, objective="time_to_target", recipe="mnist-26k"))
+    own = load_sweep(_sweep_file(tmp_path, objective="time_to_target", recipe="mnist-26k",
+                                 extra="val_target = 98.5\n",
+                                 space='"schedule.max_lr" = { log = [0.02, 0.3] }\n'))
+    assert own.val_target == 98.5 and own.base.spec.min_test_acc is None
+    with pytest.raises(ConfigError, match="val_target must be a percentage"):
+        load_sweep(_sweep_file(tmp_path, extra="val_target = 250\n"))
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ optimise and when to stop a trial early.
     objective = "accuracy_and_params"   # accuracy | accuracy_and_params | time_to_target
     pruner = "median"                # median | hyperband | none (single objective only)
     val_split = 5000                 # training images held out: what the search steers by
+    val_target = 99.4                # the validation accuracy aimed at (default: the
+                                     # recipe's spec.min_test_acc)
     seed = 0                         # the sampler's
 
     [sweep.space]
@@ -46,7 +48,8 @@ from cnnlab.prepare import prepare
 Objective = Literal["accuracy", "accuracy_and_params", "time_to_target"]
 Pruner = Literal["median", "hyperband", "none"]
 KINDS = ("log", "float", "int", "choice")
-SWEEP_KEYS = ("name", "recipe", "set", "trials", "objective", "pruner", "val_split", "seed",
+SWEEP_KEYS = ("name", "recipe", "set", "trials", "objective", "pruner", "val_split", "val_target",
+              "seed",
               "space")
 
 
@@ -80,6 +83,9 @@ class SweepSpec:
     pruner: Pruner
     seed: int
     source: str  # the sweep file as TOML, self-contained (name and base recipe path resolved)
+    # the validation accuracy the search aims at: time_to_target races to it, and the Pareto
+    # pick is the smallest model that reaches it (default: the assignment's test target)
+    val_target: float | None = None
 
     @property
     def directions(self) -> list[str]:
@@ -137,9 +143,14 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
     trials = _integer(sweep, "trials", 20, path)
     val_split = _integer(sweep, "val_split", 5000, path)
     seed = _integer(sweep, "seed", 0, path, low=0)
-    if objective == "time_to_target" and base.spec.min_test_acc is None:
-        raise ConfigError(f"{path}: objective time_to_target needs the recipe's "
-                          "spec.min_test_acc (the accuracy to reach)")
+    val_target = sweep.get("val_target", base.spec.min_test_acc)
+    if val_target is not None and (isinstance(val_target, bool) or
+                                   not isinstance(val_target, int | float)
+                                   or not 0 < val_target <= 100):
+        raise ConfigError(f"{path}: sweep.val_target must be a percentage (above 0, at most 100)")
+    if objective == "time_to_target" and val_target is None:
+        raise ConfigError(f"{path}: objective time_to_target needs sweep.val_target (the "
+                          "validation accuracy to reach), or the recipe's spec.min_test_acc")
     raw_base = {**base.to_dict(), "data": {**base.to_dict()["data"], "val_split": val_split}}
     if model is not None:  # the trials name `model`, with the searched args alone
         raw_base["model"] = {"name": model_name_of(model), "args": {}}
@@ -150,7 +161,8 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
                           'search, e.g. "optim.lr" = { log = [1e-3, 0.3] }')
     name = str(sweep.get("name", path.stem))
     document["sweep"]["name"] = name  # the copy in the sweep folder names the same study
-    spec = SweepSpec(name, base, space, trials, objective, pruner, seed, tomli_w.dumps(document))
+    spec = SweepSpec(name, base, space, trials, objective, pruner, seed, tomli_w.dumps(document),
+                     None if val_target is None else float(val_target))
     _check_every_corner(spec, path, model)
     return spec
 

@@ -80,7 +80,7 @@ def _ranked(study: Any, done: list, two: bool) -> list:
 
 def _smallest_meeting(front: list, spec: SweepSpec) -> Any:
     """The smallest model on the front whose validation accuracy meets the target."""
-    target = spec.base.spec.min_test_acc
+    target = spec.val_target
     meeting = [t for t in front if target is None or t.user_attrs.get("val_acc", 0) >= target]
     return meeting[0] if meeting else None
 

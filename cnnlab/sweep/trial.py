@@ -55,4 +55,4 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
         return [accuracy]
     if spec.objective == "accuracy_and_params":
         return [accuracy, float(params)]
-    return [seconds_to_target(history, recipe.spec.min_test_acc, key="val_acc")]
+    return [seconds_to_target(history, spec.val_target, key="val_acc")]
