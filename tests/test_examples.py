@@ -26,7 +26,8 @@ def test_the_example_notebook_runs_end_to_end(name, tmp_path):
     assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), \
         "commit the notebook without outputs"
     (parameters,) = [c for c in notebook.cells if "parameters" in c.metadata.get("tags", [])]
-    parameters.source = (f"DATA_DIR = {str(REAL_DATA)!r}\nOUT_DIR = {str(tmp_path / 'runs')!r}\n"
+    parameters.source = (f"DATA_DIR = {str(REAL_DATA.resolve())!r}\n"
+                         f"OUT_DIR = {str(tmp_path / 'runs')!r}\n"
                          f"TRAIN_LIMIT = {train}\nTEST_LIMIT = {test}\nEPOCHS = {epochs}\n")
     nbclient.NotebookClient(notebook, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}}).execute()
