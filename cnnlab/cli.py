@@ -24,6 +24,7 @@ from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
 from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
 from cnnlab.pipeline import lr_find, run
 from cnnlab.prepare import prepare
+from cnnlab.recipe_schema import recipe_schema
 from cnnlab.report import compare, write_report
 from cnnlab.run_folder import RunFolder
 from cnnlab.ship import export_onnx
@@ -139,6 +140,9 @@ def _build_parser() -> argparse.ArgumentParser:
                       help="address to listen on (default 127.0.0.1: this machine only)")
     page.add_argument("--data-dir", help=DATA_DIR_HELP)
     _trust_flag(page)
+
+    schema = verbs.add_parser("schema", help="the recipe JSON Schema, for editors")
+    schema.set_defaults(handler=_schema)
 
     listing = verbs.add_parser("recipes", help="list the built-in recipes")
     listing.set_defaults(handler=_recipes)
@@ -259,6 +263,10 @@ def _dashboard(args: argparse.Namespace) -> None:
 def _compare(args: argparse.Namespace) -> None:
     print(compare(args.run_dirs, args.out))
     print(f"curves: {args.out}")
+
+
+def _schema(args: argparse.Namespace) -> None:
+    print(json.dumps(recipe_schema(), indent=1))
 
 
 def _recipes(args: argparse.Namespace) -> None:
