@@ -17,6 +17,7 @@ import pytest
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError
 from cnnlab.sweep import load_sweep, sweep
+from cnnlab.sweep.workers import max_rejected
 from cnnlab.train.trainer import Trainer
 from tests.conftest import skip_unless_required
 
@@ -78,13 +79,33 @@ def test_a_trial_over_the_budget_is_rejected_without_training(real_data_root, tm
                   echo=None)
     assert not trained
     rejected = [t for t in study.trials if "rejected" in t.user_attrs]
-    assert len(rejected) == 3
-    assert "## Rejected by the budget" in (tmp_path / "sweeps/small/README.md").read_text()
+    # no design in this space fits: it gives up after max_rejected proposals, not never
+    assert len(rejected) == len(study.trials) == max_rejected(load_sweep(path))
+    readme = (tmp_path / "sweeps/small/README.md").read_text()
+    assert "## Rejected by the budget" in readme and "0 trials trained" in readme
     for trial in rejected:
         assert trial.params["model.args.width"] == 64
         assert "parameters <= 20,000" in trial.user_attrs["rejected"]
-        assert trial.state.name == "PRUNED"
+        # told to the study as infeasible, for the sampler's constraints
+        assert trial.state.name == "COMPLETE" and trial.constraints == {"budget": 1.0}
         assert not (tmp_path / "sweeps" / "small" / "trials" / str(trial.number)).exists()
+
+
+@pytest.mark.slow
+def test_trials_count_the_designs_trained_and_rejected_ones_are_reported_beside(
+        real_data_root, tmp_path):
+    space = ('"model.args.width" = { choice = [4, 64] }\n'  # 64 breaks the 20k budget
+             '"schedule.max_lr" = { log = [0.02, 0.3] }\n')
+    path = _sweep_file(tmp_path, trials=3, objective="accuracy", space=space)
+    study = sweep(path, out_dir=tmp_path / "sweeps", data_dir=real_data_root, progress=False,
+                  echo=None)
+    trained = [t for t in study.trials if "rejected" not in t.user_attrs]
+    rejected = [t for t in study.trials if "rejected" in t.user_attrs]
+    assert len(trained) == 3 and all(t.params["model.args.width"] == 4 for t in trained)
+    assert all(t.constraints == {"budget": 0.0} for t in trained)
+    assert all(t.params["model.args.width"] == 64 for t in rejected)
+    readme = (tmp_path / "sweeps/small/README.md").read_text()
+    assert "3 trials trained" in readme and f"{len(rejected)} designs proposed over" in readme
 
 
 @pytest.mark.slow

@@ -41,15 +41,17 @@ def every(seconds: float, action: Callable[[], None]) -> Iterator[None]:
 @contextlib.contextmanager
 def sweep_progress(study: Any, spec: SweepSpec, say: Callable[[str], None], progress: bool
                    ) -> Iterator[None]:
-    seen: set[int] = {t.number for t in study.get_trials(deepcopy=False) if t.state.is_finished()}
-    bar = tqdm(total=spec.trials, initial=len(seen), desc=f"sweep {spec.name}", unit="trial",
+    finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
+    seen: set[int] = {t.number for t in finished}
+    trained = sum("rejected" not in t.user_attrs for t in finished)  # what `trials` counts
+    bar = tqdm(total=spec.trials, initial=trained, desc=f"sweep {spec.name}", unit="trial",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
 
     def poll() -> None:
         for t in study.get_trials(deepcopy=False):
             if t.state.is_finished() and t.number not in seen:
                 seen.add(t.number)
-                bar.update()
+                bar.update(0 if "rejected" in t.user_attrs else 1)
                 bar.clear()
                 say(trial_line(t))
                 bar.refresh()

@@ -18,7 +18,7 @@ from cnnlab.sweep.progress import sweep_progress
 from cnnlab.sweep.storage import database_errors, load_study, open_storage, shown
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
 from cnnlab.sweep.sweep_report import write_sweep_report
-from cnnlab.sweep.workers import SweepPlace, run_workers, work
+from cnnlab.sweep.workers import SweepPlace, max_rejected, run_workers, work
 from cnnlab.train.trainer import Echo
 
 HEARTBEAT_SECONDS = 10  # a running trial says it is alive this often
@@ -73,6 +73,10 @@ def sweep(
     else:
         run_workers(spec, place, workers, study, say, progress)
     study = open_study(spec, url, heartbeat_seconds)
+    rejected = sum("rejected" in t.user_attrs for t in study.get_trials(deepcopy=False))
+    if rejected >= max_rejected(spec):
+        say(f"stopped after {rejected} designs over the budget: the space holds few that fit "
+            "it; narrow the space (see the report's rejected designs)")
     readme = write_sweep_report(folder, study, spec, data_dir)
     say(f"sweep report: {readme}")
     return SweepResult(study, folder)
@@ -110,6 +114,8 @@ def _create(spec: SweepSpec, storage: Any) -> Any:
 
 
 def _sampler(spec: SweepSpec) -> Any:
+    """The sampler; each trial carries a "budget" constraint (trial.py), > 0 where the design
+    broke the budget, so the sampler stops proposing designs like it."""
     import optuna
 
     if len(spec.directions) > 1:

@@ -24,8 +24,8 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
     rejected = [t for t in trials if "rejected" in t.user_attrs]
+    done = [t for t in trials if t.state == TrialState.COMPLETE and t not in rejected]
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t not in rejected]
     failed = [t for t in trials if t.state == TrialState.FAIL]
     plots = folder / "plots"
@@ -35,9 +35,10 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
     blocks: list = [
         Heading(f"Sweep {spec.name}", 1),
         Paragraph(f"Base recipe `{spec.base.name}`, objective `{spec.objective}`, "
-                  f"{len(trials)} trials: {len(done)} complete, {len(pruned)} pruned early, "
-                  f"{len(rejected)} rejected by the budget before training, {len(failed)} "
-                  "failed."),
+                  f"{len(done) + len(pruned) + len(failed)} trials trained: {len(done)} "
+                  f"complete, {len(pruned)} pruned early, {len(failed)} failed; beside them, "
+                  f"{len(rejected)} designs proposed over the budget, rejected before "
+                  "training and fed back to the sampler as infeasible."),
         Paragraph(f"The search steered by the accuracy on {spec.base.data.val_split:,} training "
                   "images held out as a validation split (**val**), the lowest over the "
                   f"last {spec.base.spec.last_epochs} epoch(s); the test split (**test**) was "
@@ -72,8 +73,9 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
 def _ranked(study: Any, done: list, two: bool) -> list:
     if not done:
         return []
-    if two:  # the front, smallest model first
-        return sorted(study.best_trials, key=lambda t: t.values[1])
+    if two:  # the front of the designs that fit the budget, smallest model first
+        front = [t for t in study.best_trials if "rejected" not in t.user_attrs]
+        return sorted(front, key=lambda t: t.values[1])
     reverse = study.direction.name == "MAXIMIZE"
     return sorted(done, key=lambda t: t.values[0], reverse=reverse)
 

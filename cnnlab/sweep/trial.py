@@ -3,6 +3,7 @@ training, then an ordinary run folder under the sweep, steered by the validation
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +15,21 @@ from cnnlab.sweep.sweep_file import SweepSpec, suggest
 from cnnlab.train.history import seconds_to_target
 
 
+class Rejected(Exception):
+    """The sampled design breaks the budget: never trained, told to the study as infeasible
+    (`worst` are the objective values it is recorded with)."""
+
+    def __init__(self, reason: str, worst: list[float]):
+        super().__init__(reason)
+        self.worst = worst
+
+
 def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
               model: ModelObject | None = None) -> list[float]:
     """Train the recipe at the point `trial` (an optuna.Trial) samples; return its objective
-    values. A recipe that breaks the budget is rejected before training (optuna.TrialPruned,
-    with the reason in the trial's user attribute "rejected")."""
+    values. A recipe that breaks the budget raises Rejected before training, with the reason
+    in the trial's user attribute "rejected" and a positive "budget" constraint (feasible
+    trials get 0), from which the sampler learns where designs do not fit."""
     import optuna
 
     values = {dim.key: suggest(trial, dim) for dim in spec.space}
@@ -30,7 +41,11 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
     if not verdicts.passed:
         reason = "; ".join(v.line() for v in verdicts.failures)
         trial.set_user_attr("rejected", reason)
-        raise optuna.TrialPruned(f"rejected before training: {reason}")
+        trial.set_constraint("budget", float(len(verdicts.failures)))  # rules broken
+        worst = {"accuracy": [0.0], "accuracy_and_params": [0.0, float(params)],
+                 "time_to_target": [math.inf]}[spec.objective]
+        raise Rejected(reason, worst)
+    trial.set_constraint("budget", 0.0)
 
     callbacks = ()
     if len(spec.directions) == 1 and spec.pruner != "none":

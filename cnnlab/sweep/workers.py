@@ -22,7 +22,7 @@ from cnnlab.models.model_object import ModelObject
 from cnnlab.sweep.progress import every, sweep_progress
 from cnnlab.sweep.storage import load_study, open_storage
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
-from cnnlab.sweep.trial import run_trial
+from cnnlab.sweep.trial import Rejected, run_trial
 from cnnlab.train.trainer import Echo
 
 
@@ -48,8 +48,12 @@ def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None) -
     while True:
         with _counting_lock(place.folder):
             optuna.storages.fail_stale_trials(study)
-            active = study.get_trials(deepcopy=False, states=_counted_states())
+            everything = study.get_trials(deepcopy=False, states=_counted_states())
+            active = [t for t in everything if "rejected" not in t.user_attrs]
+            rejected = len(everything) - len(active)
             running = [t for t in active if t.state == optuna.trial.TrialState.RUNNING]
+            if rejected >= max_rejected(spec) and not running:
+                return  # the space proposes little that fits: the report says so
             trial = study.ask() if len(active) < spec.trials else None
         if trial is None:
             if not running:
@@ -63,6 +67,9 @@ def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None) -
         with every(place.heartbeat_seconds, partial(storage.record_heartbeat, trial_id)):
             try:
                 values = run_trial(spec, trial, data, place.folder / "trials", model)
+            except Rejected as rejected_design:  # infeasible: the sampler learns from it
+                study.tell(trial, rejected_design.worst)
+                continue
             except optuna.TrialPruned:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 continue
@@ -71,6 +78,12 @@ def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None) -
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
         study.tell(trial, values)
+
+
+def max_rejected(spec: SweepSpec) -> int:
+    """Designs over the budget a sweep proposes before it gives up on finding the trials it
+    asks for (each costs a trace, not a training)."""
+    return max(50, 10 * spec.trials)
 
 
 def run_workers(spec: SweepSpec, place: SweepPlace, workers: int, study: Any, say: Echo,
