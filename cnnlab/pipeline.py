@@ -21,12 +21,14 @@ from cnnlab.errors import SpecError
 from cnnlab.inspect import CheckReport
 from cnnlab.inspect.spec import check_history
 from cnnlab.models import count_parameters
+from cnnlab.models.model_code import from_file
 from cnnlab.models.model_object import ModelObject
 from cnnlab.prepare import Prepared, prepare
 from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.report.tensorboard_log import TensorBoardLog
 from cnnlab.run_folder import RunFolder, records
+from cnnlab.ship.onnx_export import export_model_onnx
 from cnnlab.ship.weights import write_safetensors
 from cnnlab.train.checkpoint import save_atomic
 from cnnlab.train.history import History, best_row, epoch_log_line, trained_on
@@ -148,6 +150,8 @@ def run(
     inspection.check.verdicts += check_history(recipe, trainer.history)
     folder.write_text("check.md", inspection.check.to_markdown() + "\n")
     write_safetensors(folder, data)  # the model, shipped
+    if from_file(recipe.model.name) and recipe.model.source_sha256 is None:
+        _ship_onnx_instead(folder, trainer, data, say)
     if report:
         write_report(folder.path, model=trainer.evaluated, dataset=data, inspection=inspection,
                      html=html)
@@ -180,6 +184,22 @@ def _continue(folder: RunFolder, trainer: Trainer, say: Callable[[str], None]) -
         note = f"note: epochs so far ran on {before}; the rest run on {now}"
         say(note)
         folder.log(note)
+
+
+def _ship_onnx_instead(folder: RunFolder, trainer: Trainer, data: Dataset,
+                       say: Callable[[str], None]) -> None:
+    """A model whose source could not be kept: the folder cannot rebuild it, so it ships the
+    best epoch's model as ONNX beside the weights, where it can."""
+    best = copy.deepcopy(trainer.evaluated).cpu().eval()
+    best.load_state_dict(folder.best_weights()["model"])
+    try:
+        path = export_model_onnx(best, data.input_shape, folder.path / "model.onnx")
+    except Exception as exc:  # optional extra missing, or a model the exporters cannot take
+        note = f"note: no model.onnx ({type(exc).__name__}: {str(exc)[:200]})"
+    else:
+        note = f"the model's source could not be kept: shipped {path.name} beside the weights"
+    say(note)
+    folder.log(note)
 
 
 class Interrupted(KeyboardInterrupt):

@@ -137,5 +137,7 @@ def test_a_model_whose_source_cannot_be_found_still_trains_and_says_what_its_fol
                            model=namespace["Net"], dataset=separable_dataset(64, 32),
                            out_dir=tmp_path, check=False)
     assert (result.run_dir / "best.safetensors").is_file()
+    pytest.importorskip("onnx")
+    assert (result.run_dir / "model.onnx").stat().st_size > 1000  # shipped instead
     with pytest.raises(cnnlab.CnnlabError, match="keeps no copy"):
         cnnlab.load_run(result.run_dir)

@@ -18,25 +18,37 @@ from cnnlab.ship.loaded_run import load_run
 def export_onnx(run_dir: str | Path, out: str | Path | None = None,
                 trust_code: bool = False) -> Path:
     """Write `<run>/model.onnx` (or `out`); returns its path. `trust_code` as in `load_run`."""
+    _require_onnx()
+    loaded = load_run(run_dir, trust_code)
+    path = Path(out) if out is not None else Path(run_dir) / "model.onnx"
+    return export_model_onnx(loaded.model, loaded.input_shape, path)
+
+
+def _require_onnx() -> None:
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError:
         raise ConfigError("ONNX export needs onnx: pip install 'cnnlab[onnx]'") from None
-    loaded = load_run(run_dir, trust_code)
-    path = Path(out) if out is not None else Path(run_dir) / "model.onnx"
-    example = torch.zeros(2, *loaded.input_shape)
+
+
+def export_model_onnx(model: torch.nn.Module, input_shape: tuple[int, int, int],
+                      path: Path) -> Path:
+    """Write `model` (in eval mode, on the CPU) as ONNX at `path`: what a run whose model
+    cannot be rebuilt ships beside its weights."""
+    _require_onnx()
+    example = torch.zeros(2, *input_shape)
     tmp = path.with_name(f".{path.name}.tmp")
     with (warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()),
           _removed_unless_kept(tmp)):
         warnings.simplefilter("ignore")  # the exporters' progress and deprecation notes
         if torch_version() >= DYNAMO_EXPORTER_FROM:
             batch = torch.export.Dim("batch", min=1)
-            program = torch.onnx.export(loaded.model, (example,), dynamo=True,
+            program = torch.onnx.export(model, (example,), dynamo=True,
                                         input_names=["images"], output_names=["logits"],
                                         dynamic_shapes=({0: batch},))
             program.save(str(tmp))
         else:
-            torch.onnx.export(loaded.model, (example,), str(tmp), dynamo=False,
+            torch.onnx.export(model, (example,), str(tmp), dynamo=False,
                               input_names=["images"], output_names=["logits"],
                               dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     tmp.replace(path)
