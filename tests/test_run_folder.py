@@ -332,3 +332,14 @@ def test_an_unanticipated_exception_is_one_line_a_kept_traceback_and_exit_70(
     monkeypatch.setenv("CNNLAB_DEBUG", "1")
     with pytest.raises(ZeroDivisionError):
         main(["recipes"])
+
+
+def test_a_run_from_before_folders_kept_their_source_rebuilds_from_its_file_when_trusted(
+        made, tmp_path, monkeypatch):
+    run = _copy(made, tmp_path, monkeypatch, as_owner=True)
+    (run / "model_source.py").unlink()  # as an older cnnlab left it
+    _edit_config(run, lambda config: config["model"].pop("source_sha256"))
+    with pytest.raises(UntrustedCodeError, match="keeps no copy"):
+        load_run(run)
+    monkeypatch.chdir(made[1].parents[1])  # where its net.py is
+    assert load_run(run, trust_code=True).predict(np.zeros((28, 28), np.uint8)).classes

@@ -198,9 +198,15 @@ class RunFolder:
         text = records.read_text(source) if source.is_file() else None
         if from_file(model.name):
             if text is None or model.source_sha256 is None:
-                raise RunFolderError(f"{self.path} names the model file {model.name!r} but "
-                                     f"keeps no copy of it ({SOURCE_FILE} with its hash in "
-                                     "config.toml); train the run again to make one")
+                # a run from before runs kept their model's source, or whose source could
+                # not be had: only the file it names can rebuild it, and only if trusted
+                if not trust_code:
+                    raise UntrustedCodeError(
+                        f"{self.path} names the model file {model.name!r} and keeps no copy "
+                        f"of it ({SOURCE_FILE}): that file, found from the working "
+                        "directory, runs only if you trust it: add --trust-code (Python: "
+                        "trust_code=True)")
+                return None
             if source_sha256(text) != model.source_sha256:
                 raise RunFolderError(f"{source} is not the source this run trained: its hash "
                                      "differs from the one in config.toml")
