@@ -165,7 +165,7 @@ def _continue(folder: RunFolder, trainer: Trainer, say: Callable[[str], None]) -
     the checkpoint and the other files may have left behind. Every file is read, and checked,
     before any is written."""
     state = folder.training_state()
-    records.load_weights(trainer.model, state["model"], folder.last_checkpoint)
+    records.check_weights(trainer.model, state["model"], folder.last_checkpoint)
     with records.reading(folder.last_checkpoint, "does not fit this run"):
         trainer.load_state(state)
     logged = folder.logged_epochs()  # the log line comes last: a crash may have cut it

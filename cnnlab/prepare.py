@@ -77,7 +77,7 @@ def prepare(
     text, builder, kept = None, None, None
     if folder is not None:
         recipe = folder.recipe()
-        kept = folder.model_source(trust_code)  # decided before anything else is done
+        kept = folder.model_source(recipe, trust_code)  # decided before anything else is done
     elif recipe is None:
         raise ConfigError("give a recipe, or a run folder")
     elif model is not None:

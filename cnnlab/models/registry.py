@@ -122,14 +122,11 @@ def _import_file(path_text: str) -> Any:
     path = Path(path_text)
     if not path.is_file():
         raise ModelError(f"model file {path} not found")
-    spec = importlib.util.spec_from_file_location(f"cnnlab_user_{path.stem}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # lets pickle and dataclasses find the module
     try:
-        spec.loader.exec_module(module)
-    except Exception as exc:  # the user's file failed; say where, not a traceback
-        raise ModelError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
-    return module
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ModelError(f"model file {path} cannot be read: {exc}") from None
+    return _module_from_source(text, path)
 
 
 def _module_from_source(text: str, path: Path) -> Any:

@@ -186,12 +186,13 @@ class RunFolder:
 
     # --- the model's code ---
 
-    def model_source(self, trust_code: bool = False) -> tuple[str, Path] | None:
-        """The kept source the model is built from (None for a registered or installed
-        model), once the decision is made that the code this folder names may run: a
+    def model_source(self, recipe: Recipe, trust_code: bool = False
+                     ) -> tuple[str, Path] | None:
+        """The kept source that `recipe` (this folder's) builds its model from (None for a
+        registered or installed model), once the decision is made that the code this folder names may run: a
         registered model needs no trust; any other only if this user's cnnlab signed the
         folder, or `trust_code` (which signs it). Nothing the folder names is imported here."""
-        model = self.recipe().model
+        model = recipe.model
         if is_registered(model.name) or not names_code(model.name):
             return None
         source = self.path / SOURCE_FILE

@@ -99,7 +99,7 @@ def load_run(run_dir: str | Path, trust_code: bool = False) -> LoadedRun:
     else:
         raise TrainingError(f"{run.path} has no trained weights yet (no {run.shipped_path.name}, "
                             "no best.pt)")
-    model = build_run_model(recipe, shape[0], len(classes), run.model_source(trust_code))
+    model = build_run_model(recipe, shape[0], len(classes), run.model_source(recipe, trust_code))
     load_weights(model, weights, source)
     return LoadedRun(model.eval(), classes, mean, std, shape, recipe)
 
