@@ -189,9 +189,10 @@ class RunFolder:
     def model_source(self, recipe: Recipe, trust_code: bool = False
                      ) -> tuple[str, Path] | None:
         """The kept source that `recipe` (this folder's) builds its model from (None for a
-        registered or installed model), once the decision is made that the code this folder names may run: a
-        registered model needs no trust; any other only if this user's cnnlab signed the
-        folder, or `trust_code` (which signs it). Nothing the folder names is imported here."""
+        registered or installed model), once the decision is made that the code this folder
+        names may run: a registered model needs no trust; any other only if this user's
+        cnnlab signed the folder, or `trust_code` (which signs it). Nothing the folder names is
+        imported here."""
         model = recipe.model
         if is_registered(model.name) or not names_code(model.name):
             return None
