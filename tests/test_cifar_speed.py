@@ -133,13 +133,15 @@ def _learnable_cifar(n_train=512, n_test=256):
 
 @pytest.mark.slow
 def test_cifar_speed_recipe_learns_and_fits_its_whitening_first(tmp_path):
-    recipe = load_recipe("cifar-speed", ["train.epochs=3", "data.batch_size=64",
-                                         "train.device=cpu", "model.args={widths=[16,32,32]}"])
+    # The recipe's peak rate is set for batch 1024; at batch 64 it is scaled down to match.
+    recipe = load_recipe("cifar-speed", ["train.epochs=5", "data.batch_size=64",
+                                         "schedule.max_lr=0.2", "train.device=cpu",
+                                         "model.args={widths=[16,32,32]}"])
     data = _learnable_cifar()
     result = train_run(recipe, dataset=data, out_dir=tmp_path)
     history = result.history
     assert history[-1]["train_loss"] < history[0]["train_loss"]
-    assert history[-1]["test_acc"] > 30  # chance is 10%
+    assert history[-1]["test_acc"] > 40  # chance is 10%
     # The trained model's first layer whitens the training images as the network sees them
     # (normalised): its first 12 maps are uncorrelated with unit variance on that data.
     scale, shift = normaliser(data.mean, data.std, "cpu")
