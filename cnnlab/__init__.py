@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 from cnnlab.check import check
 from cnnlab.config import Recipe, builtin_recipes, load_recipe
 from cnnlab.data import Dataset, load_dataset
+from cnnlab.design import design
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import receptive_field, summary
 from cnnlab.models import build_model, count_parameters, model_names, register
@@ -21,7 +22,7 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 
 __all__ = [
     "CnnlabError", "Dataset", "Recipe", "RunResult", "build_model", "builtin_recipes", "check",
-    "compare", "count_parameters", "export_onnx", "load_dataset", "load_recipe", "load_run",
-    "lr_find", "model_names",
-    "receptive_field", "register", "run", "summary", "sweep", "write_report",
+    "compare", "count_parameters", "design", "export_onnx", "load_dataset", "load_recipe",
+    "load_run", "lr_find", "model_names", "receptive_field", "register", "run", "summary",
+    "sweep", "write_report",
 ]

@@ -115,6 +115,23 @@ def _build_parser() -> argparse.ArgumentParser:
     search.add_argument("--data-dir", help=DATA_DIR_HELP)
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    planner = verbs.add_parser("design",
+                               help="find the smallest compact CNN that meets a budget and a "
+                                    "target, confirmed on fresh seeds (designs/<name>/)")
+    planner.add_argument("design_file", metavar="DESIGN",
+                         help="TOML file with [design] (dataset, trials) and [spec] tables")
+    planner.add_argument("--storage", metavar="URL",
+                         help="the search's database, as for sweep (default: SQLite in the "
+                              "design folder)")
+    planner.add_argument("--workers", type=int, default=1,
+                         help="local worker processes for the search (default 1)")
+    planner.add_argument("--resume", action="store_true",
+                         help="continue the design in its folder")
+    planner.add_argument("--out", default="designs", help="folder for designs (default: designs)")
+    planner.add_argument("--data-dir", help=DATA_DIR_HELP)
+    planner.add_argument("--no-progress", action="store_true", help="no progress bar")
+    planner.set_defaults(handler=_design)
+
     board = verbs.add_parser("dashboard",
                              help="optuna-dashboard on a sweep's study (live while it runs)")
     board.add_argument("sweep_dir", metavar="SWEEP_DIR", nargs="?",
@@ -252,6 +269,15 @@ def _sweep(args: argparse.Namespace) -> None:
 
     sweep(args.sweep_file, out_dir=args.out, storage=args.storage, workers=args.workers,
           resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress)
+
+
+def _design(args: argparse.Namespace) -> int:
+    from cnnlab.design import design
+
+    result = design(args.design_file, out_dir=args.out, storage=args.storage,
+                    workers=args.workers, resume=args.resume, data_dir=args.data_dir,
+                    progress=not args.no_progress)
+    return 0 if result.pick is not None else 1
 
 
 def _dashboard(args: argparse.Namespace) -> None:

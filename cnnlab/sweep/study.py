@@ -44,7 +44,7 @@ def sweep(
     the folder (a fresh worker against a shared `storage` joins without it). `model`, an
     nn.Module class or builder function (say, from a notebook cell), replaces the recipe's
     model: each trial calls it with the searched `model.args`."""
-    _require_optuna()
+    require_optuna()
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
     if model is not None and (workers > 1 or isinstance(model, nn.Module)):
@@ -126,15 +126,19 @@ def _sampler(spec: SweepSpec) -> Any:
 def _pruner(spec: SweepSpec) -> Any:
     import optuna
 
-    if spec.pruner == "none" or len(spec.directions) > 1:
+    if spec.pruner == "none":
         return optuna.pruners.NopPruner()
+    if spec.pruner == "hopeless":
+        from cnnlab.sweep.pruning import HopelessPruner
+
+        return HopelessPruner(spec.val_target if spec.val_target is not None else 100.0)
     if spec.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1,
                                               max_resource=spec.base.train.epochs)
     return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
 
 
-def _require_optuna() -> None:
+def require_optuna() -> None:
     try:
         import optuna  # noqa: F401
     except ImportError:

@@ -7,7 +7,10 @@ optimise and when to stop a trial early.
     set = ["train.epochs=15"]        # overrides of the base, as --set takes them
     trials = 30
     objective = "accuracy_and_params"   # accuracy | accuracy_and_params | time_to_target
-    pruner = "median"                # median | hyperband | none (single objective only)
+                                     # | smallest_at_target
+    pruner = "median"                # median | hyperband (objective accuracy) | hopeless |
+                                     # none; the default suits the objective
+    hours = 2.0                      # optional: start no trial after this long
     val_split = 5000                 # training images held out: what the search steers by
     val_target = 99.4                # the validation accuracy aimed at (default: the
                                      # recipe's spec.min_test_acc)
@@ -45,12 +48,15 @@ from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.models.model_object import model_name_of
 from cnnlab.prepare import prepare
 
-Objective = Literal["accuracy", "accuracy_and_params", "time_to_target"]
-Pruner = Literal["median", "hyperband", "none"]
+Objective = Literal["accuracy", "accuracy_and_params", "time_to_target", "smallest_at_target"]
+Pruner = Literal["median", "hyperband", "hopeless", "none"]
+# Stops trials early only where the study's direction is the accuracy's (median, hyperband
+# compare trials' validation accuracy as values to maximise); `hopeless` does for any objective.
+DEFAULT_PRUNER = {"accuracy": "median", "accuracy_and_params": "none",
+                  "time_to_target": "hopeless", "smallest_at_target": "hopeless"}
 KINDS = ("log", "float", "int", "choice")
-SWEEP_KEYS = ("name", "recipe", "set", "trials", "objective", "pruner", "val_split", "val_target",
-              "seed",
-              "space")
+SWEEP_KEYS = ("name", "recipe", "set", "trials", "hours", "objective", "pruner", "val_split",
+              "val_target", "seed", "space")
 
 
 @dataclass(frozen=True)
@@ -86,24 +92,49 @@ class SweepSpec:
     # the validation accuracy the search aims at: time_to_target races to it, and the Pareto
     # pick is the smallest model that reaches it (default: the assignment's test target)
     val_target: float | None = None
+    hours: float | None = None  # no trial starts after this long
+
+    @property
+    def minimises(self) -> bool:
+        return self.directions[0] == "minimize"
 
     @property
     def directions(self) -> list[str]:
         return {"accuracy": ["maximize"], "accuracy_and_params": ["maximize", "minimize"],
-                "time_to_target": ["minimize"]}[self.objective]
+                "time_to_target": ["minimize"], "smallest_at_target": ["minimize"]
+                }[self.objective]
 
     def recipe_for(self, values: dict[str, Any], name: str | None = None) -> Recipe:
-        """The base recipe with `values` (key -> value) set."""
+        """The base recipe with `values` (key -> value) set. A number in a key indexes a list
+        the base recipe holds there: `model.args.widths.1` is the second width."""
         raw = self.base.to_dict()
         if name is not None:
             raw["name"] = name
         for key, value in values.items():
             *parents, leaf = key.split(".")
-            node = raw
+            node: Any = raw
             for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
+                node = _child(node, part, key)
+            if isinstance(node, list):
+                node[_index(node, leaf, key)] = value
+            else:
+                node[leaf] = value
         return parse_recipe(raw, f"sweep {self.name}")
+
+
+def _child(node: Any, part: str, key: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, key)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"{key}: {part} is inside a single value, not a table or list")
+    return node.setdefault(part, {})
+
+
+def _index(node: list, part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"{key}: {part} is not a position in the base recipe's list of "
+                          f"{len(node)} (0 to {len(node) - 1})")
+    return int(part)
 
 
 def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
@@ -139,7 +170,17 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
         raw.setdefault("name", path.stem)
         base = recipe_from_table(raw, overrides, str(path))
     objective = _choice(sweep, "objective", "accuracy", Objective, path)
-    pruner = _choice(sweep, "pruner", "median", Pruner, path)
+    pruner = _choice(sweep, "pruner", DEFAULT_PRUNER[objective], Pruner, path)
+    if pruner in ("median", "hyperband") and objective != "accuracy":
+        raise ConfigError(f"{path}: pruner {pruner} ranks trials by accuracy, which objective "
+                          f"{objective} does not maximise: use pruner hopeless or none")
+    if pruner != "none" and objective == "accuracy_and_params":
+        raise ConfigError(f"{path}: a sweep with two objectives stops no trial early: use "
+                          "pruner none")
+    hours = sweep.get("hours")
+    if hours is not None and (isinstance(hours, bool) or not isinstance(hours, int | float)
+                              or hours <= 0):
+        raise ConfigError(f"{path}: sweep.hours must be a number of hours above 0")
     trials = _integer(sweep, "trials", 20, path)
     val_split = _integer(sweep, "val_split", 5000, path)
     seed = _integer(sweep, "seed", 0, path, low=0)
@@ -148,8 +189,8 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
                                    not isinstance(val_target, int | float)
                                    or not 0 < val_target <= 100):
         raise ConfigError(f"{path}: sweep.val_target must be a percentage (above 0, at most 100)")
-    if objective == "time_to_target" and val_target is None:
-        raise ConfigError(f"{path}: objective time_to_target needs sweep.val_target (the "
+    if objective in ("time_to_target", "smallest_at_target") and val_target is None:
+        raise ConfigError(f"{path}: objective {objective} needs sweep.val_target (the "
                           "validation accuracy to reach), or the recipe's spec.min_test_acc")
     raw_base = {**base.to_dict(), "data": {**base.to_dict()["data"], "val_split": val_split}}
     if model is not None:  # the trials name `model`, with the searched args alone
@@ -162,7 +203,8 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
     name = str(sweep.get("name", path.stem))
     document["sweep"]["name"] = name  # the copy in the sweep folder names the same study
     spec = SweepSpec(name, base, space, trials, objective, pruner, seed, tomli_w.dumps(document),
-                     None if val_target is None else float(val_target))
+                     None if val_target is None else float(val_target),
+                     None if hours is None else float(hours))
     _check_every_corner(spec, path, model)
     return spec
 

@@ -15,6 +15,7 @@ from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_ht
 from cnnlab.report.png import save_png
 from cnnlab.report.run_report import write_report
 from cnnlab.sweep.sweep_file import SweepSpec
+from cnnlab.sweep.trial import UNREACHED
 
 SHOWN = 10  # trials in the table
 
@@ -116,8 +117,12 @@ def _plots(study: Any, done: list, spec: SweepSpec, plots: Path) -> list:
     blocks = [Heading("Optimisation history")]
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.subplots()
-    numbers = [t.number for t in done]
-    first = [t.values[0] for t in done]
+    if spec.objective == "smallest_at_target":  # the designs that missed have no size to plot
+        done_plotted = [t for t in done if t.values[0] < UNREACHED]
+    else:
+        done_plotted = done
+    numbers = [t.number for t in done_plotted]
+    first = [t.values[0] for t in done_plotted]
     axes.plot(numbers, first, "o", label="trial")
     running = []
     better = max if spec.directions[0] == "maximize" else min
@@ -126,18 +131,20 @@ def _plots(study: Any, done: list, spec: SweepSpec, plots: Path) -> list:
     axes.plot(numbers, running, "-", label="best so far")
     axes.set(xlabel="trial", ylabel={"accuracy": "val accuracy (%)",
                                      "accuracy_and_params": "val accuracy (%)",
-                                     "time_to_target": "seconds to target"}[spec.objective])
+                                     "time_to_target": "seconds to target",
+                                     "smallest_at_target": "parameters, at the target"
+                                     }[spec.objective])
     axes.legend()
     save_png(figure, plots / "history.png")
     blocks.append(Image("plots/history.png", "objective per trial"))
-    if len(spec.directions) == 2:
-        front = {t.number for t in study.best_trials}
+    if len(spec.directions) == 2 or spec.objective == "smallest_at_target":
+        front = {t.number for t in _front(done)}
         figure = Figure(figsize=(7, 4.5), layout="constrained")
         axes = figure.subplots()
         for on_front, style, label in ((False, "o", "trial"), (True, "D", "Pareto front")):
             chosen = [t for t in done if (t.number in front) == on_front]
-            axes.plot([t.values[1] for t in chosen], [t.values[0] for t in chosen], style,
-                      label=label)
+            axes.plot([t.user_attrs["params"] for t in chosen],
+                      [t.user_attrs["val_acc"] for t in chosen], style, label=label)
         axes.set(xlabel="parameters", ylabel="val accuracy (%)", xscale="log")
         axes.legend()
         save_png(figure, plots / "pareto.png")
@@ -150,6 +157,17 @@ def _plots(study: Any, done: list, spec: SweepSpec, plots: Path) -> list:
                    Table(["key", "importance"],
                          [[f"`{k}`", f"{v:.2f}"] for k, v in importances.items()])]
     return blocks
+
+
+def _front(done: list) -> list:
+    """The trials no other trial beats on both validation accuracy and size."""
+    def beaten(t: Any) -> bool:
+        acc, size = t.user_attrs["val_acc"], t.user_attrs["params"]
+        return any(o.user_attrs["val_acc"] >= acc and o.user_attrs["params"] <= size
+                   and (o.user_attrs["val_acc"], o.user_attrs["params"]) != (acc, size)
+                   for o in done)
+
+    return [t for t in done if not beaten(t)]
 
 
 def _importances(study: Any, done: list) -> dict[str, float]:

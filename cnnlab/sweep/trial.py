@@ -43,14 +43,15 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
         trial.set_user_attr("rejected", reason)
         trial.set_constraint("budget", float(len(verdicts.failures)))  # rules broken
         worst = {"accuracy": [0.0], "accuracy_and_params": [0.0, float(params)],
-                 "time_to_target": [math.inf]}[spec.objective]
+                 "time_to_target": [math.inf], "smallest_at_target": [math.inf]
+                 }[spec.objective]
         raise Rejected(reason, worst)
     trial.set_constraint("budget", 0.0)
 
     callbacks = ()
-    if len(spec.directions) == 1 and spec.pruner != "none":
+    if spec.pruner != "none":
         def report_and_prune(row: dict[str, Any], _trainer: Any) -> None:
-            trial.report(row["val_acc"], row["epoch"])
+            trial.report(row["val_acc"], row["epoch"])  # pruners read it as an accuracy
             if trial.should_prune():
                 trial.set_user_attr("pruned_at_epoch", row["epoch"])
                 raise optuna.TrialPruned(f"val acc {row['val_acc']:.2f}% at epoch {row['epoch']}")
@@ -70,4 +71,16 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
         return [accuracy]
     if spec.objective == "accuracy_and_params":
         return [accuracy, float(params)]
+    if spec.objective == "smallest_at_target":
+        return [smallest_at_target(params, accuracy, spec.val_target)]
     return [seconds_to_target(history, spec.val_target, key="val_acc")]
+
+
+UNREACHED = 1e12  # above any parameter count: every design that reaches the target ranks first
+
+
+def smallest_at_target(params: int, accuracy: float, target: float) -> float:
+    """The value `smallest_at_target` minimises: the parameter count of a design that reaches
+    the target; for one that does not, a value above every such design, lower the closer it
+    came (so the sampler still learns which way the target lies)."""
+    return float(params) if accuracy >= target else UNREACHED * (1 + (target - accuracy) / 100)

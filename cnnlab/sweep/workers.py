@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import math
 import multiprocessing
 import os
 import time
@@ -38,13 +39,15 @@ class SweepPlace:
 
 
 def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None) -> None:
-    """One worker: ask for trials and run them until the study holds enough (with `model` in
-    place of the recipe's, in this process)."""
+    """One worker: ask for trials and run them until the study holds enough, or the sweep's
+    hours (counted from this worker's start) are spent (with `model` in place of the
+    recipe's, in this process)."""
     import optuna
 
     storage = open_storage(place.url, place.heartbeat_seconds)
     study = load_study(spec.name, storage)
     data = load_recipe_data(spec.base.data, place.data_dir, progress=False)  # once per worker
+    deadline = math.inf if spec.hours is None else time.monotonic() + spec.hours * 3600
     while True:
         with _counting_lock(place.folder):
             optuna.storages.fail_stale_trials(study)
@@ -54,7 +57,8 @@ def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None) -
             running = [t for t in active if t.state == optuna.trial.TrialState.RUNNING]
             if rejected >= max_rejected(spec) and not running:
                 return  # the space proposes little that fits: the report says so
-            trial = study.ask() if len(active) < spec.trials else None
+            wanted = len(active) < spec.trials and time.monotonic() < deadline
+            trial = study.ask() if wanted else None
         if trial is None:
             if not running:
                 return

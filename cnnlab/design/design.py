@@ -1,0 +1,173 @@
+"""`cnnlab design`: from a budget and a target to a confirmed recipe.
+
+1. The design file becomes a sweep of the `compact_cnn` family (design_file.py), checked
+   first: a space in which no sampled design fits the budget stops here, before any training.
+2. The sweep searches it, steered by the validation split: designs over the budget are
+   rejected untrained and fed back to the sampler as infeasible; trials that fall behind every
+   target-reaching trial are stopped early.
+3. The smallest designs that reached the target on validation are retrained on the full
+   training split, on seeds the search never used (confirm.py), smallest first; the first to
+   meet the rule on every seed is the pick.
+4. The pick is written out as a recipe, beside a README (design_report.py).
+
+Everything lands in `designs/<name>/`; a stopped design continues with `resume`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.config import Recipe, parse_recipe
+from cnnlab.data import load_recipe_data
+from cnnlab.design.confirm import Confirmation, confirm
+from cnnlab.design.design_file import DesignSpec, load_design
+from cnnlab.design.design_report import write_design_report
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.prepare import prepare
+from cnnlab.sweep import sweep
+from cnnlab.sweep.study import require_optuna
+from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
+from cnnlab.train.trainer import Echo
+
+FEASIBILITY_SAMPLES = 48  # random designs tried against the budget before the search
+
+
+@dataclass
+class DesignResult:
+    folder: Path
+    study: Any  # the search's optuna.Study
+    candidates: list[Confirmation]
+    pick: Confirmation | None  # the smallest design confirmed on every seed
+    recipe_path: Path | None  # the pick, as a recipe file
+
+    def _repr_markdown_(self) -> str:
+        return (self.folder / "README.md").read_text(encoding="utf-8")
+
+
+def design(
+    design_file: str | Path,
+    *,
+    out_dir: str | Path = "designs",
+    resume: bool = False,
+    data_dir: str | Path | None = None,
+    storage: str | None = None,
+    workers: int = 1,
+    progress: bool = True,
+    echo: Echo | None = print,
+) -> DesignResult:
+    """Search, confirm and ship the smallest `compact_cnn` that meets the design file's spec.
+    `storage`, `workers` and `resume` work as for `cnnlab.sweep`."""
+    require_optuna()
+    spec = load_design(design_file)
+    folder = Path(out_dir) / spec.name
+    if folder.exists() and not resume:
+        raise ConfigError(f"{folder} holds a design already: continue it with --resume, or "
+                          "give the design another name (design.name)")
+    if resume and not (folder / "design.toml").is_file():
+        raise ConfigError(f"nothing to resume: {folder} holds no design")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "design.toml").write_text(spec.source, encoding="utf-8")
+    search_file = folder / "search.toml"
+    search_file.write_text(spec.sweep_document, encoding="utf-8")
+    search = load_sweep(search_file)
+    _some_design_fits(search, design_file)
+    say = echo or (lambda line: None)
+    searched = sweep(search_file, out_dir=folder, storage=storage, workers=workers,
+                     resume=(folder / search.name / "sweep.toml").is_file(),
+                     data_dir=data_dir, progress=progress, echo=echo)
+    candidates = _candidates(searched.study, search, spec)
+    if not candidates:
+        say(f"no design reached {search.val_target}% on the validation split: widen the space, "
+            "train longer, or lower the target")
+    else:
+        say(f"confirming up to {len(candidates)} designs on seeds "
+            f"{', '.join(map(str, spec.seeds))} (the search used seed {search.base.train.seed})")
+    data = load_recipe_data(search.base.data, data_dir, progress=False) if candidates else None
+    pick = None
+    for candidate in candidates:
+        confirm(candidate, spec.seeds, folder / "confirm" / f"trial{candidate.trial}", data,
+                echo)
+        if candidate.confirmed:
+            pick = candidate
+            break
+    recipe_path = _ship(pick, folder, spec) if pick else None
+    readme = write_design_report(folder, spec, search, searched.study, candidates, pick,
+                                 recipe_path)
+    say(f"design report: {readme}" + (f"; the pick: {recipe_path}" if recipe_path else ""))
+    return DesignResult(folder, searched.study, candidates, pick, recipe_path)
+
+
+def _some_design_fits(search: SweepSpec, design_file: str | Path) -> None:
+    """Try the space's smallest corner and random designs against the budget: a space with
+    none that fits fails here, in seconds, instead of after the sweep rejected fifty."""
+    rng = random.Random(search.seed)
+    points = [{d.key: d.corners()[0] for d in search.space}]
+    points += [{d.key: _random_value(d, rng) for d in search.space}
+               for _ in range(FEASIBILITY_SAMPLES)]
+    smallest = None
+    for values in points:
+        try:
+            prepared = prepare(search.recipe_for(values), progress=False)
+        except CnnlabError:
+            continue  # a layout the family refuses: the sweep rejects it the same way
+        if prepared.inspection.check.passed:
+            return
+        params = prepared.inspection.summary.total_params
+        if smallest is None or params < smallest[0]:
+            smallest = (params, prepared.inspection.check.failures[0].line())
+    detail = f"; the smallest had {smallest[0]:,} parameters ({smallest[1]})" if smallest else ""
+    raise ConfigError(f"{design_file}: none of {len(points)} designs sampled from the space "
+                      f"meets the budget{detail}: widen the space or loosen the [spec]")
+
+
+def _random_value(dim: Any, rng: random.Random) -> Any:
+    if dim.kind == "choice":
+        return rng.choice(dim.values)
+    if dim.kind == "int":
+        return rng.randrange(int(dim.low), int(dim.high) + 1, dim.step)
+    return rng.uniform(dim.low, dim.high)
+
+
+def _candidates(study: Any, search: SweepSpec, spec: DesignSpec) -> list[Confirmation]:
+    """The smallest distinct designs that reached the target on validation, smallest first."""
+    from optuna.trial import TrialState
+
+    reached = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+               if "rejected" not in t.user_attrs
+               and t.user_attrs.get("val_acc", -1.0) >= search.val_target]
+    reached.sort(key=lambda t: (t.user_attrs["params"], -t.user_attrs["val_acc"]))
+    chosen, seen = [], set()
+    for trial in reached:
+        searched = search.recipe_for(trial.params, name=spec.name)
+        recipe = dataclasses.replace(  # trained on the whole training split
+            searched, data=dataclasses.replace(searched.data, val_split=None))
+        key = recipe.to_toml()
+        if key in seen:
+            continue
+        seen.add(key)
+        chosen.append(Confirmation(trial.number, trial.user_attrs["params"], recipe))
+        if len(chosen) == spec.candidates:
+            break
+    return chosen
+
+
+def _ship(pick: Confirmation, folder: Path, spec: DesignSpec) -> Path:
+    seeds = ", ".join(str(r.seed) for r in pick.runs)
+    header = (f"# Designed by `cnnlab design` ({folder / 'design.toml'}): the smallest design\n"
+              f"# of its search that met [spec] on every confirmation seed ({seeds}).\n"
+              f"# The search and the per-seed results: {folder / 'README.md'}.\n")
+    path = folder / f"{spec.name}.toml"
+    path.write_text(header + _described(pick.recipe).to_toml(), encoding="utf-8")
+    return path
+
+
+def _described(recipe: Recipe) -> Recipe:
+    raw = recipe.to_dict()
+    raw["description"] = (f"compact_cnn designed for {recipe.data.dataset}: "
+                          f"{recipe.spec.min_test_acc}% in each of the last "
+                          f"{recipe.spec.last_epochs} epochs")
+    return parse_recipe(raw, recipe.name)

@@ -1,0 +1,99 @@
+"""The design's README, written by the tool: the pick (its layer and RF tables, its last
+epochs on each confirmation seed), the candidates that failed confirmation and why, and the
+search behind it (its own README holds the Pareto front and what mattered)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from cnnlab.design.confirm import Confirmation
+from cnnlab.design.design_file import DesignSpec
+from cnnlab.prepare import prepare
+from cnnlab.report.document import Code, Heading, Paragraph, Table, to_markdown
+from cnnlab.sweep.sweep_file import SweepSpec
+
+
+def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec, study: Any,
+                        candidates: list[Confirmation], pick: Confirmation | None,
+                        recipe_path: Path | None) -> Path:
+    rule = search.base.spec
+    trials = study.get_trials(deepcopy=False)
+    rejected = sum("rejected" in t.user_attrs for t in trials)
+    trained = [t for t in trials if "rejected" not in t.user_attrs and "seconds" in t.user_attrs]
+    pruned = sum("pruned_at_epoch" in t.user_attrs for t in trials)
+    search_seconds = sum(t.user_attrs["seconds"] for t in trained)
+    confirm_seconds = sum(row["seconds"] for c in candidates for r in c.runs for row in r.history)
+    blocks: list = [
+        Heading(f"Design {spec.name}", 1),
+        Paragraph(f"The target: at least {rule.min_test_acc}% test accuracy in each of the "
+                  f"last {rule.last_epochs} of {search.base.train.epochs} epochs, on every "
+                  f"one of seeds {', '.join(map(str, spec.seeds))}, within the budget of "
+                  f"`[spec]` ({_budget(search)})."),
+        Paragraph(f"The search trained {len(trained)} designs of `compact_cnn` on "
+                  f"{search.base.data.dataset} ({pruned} of them stopped early as hopeless) and "
+                  f"rejected {rejected} proposed designs over the budget without training them: "
+                  f"{_duration(search_seconds)} of training. Confirmation trained "
+                  f"{sum(len(c.runs) for c in candidates)} runs: {_duration(confirm_seconds)}. "
+                  f"The search's own report (Pareto front, what mattered): "
+                  f"[{search.name}/README.md]({search.name}/README.md)."),
+    ]
+    if pick is not None:
+        prepared = prepare(pick.recipe, progress=False)
+        relative = recipe_path.relative_to(folder) if recipe_path else ""
+        blocks += [
+            Heading("The pick"),
+            Paragraph(f"Trial {pick.trial}: **{pick.params:,} parameters**, shipped as the "
+                      f"recipe [{relative}]({relative}): `cnnlab train {recipe_path}`."),
+            Code(_arguments(pick)),
+            Heading("Layers", 3), Paragraph(prepared.inspection.summary.to_markdown()),
+            Heading("Receptive field", 3), Paragraph(prepared.inspection.field.to_markdown()),
+            Heading("Budget", 3), Paragraph(prepared.inspection.check.to_markdown()),
+        ]
+    else:
+        blocks += [Heading("No pick"),
+                   Paragraph("No design met the rule on every confirmation seed"
+                             + ("" if candidates else " (none reached the target on the "
+                                "validation split in the search)") + ".")]
+    if candidates:
+        blocks += [Heading("Confirmation"),
+                   Table(["trial", "params", "seed", f"last {rule.last_epochs} epochs (test %)",
+                          "met"], [_seed_row(c, r, rule.last_epochs) for c in candidates
+                                   for r in c.runs])]
+        failed = [c for c in candidates if not c.confirmed and c.runs]
+        if failed:
+            blocks.append(Paragraph("Failed confirmation: " + "; ".join(
+                f"trial {c.trial} ({c.params:,} parameters) missed the rule on seed "
+                f"{c.failed_on}" for c in failed) + "."))
+    blocks += [Heading("Reproduce"), Code(f"cnnlab design {folder / 'design.toml'} --resume")]
+    readme = folder / "README.md"
+    readme.write_text(to_markdown(blocks), encoding="utf-8")
+    return readme
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} hours" if seconds >= 3600 else f"{seconds / 60:.1f} minutes"
+
+
+def _budget(search: SweepSpec) -> str:
+    spec = search.base.spec
+    parts = [f"{key.replace('_', ' ')} {value:,}" for key, value in
+             (("max_params", spec.max_params), ("max_epochs", spec.max_epochs),
+              ("max_mult_adds", spec.max_mult_adds),
+              ("max_activation_bytes", spec.max_activation_bytes), ("min_rf", spec.min_rf))
+             if value is not None]
+    parts += [f"requires {', '.join(spec.require)}"] if spec.require else []
+    parts += [f"forbids {', '.join(spec.forbid)}"] if spec.forbid else []
+    return "; ".join(parts) or "none"
+
+
+def _arguments(pick: Confirmation) -> str:
+    args = pick.recipe.model.args
+    return "\n".join(f"{key} = {value!r}" for key, value in args.items())
+
+
+def _seed_row(candidate: Confirmation, seed_run: Any, last: int) -> list[str]:
+    accuracies = ", ".join(f"{a:.2f}" for a in seed_run.last_accuracies(last))
+    met = candidate.failed_on != seed_run.seed
+    return [str(candidate.trial), f"{candidate.params:,}", str(seed_run.seed), accuracies,
+            "✓" if met else "✗"]

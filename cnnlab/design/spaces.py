@@ -1,0 +1,77 @@
+"""The default starting point of a design search, per input shape: the training recipe whose
+settings every candidate trains with, the family's base arguments, and the space around them.
+A design file may replace any of the three."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Start:
+    recipe: str  # a built-in recipe: optimiser, schedule, augmentation, batch size
+    model_args: dict[str, Any]  # compact_cnn's arguments where the space does not set them
+    space: dict[str, dict[str, Any]]  # recipe key -> distribution, as in [sweep.space]
+
+
+# Small greyscale digits and clothes: three stages from 28x28, MaxPool or a strided conv
+# between them, GAP then FC (what the S4/S5 rules require).
+_GREY_28 = Start(
+    recipe="mnist-99.4",
+    model_args={"widths": [8, 12, 16], "depths": [1, 2, 2],
+                "block": ["plain", "plain", "plain"], "transition": ["maxpool", "maxpool"],
+                "padding": ["valid", "valid", "same"], "dropout": 0.05, "dropout_at": "head"},
+    space={
+        "model.args.widths.0": {"int": [4, 12]},
+        "model.args.widths.1": {"int": [6, 16]},
+        "model.args.widths.2": {"int": [8, 24]},
+        "model.args.depths.0": {"int": [1, 2]},
+        "model.args.depths.1": {"int": [1, 3]},
+        "model.args.depths.2": {"int": [1, 3]},
+        "model.args.transition.0": {"choice": ["maxpool", "strided"]},
+        "model.args.transition.1": {"choice": ["maxpool", "strided"]},
+        "model.args.padding.0": {"choice": ["valid", "same"]},
+        "model.args.block.2": {"choice": ["plain", "separable"]},
+        "model.args.dropout": {"float": [0.01, 0.1]},
+        "schedule.max_lr": {"log": [0.03, 0.3]},
+    },
+)
+
+# Colour 32x32 (CIFAR-10): four stages, strided or dilated transitions (the S9 rules forbid
+# MaxPool), dilated, separable and residual blocks, a 1x1 conv to the classes then GAP.
+_COLOUR_32 = Start(
+    recipe="cifar-s9-15",
+    model_args={"widths": [24, 48, 96, 128], "depths": [2, 2, 2, 1],
+                "block": ["plain", "dilated", "separable", "separable"],
+                "transition": ["strided", "strided", "strided"], "head": "conv_gap",
+                "dropout": 0.0},
+    space={
+        "model.args.widths.0": {"int": [16, 48], "step": 8},
+        "model.args.widths.1": {"int": [32, 96], "step": 8},
+        "model.args.widths.2": {"int": [64, 160], "step": 16},
+        "model.args.widths.3": {"int": [96, 256], "step": 16},
+        "model.args.depths.1": {"int": [1, 3]},
+        "model.args.depths.2": {"int": [1, 3]},
+        "model.args.depths.3": {"int": [1, 2]},
+        "model.args.block.1": {"choice": ["dilated", "residual", "plain"]},
+        "model.args.block.2": {"choice": ["separable", "residual", "plain"]},
+        "model.args.block.3": {"choice": ["separable", "residual"]},
+        "model.args.transition.0": {"choice": ["strided", "dilated"]},
+        "schedule.max_lr": {"log": [0.03, 0.3]},
+    },
+)
+
+_BY_SHAPE = {(1, 28, 28): _GREY_28, (3, 32, 32): _COLOUR_32}
+
+
+def start_for(input_shape: tuple[int, int, int]) -> Start:
+    try:
+        return _BY_SHAPE[tuple(input_shape)]
+    except KeyError:
+        shapes = ", ".join("x".join(map(str, s)) for s in _BY_SHAPE)
+        raise ConfigError(f"no default design space for {'x'.join(map(str, input_shape))} "
+                          f"inputs (there are for {shapes}): give design.recipe, "
+                          "design.model_args and [design.space]") from None
