@@ -1,0 +1,205 @@
+"""`cnnlab design` and the `compact_cnn` family: the seeds' layouts written as family
+arguments, the design file's checks, the hopeless-trial pruner, and a small design on real
+MNIST slices that searches, rejects, confirms on fresh seeds, ships a recipe and resumes."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from cnnlab import receptive_field
+from cnnlab.cli import main
+from cnnlab.config import load_recipe
+from cnnlab.errors import ConfigError, ModelError
+from cnnlab.models import build_model, count_parameters
+from cnnlab.sweep import load_sweep
+
+optuna = pytest.importorskip("optuna")
+
+S5 = {"widths": [[16, 16], [16, 32], [16], [32]],
+      "transition": ["maxpool", "strided", "maxpool", "maxpool"], "bias": True,
+      "dropout": 0.25, "dropout_at": "pools"}
+S9 = {"in_channels": 3, "widths": [[12, 24], [48, 48], [60], [30]],
+      "block": ["plain", "plain", "separable", "plain"], "branches": ["dilated", "plain"],
+      "branch_stages": 2, "transition": ["strided", "none", "strided"],
+      "padding": ["valid", "same", "valid", "same"], "head": "conv_gap", "head_kernel": 3,
+      "dropout": 0.01}
+
+
+@pytest.mark.parametrize(("args", "seed", "shape"), [(S5, "mnist_s5", (1, 28, 28)),
+                                                      (S9, "cifar_s9", (3, 32, 32))])
+def test_the_seed_layouts_written_as_family_arguments_match_the_seeds(args, seed, shape):
+    family, original = build_model("compact_cnn", **args), build_model(seed)
+    assert count_parameters(family) == count_parameters(original)
+    assert (receptive_field(family, input_shape=shape).final
+            == receptive_field(original, input_shape=shape).final)
+    assert count_parameters(family) == {"mnist_s5": 19_290, "cifar_s9": 94_292}[seed]
+
+
+def test_family_layout_features():
+    residual = build_model("compact_cnn", widths=[8, 8], depths=[1, 2], block="residual")
+    assert sum(type(m).__name__ == "Residual" for m in residual.modules()) == 2  # 8 -> 8 convs
+    dilated = build_model("compact_cnn", widths=[4, 4], transition="dilated", depths=1)
+    # A dilated transition: unpadded, dilation 2, so 28 -> 28 (same) -> 24.
+    rf = receptive_field(dilated, input_shape=(1, 28, 28))
+    assert [row.nout for row in rf.rows if row.kernel == 3] == [28, 24]
+    squeezed = build_model("compact_cnn", widths=[16, 8], squeeze=[4, 0], depths=1)
+    assert [m.out_channels for m in squeezed.modules() if type(m).__name__ == "Conv2d"] == [
+        16, 4, 8]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ({"block": "fancy"}, "block = 'fancy' is not one of plain, separable"),
+    ({"widths": 8}, "widths is a list with one entry per stage"),
+    ({"widths": [8, 8], "transition": ["strided", "strided", "none"]},
+     "transition has 3 entries for 2 stages"),
+    ({"widths": [8, 8], "transition": ["maxpool", "strided"]}, "after the last stage only"),
+    ({"widths": [8, 8], "depths": [1, 0]}, "stage 2 needs at least one conv"),
+    ({"branches": ["plain"], "branch_stages": 3}, "branch_stages must be 1 to 2"),
+])
+def test_family_arguments_that_make_no_network_are_one_line(args, message):
+    with pytest.raises(ModelError, match=message):
+        build_model("compact_cnn", **args)
+
+
+def _design_file(folder: Path, name="tiny", trials=3, space=None, spec=None, extra="") -> Path:
+    space = space if space is not None else (
+        '"model.args.widths.0" = { int = [4, 8] }\n"model.args.widths.2" = { int = [8, 24] }\n')
+    spec = spec or ('max_params = 4000\nmax_epochs = 2\nmin_test_acc = 60.0\nlast_epochs = 1\n'
+                    'require = ["batchnorm", "gap", "fc"]\n')
+    path = folder / f"{name}.toml"
+    path.write_text(
+        f'[design]\ndataset = "mnist"\ntrials = {trials}\ncandidates = 2\nseeds = 2\n'
+        'val_split = 300\nset = ["data.train_limit=2000", "data.test_limit=400", '
+        f'"data.batch_size=32", "train.device=\\"cpu\\""]\n{extra}\n'
+        f"[design.space]\n{space}\n[spec]\n{spec}")
+    return path
+
+
+def test_a_sweep_key_can_index_a_list_of_the_base_recipe(tmp_path):
+    from cnnlab.design.design_file import load_design
+
+    spec = load_design(_design_file(tmp_path))
+    search_file = tmp_path / "search.toml"
+    search_file.write_text(spec.sweep_document)
+    search = load_sweep(search_file)
+    recipe = search.recipe_for({"model.args.widths.1": 9})
+    assert recipe.model.args["widths"] == [8, 9, 16]  # the default base, its second replaced
+    assert search.base.model.args["widths"] == [8, 12, 16]  # the base itself untouched
+    with pytest.raises(ConfigError, match="not a position in the base recipe's list of 3"):
+        search.recipe_for({"model.args.widths.3": 9})
+    assert search.objective == "smallest_at_target" and search.val_target == 60.0
+    assert spec.seeds == (1, 2) and search.base.train.seed == 0  # fresh seeds confirm
+
+
+def test_bad_design_files_are_one_line_and_exit_2_before_any_training(tmp_path, capsys):
+    cases = {
+        _design_file(tmp_path, "empty", space=" "): "[design.space] a non-empty table",
+        _design_file(tmp_path, "impossible", spec="max_params = 300\nmin_test_acc = 99.0\n"):
+            "designs sampled from the space meets the budget; the smallest had",
+        _design_file(tmp_path, "unknown", space='"model.args.widht" = { int = [4, 8] }\n'):
+            "does not accept these model.args",
+        _design_file(tmp_path, "badvalue", space='"model.args.block.1" = { choice = ["x"] }\n'):
+            "block = 'x' is not one of",
+        _design_file(tmp_path, "notarget", spec="max_params = 4000\n"): "needs min_test_acc",
+        _design_file(tmp_path, "typo", extra="trails = 3\n"): "unknown key design.trails",
+    }
+    for path, message in cases.items():
+        assert main(["design", str(path), "--out", str(tmp_path / "designs")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and len(err.strip().splitlines()) == 1, (path.name, err)
+        assert not (tmp_path / "designs" / path.stem / "tiny-search").exists()
+        assert not list((tmp_path / "designs").glob(f"{path.stem}/*-search/trials"))
+
+
+def test_the_hopeless_pruner_stops_trials_behind_every_one_that_reached_the_target():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    from cnnlab.sweep.pruning import HopelessPruner
+
+    study = optuna.create_study(direction="minimize")
+
+    def finished(curve, val_acc):
+        study.add_trial(create_trial(
+            state=TrialState.COMPLETE, value=1.0, params={"x": 0.5},
+            distributions={"x": FloatDistribution(0, 1)}, user_attrs={"val_acc": val_acc},
+            intermediate_values=dict(enumerate(curve, start=1))))
+
+    def running(curve):
+        return create_trial(state=TrialState.COMPLETE, value=1.0,
+                            intermediate_values=dict(enumerate(curve, start=1)))
+
+    pruner = HopelessPruner(target=99.0, margin=1.0, warmup=1)
+    finished([90.0, 95.0, 99.2], 99.2)  # reached the target
+    assert not pruner.prune(study, running([80.0, 94.5]))  # behind, within the margin
+    assert pruner.prune(study, running([80.0, 93.9]))  # more than a point behind it
+    assert not pruner.prune(study, running([10.0]))  # the warm-up epoch is never judged
+    finished([97.0, 98.0, 98.5], 98.5)  # missed: sets no floor, however far ahead it was
+    assert pruner.prune(study, running([80.0, 93.9]))
+    finished([85.0, 92.0, 99.1], 99.1)  # a slower starter that reached: the floor drops
+    assert not pruner.prune(study, running([80.0, 91.5]))
+
+
+@pytest.mark.slow
+def test_a_small_design_searches_confirms_on_fresh_seeds_and_ships_a_recipe(
+        real_data_root, tmp_path):
+    from cnnlab.design import design
+
+    result = design(_design_file(tmp_path), out_dir=tmp_path / "designs",
+                    data_dir=real_data_root, progress=False, echo=None)
+    trials = result.study.get_trials(deepcopy=False)
+    trained = [t for t in trials if "rejected" not in t.user_attrs]
+    rejected = [t for t in trials if "rejected" in t.user_attrs]
+    assert len(trained) == 3  # `trials` counts designs trained; rejected ones come beside
+    for trial in rejected:  # over the budget: never trained, no run folder
+        assert trial.user_attrs["params"] > 4000 and "run_dir" not in trial.user_attrs
+        assert trial.constraints == {"budget": 1.0}
+    assert result.pick is not None and result.pick.confirmed
+    assert [run.seed for run in result.pick.runs] == [1, 2]  # not the search's seed 0
+    for seed_run in result.pick.runs:
+        assert len(seed_run.history) == 2 and seed_run.history[-1]["test_acc"] >= 60.0
+        assert "val_acc" not in seed_run.history[-1]  # the full training split
+    # The pick is the smallest design that reached the target on the validation split.
+    reached = [t.user_attrs["params"] for t in trained
+               if t.state.name == "COMPLETE" and t.user_attrs["val_acc"] >= 60.0]
+    assert result.pick.params == min(reached)
+    shipped = load_recipe(result.recipe_path)
+    assert shipped.model.name == "compact_cnn" and shipped.data.val_split is None
+    assert shipped.spec.max_params == 4000 and shipped.train.seed == 0
+    readme = (result.folder / "README.md").read_text()
+    assert f"**{result.pick.params:,} parameters**" in readme
+    assert "| trial | params | seed | last 1 epochs (test %) | met |" in readme
+    assert "final receptive field" in readme
+    assert (result.folder / "tiny-search" / "README.md").is_file()
+
+
+@pytest.mark.slow
+def test_a_killed_design_resumes_where_it_stopped(real_data_root, tmp_path):
+    path = _design_file(tmp_path, trials=2)
+    path.write_text(path.read_text().replace("max_epochs = 2", "max_epochs = 6"))
+    out = tmp_path / "designs"
+    env = {**os.environ, "CNNLAB_DATA": str(real_data_root), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab.cli", "design", str(path), "--out", str(out),
+         "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    confirming = out / "tiny" / "confirm"
+    deadline = time.monotonic() + 300
+    while not list(confirming.glob("trial*/seed1/history.jsonl")):  # confirming: the search
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    from cnnlab.design import design
+
+    searched = (out / "tiny" / "tiny-search" / "study.db").stat().st_mtime
+    result = design(path, out_dir=out, resume=True, data_dir=real_data_root, progress=False,
+                    echo=None)
+    assert (out / "tiny" / "tiny-search" / "study.db").stat().st_mtime == searched  # done
+    assert result.pick is not None and len(result.pick.runs) == 2
+    assert all(len(r.history) == 6 for r in result.pick.runs)
+    assert main(["design", str(path), "--out", str(out)]) == 2  # a second start is refused
