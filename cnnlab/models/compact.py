@@ -29,7 +29,7 @@ DROPOUT_PLACES = ("convs", "pools", "head")
 PADDINGS = ("same", "valid")
 
 
-@register
+@register(dataset="mnist")  # its defaults: a greyscale 28x28 net
 def compact_cnn(
     num_classes: int = 10,
     in_channels: int = 1,
