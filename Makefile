@@ -2,7 +2,7 @@
 # the checks. Both create .venv and install cnnlab from this folder the first time.
 VENV ?= .venv
 PYTHON ?= python3
-RECIPE ?= mnist-99.4
+RECIPE ?= mnist-s5-10ep
 ARGS ?=  # e.g. make demo ARGS="--set train.epochs=2 --html"
 
 .PHONY: demo test test-fast

@@ -1,7 +1,8 @@
 """A recipe trained on several seeds, on the full training split, judged on the test split the
 way its [spec] judges it: the figure a sweep's pick must show outside the sweep.
 
-    CNNLAB_DATA=../shared/data .venv/bin/python benchmarks/confirm_seeds.py mnist-7k --seeds 0 1 2
+    CNNLAB_DATA=../shared/data .venv/bin/python benchmarks/confirm_seeds.py mnist-s5-8k \
+        --seeds 0 1 2
 
 Prints each run's test accuracy per epoch, the lowest over the spec's last epochs, and ends
 with one machine-readable line.

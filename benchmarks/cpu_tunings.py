@@ -4,8 +4,8 @@
 - layout: channels_last vs contiguous tensors, per model (`train.channels_last`), in the
   precision `train.amp = "auto"` picks on this CPU;
 - precision: bf16 autocast vs fp32, per model, on a CPU with bf16 units (`train.amp`);
-- dropout masks: `mnist_lean` (one Dropout, on its 32 pooled features) vs the same net with a
-  Dropout after each of its second to fifth convs, as `mnist_fast` has;
+- dropout masks: `mnist_strided` (one Dropout, on its 32 pooled features) vs the same net with a
+  Dropout after each of its second to fifth convs, as `mnist_pool` has;
 - threads: 2 intra-op threads (torch's default here) vs 1;
 - inter-op threads: 1 vs torch's default, each in a fresh process (it can be set only once);
 - compile: `torch.compile` (inductor) of the model vs eager, plus its one-off compile time
@@ -14,7 +14,7 @@
 - evaluation: cnnlab's `inference_mode` pass at the default eval batch vs other sizes
   (`data.eval_batch_size`), and vs the seeds' `no_grad` pass with batches of 128 and a
   read-back per batch;
-- augmentation: the device loader's rate with the `mnist-99.4` augmentation vs the model's
+- augmentation: the device loader's rate with the `mnist-s5-10ep` augmentation vs the model's
   training rate (how small a share of a step the data path is).
 
     CNNLAB_DATA=../shared/data .venv/bin/python benchmarks/cpu_tunings.py
@@ -81,9 +81,9 @@ def interop_rate(threads: int, model: str, steps: int, repeats: int) -> float:
 
 
 def lean_with_dropout_on_feature_maps(dropout: float = 0.02) -> nn.Module:
-    """`mnist_lean` with `mnist_fast`'s dropout placement: its pooled-feature Dropout moved to
+    """`mnist_strided` with `mnist_pool`'s dropout placement: its pooled-feature Dropout moved to
     the end of its second to fifth conv blocks, a mask on four feature maps."""
-    model = build_model("mnist_lean", dropout=dropout)
+    model = build_model("mnist_strided", dropout=dropout)
     del model.features[-1]  # the Dropout after the GAP
     for block in model.features[1:5]:
         block.append(nn.Dropout(dropout))
@@ -107,7 +107,7 @@ def main() -> None:
               flush=True)
 
     bf16 = cpu_has_bf16_units()  # what train.amp = "auto" picks on a CPU
-    for name, n in (("mnist_lean", steps), ("mnist_fast", steps), ("mnist_s5", steps),
+    for name, n in (("mnist_strided", steps), ("mnist_pool", steps), ("mnist_s5", steps),
                     ("cifar_s9", max(2, steps // 4))):
         last = train_steps(name, bf16=bf16)
         contiguous = train_steps(name, channels_last=False, bf16=bf16)
@@ -116,15 +116,15 @@ def main() -> None:
                            lambda contiguous=contiguous, n=n: contiguous(n), repeats)
         report(f"channels_last_{name}", f"{name}: channels_last vs contiguous", ours, other)
 
-    one_mask = train_steps("mnist_lean", channels_last=False, bf16=bf16)
-    every_conv = train_steps("mnist_lean", channels_last=False, bf16=bf16,
+    one_mask = train_steps("mnist_strided", channels_last=False, bf16=bf16)
+    every_conv = train_steps("mnist_strided", channels_last=False, bf16=bf16,
                              model=lean_with_dropout_on_feature_maps())
     one_mask(1), every_conv(1)
     ours, other = race(lambda: one_mask(steps), lambda: every_conv(steps), repeats)
-    report("one_dropout_vs_every_conv", "mnist_lean: one Dropout vs one per conv", ours, other)
+    report("one_dropout_vs_every_conv", "mnist_strided: one Dropout vs one per conv", ours, other)
 
     # bf16 autocast (train.amp = "auto" on a CPU with bf16 units) against plain fp32
-    models = (("mnist_fast", steps), ("mnist_s5", steps), ("cifar_s9", max(2, steps // 4)),
+    models = (("mnist_pool", steps), ("mnist_s5", steps), ("cifar_s9", max(2, steps // 4)),
               ("cifar_s9_res", max(2, steps // 4)), ("cifar_s10_resnet", max(2, steps // 10)))
     for name, n in models if bf16 else ():
         autocast, fp32 = train_steps(name, bf16=True), train_steps(name)
@@ -133,33 +133,33 @@ def main() -> None:
                            lambda fp32=fp32, n=n: fp32(n), repeats)
         report(f"bf16_{name}", f"{name}: bf16 autocast vs fp32", ours, other)
 
-    run = train_steps("mnist_fast")
+    run = train_steps("mnist_pool")
     run(1)
     two, one = race(with_threads(2, run, steps), with_threads(1, run, steps), repeats)
-    report("threads_2_vs_1", "mnist_fast: 2 intra-op threads vs 1", two, one)
+    report("threads_2_vs_1", "mnist_pool: 2 intra-op threads vs 1", two, one)
 
-    default = interop_rate(0, "mnist_fast", steps, repeats)
-    single = interop_rate(1, "mnist_fast", steps, repeats)
-    report("interop_default_vs_1", "mnist_fast: default inter-op threads vs 1", default, single)
+    default = interop_rate(0, "mnist_pool", steps, repeats)
+    single = interop_rate(1, "mnist_pool", steps, repeats)
+    report("interop_default_vs_1", "mnist_pool: default inter-op threads vs 1", default, single)
 
-    every_20, every_step = train_steps("mnist_fast"), train_steps("mnist_fast", sync_every=1)
+    every_20, every_step = train_steps("mnist_pool"), train_steps("mnist_pool", sync_every=1)
     every_20(1), every_step(1)
     ours, other = race(lambda: every_20(steps), lambda: every_step(steps), repeats)
-    report("sync_every_20_vs_1", "mnist_fast: loss.item() every 20 steps vs 1", ours, other)
+    report("sync_every_20_vs_1", "mnist_pool: loss.item() every 20 steps vs 1", ours, other)
 
     if not args.skip_compile:
-        eager, compiled = train_steps("mnist_fast"), train_steps("mnist_fast", compiled=True)
+        eager, compiled = train_steps("mnist_pool"), train_steps("mnist_pool", compiled=True)
         started = time.perf_counter()
         compiled(1)  # compiles forward and backward
         compile_seconds = time.perf_counter() - started
         eager(1)
         ours, other = race(lambda: compiled(steps), lambda: eager(steps), repeats)
-        label = f"mnist_fast: compiled vs eager (compile {compile_seconds:.0f}s)"
+        label = f"mnist_pool: compiled vs eager (compile {compile_seconds:.0f}s)"
         report("compile_vs_eager", label, ours, other)
         ratios["compile_seconds"] = compile_seconds
 
     data = cnnlab.load_dataset("mnist")
-    model = build_model("mnist_fast").to(memory_format=torch.channels_last)
+    model = build_model("mnist_pool").to(memory_format=torch.channels_last)
     test = dict(mean=data.mean, std=data.std, channels_last=True)
 
     def cnnlab_pass(batch: int) -> Callable[[], float]:
@@ -181,7 +181,7 @@ def main() -> None:
                 (model(x).argmax(1) == y).sum().item()  # the seeds' per-batch read-back
         return len(data.test_labels) / (time.perf_counter() - started)
 
-    default_batch = cnnlab.load_recipe("mnist-99.4").data.eval_batch_size
+    default_batch = cnnlab.load_recipe("mnist-s5-10ep").data.eval_batch_size
     for batch in sorted({128, 512, 2000} - {default_batch}):
         ours, other = race(cnnlab_pass(default_batch), cnnlab_pass(batch), repeats)
         report(f"eval_batch_{default_batch}_vs_{batch}",
@@ -190,7 +190,7 @@ def main() -> None:
     report("eval_vs_seed_pass", f"evaluation: cnnlab ({default_batch}) vs seeds' no_grad/128",
            ours, other)
 
-    augment = BatchAugment(cnnlab.load_recipe("mnist-99.4").augment)
+    augment = BatchAugment(cnnlab.load_recipe("mnist-s5-10ep").augment)
     loader = DeviceLoader(data.train_images[:12800], data.train_labels[:12800], BATCH,
                           mean=data.mean, std=data.std, shuffle=True, augment=augment,
                           generator=torch.Generator().manual_seed(0))
@@ -202,7 +202,7 @@ def main() -> None:
         return 12800 / (time.perf_counter() - started)
 
     ours, other = race(loader_pass, lambda: run(steps), repeats)
-    report("loader_vs_model", "mnist-99.4 augmenting loader vs model step", ours, other)
+    report("loader_vs_model", "mnist-s5-10ep augmenting loader vs model step", ours, other)
     print(f"  -> the data path is {100 * other / ours:.1f}% of a training step")
     print("cpu_tunings " + " ".join(f"{key}={value:.2f}" for key, value in ratios.items()))
 

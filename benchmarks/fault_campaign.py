@@ -134,7 +134,7 @@ def case(group: str, what: str, expect: int, *, folder: bool = False,
     return add
 
 
-def train(s: Scratch, *args: str, recipe: str = "mnist-99.4", **kw) -> Finished:
+def train(s: Scratch, *args: str, recipe: str = "mnist-s5-10ep", **kw) -> Finished:
     return s.cnnlab("train", recipe, "--out", str(s.runs), *SMALL, *args, **kw)
 
 
@@ -221,13 +221,13 @@ def _(s):
 
 
 @case("recipe", "One Cycle too short for its phases", 2)
-def _(s): return s.cnnlab("train", "cifar-s9-fast", "--out", str(s.runs), "--no-progress",
+def _(s): return s.cnnlab("train", "cifar-s9-batched", "--out", str(s.runs), "--no-progress",
                           "--set", "data.train_limit=512", "--set", "data.test_limit=64",
                           "--set", "train.epochs=1", "--set", "data.batch_size=128")
 
 
 @case("cli", "unknown flag", 2)
-def _(s): return s.cnnlab("train", "mnist-99.4", "--epochs", "3")
+def _(s): return s.cnnlab("train", "mnist-s5-10ep", "--epochs", "3")
 
 
 @case("cli", "--device cuda on a machine without one", 2)
@@ -242,7 +242,7 @@ def _(s): return train(s, "--seed", "x")
 
 
 @case("cli", "unknown verb", 2)
-def _(s): return s.cnnlab("trian", "mnist-99.4")
+def _(s): return s.cnnlab("trian", "mnist-s5-10ep")
 
 
 # --- data: missing, damaged, hostile, downloaded badly -------------------------------------
@@ -286,7 +286,7 @@ class ProxyHandler(http.server.BaseHTTPRequestHandler):
         self.close_connection = True
 
 
-def download_case(s: Scratch, mode: str, recipe: str = "fashion-mnist"
+def download_case(s: Scratch, mode: str, recipe: str = "fashion-100k"
                   ) -> tuple[Finished, list[str]]:
     proxy = Proxy(mode)
     empty = s.root / "empty-data"
@@ -302,7 +302,7 @@ def download_case(s: Scratch, mode: str, recipe: str = "fashion-mnist"
 
 
 @case("data", "no data and every mirror refuses (https tunnels)", 2)
-def _(s): return download_case(s, "refuse", recipe="mnist-99.4")
+def _(s): return download_case(s, "refuse", recipe="mnist-s5-10ep")
 
 
 @case("data", "download cut off mid-stream", 2)
@@ -372,7 +372,7 @@ def cifar_with(s: Scratch, batch_bytes: bytes) -> Path:
 @case("data", "CIFAR batch whose pickle runs code", 2)
 def _(s):
     root = cifar_with(s, pickle.dumps({"data": RunsCode(), "labels": [0]}))
-    result = train(s, "--data-dir", str(root), recipe="cifar-s9-fast")
+    result = train(s, "--data-dir", str(root), recipe="cifar-s9-batched")
     return result, ["the pickle's code ran"] if (s.root / "PWNED").exists() else []
 
 
@@ -387,14 +387,14 @@ class HugeArray:
 @case("data", "CIFAR batch: a tiny pickle asking for 100 GB", 2)
 def _(s):
     hostile = pickle.dumps({b"data": HugeArray(), b"labels": []}, protocol=2)
-    return train(s, "--data-dir", str(cifar_with(s, hostile)), recipe="cifar-s9-fast")
+    return train(s, "--data-dir", str(cifar_with(s, hostile)), recipe="cifar-s9-batched")
 
 
 def npz_recipe(s: Scratch, **arrays: np.ndarray) -> str:
     np.savez(s.root / "data.npz", **arrays)
     return str(write(s.root / "arrays.toml",
                      f'[data]\ndataset = "npz"\npath = "{s.root / "data.npz"}"\n'
-                     '[model]\nname = "mnist_fast"\n[train]\nepochs = 1\n'))
+                     '[model]\nname = "mnist_pool"\n[train]\nepochs = 1\n'))
 
 
 def images(n: int) -> np.ndarray:
@@ -440,7 +440,7 @@ def _(s):
 def folder_recipe(s: Scratch) -> str:
     return str(write(s.root / "folder.toml",
                      f'[data]\ndataset = "folder"\npath = "{s.root / "imgs"}"\n'
-                     'image_size = 28\n[model]\nname = "mnist_fast"\n[train]\nepochs = 1\n'))
+                     'image_size = 28\n[model]\nname = "mnist_pool"\n[train]\nepochs = 1\n'))
 
 
 def png(path: Path, value: int) -> None:
@@ -510,20 +510,20 @@ def _(s): return train(s, "--set", "model.args.width=64")
 # --- the filesystem -------------------------------------------------------------------------
 
 @case("filesystem", "--out is a file", 2)
-def _(s): return s.cnnlab("train", "mnist-99.4", "--out", str(write(s.root / "f", "x")), *SMALL)
+def _(s): return s.cnnlab("train", "mnist-s5-10ep", "--out", str(write(s.root / "f", "x")), *SMALL)
 
 
 @case("filesystem", "--out on a read-only filesystem", 2, needs_root=True)
 def _(s):
     target = s.mount_tmpfs("ro", "1m")
     s.read_only(target)
-    return s.cnnlab("train", "mnist-99.4", "--out", str(target / "runs"), *SMALL)
+    return s.cnnlab("train", "mnist-s5-10ep", "--out", str(target / "runs"), *SMALL)
 
 
 @case("filesystem", "the disk fills up during the run", 2, needs_root=True)
 def _(s):
     small = s.mount_tmpfs("small", "400k")
-    result = s.cnnlab("train", "mnist-99.4", "--out", str(small / "runs"), *LONGER)
+    result = s.cnnlab("train", "mnist-s5-10ep", "--out", str(small / "runs"), *LONGER)
     problems = expect_in(result.err, "disk is full")
     for folder in s.run_folders(small / "runs"):
         last = folder / "checkpoints/last.pt"
@@ -738,7 +738,7 @@ def wait_for_epochs(process: subprocess.Popen, runs: Path, epochs: int, timeout:
 def interrupted_run(s: Scratch, under: Path | None = None, sig: int = signal.SIGKILL) -> Path:
     """A run folder killed by `sig` after its first epoch: what a resume starts from."""
     runs = under or s.runs
-    process = s.start("train", "mnist-99.4", "--out", str(runs), *LONGER)
+    process = s.start("train", "mnist-s5-10ep", "--out", str(runs), *LONGER)
     folder = wait_for_epochs(process, runs, 1)
     process.send_signal(sig)
     s.finish(process)
@@ -766,7 +766,7 @@ def checkpoints_agree(run: Path, epochs: int) -> list[str]:
 
 
 def stop_then_resume(s: Scratch, sig: int, code: int) -> tuple[Finished, list[str]]:
-    process = s.start("train", "mnist-99.4", "--out", str(s.runs), *LONGER)
+    process = s.start("train", "mnist-s5-10ep", "--out", str(s.runs), *LONGER)
     run = wait_for_epochs(process, s.runs, 1)
     time.sleep(0.5)  # inside epoch 2
     process.send_signal(sig)
@@ -792,7 +792,7 @@ def _(s): return stop_then_resume(s, signal.SIGKILL, -9)
 
 @case("signals", "Ctrl-C before the first epoch ends", 130, folder=True)
 def _(s):
-    process = s.start("train", "mnist-99.4", "--out", str(s.runs), *LONGER)
+    process = s.start("train", "mnist-s5-10ep", "--out", str(s.runs), *LONGER)
     wait_for_epochs(process, s.runs, 0)
     process.send_signal(signal.SIGINT)
     result = s.finish(process)
@@ -820,7 +820,7 @@ def snapshots(process: subprocess.Popen, runs: Path) -> tuple[Path, list[dict[st
 @case("signals", "crash between last.pt and best.pt of the best epoch, then --resume", 0,
       folder=True)
 def _(s):
-    process = s.start("train", "mnist-99.4", "--out", str(s.runs), *LONGER)
+    process = s.start("train", "mnist-s5-10ep", "--out", str(s.runs), *LONGER)
     run, states = snapshots(process, s.runs)
     if s.finish(process).code != 0 or len(states) != 5:
         return Finished(1, "", "the run to crash did not finish"), []
@@ -848,7 +848,7 @@ def _(s):
 
 @case("concurrency", "two trainings started at the same moment", 0, folder=True)
 def _(s):
-    processes = [s.start("train", "mnist-99.4", "--out", str(s.runs), *SMALL) for _ in range(2)]
+    processes = [s.start("train", "mnist-s5-10ep", "--out", str(s.runs), *SMALL) for _ in range(2)]
     results = [s.finish(p) for p in processes]
     folders = s.run_folders()
     problems = [] if len(folders) == 2 else [f"{len(folders)} run folders for 2 runs"]
@@ -869,14 +869,14 @@ def _(s):
 
 @case("sweep", "sweep file with a misspelt key", 2)
 def _(s):
-    sweep = write(s.root / "s.toml", '[sweep]\nname = "x"\nrecipe = "mnist-99.4"\ntrails = 3\n'
+    sweep = write(s.root / "s.toml", '[sweep]\nname = "x"\nrecipe = "mnist-s5-10ep"\ntrails = 3\n'
                   '[sweep.space]\n"schedule.max_lr" = { log = [0.01, 0.1] }\n')
     return s.cnnlab("sweep", str(sweep), "--out", str(s.root / "sweeps"))
 
 
 @case("sweep", "sweep space over a key recipes do not have", 2)
 def _(s):
-    sweep = write(s.root / "s.toml", '[sweep]\nname = "x"\nrecipe = "mnist-99.4"\ntrials = 3\n'
+    sweep = write(s.root / "s.toml", '[sweep]\nname = "x"\nrecipe = "mnist-s5-10ep"\ntrials = 3\n'
                   '[sweep.space]\n"schedule.max_lrr" = { log = [0.01, 0.1] }\n')
     return s.cnnlab("sweep", str(sweep), "--out", str(s.root / "sweeps"))
 
@@ -886,7 +886,7 @@ def _(s):
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    sweep = write(s.root / "s.toml", '[sweep]\nname = "x"\nrecipe = "mnist-99.4"\ntrials = 3\n'
+    sweep = write(s.root / "s.toml", '[sweep]\nname = "x"\nrecipe = "mnist-s5-10ep"\ntrials = 3\n'
                   '[sweep.space]\n"schedule.max_lr" = { log = [0.01, 0.1] }\n')
     return s.cnnlab("sweep", str(sweep), "--out", str(s.root / "sweeps"), "--no-progress",
                     "--storage", f"postgresql://u:p@127.0.0.1:{port}/db")

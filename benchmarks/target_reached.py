@@ -5,8 +5,8 @@ best accuracy, and the seconds each epoch took.
 Long CPU runs (CIFAR-10: up to an hour and more) are trained with `cnnlab train`, which can be
 interrupted and resumed, and are judged here afterwards:
 
-    OMP_NUM_THREADS=1 CNNLAB_DATA=../shared/data cnnlab train cifar-s9-15 --out /somewhere
-    .venv/bin/python benchmarks/target_reached.py /somewhere/cifar-s9-15-<time>
+    OMP_NUM_THREADS=1 CNNLAB_DATA=../shared/data cnnlab train cifar-s9-15ep --out /somewhere
+    .venv/bin/python benchmarks/target_reached.py /somewhere/cifar-s9-15ep-<time>
 
 The target is the recipe's `spec.min_test_acc` (or `--target`). Ends with one
 machine-readable line.

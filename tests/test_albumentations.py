@@ -51,7 +51,7 @@ def test_loader_yields_normalised_augmented_batches():
 
 @pytest.mark.slow
 def test_albumentations_engine_trains(tmp_path):
-    recipe = load_recipe("mnist-99.4", [
+    recipe = load_recipe("mnist-s5-10ep", [
         'augment.engine="albumentations"', "augment.workers=0", "train.epochs=2",
         "data.batch_size=64", "train.device=cpu",
         'augment.transforms=[{name = "Affine", rotate = [-8, 8], p = 1.0}]'])

@@ -159,7 +159,7 @@ def test_shift_scale_rotate_keeps_shape_and_mean():
 
 
 def test_cifar_augment_pipeline_runs_on_a_batch():
-    config = load_recipe("cifar-s9-fast").augment
+    config = load_recipe("cifar-s9-batched").augment
     assert isinstance(config, AugmentConfig)
     out = BatchAugment(config)(torch.rand(32, 3, 32, 32) * 255, seeded())
     assert out.shape == (32, 3, 32, 32) and torch.isfinite(out).all()
@@ -167,7 +167,7 @@ def test_cifar_augment_pipeline_runs_on_a_batch():
 
 @pytest.mark.slow
 def test_cifar_s9_fast_recipe_learns_on_a_slice(cifar_data_root, tmp_path):
-    recipe = load_recipe("cifar-s9-fast", ["train.epochs=3", "data.train_limit=512",
+    recipe = load_recipe("cifar-s9-batched", ["train.epochs=3", "data.train_limit=512",
                                            "data.test_limit=256", "data.batch_size=64",
                                            "train.device=cpu", "train.label_smoothing=0.0"])
     data = load_dataset("cifar10", cifar_data_root)

@@ -46,7 +46,7 @@ def test_identity_init_conv_starts_as_a_pass_through_plus_noise():
 
 def test_cifar_speed_trains_only_bn_shifts_and_not_the_whitening_weights():
     model = build_model("cifar_speed")
-    optimised = {id(p) for group in build_optimizer(model, load_recipe("cifar-speed").optim)
+    optimised = {id(p) for group in build_optimizer(model, load_recipe("cifar-94-10ep").optim)
                  .param_groups for p in group["params"]}
     for name, module in model.named_modules():
         if isinstance(module, nn.BatchNorm2d):
@@ -114,7 +114,7 @@ def test_evaluate_applies_tta_where_it_changes_the_answer():
 
 def test_a_bad_flip_mode_is_a_config_error():
     with pytest.raises(ConfigError, match="hflip_mode"):
-        load_recipe("cifar-speed", ["augment.hflip_mode=sometimes"])
+        load_recipe("cifar-94-10ep", ["augment.hflip_mode=sometimes"])
 
 
 def _learnable_cifar(n_train=512, n_test=256):
@@ -134,7 +134,7 @@ def _learnable_cifar(n_train=512, n_test=256):
 @pytest.mark.slow
 def test_cifar_speed_recipe_learns_and_fits_its_whitening_first(tmp_path):
     # The recipe's peak rate is set for batch 1024; at batch 64 it is scaled down to match.
-    recipe = load_recipe("cifar-speed", ["train.epochs=5", "data.batch_size=64",
+    recipe = load_recipe("cifar-94-10ep", ["train.epochs=5", "data.batch_size=64",
                                          "schedule.max_lr=0.2", "train.device=cpu",
                                          "model.args={widths=[16,32,32]}"])
     data = _learnable_cifar()
@@ -158,7 +158,7 @@ def test_cifar_speed_recipe_learns_and_fits_its_whitening_first(tmp_path):
 
 
 def test_batchnorm_shifts_learn_64x_faster_with_the_same_decay_per_step():
-    recipe = load_recipe("cifar-speed")
+    recipe = load_recipe("cifar-94-10ep")
     model = build_model("cifar_speed", widths=[8, 16, 16])
     optimizer = build_optimizer(model, recipe.optim)
     schedule = build_schedule(optimizer, recipe.schedule, steps_per_epoch=10, epochs=2)
@@ -175,7 +175,7 @@ def test_batchnorm_shifts_learn_64x_faster_with_the_same_decay_per_step():
 
 
 def test_the_triangular_schedule_goes_from_20_to_100_to_7_percent_in_straight_lines():
-    recipe = load_recipe("cifar-speed")
+    recipe = load_recipe("cifar-94-10ep")
     lrs = lr_curve(recipe.schedule, recipe.optim, steps_per_epoch=100, epochs=1)
     peak = lrs.index(max(lrs))
     assert lrs[0] == pytest.approx(0.2 * 1.5) and max(lrs) == pytest.approx(1.5)
@@ -202,7 +202,7 @@ def test_lookahead_pulls_the_weights_to_their_average_and_ends_on_it():
 
 @pytest.mark.slow
 def test_the_whitening_bias_trains_only_in_its_first_epochs(tmp_path):
-    recipe = load_recipe("cifar-speed", ["train.epochs=3", "data.batch_size=64",
+    recipe = load_recipe("cifar-94-10ep", ["train.epochs=3", "data.batch_size=64",
                                          "train.device=cpu", "model.args={widths=[8,16,16]}",
                                          "train.whitening_bias_epochs=2",
                                          "train.lookahead_every=0"])

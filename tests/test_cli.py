@@ -59,7 +59,7 @@ def test_missing_data_is_one_line_without_traceback(tmp_path):
 @pytest.mark.slow
 def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys):
     root, _ = fake_mnist(n_train=256, n_test=64)
-    code = main(["train", "mnist-99.4", "--data-dir", str(root), "--out", str(tmp_path / "runs"),
+    code = main(["train", "mnist-s5-10ep", "--data-dir", str(root), "--out", str(tmp_path / "runs"),
                  "--set", "train.epochs=2", "--seed", "3", "--no-progress"])
     out, err = capsys.readouterr()
     assert code == 0, err
@@ -82,12 +82,12 @@ def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys
 def test_lr_find_report_and_compare_commands(fake_mnist, tmp_path, capsys):
     root, _ = fake_mnist(n_train=256, n_test=64)
     png = tmp_path / "lr.png"
-    assert main(["lr-find", "mnist-99.4", "--data-dir", str(root), "--steps", "12",
+    assert main(["lr-find", "mnist-s5-10ep", "--data-dir", str(root), "--steps", "12",
                  "--start", "1e-4", "--end", "1", "--set", "data.batch_size=16",
                  "--out", str(png)]) == 0
     assert "suggested max lr" in capsys.readouterr().out
     assert png.read_bytes()[:4] == b"\x89PNG"
-    assert main(["train", "mnist-99.4", "--data-dir", str(root), "--out", str(tmp_path / "runs"),
+    assert main(["train", "mnist-s5-10ep", "--data-dir", str(root), "--out", str(tmp_path / "runs"),
                  "--set", "train.epochs=1", "--set", "data.batch_size=32", "--no-progress",
                  "--html"]) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -102,8 +102,8 @@ def test_lr_find_report_and_compare_commands(fake_mnist, tmp_path, capsys):
 
 
 def test_check_exit_codes(capsys):
-    assert main(["check", "mnist-99.4"]) == 0
-    assert main(["check", "mnist-99.4", "--set", "x"]) == 2  # check takes no --set
+    assert main(["check", "mnist-s5-10ep"]) == 0
+    assert main(["check", "mnist-s5-10ep", "--set", "x"]) == 2  # check takes no --set
     assert main(["summary", "cifar_s9", "--columns", "rf"]) == 0
     out = capsys.readouterr().out
     assert "Total params: 94,292" in out and "cat-" in out
@@ -118,10 +118,10 @@ def test_json_output_for_scripts(capsys):
     assert main(["recipes", "--json"]) == 0
     recipes = {row["recipe"]: row for row in json.loads(capsys.readouterr().out)}
     assert recipes["mnist-s4"]["epochs"] == 19 and recipes["mnist-s4"]["params"] == 18650
-    assert main(["summary", "mnist_fast", "--json"]) == 0
+    assert main(["summary", "mnist_pool", "--json"]) == 0
     table = json.loads(capsys.readouterr().out)
     assert table["total_params"] == 16754 and table["rows"][0]["output_shape"] == [8, 26, 26]
-    assert main(["check", "mnist-99.4", "--json"]) == 0
+    assert main(["check", "mnist-s5-10ep", "--json"]) == 0
     verdicts = json.loads(capsys.readouterr().out)
     assert verdicts["passed"] is True
     assert verdicts["verdicts"][0] == {"rule": "parameters <= 20,000", "ok": True,
@@ -131,14 +131,15 @@ def test_json_output_for_scripts(capsys):
 def test_inspect_results_show_as_tables_in_a_notebook():
     from cnnlab import build_model, check, load_recipe, receptive_field, summary
 
-    model = build_model("mnist_fast")
+    model = build_model("mnist_pool")
     assert summary(model, (1, 28, 28))._repr_markdown_().startswith("```\n---")
     assert receptive_field(model, (1, 28, 28))._repr_markdown_().startswith("| Layer | nin")
-    assert check(load_recipe("mnist-99.4"))._repr_markdown_().startswith("|  | rule | measured |")
+    verdicts = check(load_recipe("mnist-s5-10ep"))
+    assert verdicts._repr_markdown_().startswith("|  | rule | measured |")
 
 
 def test_a_recipe_over_its_budget_exits_1_like_check(tmp_path, capsys):
-    code = main(["train", "mnist-99.4", "--set", "spec.max_params=100", "--out",
+    code = main(["train", "mnist-s5-10ep", "--set", "spec.max_params=100", "--out",
                  str(tmp_path / "runs")])
     assert code == 1
     err = capsys.readouterr().err

@@ -8,7 +8,7 @@ from cnnlab.errors import ConfigError
 
 def test_builtin_recipes_load_and_validate():
     names = builtin_recipes()
-    assert {"mnist-s4", "mnist-s5", "mnist-26k", "mnist-99.4"} <= set(names)
+    assert {"mnist-s4", "mnist-s5", "mnist-baseline", "mnist-s5-10ep"} <= set(names)
     for name in names:
         assert load_recipe(name).name == name
 
@@ -34,15 +34,15 @@ def test_overrides_are_typed_and_nested():
 
 
 def test_another_model_drops_the_recipes_model_args_but_takes_new_ones():
-    assert load_recipe("mnist-99.4").model.args == {"width": 17}
-    assert load_recipe("mnist-99.4", ["model.name=mnist_s4"]).model.args == {}
+    assert load_recipe("mnist-s5-10ep").model.args == {"width": 17}
+    assert load_recipe("mnist-s5-10ep", ["model.name=mnist_s4"]).model.args == {}
     # args given with the new name are kept, in either order
-    for overrides in (["model.name=mnist_fast", "model.args.width=10"],
-                      ["model.args.width=10", "model.name=mnist_fast"]):
-        assert load_recipe("mnist-99.4", overrides).model.args == {"width": 10}
+    for overrides in (["model.name=mnist_pool", "model.args.width=10"],
+                      ["model.args.width=10", "model.name=mnist_pool"]):
+        assert load_recipe("mnist-s5-10ep", overrides).model.args == {"width": 10}
     # naming the recipe's own model again changes nothing
-    assert load_recipe("mnist-99.4", ["model.name=mnist_lean"]).model.args == {"width": 17}
-    assert load_recipe("mnist-99.4", ["model.args.dropout=0.1"]).model.args == {
+    assert load_recipe("mnist-s5-10ep", ["model.name=mnist_strided"]).model.args == {"width": 17}
+    assert load_recipe("mnist-s5-10ep", ["model.args.dropout=0.1"]).model.args == {
         "width": 17, "dropout": 0.1}
 
 
@@ -90,7 +90,7 @@ def test_bad_keys_and_types_name_the_key(overrides, named):
 )
 def test_numbers_outside_their_range_are_refused_with_the_range(override, says):
     with pytest.raises(ConfigError, match=re.escape(says)):
-        load_recipe("mnist-99.4", [override])
+        load_recipe("mnist-s5-10ep", [override])
 
 
 @pytest.mark.parametrize(
@@ -104,11 +104,11 @@ def test_numbers_outside_their_range_are_refused_with_the_range(override, says):
 )
 def test_a_value_outside_the_choices_lists_them(override, choices):
     with pytest.raises(ConfigError, match=re.escape(choices)):
-        load_recipe("mnist-99.4", [override])
+        load_recipe("mnist-s5-10ep", [override])
 
 
 def test_ranges_admit_their_edges():
-    recipe = load_recipe("mnist-99.4", ["augment.hflip=1", "data.train_limit=1", "optim.lr=1e-9",
+    recipe = load_recipe("mnist-s5-10ep", ["augment.hflip=1", "data.train_limit=1", "optim.lr=1e-9",
                                         "train.label_smoothing=0", "spec.min_test_acc=100"])
     assert recipe.augment.hflip == 1.0 and recipe.data.train_limit == 1
 
@@ -121,7 +121,7 @@ def test_unknown_key_in_file_is_an_error(tmp_path):
 
 
 def test_unknown_recipe_lists_the_known_ones():
-    with pytest.raises(ConfigError, match="mnist-99.4"):
+    with pytest.raises(ConfigError, match="mnist-s5-10ep"):
         load_recipe("mnist-99")
 
 
@@ -140,7 +140,7 @@ def test_malformed_override():
 
 
 def test_resolved_config_round_trips(tmp_path):
-    recipe = load_recipe("mnist-99.4", ["train.seed=7"])
+    recipe = load_recipe("mnist-s5-10ep", ["train.seed=7"])
     path = tmp_path / "config.toml"
     path.write_text(recipe.to_toml())
     assert load_recipe(path) == recipe

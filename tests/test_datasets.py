@@ -268,7 +268,7 @@ def test_a_folder_dataset_trains_end_to_end_and_reports_its_classes(tmp_path, ca
     root = make_image_folders(tmp_path / "shapes")
     recipe = tmp_path / "shapes.toml"
     recipe.write_text(f'[data]\ndataset = "folder"\npath = "{root}"\nbatch_size = 16\n'
-                      '[model]\nname = "mnist_fast"\n[train]\nepochs = 1\ndevice = "cpu"\n')
+                      '[model]\nname = "mnist_pool"\n[train]\nepochs = 1\ndevice = "cpu"\n')
     assert main(["train", str(recipe), "--out", str(tmp_path / "runs"), "--no-progress"]) == 0
     (run_dir,) = (tmp_path / "runs").iterdir()
     readme = (run_dir / "README.md").read_text()
@@ -288,6 +288,6 @@ def test_a_folder_dataset_trains_end_to_end_and_reports_its_classes(tmp_path, ca
 
 def test_a_user_dataset_needs_a_path_and_a_named_one_refuses_it():
     with pytest.raises(Exception, match="needs data.path"):
-        load_recipe("mnist-99.4", ['data.dataset="folder"'])
+        load_recipe("mnist-s5-10ep", ['data.dataset="folder"'])
     with pytest.raises(Exception, match="data.path is for"):
-        load_recipe("mnist-99.4", ['data.path="x.npz"'])
+        load_recipe("mnist-s5-10ep", ['data.path="x.npz"'])

@@ -23,14 +23,14 @@ from tests.conftest import killed_in_epoch, separable_dataset, train_run
 
 
 def _recipe(*overrides, epochs=3):
-    return load_recipe("mnist-99.4", ["data.batch_size=64", "train.device=cpu",
+    return load_recipe("mnist-s5-10ep", ["data.batch_size=64", "train.device=cpu",
                                       "train.ema_decay=0.0", f"train.epochs={epochs}",
                                       *overrides])
 
 
 @pytest.mark.slow
 def test_a_no_check_run_resumes_as_one(tmp_path, monkeypatch):
-    recipe = _recipe("spec.max_params=100")  # mnist_fast breaks it
+    recipe = _recipe("spec.max_params=100")  # mnist_pool breaks it
     real = killed_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path, check=False)
@@ -162,7 +162,7 @@ def _npz_recipe(tmp_path, epochs):
              y_test=data.test_labels.numpy())
     recipe = tmp_path / "arrays.toml"
     recipe.write_text(f'[data]\ndataset = "npz"\npath = "{tmp_path / "data.npz"}"\n'
-                      'batch_size = 64\n[model]\nname = "mnist_fast"\n'
+                      'batch_size = 64\n[model]\nname = "mnist_pool"\n'
                       f'[train]\nepochs = {epochs}\ndevice = "cpu"\n')
     return recipe
 

@@ -168,12 +168,12 @@ def test_untraceable_model_falls_back_to_hooks_and_says_so():
 
 def _recipe(**spec):
     overrides = [f"spec.{k}={v}" for k, v in spec.items()]
-    return load_recipe("mnist-99.4", ["train.epochs=3", "data.batch_size=64",
-                                      'model.name="mnist_fast"', *overrides])  # has a MaxPool
+    return load_recipe("mnist-s5-10ep", ["train.epochs=3", "data.batch_size=64",
+                                      'model.name="mnist_pool"', *overrides])  # has a MaxPool
 
 
 def test_check_passes_the_default_recipe_and_names_each_rule():
-    report = check(load_recipe("mnist-99.4"))
+    report = check(load_recipe("mnist-s5-10ep"))
     assert report.passed
     lines = report.to_text().splitlines()
     assert lines[0] == "✓ parameters <= 20,000: 18,559"
@@ -291,11 +291,11 @@ def test_multiply_adds_and_peak_activations_match_a_count_by_hand():
 
 
 def test_device_budgets_are_decided_before_training():
-    recipe = load_recipe("mnist-99.4", ["spec.max_mult_adds=1000000",
+    recipe = load_recipe("mnist-s5-10ep", ["spec.max_mult_adds=1000000",
                                         "spec.max_activation_bytes=40000"])
     report = check(recipe)
     lines = report.to_text().splitlines()
     madds = [line for line in lines if "multiply-adds" in line][0]
     peak = [line for line in lines if "activation bytes" in line][0]
-    assert madds.startswith("✗") and "1,064,932" in madds  # mnist_lean at width 17
+    assert madds.startswith("✗") and "1,064,932" in madds  # mnist_strided at width 17
     assert peak.startswith("✗") and "43,264" in peak and not report.passed

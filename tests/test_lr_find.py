@@ -14,7 +14,7 @@ from tests.conftest import separable_dataset, train_run
 
 
 def _recipe(*overrides):
-    return load_recipe("mnist-99.4", ["data.batch_size=32", "train.device=cpu", *overrides])
+    return load_recipe("mnist-s5-10ep", ["data.batch_size=32", "train.device=cpu", *overrides])
 
 
 @pytest.mark.slow
@@ -61,7 +61,7 @@ def test_lr_find_leaves_the_model_untouched():
     torch.manual_seed(0)
     from cnnlab.models import build_model
 
-    model = build_model("mnist_fast")
+    model = build_model("mnist_pool")
     before = {k: v.clone() for k, v in model.state_dict().items()}
     rng = torch.get_rng_state()
     lr_find(_recipe(), dataset=separable_dataset(), model=model, steps=20, progress=False)
@@ -109,7 +109,7 @@ def test_find_pick_chooses_the_suggestion(tmp_path):
 @pytest.mark.slow
 def test_lr_find_on_the_cifar_recipes(cifar_data_root):
     data = load_dataset("cifar10", cifar_data_root).limited(train=256, test=10)
-    for name, steps in (("cifar-s9-fast", 12), ("cifar-s10", 6)):
+    for name, steps in (("cifar-s9-batched", 12), ("cifar-s10", 6)):
         recipe = load_recipe(name, ["data.batch_size=16", "train.device=cpu"])
         result = lr_find(recipe, dataset=data, start=1e-4, end=1.0, steps=steps, progress=False)
         # each recipe's own model, loader and optimiser ran every step, or stopped at a blow-up

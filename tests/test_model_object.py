@@ -56,7 +56,7 @@ def npz_recipe(tmp_path):
     np.savez(tmp_path / "d.npz", x_train=data.train_images[:, 0].numpy(),
              y_train=data.train_labels.numpy(), x_test=data.test_images[:, 0].numpy(),
              y_test=data.test_labels.numpy())
-    return load_recipe("mnist-99.4", [f'data.path="{tmp_path / "d.npz"}"', 'data.dataset="npz"',
+    return load_recipe("mnist-s5-10ep", [f'data.path="{tmp_path / "d.npz"}"', 'data.dataset="npz"',
                                       "data.batch_size=64", "train.epochs=2", "train.device=cpu"])
 
 
@@ -101,7 +101,7 @@ def test_a_model_defined_in_a_script_keeps_its_definitions_not_the_code_around_t
     script = tmp_path / "assignment.py"
     script.write_text(NET_FILE + textwrap.dedent(f"""
         import cnnlab
-        recipe = cnnlab.load_recipe("mnist-99.4", ['data.path="{npz_recipe.data.path}"',
+        recipe = cnnlab.load_recipe("mnist-s5-10ep", ['data.path="{npz_recipe.data.path}"',
             'data.dataset="npz"', "data.batch_size=64", "train.epochs=1", "train.device=cpu"])
         result = cnnlab.run(recipe, model=Net, out_dir={str(tmp_path / "runs")!r},
                             progress=False, report=False, check=False)
@@ -123,7 +123,7 @@ def test_inspection_and_checks_take_a_class_too(user_module):
     assert table.total_params == 8 * 9 + 8 + 16 + 8 * 10 + 10
     conv = cnnlab.receptive_field(user_module.build, (1, 28, 28)).rows[0]
     assert (conv.rout, conv.out_channels) == (3, 6)  # build() makes it 6 wide
-    recipe = load_recipe("mnist-99.4", ["spec.max_params=100"])
+    recipe = load_recipe("mnist-s5-10ep", ["spec.max_params=100"])
     report = cnnlab.check(recipe, model=user_module.Net)
     assert not report.passed and "parameters <= 100" in report.to_text()
 
@@ -133,7 +133,7 @@ def test_a_model_whose_source_cannot_be_found_still_trains_and_says_what_its_fol
     namespace = {}
     exec(compile(NET_FILE, "<generated>", "exec"), namespace)  # no file, no cell: no source
     with pytest.warns(UserWarning, match="cannot be kept"):
-        result = train_run(load_recipe("mnist-99.4", ["train.epochs=1", "train.device=cpu"]),
+        result = train_run(load_recipe("mnist-s5-10ep", ["train.epochs=1", "train.device=cpu"]),
                            model=namespace["Net"], dataset=separable_dataset(64, 32),
                            out_dir=tmp_path, check=False)
     assert (result.run_dir / "best.safetensors").is_file()

@@ -30,7 +30,7 @@ def test_seed_models_match_their_tables_row_by_row(name):
     assert count_parameters(model) == SEED_TOTALS[name]
 
 
-@pytest.mark.parametrize("name", ["mnist_fast", "mnist_lean"])
+@pytest.mark.parametrize("name", ["mnist_pool", "mnist_strided"])
 def test_cnnlab_mnist_models_meet_the_assignment_budget(name):
     model = build_model(name)
     kinds = {type(m) for m in model.modules()}
@@ -110,3 +110,14 @@ def test_seed_models_take_a_width_multiplier_for_searches_and_default_to_the_see
     narrow, wide = build_model(name, width_multiplier=0.5), build_model(name, width_multiplier=1.5)
     assert count_parameters(narrow) < seed < count_parameters(wide)
     assert narrow(torch.zeros(2, *shape)).shape == (2, 10)
+
+
+def test_former_model_names_in_older_run_folders_still_build():
+    from cnnlab.models.registry import is_registered
+
+    for former, current in (("mnist_fast", "mnist_pool"), ("mnist_lean", "mnist_strided")):
+        assert is_registered(former) and former not in model_names()
+        assert type(build_model(former, width=8)).__name__ == type(
+            build_model(current, width=8)).__name__
+        assert count_parameters(build_model(former, width=8)) == count_parameters(
+            build_model(current, width=8))

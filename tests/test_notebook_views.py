@@ -45,7 +45,7 @@ def test_predictions_show_one_row_per_image_with_their_top_classes():
 def test_a_run_result_shows_its_figures_curves_and_verdicts(tmp_path):
     from tests.conftest import separable_dataset, train_run
 
-    recipe = load_recipe("mnist-99.4", ["train.epochs=1", "train.device=cpu"])
+    recipe = load_recipe("mnist-s5-10ep", ["train.epochs=1", "train.device=cpu"])
     result = train_run(recipe, dataset=separable_dataset(128, 64), out_dir=tmp_path,
                        report=True, check=False)
     html = result._repr_html_()

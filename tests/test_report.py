@@ -63,7 +63,7 @@ def test_most_confused_pairs():
 @pytest.fixture(scope="module")
 def reported_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
-    recipe = load_recipe("mnist-99.4", ["train.epochs=2", "data.batch_size=64",
+    recipe = load_recipe("mnist-s5-10ep", ["train.epochs=2", "data.batch_size=64",
                                         "train.device=cpu"])
     result = run(recipe, dataset=separable_dataset(), out_dir=out, progress=False, echo=None,
                    html=True)
@@ -114,7 +114,7 @@ def test_report_can_be_rewritten_from_the_run_folder(reported_run, tmp_path):
 
 @pytest.mark.slow
 def test_compare_overlays_runs_and_tabulates(reported_run, tmp_path):
-    other = train_run(load_recipe("mnist-99.4", ["train.epochs=1", "data.batch_size=64",
+    other = train_run(load_recipe("mnist-s5-10ep", ["train.epochs=1", "data.batch_size=64",
                                                  "train.device=cpu"]),
                        dataset=separable_dataset(), out_dir=tmp_path)
     table = compare([reported_run.run_dir, other.run_dir], tmp_path / "both.png")
@@ -157,7 +157,7 @@ def test_report_html_renders_in_a_browser(reported_run, tmp_path):
 @pytest.mark.slow
 def test_tensorboard_gets_every_epoch_the_hparams_and_the_confusion_matrix(tmp_path):
     accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
-    recipe = load_recipe("mnist-99.4", ["train.epochs=2", "data.batch_size=64",
+    recipe = load_recipe("mnist-s5-10ep", ["train.epochs=2", "data.batch_size=64",
                                         "train.device=cpu", "train.tensorboard=true"])
     result = train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path, report=True)
     events = accumulator.EventAccumulator(str(result.run_dir / "tb"))
@@ -181,9 +181,10 @@ def test_a_report_rebuilt_from_the_folder_states_the_data_the_run_trained_on(tmp
     np.savez(tmp_path / "d.npz", x_train=data.train_images[:, 0].numpy(),
              y_train=data.train_labels.numpy(), x_test=data.test_images[:, 0].numpy(),
              y_test=data.test_labels.numpy())
-    recipe = load_recipe("mnist-99.4", [f'data.path="{tmp_path / "d.npz"}"', 'data.dataset="npz"',
-                                        "data.val_split=60", "data.train_limit=280",
-                                        "train.epochs=1", "train.device=cpu"])
+    recipe = load_recipe("mnist-s5-10ep", [f'data.path="{tmp_path / "d.npz"}"',
+                                           'data.dataset="npz"',
+                                           "data.val_split=60", "data.train_limit=280",
+                                           "train.epochs=1", "train.device=cpu"])
     result = train_run(recipe, out_dir=tmp_path / "runs", report=True, check=False)
     readme = result.run_dir / "README.md"
     said = [line for line in readme.read_text().splitlines() if line.startswith("Data:")]

@@ -150,9 +150,9 @@ def test_trust_given_once_is_kept_and_an_edit_after_it_needs_trust_again(made, t
 
 def test_a_registered_model_needs_no_trust(made, tmp_path, monkeypatch):
     run = _copy(made, tmp_path, monkeypatch, as_owner=False)
-    _edit_config(run, lambda config: config["model"].update(name="mnist_fast"))
+    _edit_config(run, lambda config: config["model"].update(name="mnist_pool"))
     with pytest.raises(RunFolderError, match="holds weights for another model"):
-        load_run(run)  # the decision passed: this folder's weights are simply not mnist_fast's
+        load_run(run)  # the decision passed: this folder's weights are simply not mnist_pool's
 
 
 @pytest.mark.parametrize("verb", ["load_run", "report", "export", "resume", "app"])

@@ -15,7 +15,7 @@ from tests.conftest import separable_dataset, train_run
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    recipe = load_recipe("mnist-99.4", ["train.epochs=2", "data.batch_size=64",
+    recipe = load_recipe("mnist-s5-10ep", ["train.epochs=2", "data.batch_size=64",
                                         "train.device=cpu", "train.ema_decay=0.0"])
     data = separable_dataset()
     return train_run(recipe, dataset=data, out_dir=tmp_path_factory.mktemp("runs")), data

@@ -24,7 +24,7 @@ from tests.conftest import skip_unless_required
 optuna = pytest.importorskip("optuna")
 
 # A real slice: 600 training images (200 of them held out for validation), 300 test images,
-# one or two epochs of a narrow mnist_fast: about a second a trial.
+# one or two epochs of a narrow mnist_pool: about a second a trial.
 SLICE = ['"train.epochs=1"', '"data.train_limit=600"', '"data.test_limit=300"',
          '"data.batch_size=64"', '"train.device=\\"cpu\\""', '"train.ema_decay=0.0"']
 
@@ -32,7 +32,7 @@ SLICE = ['"train.epochs=1"', '"data.train_limit=600"', '"data.test_limit=300"',
 def _sweep_file(folder: Path, name="small", trials=4, objective="accuracy_and_params",
                 space='"schedule.max_lr" = { log = [0.02, 0.3] }\n'
                       '"model.args.width" = { int = [4, 8], step = 4 }\n',
-                extra="", recipe="mnist-99.4") -> Path:
+                extra="", recipe="mnist-s5-10ep") -> Path:
     path = folder / f"{name}.toml"
     path.write_text(f'[sweep]\nrecipe = "{recipe}"\nset = [{", ".join(SLICE)}]\n'
                     f'trials = {trials}\nobjective = "{objective}"\nval_split = 200\n{extra}'
@@ -69,7 +69,7 @@ def test_a_small_sweep_finishes_with_run_folders_and_a_readme(real_data_root, tm
 @pytest.mark.slow
 def test_a_trial_over_the_budget_is_rejected_without_training(real_data_root, tmp_path,
                                                               monkeypatch):
-    # mnist-99.4's budget is 20,000 parameters: width 64 (about 260k) breaks it.
+    # mnist-s5-10ep's budget is 20,000 parameters: width 64 (about 260k) breaks it.
     space = ('"model.args.width" = { choice = [64] }\n'
              '"schedule.max_lr" = { log = [0.02, 0.3] }\n')
     path = _sweep_file(tmp_path, trials=3, objective="accuracy", space=space)
@@ -182,10 +182,10 @@ def test_the_sweep_file_sets_the_validation_split_and_checks_its_objective(tmp_p
     assert spec.base.data.val_split == 200 and spec.directions == ["maximize", "minimize"]
     recipe = spec.recipe_for({"model.args.width": 8, "schedule.max_lr": 0.05})
     assert recipe.model.args["width"] == 8 and recipe.schedule.max_lr == 0.05
-    assert spec.val_target == 99.4  # mnist-99.4's test target, unless the sweep names its own
+    assert spec.val_target == 99.4  # mnist-s5-10ep's test target, unless the sweep names its own
     with pytest.raises(ConfigError, match="needs sweep.val_target"):
-        load_sweep(_sweep_file(tmp_path, objective="time_to_target", recipe="mnist-26k"))
-    own = load_sweep(_sweep_file(tmp_path, objective="time_to_target", recipe="mnist-26k",
+        load_sweep(_sweep_file(tmp_path, objective="time_to_target", recipe="mnist-baseline"))
+    own = load_sweep(_sweep_file(tmp_path, objective="time_to_target", recipe="mnist-baseline",
                                  extra="val_target = 98.5\n",
                                  space='"schedule.max_lr" = { log = [0.02, 0.3] }\n'))
     assert own.val_target == 98.5 and own.base.spec.min_test_acc is None

@@ -19,7 +19,7 @@ SMALL = ["data.batch_size=64", "data.eval_batch_size=100", "train.device=cpu",
 
 
 def _recipe(*overrides, epochs=2):
-    return load_recipe("mnist-99.4", [*SMALL, f"train.epochs={epochs}", *overrides])
+    return load_recipe("mnist-s5-10ep", [*SMALL, f"train.epochs={epochs}", *overrides])
 
 
 def _run(recipe, tmp_path, **kwargs):
@@ -181,7 +181,7 @@ def test_cuda_request_without_cuda_is_a_clear_error(tmp_path):
 @pytest.mark.slow
 def test_real_mnist_slice_learns(real_data_root, tmp_path):
     data = load_dataset("mnist", real_data_root)
-    recipe = load_recipe("mnist-99.4", ["train.epochs=2", "data.train_limit=4096",
+    recipe = load_recipe("mnist-s5-10ep", ["train.epochs=2", "data.train_limit=4096",
                                         "data.test_limit=1000", "train.device=cpu"])
     result = train_run(recipe, dataset=data, out_dir=tmp_path)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
@@ -228,7 +228,7 @@ def test_amp_off_is_plain_fp32_and_bf16_runs_when_asked(tmp_path):
     from cnnlab.models import build_model
 
     data = separable_dataset()
-    plain = trainer.Trainer(_recipe("train.amp=off"), data, build_model("mnist_fast"))
+    plain = trainer.Trainer(_recipe("train.amp=off"), data, build_model("mnist_pool"))
     assert plain.amp_dtype is None and plain.forward is plain.model
     assert not plain.scaler.is_enabled()
     result = _run(_recipe("train.amp=bf16", epochs=2), tmp_path)  # the GPU path's autocast

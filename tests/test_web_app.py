@@ -32,7 +32,7 @@ def served_run(tmp_path_factory):
              y_test=data.test_labels.numpy(),
              classes=np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
                                "eight", "nine"]))
-    recipe = cnnlab.load_recipe("mnist-99.4", [
+    recipe = cnnlab.load_recipe("mnist-s5-10ep", [
         'data.dataset="npz"', f'data.path="{folder / "data.npz"}"', "train.epochs=2",
         "data.batch_size=64", "train.device=cpu", "train.ema_decay=0.0"])
     result = train_run(recipe, out_dir=folder / "runs")

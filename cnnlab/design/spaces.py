@@ -20,7 +20,7 @@ class Start:
 # Small greyscale digits and clothes: three stages from 28x28, MaxPool or a strided conv
 # between them, GAP then FC (what the S4/S5 rules require).
 _GREY_28 = Start(
-    recipe="mnist-99.4",
+    recipe="mnist-s5-10ep",
     model_args={"widths": [8, 12, 16], "depths": [1, 2, 2],
                 "block": ["plain", "plain", "plain"], "transition": ["maxpool", "maxpool"],
                 "padding": ["valid", "valid", "same"], "dropout": 0.05, "dropout_at": "head"},
@@ -43,7 +43,7 @@ _GREY_28 = Start(
 # Colour 32x32 (CIFAR-10): four stages, strided or dilated transitions (the S9 rules forbid
 # MaxPool), dilated, separable and residual blocks, a 1x1 conv to the classes then GAP.
 _COLOUR_32 = Start(
-    recipe="cifar-s9-15",
+    recipe="cifar-s9-15ep",
     model_args={"widths": [24, 48, 96, 128], "depths": [2, 2, 2, 1],
                 "block": ["plain", "dilated", "separable", "separable"],
                 "transition": ["strided", "strided", "strided"], "head": "conv_gap",

@@ -1,7 +1,7 @@
 """`cifar_speed`: a small CIFAR-10 net built for time-to-94%, after the techniques the fastest
 public trainers describe (airbench): a fixed patch-whitening first layer fitted to the data,
 identity-initialised convolutions, BatchNorm with frozen scales, GELU, a scaled linear head.
-cnnlab's own implementation; the recipe `cifar-speed` adds the training-side techniques."""
+cnnlab's own implementation; the recipe `cifar-94-10ep` adds the training-side techniques."""
 
 from __future__ import annotations
 

@@ -76,7 +76,7 @@ def mnist_26k(num_classes: int = 10, dropout: float = 0.1, in_channels: int = 1,
 
 
 @register(dataset="mnist")
-def mnist_fast(num_classes: int = 10, width: int = 16, dropout: float = 0.05,
+def mnist_pool(num_classes: int = 10, width: int = 16, dropout: float = 0.05,
                in_channels: int = 1) -> nn.Module:
     """cnnlab's model for the S4/S5 assignment (<20k parameters, BN, Dropout, GAP, FC).
 
@@ -98,9 +98,9 @@ def mnist_fast(num_classes: int = 10, width: int = 16, dropout: float = 0.05,
 
 
 @register(dataset="mnist")
-def mnist_lean(num_classes: int = 10, width: int = 16, dropout: float = 0.02,
-               in_channels: int = 1) -> nn.Module:
-    """`mnist_fast` made cheap per image on a CPU, with the same 16,754 parameters:
+def mnist_strided(num_classes: int = 10, width: int = 16, dropout: float = 0.02,
+                  in_channels: int = 1) -> nn.Module:
+    """`mnist_pool` made cheap per image on a CPU, with the same 16,754 parameters:
 
     - its second conv strided instead of followed by a MaxPool: a third fewer multiply-adds
       (the 24x24 map that conv computed in full is never made);

@@ -95,11 +95,16 @@ def build_for_data(name: str, args: dict[str, Any], channels: int, num_classes: 
 
 def is_registered(name: str) -> bool:
     _load_zoo()
-    return name in _REGISTRY
+    return _FORMER_NAMES.get(name, name) in _REGISTRY
+
+
+# Former names of built-in models, which run folders written before a rename still carry.
+_FORMER_NAMES = {"mnist_fast": "mnist_pool", "mnist_lean": "mnist_strided"}
 
 
 def _resolve(name: str, source: ModelSource | None = None) -> Builder:
     _load_zoo()
+    name = _FORMER_NAMES.get(name, name)
     if name in _REGISTRY:
         return _REGISTRY[name]
     if ":" not in name:

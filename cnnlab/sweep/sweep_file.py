@@ -2,7 +2,7 @@
 optimise and when to stop a trial early.
 
     [sweep]
-    recipe = "mnist-99.4"            # base recipe (name or path); or leave it out and write
+    recipe = "mnist-s5-10ep"            # base recipe (name or path); or leave it out and write
                                      # the recipe's own tables in this file
     set = ["train.epochs=15"]        # overrides of the base, as --set takes them
     trials = 30
