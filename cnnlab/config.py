@@ -301,6 +301,10 @@ def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
+# The schema is checked here against the dataclasses' own type hints (about 90 lines), not by
+# pydantic: pydantic would become a dependency of every install (today only the Albumentations
+# extra brings it), and its messages would need a formatter of about this size to say what
+# these say; `cnnlab schema` derives the JSON Schema from the same hints (recipe_schema.py).
 def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: {prefix.rstrip('.')} must be a table")
