@@ -203,3 +203,19 @@ def test_a_killed_design_resumes_where_it_stopped(real_data_root, tmp_path):
     assert result.pick is not None and len(result.pick.runs) == 2
     assert all(len(r.history) == 6 for r in result.pick.runs)
     assert main(["design", str(path), "--out", str(out)]) == 2  # a second start is refused
+
+
+@pytest.mark.slow
+def test_without_constraints_rejected_designs_are_told_as_failed(real_data_root, tmp_path):
+    from cnnlab.design import design
+
+    path = _design_file(tmp_path, trials=2, extra="constraints = false\n",
+                        space='"model.args.widths.2" = { int = [8, 40] }\n')  # half too big
+    result = design(path, out_dir=tmp_path / "designs", data_dir=real_data_root,
+                    progress=False, echo=None)
+    trials = result.study.get_trials(deepcopy=False)
+    rejected = [t for t in trials if "rejected" in t.user_attrs]
+    assert rejected and all(t.state.name == "FAIL" and not t.constraints for t in rejected)
+    trained = [t for t in trials if "rejected" not in t.user_attrs]
+    assert len(trained) == 2 and all(not t.constraints for t in trained)
+    assert "0 failed" in (result.folder / "tiny-search" / "README.md").read_text()

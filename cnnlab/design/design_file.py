@@ -43,7 +43,7 @@ from cnnlab.design.spaces import start_for
 from cnnlab.errors import CnnlabError, ConfigError
 
 DESIGN_KEYS = ("name", "dataset", "trials", "hours", "candidates", "seeds", "recipe", "set",
-               "model_args", "val_split", "val_target", "seed", "space")
+               "model_args", "val_split", "val_target", "seed", "constraints", "space")
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ def load_design(path: str | Path) -> DesignSpec:
     sweep = {"name": f"{base['name']}-search", "trials": _whole(table, "trials", 20, path),
              "objective": "smallest_at_target", "pruner": "hopeless",
              "val_split": _whole(table, "val_split", 5000, path), "seed": seed, "space": space}
-    for key in ("hours", "val_target"):  # checked as the sweep's own
+    for key in ("hours", "val_target", "constraints"):  # checked as the sweep's own
         if key in table:
             sweep[key] = table[key]
     seeds = _whole(table, "seeds", 3, path)

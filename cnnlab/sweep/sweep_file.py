@@ -11,6 +11,8 @@ optimise and when to stop a trial early.
     pruner = "median"                # median | hyperband (objective accuracy) | hopeless |
                                      # none; the default suits the objective
     hours = 2.0                      # optional: start no trial after this long
+    constraints = true               # designs over the budget told to the sampler as
+                                     # infeasible; false: as failed, which it ignores
     val_split = 5000                 # training images held out: what the search steers by
     val_target = 99.4                # the validation accuracy aimed at (default: the
                                      # recipe's spec.min_test_acc)
@@ -56,7 +58,7 @@ DEFAULT_PRUNER = {"accuracy": "median", "accuracy_and_params": "none",
                   "time_to_target": "hopeless", "smallest_at_target": "hopeless"}
 KINDS = ("log", "float", "int", "choice")
 SWEEP_KEYS = ("name", "recipe", "set", "trials", "hours", "objective", "pruner", "val_split",
-              "val_target", "seed", "space")
+              "val_target", "seed", "constraints", "space")
 
 
 @dataclass(frozen=True)
@@ -93,6 +95,9 @@ class SweepSpec:
     # pick is the smallest model that reaches it (default: the assignment's test target)
     val_target: float | None = None
     hours: float | None = None  # no trial starts after this long
+    # designs over the budget are fed back to the sampler as infeasible (Optuna's constraints);
+    # False tells them as failed trials, which samplers ignore: what the feedback saves
+    constraints: bool = True
 
     @property
     def minimises(self) -> bool:
@@ -181,6 +186,9 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
     if hours is not None and (isinstance(hours, bool) or not isinstance(hours, int | float)
                               or hours <= 0):
         raise ConfigError(f"{path}: sweep.hours must be a number of hours above 0")
+    constraints = sweep.get("constraints", True)
+    if not isinstance(constraints, bool):
+        raise ConfigError(f"{path}: sweep.constraints must be true or false")
     trials = _integer(sweep, "trials", 20, path)
     val_split = _integer(sweep, "val_split", 5000, path)
     seed = _integer(sweep, "seed", 0, path, low=0)
@@ -204,7 +212,7 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
     document["sweep"]["name"] = name  # the copy in the sweep folder names the same study
     spec = SweepSpec(name, base, space, trials, objective, pruner, seed, tomli_w.dumps(document),
                      None if val_target is None else float(val_target),
-                     None if hours is None else float(hours))
+                     None if hours is None else float(hours), constraints)
     _check_every_corner(spec, path, model)
     return spec
 

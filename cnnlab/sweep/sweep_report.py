@@ -28,7 +28,7 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
     rejected = [t for t in trials if "rejected" in t.user_attrs]
     done = [t for t in trials if t.state == TrialState.COMPLETE and t not in rejected]
     pruned = [t for t in trials if t.state == TrialState.PRUNED and t not in rejected]
-    failed = [t for t in trials if t.state == TrialState.FAIL]
+    failed = [t for t in trials if t.state == TrialState.FAIL and t not in rejected]
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
     two = len(spec.directions) == 2

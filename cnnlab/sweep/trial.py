@@ -41,12 +41,14 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
     if not verdicts.passed:
         reason = "; ".join(v.line() for v in verdicts.failures)
         trial.set_user_attr("rejected", reason)
-        trial.set_constraint("budget", float(len(verdicts.failures)))  # rules broken
+        if spec.constraints:
+            trial.set_constraint("budget", float(len(verdicts.failures)))  # rules broken
         worst = {"accuracy": [0.0], "accuracy_and_params": [0.0, float(params)],
                  "time_to_target": [math.inf], "smallest_at_target": [math.inf]
                  }[spec.objective]
         raise Rejected(reason, worst)
-    trial.set_constraint("budget", 0.0)
+    if spec.constraints:
+        trial.set_constraint("budget", 0.0)
 
     callbacks = ()
     if spec.pruner != "none":

@@ -53,7 +53,7 @@ def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None) -
             optuna.storages.fail_stale_trials(study)
             everything = study.get_trials(deepcopy=False, states=_counted_states())
             active = [t for t in everything if "rejected" not in t.user_attrs]
-            rejected = len(everything) - len(active)
+            rejected = sum("rejected" in t.user_attrs for t in study.get_trials(deepcopy=False))
             running = [t for t in active if t.state == optuna.trial.TrialState.RUNNING]
             if rejected >= max_rejected(spec) and not running:
                 return  # the space proposes little that fits: the report says so
@@ -72,7 +72,10 @@ def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None) -
             try:
                 values = run_trial(spec, trial, data, place.folder / "trials", model)
             except Rejected as rejected_design:  # infeasible: the sampler learns from it
-                study.tell(trial, rejected_design.worst)
+                if spec.constraints:
+                    study.tell(trial, rejected_design.worst)
+                else:  # failed: the sampler ignores it
+                    study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
             except optuna.TrialPruned:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
