@@ -219,3 +219,23 @@ def test_without_constraints_rejected_designs_are_told_as_failed(real_data_root,
     trained = [t for t in trials if "rejected" not in t.user_attrs]
     assert len(trained) == 2 and all(not t.constraints for t in trained)
     assert "0 failed" in (result.folder / "tiny-search" / "README.md").read_text()
+
+
+def test_the_default_colour_space_holds_designs_within_the_s9_rules(tmp_path):
+    from cnnlab.design.design import _some_design_fits
+    from cnnlab.design.design_file import load_design
+    from cnnlab.prepare import prepare
+
+    path = tmp_path / "s9.toml"
+    path.write_text('[design]\ndataset = "cifar10"\n[spec]\nmax_params = 200000\nmin_rf = 45\n'
+                    'min_test_acc = 90.0\nmax_epochs = 30\n'
+                    'require = ["dilated_conv", "depthwise_separable", "gap"]\n'
+                    'forbid = ["maxpool"]\n')
+    spec = load_design(path)
+    search_file = tmp_path / "search.toml"
+    search_file.write_text(spec.sweep_document)
+    search = load_sweep(search_file)
+    _some_design_fits(search, path)  # raises if none of the sampled designs fits
+    base = prepare(search.base, progress=False).inspection
+    assert base.check.passed, base.check.to_text()
+    assert search.base.train.epochs == 30 and search.base.augment.hflip == 0.5
