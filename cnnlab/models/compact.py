@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from cnnlab.errors import ModelError
-from cnnlab.models.blocks import Residual
+from cnnlab.models.blocks import FeaturesThenHead, Residual
 from cnnlab.models.registry import register
 
 BLOCKS = ("plain", "separable", "dilated", "residual")
@@ -120,23 +120,11 @@ def compact_cnn(
         if norm != "none":
             layers.append(nn.BatchNorm2d(num_classes))
         layers.append(nn.AdaptiveAvgPool2d(1))
-        return Classifier(nn.Sequential(*layers), nn.Identity())
+        return FeaturesThenHead(nn.Sequential(*layers), nn.Identity())
     layers.append(nn.AdaptiveAvgPool2d(1))
     if dropout_at == "head" and dropout:
         layers.append(nn.Dropout(dropout))
-    return Classifier(nn.Sequential(*layers), nn.Linear(channels, num_classes))
-
-
-class Classifier(nn.Module):
-    """`features` (ending in a [N, C, 1, 1] map), flattened, then `head`."""
-
-    def __init__(self, features: nn.Module, head: nn.Module):
-        super().__init__()
-        self.features = features
-        self.head = head
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(torch.flatten(self.features(x), 1))
+    return FeaturesThenHead(nn.Sequential(*layers), nn.Linear(channels, num_classes))
 
 
 class Branches(nn.Module):
