@@ -176,6 +176,8 @@ def test_a_small_design_searches_confirms_on_fresh_seeds_and_ships_a_recipe(
     assert "| trial | params | seed | last 1 epochs (test %) | met |" in readme
     assert "final receptive field" in readme
     assert (result.folder / "tiny-search" / "README.md").is_file()
+    assert "![validation accuracy against parameters" in readme
+    assert (result.folder / "tiny-search" / "plots" / "pareto.png").is_file()
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ from typing import Any
 from cnnlab.design.confirm import Confirmation
 from cnnlab.design.design_file import DesignSpec
 from cnnlab.prepare import prepare
-from cnnlab.report.document import Code, Heading, Paragraph, Table, to_markdown
+from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_markdown
 from cnnlab.sweep.sweep_file import SweepSpec
 
 
@@ -55,6 +55,11 @@ def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec, study
                    Paragraph("No design met the rule on every confirmation seed"
                              + ("" if candidates else " (none reached the target on the "
                                 "validation split in the search)") + ".")]
+    pareto = folder / search.name / "plots" / "pareto.png"
+    if pareto.is_file():
+        blocks += [Heading("The search: accuracy against size"),
+                   Image(f"{search.name}/plots/pareto.png", "validation accuracy against "
+                         "parameters, each design the search trained")]
     if candidates:
         blocks += [Heading("Confirmation"),
                    Table(["trial", "params", "seed", f"last {rule.last_epochs} epochs (test %)",
