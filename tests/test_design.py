@@ -212,7 +212,7 @@ def test_without_constraints_rejected_designs_are_told_as_failed(real_data_root,
     from cnnlab.design import design
 
     path = _design_file(tmp_path, trials=2, extra="constraints = false\n",
-                        space='"model.args.widths.2" = { int = [8, 40] }\n')  # half too big
+                        space='"model.args.widths.2" = { int = [4, 12] }\n')  # 9 and up too big
     result = design(path, out_dir=tmp_path / "designs", data_dir=real_data_root,
                     progress=False, echo=None)
     trials = result.study.get_trials(deepcopy=False)
