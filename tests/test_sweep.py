@@ -242,3 +242,21 @@ def test_the_same_sweep_on_a_postgresql_server(postgres_url, real_data_root, tmp
     again = optuna.load_study(study_name="on-postgres", storage=postgres_url)
     assert [t.values for t in again.trials] == [t.values for t in study.trials]
     assert not (tmp_path / "sweeps" / "on-postgres" / "study.db").exists()
+
+
+def test_every_process_opens_the_study_with_the_sweeps_own_pruner_and_sampler(tmp_path):
+    # Optuna keeps neither in its database: a worker that loaded the study bare pruned with
+    # the median rule, which in a minimising study reads a high accuracy as bad.
+    from cnnlab.sweep.pruning import HopelessPruner
+    from cnnlab.sweep.search_method import study_of
+    from cnnlab.sweep.storage import open_storage
+
+    spec = load_sweep(_sweep_file(tmp_path, objective="time_to_target",
+                                  space='"schedule.max_lr" = { log = [0.02, 0.3] }\n'))
+    storage = open_storage(f"sqlite:///{tmp_path / 'study.db'}", 10)
+    study_of(spec, storage, create=True)
+    worker = study_of(spec, storage)
+    assert isinstance(worker.pruner, HopelessPruner) and worker.pruner.target == 99.4
+    first, again = (study_of(spec, storage).ask().suggest_float("x", 0, 1) for _ in range(2))
+    assert first == again  # seeded: the same sweep proposes the same first designs
+    assert study_of(spec, storage, worker=1).ask().suggest_float("x", 0, 1) != first

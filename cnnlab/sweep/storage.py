@@ -27,14 +27,6 @@ def open_storage(url: str, heartbeat_seconds: int) -> Any:
             grace_period=3 * heartbeat_seconds, engine_kwargs={"pool_pre_ping": True})
 
 
-def load_study(name: str, storage: Any) -> Any:
-    """The existing optuna.Study `name` in `storage`."""
-    import optuna
-
-    with database_errors(storage.url):
-        return optuna.load_study(study_name=name, storage=storage)
-
-
 def with_driver(url: str) -> str:
     """`url` naming the PostgreSQL driver cnnlab installs (psycopg 3) when it names none:
     SQLAlchemy's default for a bare postgresql:// is psycopg2 before 2.1 and psycopg after."""

@@ -15,7 +15,8 @@ from torch import nn
 from cnnlab.errors import ConfigError
 from cnnlab.models.model_object import ModelObject
 from cnnlab.sweep.progress import sweep_progress
-from cnnlab.sweep.storage import database_errors, load_study, open_storage, shown
+from cnnlab.sweep.search_method import study_of
+from cnnlab.sweep.storage import open_storage, shown
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
 from cnnlab.sweep.sweep_report import write_sweep_report
 from cnnlab.sweep.workers import SweepPlace, max_rejected, run_workers, work
@@ -100,42 +101,7 @@ class SweepResult:
 
 def open_study(spec: SweepSpec, url: str, heartbeat_seconds: int, create: bool = False) -> Any:
     """The sweep's optuna.Study on the database at `url` (created if `create`)."""
-    storage = open_storage(url, heartbeat_seconds)
-    return load_study(spec.name, storage) if not create else _create(spec, storage)
-
-
-def _create(spec: SweepSpec, storage: Any) -> Any:
-    import optuna
-
-    with database_errors(storage.url):
-        return optuna.create_study(
-            study_name=spec.name, storage=storage, directions=spec.directions,
-            sampler=_sampler(spec), pruner=_pruner(spec), load_if_exists=True)
-
-
-def _sampler(spec: SweepSpec) -> Any:
-    """The sampler; each trial carries a "budget" constraint (trial.py), > 0 where the design
-    broke the budget, so the sampler stops proposing designs like it."""
-    import optuna
-
-    if len(spec.directions) > 1:
-        return optuna.samplers.NSGAIISampler(seed=spec.seed)
-    return optuna.samplers.TPESampler(seed=spec.seed)
-
-
-def _pruner(spec: SweepSpec) -> Any:
-    import optuna
-
-    if spec.pruner == "none":
-        return optuna.pruners.NopPruner()
-    if spec.pruner == "hopeless":
-        from cnnlab.sweep.pruning import HopelessPruner
-
-        return HopelessPruner(spec.val_target if spec.val_target is not None else 100.0)
-    if spec.pruner == "hyperband":
-        return optuna.pruners.HyperbandPruner(min_resource=1,
-                                              max_resource=spec.base.train.epochs)
-    return optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)
+    return study_of(spec, open_storage(url, heartbeat_seconds), create=create)
 
 
 def require_optuna() -> None:

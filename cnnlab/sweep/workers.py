@@ -21,7 +21,8 @@ from typing import Any
 from cnnlab.data import load_recipe_data
 from cnnlab.models.model_object import ModelObject
 from cnnlab.sweep.progress import every, sweep_progress
-from cnnlab.sweep.storage import load_study, open_storage
+from cnnlab.sweep.search_method import study_of
+from cnnlab.sweep.storage import open_storage
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
 from cnnlab.sweep.trial import Rejected, run_trial
 from cnnlab.train.trainer import Echo
@@ -38,14 +39,15 @@ class SweepPlace:
     heartbeat_seconds: int
 
 
-def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None) -> None:
+def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None,
+         worker: int = 0) -> None:
     """One worker: ask for trials and run them until the study holds enough, or the sweep's
     hours (counted from this worker's start) are spent (with `model` in place of the
     recipe's, in this process)."""
     import optuna
 
     storage = open_storage(place.url, place.heartbeat_seconds)
-    study = load_study(spec.name, storage)
+    study = study_of(spec, storage, worker=worker)
     data = load_recipe_data(spec.base.data, place.data_dir, progress=False)  # once per worker
     deadline = math.inf if spec.hours is None else time.monotonic() + spec.hours * 3600
     while True:
@@ -102,7 +104,7 @@ def run_workers(spec: SweepSpec, place: SweepPlace, workers: int, study: Any, sa
     gpus = torch.cuda.device_count()
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker_main, daemon=False,
-                                 args=(place, threads, i % gpus if gpus > 1 else None))
+                                 args=(place, i, threads, i % gpus if gpus > 1 else None))
                  for i in range(workers)]
     say(f"{workers} workers, {threads} thread{'s' if threads > 1 else ''} each"
         + (f", GPUs 0-{gpus - 1}" if gpus > 1 else ""))
@@ -117,7 +119,7 @@ def run_workers(spec: SweepSpec, place: SweepPlace, workers: int, study: Any, sa
             "trial: continue with --resume")
 
 
-def _worker_main(place: SweepPlace, threads: int, gpu: int | None) -> None:
+def _worker_main(place: SweepPlace, worker: int, threads: int, gpu: int | None) -> None:
     """Entry point of a worker process (spawned: a fresh interpreter, torch not yet loaded)."""
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if gpu is not None:
@@ -125,7 +127,7 @@ def _worker_main(place: SweepPlace, threads: int, gpu: int | None) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    work(load_sweep(place.folder / "sweep.toml"), place)
+    work(load_sweep(place.folder / "sweep.toml"), place, worker=worker)
 
 
 def _counted_states() -> tuple:
