@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import random
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,12 +70,17 @@ def design(
                           "give the design another name (design.name)")
     if resume and not (folder / "design.toml").is_file():
         raise ConfigError(f"nothing to resume: {folder} holds no design")
+    with tempfile.TemporaryDirectory() as scratch:  # checked whole before the folder is made
+        checked = _written(Path(scratch) / "search.toml", spec.sweep_document)
+        try:
+            search = load_sweep(checked)
+        except ConfigError as exc:  # said of the user's file, in its words
+            raise ConfigError(str(exc).replace(str(checked), str(design_file))
+                              .replace("sweep.space", "design.space")) from None
+        _some_design_fits(search, design_file)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "design.toml").write_text(spec.source, encoding="utf-8")
-    search_file = folder / "search.toml"
-    search_file.write_text(spec.sweep_document, encoding="utf-8")
-    search = load_sweep(search_file)
-    _some_design_fits(search, design_file)
+    _written(folder / "design.toml", spec.source)
+    search_file = _written(folder / "search.toml", spec.sweep_document)
     say = echo or (lambda line: None)
     searched = sweep(search_file, out_dir=folder, storage=storage, workers=workers,
                      resume=(folder / search.name / "sweep.toml").is_file(),
@@ -99,6 +105,11 @@ def design(
                                  recipe_path)
     say(f"design report: {readme}" + (f"; the pick: {recipe_path}" if recipe_path else ""))
     return DesignResult(folder, searched.study, candidates, pick, recipe_path)
+
+
+def _written(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
 
 
 def _some_design_fits(search: SweepSpec, design_file: str | Path) -> None:
