@@ -51,6 +51,7 @@ NonNegative = Annotated[float, Range(low=0)]
 Positive = Annotated[float, Range(low=0, open_low=True)]  # rates, factors
 Probability = Annotated[float, Range(0, 1)]
 Fraction = Annotated[float, Range(0, 1, open_high=True)]  # a share that must leave something
+Percent = Annotated[float, Range(0, 100, open_low=True)]  # an accuracy to reach
 
 # the named datasets (data/catalog.py), then a user's own: arrays in an .npz, folders of images
 DatasetName = Literal["mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn", "npz",
@@ -248,7 +249,7 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
 
 
 def parse_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
-    recipe = _build(Recipe, raw, "", source)
+    recipe = parse_table(Recipe, raw, "", source)
     if not _SAFE_NAME.fullmatch(recipe.name):
         raise ConfigError(f"{source}: name = {recipe.name!r} must be a plain folder name (letters, "
                           "digits, '.', '-', '_'; not starting with '.'): it names the run "
@@ -305,7 +306,9 @@ def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
 # pydantic: pydantic would become a dependency of every install (today only the Albumentations
 # extra brings it), and its messages would need a formatter of about this size to say what
 # these say; `cnnlab schema` derives the JSON Schema from the same hints (recipe_schema.py).
-def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
+def parse_table(cls: type, raw: Any, prefix: str, source: str) -> Any:
+    """The dataclass `cls` from the TOML table `raw`, every value checked against the field's
+    type hint; `prefix` ("sweep.") and `source` (the file) name the key in any error."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: {prefix.rstrip('.')} must be a table")
     hints = typing.get_type_hints(cls, include_extras=True)
@@ -319,7 +322,7 @@ def _build(cls: type, raw: Any, prefix: str, source: str) -> Any:
     for key, value in raw.items():
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
-            values[key] = _build(hint, value, f"{prefix}{key}.", source)
+            values[key] = parse_table(hint, value, f"{prefix}{key}.", source)
         else:
             values[key] = _checked(value, hint, f"{prefix}{key}", source)
     missing = [f.name for f in dataclasses.fields(cls) if f.name not in values

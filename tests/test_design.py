@@ -98,7 +98,7 @@ def test_a_sweep_key_can_index_a_list_of_the_base_recipe(tmp_path):
 
 def test_bad_design_files_are_one_line_and_exit_2_before_any_training(tmp_path, capsys):
     cases = {
-        _design_file(tmp_path, "empty", space=" "): "[design.space] a non-empty table",
+        _design_file(tmp_path, "empty", space=" "): "[design.space] is empty",
         _design_file(tmp_path, "impossible", spec="max_params = 300\nmin_test_acc = 99.0\n"):
             "designs sampled from the space meets the budget; the smallest had",
         _design_file(tmp_path, "unknown", space='"model.args.widht" = { int = [4, 8] }\n'):

@@ -155,11 +155,19 @@ def test_bad_sweep_files_are_one_line_and_exit_2(tmp_path, capsys):
         '"model.args.widht" = { int = [4, 8] }\n': "does not accept these model.args",
         '"optim.lr" = 0.1\n': "give a range",
     }
-    for space, message in cases.items():
-        path = _sweep_file(tmp_path, space=space)
+    paths = {_sweep_file(tmp_path, f"space{i}", space=space): message
+             for i, (space, message) in enumerate(cases.items())}
+    # The [sweep] table itself is checked as a recipe's tables are.
+    paths[_sweep_file(tmp_path, "t", trials=0)] = "sweep.trials = 0 is out of range"
+    paths[_sweep_file(tmp_path, "o", objective="fastest")] = "sweep.objective must be one of"
+    paths[_sweep_file(tmp_path, "h", extra="hours = -1\n")] = "sweep.hours = -1 is out of range"
+    paths[_sweep_file(tmp_path, "p", extra="pruner = \"median\"\n")] = "stops no trial early"
+    paths[_sweep_file(tmp_path, "m", objective="time_to_target", recipe="mnist-s4",
+                      extra="pruner = \"median\"\n")] = "use pruner hopeless or none"
+    for path, message in paths.items():
         assert main(["sweep", str(path), "--out", str(tmp_path / "sweeps")]) == 2
         err = capsys.readouterr().err
-        assert message in err and len(err.strip().splitlines()) == 1, (space, err)
+        assert message in err and len(err.strip().splitlines()) == 1, (message, err)
     assert not (tmp_path / "sweeps").exists()
 
 
@@ -189,7 +197,7 @@ def test_the_sweep_file_sets_the_validation_split_and_checks_its_objective(tmp_p
                                  extra="val_target = 98.5\n",
                                  space='"schedule.max_lr" = { log = [0.02, 0.3] }\n'))
     assert own.val_target == 98.5 and own.base.spec.min_test_acc is None
-    with pytest.raises(ConfigError, match="val_target must be a percentage"):
+    with pytest.raises(ConfigError, match="sweep.val_target = 250 is out of range"):
         load_sweep(_sweep_file(tmp_path, extra="val_target = 250\n"))
 
 

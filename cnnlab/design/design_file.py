@@ -31,19 +31,45 @@ It becomes a sweep of the `compact_cnn` family with the objective `smallest_at_t
 from __future__ import annotations
 
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
-from cnnlab.config import load_recipe, parse_recipe
+from cnnlab.config import (
+    Count,
+    DatasetName,
+    NonNegativeInt,
+    Percent,
+    Positive,
+    load_recipe,
+    parse_recipe,
+    parse_table,
+)
 from cnnlab.data.catalog import dataset_info
 from cnnlab.design.spaces import start_for
 from cnnlab.errors import CnnlabError, ConfigError
 
-DESIGN_KEYS = ("name", "dataset", "trials", "hours", "candidates", "seeds", "recipe", "set",
-               "model_args", "val_split", "val_target", "seed", "constraints", "space")
+
+@dataclass(frozen=True)
+class DesignTable:
+    """The [design] table as written, checked as a recipe's tables are (config.parse_table)."""
+
+    dataset: DatasetName
+    name: str | None = None
+    trials: Count = 20
+    hours: Positive | None = None
+    candidates: Count = 3
+    seeds: Count = 3
+    recipe: str | None = None  # the training settings; default per input shape (spaces.py)
+    set: list[str] = field(default_factory=list)
+    model_args: dict[str, Any] | None = None
+    val_split: Count = 5000
+    val_target: Percent | None = None
+    seed: NonNegativeInt = 0
+    constraints: bool = True
+    space: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,62 +99,41 @@ def load_design(path: str | Path) -> DesignSpec:
     if raw:
         raise ConfigError(f"{path}: unknown table {next(iter(raw))} (a design file holds "
                           "[design], [design.space] and [spec])")
-    unknown = [key for key in table if key not in DESIGN_KEYS]
-    if unknown:
-        raise ConfigError(f"{path}: unknown key design.{unknown[0]} "
-                          f"(known: {', '.join(DESIGN_KEYS)})")
+    design = parse_table(DesignTable, table, "design.", str(path))
     if "min_test_acc" not in spec:
         raise ConfigError(f"{path}: [spec] needs min_test_acc, the target a design must reach")
-    if "dataset" not in table:
-        raise ConfigError(f"{path}: design.dataset is required (e.g. \"mnist\")")
-    dataset = str(table["dataset"])
     try:
-        start = start_for(dataset_info(dataset).input_shape)
+        start = start_for(dataset_info(design.dataset).input_shape)
     except CnnlabError as exc:
-        if "recipe" not in table or "space" not in table or "model_args" not in table:
+        if None in (design.recipe, design.space, design.model_args):
             raise ConfigError(f"{path}: {exc}") from None
         start = None
-    recipe_name = table.get("recipe", start.recipe if start else None)
-    model_args = table.get("model_args", start.model_args if start else None)
-    space = table.get("space", start.space if start else None)
-    if not isinstance(model_args, dict) or not isinstance(space, dict) or not space:
-        raise ConfigError(f"{path}: design.model_args must be a table and [design.space] a "
-                          "non-empty table")
-    seed = _whole(table, "seed", 0, path, low=0)
-    recipe = load_recipe(str(recipe_name), _strings(table.get("set", []), path))
+    model_args = design.model_args if design.model_args is not None else start.model_args
+    space = design.space if design.space is not None else start.space
+    if not space:
+        raise ConfigError(f"{path}: [design.space] is empty: name at least one recipe key to "
+                          'search, e.g. "model.args.widths.0" = { int = [4, 12] }')
+    recipe = load_recipe(design.recipe or start.recipe, design.set)
     base = recipe.to_dict()
-    base.update(name=str(table.get("name", path.stem)),
-                description=f"designed by cnnlab for {dataset}: {path.name}")
-    base["data"] = {**base["data"], "dataset": dataset}
+    base.update(name=design.name or path.stem,
+                description=f"designed by cnnlab for {design.dataset}: {path.name}")
+    base["data"] = {**base["data"], "dataset": design.dataset}
     base["model"] = {"name": "compact_cnn", "args": model_args}
     base["spec"] = spec
-    base["train"] = {**base["train"], "seed": seed}
+    base["train"] = {**base["train"], "seed": design.seed}
     if "max_epochs" in spec:
         base["train"]["epochs"] = spec["max_epochs"]
     try:
         parse_recipe(base, str(path))  # the spec's keys and values, said against the file
     except CnnlabError as exc:
         raise ConfigError(f"{path}: {exc}") from None
-    sweep = {"name": f"{base['name']}-search", "trials": _whole(table, "trials", 20, path),
+    sweep = {"name": f"{base['name']}-search", "trials": design.trials,
              "objective": "smallest_at_target", "pruner": "hopeless",
-             "val_split": _whole(table, "val_split", 5000, path), "seed": seed, "space": space}
-    for key in ("hours", "val_target", "constraints"):  # checked as the sweep's own
-        if key in table:
-            sweep[key] = table[key]
-    seeds = _whole(table, "seeds", 3, path)
-    return DesignSpec(base["name"], tomli_w.dumps({**base, "sweep": sweep}),
-                      _whole(table, "candidates", 3, path),
-                      tuple(range(seed + 1, seed + 1 + seeds)), text)
-
-
-def _whole(table: dict, key: str, default: int, path: Path, low: int = 1) -> int:
-    value = table.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{path}: design.{key} must be a whole number >= {low}")
-    return value
-
-
-def _strings(value: Any, path: Path) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{path}: design.set must be a list of KEY=VALUE strings")
-    return value
+             "val_split": design.val_split, "seed": design.seed, "space": space,
+             "constraints": design.constraints}
+    for key, value in (("hours", design.hours), ("val_target", design.val_target)):
+        if value is not None:
+            sweep[key] = value
+    first = design.seed + 1
+    return DesignSpec(base["name"], tomli_w.dumps({**base, "sweep": sweep}), design.candidates,
+                      tuple(range(first, first + design.seeds)), text)

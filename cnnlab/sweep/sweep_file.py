@@ -32,18 +32,22 @@ from __future__ import annotations
 
 import copy
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import tomli_w
 
 from cnnlab.config import (
+    Count,
+    NonNegativeInt,
+    Percent,
+    Positive,
     Recipe,
     builtin_recipes,
-    choices,
     load_recipe,
     parse_recipe,
+    parse_table,
     recipe_from_table,
 )
 from cnnlab.errors import CnnlabError, ConfigError
@@ -57,8 +61,24 @@ Pruner = Literal["median", "hyperband", "hopeless", "none"]
 DEFAULT_PRUNER = {"accuracy": "median", "accuracy_and_params": "none",
                   "time_to_target": "hopeless", "smallest_at_target": "hopeless"}
 KINDS = ("log", "float", "int", "choice")
-SWEEP_KEYS = ("name", "recipe", "set", "trials", "hours", "objective", "pruner", "val_split",
-              "val_target", "seed", "constraints", "space")
+
+
+@dataclass(frozen=True)
+class SweepTable:
+    """The [sweep] table as written, checked as a recipe's tables are (config.parse_table)."""
+
+    name: str | None = None
+    recipe: str | None = None
+    set: list[str] = field(default_factory=list)
+    trials: Count = 20
+    hours: Positive | None = None
+    objective: Objective = "accuracy"
+    pruner: Pruner | None = None  # default: DEFAULT_PRUNER[objective]
+    val_split: Count = 5000
+    val_target: Percent | None = None  # default: the recipe's spec.min_test_acc
+    seed: NonNegativeInt = 0
+    constraints: bool = True
+    space: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -156,63 +176,45 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
     sweep = raw.pop("sweep", None)
     if not isinstance(sweep, dict):
         raise ConfigError(f"{path} has no [sweep] table: see `cnnlab sweep --help`")
-    unknown = [key for key in sweep if key not in SWEEP_KEYS]
-    if unknown:
-        raise ConfigError(f"{path}: unknown key sweep.{unknown[0]} "
-                          f"(known: {', '.join(SWEEP_KEYS)})")
-    overrides = _strings(sweep.get("set", []), f"{path}: sweep.set")
-    if "recipe" in sweep:
+    table = parse_table(SweepTable, sweep, "sweep.", str(path))
+    if table.recipe is not None:
         if raw:
             raise ConfigError(f"{path}: give either sweep.recipe or the recipe's own tables, "
                               "not both")
-        base_ref = str(sweep["recipe"])
+        base_ref = table.recipe
         relative = path.parent / base_ref
         if base_ref not in builtin_recipes() and relative.is_file():
             base_ref = str(relative.resolve())
             document["sweep"]["recipe"] = base_ref
-        base = load_recipe(base_ref, overrides)
+        base = load_recipe(base_ref, table.set)
     else:
         raw.setdefault("name", path.stem)
-        base = recipe_from_table(raw, overrides, str(path))
-    objective = _choice(sweep, "objective", "accuracy", Objective, path)
-    pruner = _choice(sweep, "pruner", DEFAULT_PRUNER[objective], Pruner, path)
-    if pruner in ("median", "hyperband") and objective != "accuracy":
-        raise ConfigError(f"{path}: pruner {pruner} ranks trials by accuracy, which objective "
-                          f"{objective} does not maximise: use pruner hopeless or none")
+        base = recipe_from_table(raw, table.set, str(path))
+    objective = table.objective
+    pruner = table.pruner or DEFAULT_PRUNER[objective]
     if pruner != "none" and objective == "accuracy_and_params":
         raise ConfigError(f"{path}: a sweep with two objectives stops no trial early: use "
                           "pruner none")
-    hours = sweep.get("hours")
-    if hours is not None and (isinstance(hours, bool) or not isinstance(hours, int | float)
-                              or hours <= 0):
-        raise ConfigError(f"{path}: sweep.hours must be a number of hours above 0")
-    constraints = sweep.get("constraints", True)
-    if not isinstance(constraints, bool):
-        raise ConfigError(f"{path}: sweep.constraints must be true or false")
-    trials = _integer(sweep, "trials", 20, path)
-    val_split = _integer(sweep, "val_split", 5000, path)
-    seed = _integer(sweep, "seed", 0, path, low=0)
-    val_target = sweep.get("val_target", base.spec.min_test_acc)
-    if val_target is not None and (isinstance(val_target, bool) or
-                                   not isinstance(val_target, int | float)
-                                   or not 0 < val_target <= 100):
-        raise ConfigError(f"{path}: sweep.val_target must be a percentage (above 0, at most 100)")
+    if pruner in ("median", "hyperband") and objective != "accuracy":
+        raise ConfigError(f"{path}: pruner {pruner} ranks trials by accuracy, which objective "
+                          f"{objective} does not maximise: use pruner hopeless or none")
+    val_target = table.val_target if table.val_target is not None else base.spec.min_test_acc
     if objective in ("time_to_target", "smallest_at_target") and val_target is None:
         raise ConfigError(f"{path}: objective {objective} needs sweep.val_target (the "
                           "validation accuracy to reach), or the recipe's spec.min_test_acc")
-    raw_base = {**base.to_dict(), "data": {**base.to_dict()["data"], "val_split": val_split}}
+    raw_base = {**base.to_dict(),
+                "data": {**base.to_dict()["data"], "val_split": table.val_split}}
     if model is not None:  # the trials name `model`, with the searched args alone
         raw_base["model"] = {"name": model_name_of(model), "args": {}}
     base = parse_recipe(raw_base, str(path))
-    space = tuple(_dimensions(sweep.get("space", {}), path))
+    space = tuple(_dimensions(table.space, path))
     if not space:
         raise ConfigError(f"{path}: [sweep.space] is empty: name at least one recipe key to "
                           'search, e.g. "optim.lr" = { log = [1e-3, 0.3] }')
-    name = str(sweep.get("name", path.stem))
+    name = table.name or path.stem
     document["sweep"]["name"] = name  # the copy in the sweep folder names the same study
-    spec = SweepSpec(name, base, space, trials, objective, pruner, seed, tomli_w.dumps(document),
-                     None if val_target is None else float(val_target),
-                     None if hours is None else float(hours), constraints)
+    spec = SweepSpec(name, base, space, table.trials, objective, pruner, table.seed,
+                     tomli_w.dumps(document), val_target, table.hours, table.constraints)
     _check_every_corner(spec, path, model)
     return spec
 
@@ -274,27 +276,6 @@ def _check_every_corner(spec: SweepSpec, path: Path, model: Any = None) -> None:
             except CnnlabError as exc:
                 raise ConfigError(f"{path}: sweep.space {dim.key} = {value!r} does not make a "
                                   f"valid recipe: {exc}") from None
-
-
-def _strings(value: Any, what: str) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise ConfigError(f"{what} must be a list of KEY=VALUE strings")
-    return value
-
-
-def _choice(table: dict, key: str, default: str, allowed: Any, path: Path) -> Any:
-    value = table.get(key, default)
-    if value not in choices(allowed):
-        raise ConfigError(f"{path}: sweep.{key} = {value!r} is not one of "
-                          f"{', '.join(choices(allowed))}")
-    return value
-
-
-def _integer(table: dict, key: str, default: int, path: Path, low: int = 1) -> int:
-    value = table.get(key, default)
-    if not isinstance(value, int) or isinstance(value, bool) or value < low:
-        raise ConfigError(f"{path}: sweep.{key} must be a whole number >= {low}")
-    return value
 
 
 def suggest(trial: Any, dim: Dimension) -> Any:
