@@ -108,12 +108,15 @@ def test_bad_design_files_are_one_line_and_exit_2_before_any_training(tmp_path, 
         _design_file(tmp_path, "notarget", spec="max_params = 4000\n"): "needs min_test_acc",
         _design_file(tmp_path, "typo", extra="trails = 3\n"): "unknown key design.trails",
     }
+    cases[_design_file(tmp_path, "workers")] = "--workers must be at least 1"
     for path, message in cases.items():
-        assert main(["design", str(path), "--out", str(tmp_path / "designs")]) == 2
+        workers = ["--workers", "0"] if path.stem == "workers" else []
+        assert main(["design", str(path), "--out", str(tmp_path / "designs"), *workers]) == 2
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, (path.name, err)
         assert not (tmp_path / "designs" / path.stem).exists()  # nothing written
-        assert err.startswith(f"cnnlab: error: {path}")  # said of the user's own file
+        if not workers:
+            assert err.startswith(f"cnnlab: error: {path}")  # said of the user's own file
 
 
 def test_the_hopeless_pruner_stops_trials_behind_every_one_that_reached_the_target():

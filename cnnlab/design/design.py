@@ -63,6 +63,8 @@ def design(
     """Search, confirm and ship the smallest `compact_cnn` that meets the design file's spec.
     `storage`, `workers` and `resume` work as for `cnnlab.sweep`."""
     require_optuna()
+    if workers < 1:
+        raise ConfigError("--workers must be at least 1")
     spec = load_design(design_file)
     folder = Path(out_dir) / spec.name
     if folder.exists() and not resume:
