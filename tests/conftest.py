@@ -3,6 +3,11 @@ import gzip
 import hashlib
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -144,3 +149,18 @@ def seeded(seed: int = 0) -> torch.Generator:
 def without_timings(history: list[dict]) -> list[dict]:
     """A history minus its wall-clock fields: what two identical runs must agree on."""
     return [{k: v for k, v in row.items() if "seconds" not in k} for row in history]
+
+
+def kill_cnnlab_when(args: list[str], data_root: Path, ready: Callable[[], bool],
+                     timeout: float) -> None:
+    """Run `cnnlab ARGS` in its own process (one thread, the data at `data_root`) and SIGKILL
+    it once `ready()` holds: a crash at the moment the test chooses."""
+    env = {**os.environ, "CNNLAB_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "cnnlab.cli", *args], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
+    while not ready():
+        assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGKILL)
+    process.wait()

@@ -2,11 +2,6 @@
 arguments, the design file's checks, the hopeless-trial pruner, and a small design on real
 MNIST slices that searches, rejects, confirms on fresh seeds, ships a recipe and resumes."""
 
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +12,7 @@ from cnnlab.config import load_recipe
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models import build_model, count_parameters
 from cnnlab.sweep import load_sweep
+from tests.conftest import kill_cnnlab_when
 
 optuna = pytest.importorskip("optuna")
 
@@ -188,17 +184,9 @@ def test_a_killed_design_resumes_where_it_stopped(real_data_root, tmp_path):
     path = _design_file(tmp_path, trials=2)
     path.write_text(path.read_text().replace("max_epochs = 2", "max_epochs = 6"))
     out = tmp_path / "designs"
-    env = {**os.environ, "CNNLAB_DATA": str(real_data_root), "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab.cli", "design", str(path), "--out", str(out),
-         "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    confirming = out / "tiny" / "confirm"
-    deadline = time.monotonic() + 300
-    while not list(confirming.glob("trial*/seed1/history.jsonl")):  # confirming: the search
-        assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
-        time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
+    confirming = out / "tiny" / "confirm"  # once it confirms, the search is done
+    kill_cnnlab_when(["design", str(path), "--out", str(out), "--no-progress"], real_data_root,
+                     lambda: bool(list(confirming.glob("trial*/seed1/history.jsonl"))), 300)
     from cnnlab.design import design
 
     searched = (out / "tiny" / "tiny-search" / "study.db").stat().st_mtime

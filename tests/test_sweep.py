@@ -4,12 +4,9 @@ workers share a study, a killed worker loses only its trial, and a PostgreSQL se
 import glob
 import os
 import shutil
-import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.sweep import load_sweep, sweep
 from cnnlab.sweep.workers import max_rejected
 from cnnlab.train.trainer import Trainer
-from tests.conftest import skip_unless_required
+from tests.conftest import kill_cnnlab_when, skip_unless_required
 
 optuna = pytest.importorskip("optuna")
 
@@ -128,17 +125,10 @@ def test_a_killed_worker_loses_only_its_trial_and_resume_completes(real_data_roo
                        space='"schedule.max_lr" = { log = [0.02, 0.3] }\n')
     path.write_text(path.read_text().replace('"train.epochs=1"', '"train.epochs=15"'))
     out = tmp_path / "sweeps"
-    env = {**os.environ, "CNNLAB_DATA": str(real_data_root), "OMP_NUM_THREADS": "1"}
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "cnnlab.cli", "sweep", str(path), "--out", str(out),
-         "--no-progress"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     history = out / "small" / "trials" / "0" / "history.jsonl"
-    deadline = time.monotonic() + 120
-    while not (history.is_file() and history.read_text().strip()):  # mid-trial: epoch 1 done
-        assert time.monotonic() < deadline and worker.poll() is None, worker.stderr.read()
-        time.sleep(0.2)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
+    kill_cnnlab_when(["sweep", str(path), "--out", str(out), "--no-progress"], real_data_root,
+                     lambda: history.is_file() and bool(history.read_text().strip()),  # epoch 1
+                     120)
     # A fresh worker with a short heartbeat grace marks the dead trial failed and finishes.
     path.write_text(path.read_text().replace('"train.epochs=15"', '"train.epochs=1"'))
     study = sweep(path, out_dir=out, resume=True, data_dir=real_data_root, progress=False,

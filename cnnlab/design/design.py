@@ -82,9 +82,8 @@ def design(
         _some_design_fits(search, design_file)
     folder.mkdir(parents=True, exist_ok=True)
     _written(folder / "design.toml", spec.source)
-    search_file = _written(folder / "search.toml", spec.sweep_document)
     say = echo or (lambda line: None)
-    searched = sweep(search_file, out_dir=folder, storage=storage, workers=workers,
+    searched = sweep(search, out_dir=folder, storage=storage, workers=workers,
                      resume=(folder / search.name / "sweep.toml").is_file(),
                      data_dir=data_dir, progress=progress, echo=echo)
     candidates = _candidates(searched.study, search, spec)

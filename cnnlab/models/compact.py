@@ -95,8 +95,8 @@ def compact_cnn(
                                          paddings[i] == "same"))
                 channels = width
             if i < last - 1 or last == layout.count:
-                layers += make.transition(layout.transitions[i], pool_dropout)
-                channels = _squeezed(layers, make, channels, layout, i)
+                after, channels = _after_stage(layout, i, make, pool_dropout, channels)
+                layers += after
         return layers, channels
 
     split = layout.branch_stages if layout.branches else 0
@@ -109,7 +109,8 @@ def compact_cnn(
             arms.append(nn.Sequential(*layers))
         front = Branches(arms)
         trunk_in = arm_out * len(arms)
-        after_split, trunk_in = _boundary(layout, split, make, pool_dropout, trunk_in)
+        # the transition where the branches join the trunk
+        after_split, trunk_in = _after_stage(layout, split - 1, make, pool_dropout, trunk_in)
     else:
         after_split = []
     body, channels = stages(split, layout.count, trunk_in, None)
@@ -234,21 +235,16 @@ class _Maker:
         return [nn.MaxPool2d(2, 2)] + ([nn.Dropout(dropout)] if dropout else [])
 
 
-def _squeezed(layers: list[nn.Module], make: _Maker, channels: int, layout: _Layout,
-              stage: int) -> int:
-    """Append the 1x1 squeeze that follows a MaxPool after `stage`, if any; its channels."""
+def _after_stage(layout: _Layout, stage: int, make: _Maker, dropout: float, channels: int
+                 ) -> tuple[list[nn.Module], int]:
+    """The layers that follow `stage`: its transition's pool, then the 1x1 squeeze that
+    follows a MaxPool, if any; and the channels after them."""
+    layers = make.transition(layout.transitions[stage], dropout)
     squeeze = layout.squeezes[stage]
     if squeeze and layout.transitions[stage] == "maxpool":
         layers.append(make.squeeze(channels, squeeze))
-        return squeeze
-    return channels
-
-
-def _boundary(layout: _Layout, split: int, make: _Maker, dropout: float, channels: int
-              ) -> tuple[list[nn.Module], int]:
-    """The transition (and squeeze) where the branches join the trunk."""
-    layers = make.transition(layout.transitions[split - 1], dropout)
-    return layers, _squeezed(layers, make, channels, layout, split - 1)
+        channels = squeeze
+    return layers, channels
 
 
 def _per_stage(name: str, value: Any, count: int) -> list[Any]:

@@ -26,7 +26,7 @@ HEARTBEAT_SECONDS = 10  # a running trial says it is alive this often
 
 
 def sweep(
-    sweep_file: str | Path,
+    sweep_file: str | Path | SweepSpec,
     *,
     out_dir: str | Path = "sweeps",
     storage: str | None = None,
@@ -38,9 +38,10 @@ def sweep(
     heartbeat_seconds: int = HEARTBEAT_SECONDS,
     model: ModelObject | None = None,
 ) -> Any:
-    """Run the sweep `sweep_file` until its study holds the trials it asks for; return the
-    optuna.Study. `storage` (an SQLAlchemy URL, e.g. postgresql://user@host/db) replaces the
-    sweep folder's SQLite file: any number of machines can run the same sweep against it.
+    """Run the sweep `sweep_file` (a file, or a SweepSpec already loaded and checked) until its
+    study holds the trials it asks for; return the optuna.Study. `storage` (an SQLAlchemy
+    URL, e.g. postgresql://user@host/db) replaces the sweep folder's SQLite file: any number
+    of machines can run the same sweep against it.
     `workers` local processes share this machine. `resume` continues the sweep already in
     the folder (a fresh worker against a shared `storage` joins without it). `model`, an
     nn.Module class or builder function (say, from a notebook cell), replaces the recipe's
@@ -52,7 +53,7 @@ def sweep(
         raise ConfigError("a sweep over model= needs a class or builder function (called with "
                           "each trial's model.args) and one worker: worker processes cannot "
                           "import a notebook's classes; name a model file for several")
-    spec = load_sweep(sweep_file, model)
+    spec = sweep_file if isinstance(sweep_file, SweepSpec) else load_sweep(sweep_file, model)
     folder = Path(out_dir) / spec.name
     if folder.exists() and not resume and storage is None:
         raise ConfigError(f"{folder} holds a sweep already: continue it with --resume, or "
