@@ -47,7 +47,7 @@ def test_the_dashboard_serves_a_finished_sweeps_study(tmp_path):
         assert [s["study_name"] for s in studies["study_summaries"]] == ["small"]
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        server.wait(timeout=120)  # a loaded machine can take its time to tear the server down
 
 
 def test_a_folder_without_a_study_is_one_line(tmp_path, capsys):
