@@ -3,10 +3,12 @@ study, its SQLite file or the shared database, while workers still run or after 
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+from wsgiref.simple_server import make_server
 
 from cnnlab.errors import ConfigError
-from cnnlab.sweep.storage import database_errors, with_driver
+from cnnlab.sweep.storage import database_errors, shown, with_driver
 
 
 def serve_dashboard(sweep_dir: str | Path | None = None, storage: str | None = None,
@@ -23,7 +25,20 @@ def serve_dashboard(sweep_dir: str | Path | None = None, storage: str | None = N
         import optuna
 
         rdb = optuna.storages.RDBStorage(with_driver(url))
-    optuna_dashboard.run_server(rdb, host=host, port=port)
+    # Served from a thread: the main thread only waits, so Ctrl-C and SIGTERM (raised there as
+    # KeyboardInterrupt) always reach it; raised inside a request, wsgiref's handler would
+    # answer a 500 and serve on.
+    server = make_server(host, port, optuna_dashboard.wsgi(rdb))
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    print(f"optuna-dashboard on http://{host}:{server.server_port}/ for {shown(url)} "
+          "(Ctrl-C stops it)", flush=True)
+    try:
+        while serving.is_alive():
+            serving.join(0.5)
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _study_file(sweep_dir: str | Path | None) -> str:
