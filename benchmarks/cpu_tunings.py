@@ -1,8 +1,9 @@
 """Each candidate tuning of cnnlab's CPU path against its alternative, raced side by side
 (repeats interleaved, medians): the figures behind the trainer's defaults.
 
-- layout: channels_last vs contiguous tensors, per model (`train.channels_last`), in the
-  precision `train.amp = "auto"` picks on this CPU;
+- layout: channels_last vs contiguous tensors, per model (`train.channels_last`), in each
+  precision the CPU trains in at speed (fp32, and bf16 where it has bf16 units): what a
+  recipe's `[by_precision.*]` tables choose;
 - precision: bf16 autocast vs fp32, per model, on a CPU with bf16 units (`train.amp`);
 - dropout masks: `mnist_strided` (one Dropout, on its 32 pooled features) vs the same net with a
   Dropout after each of its second to fifth convs, as `mnist_pool` has;
@@ -90,6 +91,12 @@ def lean_with_dropout_on_feature_maps(dropout: float = 0.02) -> nn.Module:
     return model
 
 
+# a 4,751-parameter compact_cnn of the MNIST design search (widths 6 / 13 / 16): how the
+# layout race goes for the nets `cnnlab design` trains by the dozen
+SMALL_DESIGN = {"widths": [6, 13, 16], "depths": [2, 2, 1], "transition": ["maxpool", "maxpool"],
+                "padding": ["valid", "valid", "same"], "dropout": 0.03, "dropout_at": "head"}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
@@ -107,21 +114,30 @@ def main() -> None:
               flush=True)
 
     bf16 = cpu_has_bf16_units()  # what train.amp = "auto" picks on a CPU
-    for name, n in (("mnist_strided", steps), ("mnist_pool", steps), ("mnist_s5", steps),
-                    ("cifar_s9", max(2, steps // 4))):
-        last = train_steps(name, bf16=bf16)
-        contiguous = train_steps(name, channels_last=False, bf16=bf16)
-        last(1), contiguous(1)  # warm-up
-        ours, other = race(lambda last=last, n=n: last(n),
-                           lambda contiguous=contiguous, n=n: contiguous(n), repeats)
-        report(f"channels_last_{name}", f"{name}: channels_last vs contiguous", ours, other)
+    # the layout and dropout races in each precision a CPU can resolve to: the defaults that
+    # follow the precision (`[train.fp32]`, `[train.bf16]` in a recipe) are decided here
+    for precision in ("bf16", "fp32") if bf16 else ("fp32",):
+        in_bf16 = precision == "bf16"
+        for name, n in (("mnist_strided", steps), ("mnist_pool", steps), ("mnist_s5", steps),
+                        ("compact_cnn", steps), ("cifar_s9", max(2, steps // 4))):
+            args = SMALL_DESIGN if name == "compact_cnn" else {}
+            last = train_steps(name, bf16=in_bf16, model=build_model(name, **args))
+            contiguous = train_steps(name, channels_last=False, bf16=in_bf16,
+                                     model=build_model(name, **args))
+            last(1), contiguous(1)  # warm-up
+            ours, other = race(lambda last=last, n=n: last(n),
+                               lambda contiguous=contiguous, n=n: contiguous(n), repeats)
+            report(f"channels_last_{name}_{precision}",
+                   f"{name}, {precision}: channels_last vs contiguous", ours, other)
 
-    one_mask = train_steps("mnist_strided", channels_last=False, bf16=bf16)
-    every_conv = train_steps("mnist_strided", channels_last=False, bf16=bf16,
-                             model=lean_with_dropout_on_feature_maps())
-    one_mask(1), every_conv(1)
-    ours, other = race(lambda: one_mask(steps), lambda: every_conv(steps), repeats)
-    report("one_dropout_vs_every_conv", "mnist_strided: one Dropout vs one per conv", ours, other)
+        one_mask = train_steps("mnist_strided", channels_last=False, bf16=in_bf16)
+        every_conv = train_steps("mnist_strided", channels_last=False, bf16=in_bf16,
+                                 model=lean_with_dropout_on_feature_maps())
+        one_mask(1), every_conv(1)
+        ours, other = race(lambda one=one_mask: one(steps), lambda every=every_conv: every(steps),
+                           repeats)
+        report(f"one_dropout_vs_every_conv_{precision}",
+               f"mnist_strided, {precision}: one Dropout vs one per conv", ours, other)
 
     # bf16 autocast (train.amp = "auto" on a CPU with bf16 units) against plain fp32
     models = (("mnist_pool", steps), ("mnist_s5", steps), ("cifar_s9", max(2, steps // 4)),

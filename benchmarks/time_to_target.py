@@ -13,6 +13,7 @@ accuracy over the recipe's last `spec.last_epochs` epochs (the assignment's cond
 with one machine-readable line.
 
     CNNLAB_DATA=../shared/data .venv/bin/python benchmarks/time_to_target.py [--seeds 0 1 2]
+        [--set train.amp=off]
 """
 
 from __future__ import annotations
@@ -31,7 +32,8 @@ from seed_loop import seed_style_loader, seed_style_test, seed_style_train_epoch
 
 
 def cnnlab_run(args, data, seed: int) -> dict:
-    recipe = cnnlab.load_recipe(args.recipe, [f"train.seed={seed}", "train.device=cpu"])
+    recipe = cnnlab.load_recipe(args.recipe,
+                                [f"train.seed={seed}", "train.device=cpu", *args.set])
     started = time.perf_counter()
     reached = {}
 
@@ -87,6 +89,9 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--target", type=float, default=99.4)
     parser.add_argument("--out", default="runs/benchmarks")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a recipe override for cnnlab's runs, e.g. train.amp=off: fp32 on "
+                             "a CPU with bf16 units")
     args = parser.parse_args()
 
     print(machine_line())

@@ -60,6 +60,7 @@ USER_DATASETS = ("npz", "folder")
 TTAMode = Literal["none", "flip", "flip_shift"]  # train/tta.py
 LRPick = Literal["minimum", "valley", "steepest"]  # train/lr_find.py
 AmpMode = Literal["auto", "bf16", "fp16", "off"]  # train/precision.py
+Precision = Literal["fp32", "bf16", "fp16"]  # what train.amp resolves to on a device
 
 
 @dataclass(frozen=True)
@@ -200,9 +201,25 @@ class Recipe:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     spec: SpecConfig = field(default_factory=SpecConfig)
+    # Settings whose best value depends on the precision the run trains in (train.amp on its
+    # device): `[by_precision.fp32]` then `train.channels_last = true`. A run applies its
+    # precision's table as it starts and records the settings it trained with.
+    by_precision: dict = field(default_factory=dict)
+
+    def for_precision(self, precision: Precision, source: str | None = None) -> Recipe:
+        """This recipe as a run in `precision` trains it: that precision's settings applied,
+        the table dropped."""
+        raw = self.to_dict()
+        table = raw.pop("by_precision", {}).get(precision, {})
+        for key, value in _leaves(table):
+            _set_key(raw, key, value)
+        return parse_recipe(raw, f"{source or self.name}, by_precision.{precision}")
 
     def to_dict(self) -> dict[str, Any]:
-        return _drop_none(dataclasses.asdict(self))
+        raw = _drop_none(dataclasses.asdict(self))
+        if not raw["by_precision"]:
+            del raw["by_precision"]  # a resolved recipe, as a run folder records it
+        return raw
 
     def to_toml(self) -> str:
         return tomli_w.dumps(self.to_dict())
@@ -245,6 +262,10 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
         model.pop("args", None)
     for key, value in pairs:
         _set_key(raw, key, value)
+        for table in (raw.get("by_precision") or {}).values():  # what the user set wins
+            _drop_key(table, key)
+            if key == "model.name":  # the args were written for the model it replaces
+                _drop_key(table, "model.args")
     return parse_recipe(raw, source)
 
 
@@ -262,6 +283,14 @@ def parse_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
     if data.dataset not in USER_DATASETS and data.path:
         raise ConfigError(f"{source}: data.path is for dataset = \"npz\" or \"folder\"; "
                           f"{data.dataset} is read from the data root (--data-dir)")
+    for precision, table in recipe.by_precision.items():
+        if precision not in choices(Precision) or not isinstance(table, dict):
+            raise ConfigError(f"{source}: by_precision.{precision} must be a table named for a "
+                              f"precision: {_describe((Precision,))}")
+        if "by_precision" in table or "name" in table:
+            raise ConfigError(f"{source}: by_precision.{precision} may not set "
+                              f"{'by_precision' if 'by_precision' in table else 'name'}")
+        recipe.for_precision(precision, source)  # its keys and values, checked now
     return recipe
 
 
@@ -300,6 +329,26 @@ def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
         if not isinstance(node, dict):
             raise ConfigError(f"--set {key}: {part} is not a section")
     node[leaf] = value
+
+
+def _leaves(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """The dotted keys and values of a nested table, as `--set` would name them."""
+    pairs = []
+    for key, value in table.items():
+        if isinstance(value, dict):
+            pairs += _leaves(value, f"{prefix}{key}.")
+        else:
+            pairs.append((f"{prefix}{key}", value))
+    return pairs
+
+
+def _drop_key(table: Any, key: str) -> None:
+    """Remove dotted `key` (a value or a whole sub-table) from a nested table, if there."""
+    *parents, leaf = key.split(".")
+    for part in parents:
+        table = table.get(part) if isinstance(table, dict) else None
+    if isinstance(table, dict):
+        table.pop(leaf, None)
 
 
 # The schema is checked here against the dataclasses' own type hints (about 90 lines), not by

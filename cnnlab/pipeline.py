@@ -31,10 +31,11 @@ from cnnlab.run_folder import RunFolder, records
 from cnnlab.ship.onnx_export import export_model_onnx
 from cnnlab.ship.weights import write_safetensors
 from cnnlab.train.checkpoint import save_atomic
+from cnnlab.train.device import pick_device
 from cnnlab.train.history import History, best_row, epoch_log_line, trained_on
 from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.lr_find import lr_find as range_test
-from cnnlab.train.trainer import Echo, EpochCallback, Trainer, pick_device
+from cnnlab.train.trainer import Echo, EpochCallback, Trainer
 
 
 @dataclass

@@ -28,6 +28,7 @@ from cnnlab.models.model_object import (
 )
 from cnnlab.models.registry import Builder, ModelSource
 from cnnlab.run_folder import RunFolder
+from cnnlab.train.precision import run_precision
 
 
 @dataclass
@@ -88,6 +89,8 @@ def prepare(
         recipe = dataclasses.replace(recipe, model=model_config)
         where = Path(recipe.model.name.rpartition(":")[0]).resolve()
         kept = (text, where) if text is not None else None
+    if folder is None:  # a run folder records the settings its run resolved to
+        recipe = recipe.for_precision(run_precision(recipe.train))
     if dataset is None and recipe.data.dataset in USER_DATASETS:
         dataset = load_recipe_data(recipe.data, data_dir, progress)  # its shape is in the files
     shape, classes = ((dataset.input_shape, dataset.classes) if dataset is not None

@@ -144,3 +144,52 @@ def test_resolved_config_round_trips(tmp_path):
     path = tmp_path / "config.toml"
     path.write_text(recipe.to_toml())
     assert load_recipe(path) == recipe
+
+
+PRECISION_RECIPE = """
+[data]
+batch_size = 128
+[train]
+channels_last = false
+[by_precision.fp32]
+train.channels_last = true
+data.batch_size = 256
+[by_precision.bf16]
+model.args = { dropout = 0.1 }
+"""
+
+
+def test_a_precisions_settings_apply_only_in_that_precision(tmp_path):
+    path = tmp_path / "both.toml"
+    path.write_text(PRECISION_RECIPE)
+    recipe = load_recipe(path)
+    fp32, bf16 = recipe.for_precision("fp32"), recipe.for_precision("bf16")
+    assert (fp32.train.channels_last, fp32.data.batch_size) == (True, 256)
+    assert (bf16.train.channels_last, bf16.data.batch_size) == (False, 128)
+    assert bf16.model.args == {"dropout": 0.1} and fp32.model.args == {}
+    assert fp32.by_precision == {} == bf16.by_precision  # what ran, nothing left to resolve
+    assert recipe.for_precision("fp16").train == recipe.train  # no table: the file's own
+
+
+def test_what_the_user_sets_wins_over_a_precisions_settings(tmp_path):
+    path = tmp_path / "both.toml"
+    path.write_text(PRECISION_RECIPE)
+    recipe = load_recipe(path, ["train.channels_last=false", "model.name=mnist_s4"])
+    fp32, bf16 = recipe.for_precision("fp32"), recipe.for_precision("bf16")
+    assert fp32.train.channels_last is False and fp32.data.batch_size == 256
+    assert bf16.model.args == {}  # written for the model the user replaced
+
+
+@pytest.mark.parametrize("table, says", [
+    ("[by_precision.fp64]\ntrain.epochs = 2\n", r"by_precision\.fp64 must be a table named "
+                                                 r"for a precision: one of 'fp32'"),
+    ("[by_precision.fp32]\ntrain.epoch = 2\n", r"by_precision\.fp32: unknown key train\.epoch"),
+    ("[by_precision.bf16]\ndata.batch_size = 0\n", r"by_precision\.bf16: data\.batch_size = 0 "
+                                                    "is out of range"),
+    ("[by_precision.fp32]\nname = 'other'\n", r"by_precision\.fp32 may not set name"),
+])
+def test_a_bad_precision_table_is_named_when_the_recipe_loads(tmp_path, table, says):
+    path = tmp_path / "bad.toml"
+    path.write_text(table)
+    with pytest.raises(ConfigError, match=says):
+        load_recipe(path)

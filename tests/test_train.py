@@ -3,14 +3,16 @@ import math
 import pytest
 import torch
 
-from cnnlab.config import OptimConfig, ScheduleConfig, load_recipe
+from cnnlab.config import OptimConfig, ScheduleConfig, load_recipe, parse_recipe
 from cnnlab.data import load_dataset
 from cnnlab.errors import ConfigError, RunFolderError, TrainingError
 from cnnlab.run_folder import RunFolder
 from cnnlab.train import trainer
 from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.device import describe_device
 from cnnlab.train.history import first_reaching, seconds_to_target
 from cnnlab.train.optim import build_optimizer, build_schedule
+from cnnlab.train.precision import run_precision
 from tests.conftest import killed_in_epoch, separable_dataset, train_run, without_timings
 
 # EMA off unless a test turns it on: on a few dozen steps the average lags the raw weights.
@@ -35,7 +37,8 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
     assert history[-1]["test_acc"] > 90.0
     run = RunFolder(result.run_dir)
     assert run.history() == history
-    assert run.recipe() == _recipe(epochs=5)
+    recipe = _recipe(epochs=5)
+    assert run.recipe() == recipe.for_precision(run_precision(recipe.train))  # as it trained
     assert load_checkpoint(run.last_checkpoint)["epoch"] == 5
     best = load_checkpoint(run.best_checkpoint)
     assert best["test_acc"] == max(row["test_acc"] for row in history)
@@ -105,7 +108,7 @@ def test_a_resume_elsewhere_is_noted_and_each_epoch_says_where_it_ran(tmp_path, 
     assert [row["precision"] for row in resumed.history] == ["fp32", "bf16 autocast",
                                                              "bf16 autocast"]
     assert {row["torch"] for row in resumed.history} == {torch.__version__}
-    cpu = trainer.describe_device(torch.device("cpu"))
+    cpu = describe_device(torch.device("cpu"))
     assert cpu.startswith(f"cpu, {torch.get_num_threads()} thread")
     assert {row["device"] for row in resumed.history} == {cpu}
     note = [line for line in said if line.startswith("note:")]
@@ -293,3 +296,17 @@ def test_seconds_to_target_counts_the_epochs_up_to_the_first_that_reaches_it():
     assert seconds_to_target(rows, 99.4) == 60.0  # test accuracy: epoch 3
     assert seconds_to_target(rows, 99.9) == math.inf
     assert first_reaching(rows, 99.0)["epoch"] == 2
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_run_trains_with_its_precisions_settings_and_records_them(tmp_path, monkeypatch,
+                                                                    precision):
+    monkeypatch.setattr("cnnlab.prepare.run_precision", lambda train: precision)
+    recipe = _recipe("train.amp=off", epochs=1).to_dict()
+    recipe["by_precision"] = {"fp32": {"data": {"batch_size": 32}},
+                              "bf16": {"data": {"batch_size": 64}}}
+    result = _run(parse_recipe(recipe), tmp_path)
+    recorded = RunFolder(result.run_dir).recipe()
+    assert recorded.data.batch_size == {"fp32": 32, "bf16": 64}[precision]
+    assert recorded.by_precision == {}  # a resume trains as this run did, on any machine
+    assert result.history[-1]["steps"] == 512 // recorded.data.batch_size  # and trained so

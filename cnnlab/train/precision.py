@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import torch
 
-from cnnlab.config import AmpMode
+from cnnlab.config import AmpMode, Precision, TrainConfig
+from cnnlab.train.device import pick_device
 
 
 def autocast_dtype(amp: AmpMode, device: torch.device) -> torch.dtype | None:
@@ -20,6 +21,13 @@ def autocast_dtype(amp: AmpMode, device: torch.device) -> torch.dtype | None:
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return torch.bfloat16 if device.type == "cpu" and cpu_has_bf16_units() else None
+
+
+def run_precision(train: TrainConfig) -> Precision:
+    """The precision a run of these settings trains in on this machine: what picks the
+    recipe's `[by_precision.*]` settings."""
+    dtype = autocast_dtype(train.amp, pick_device(train.device))
+    return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, "fp32")
 
 
 def precision_name(dtype: torch.dtype | None) -> str:

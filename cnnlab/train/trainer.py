@@ -18,9 +18,10 @@ from cnnlab.config import Recipe
 from cnnlab.data import Dataset, DeviceLoader
 from cnnlab.data.loader import normaliser
 from cnnlab.data.recipe_loaders import test_loader, train_loader
-from cnnlab.errors import ConfigError, DivergedError
+from cnnlab.errors import DivergedError
 from cnnlab.models.cifar_speed import PatchWhitening
 from cnnlab.train.checkpoint import restore_rng_states, rng_states, save_atomic
+from cnnlab.train.device import describe_device, pick_device
 from cnnlab.train.ema import WeightEMA
 from cnnlab.train.history import best_row, epoch_log_line, test_line
 from cnnlab.train.lookahead import Lookahead
@@ -35,22 +36,6 @@ INIT_SAMPLE = 5000  # training images a model's `init_from_data` sees
 BAR_EVERY = 20  # steps between progress-bar updates; each update syncs with the device
 Echo = Callable[[str], None]
 EpochCallback = Callable[[dict[str, Any], "Trainer"], None]  # (the epoch's row, the trainer)
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("CUDA is not available on this machine: use --device cpu")
-    return torch.device(name)
-
-
-def describe_device(device: torch.device) -> str:
-    """The hardware an epoch ran on, as its history row records it: the figure's context."""
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    threads = torch.get_num_threads()
-    return f"{device.type}, {threads} thread{'s' if threads != 1 else ''}"
 
 
 class Trainer:

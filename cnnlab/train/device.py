@@ -1,0 +1,23 @@
+"""Which device a run trains on, and how its history rows name that hardware."""
+
+from __future__ import annotations
+
+import torch
+
+from cnnlab.errors import ConfigError
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("CUDA is not available on this machine: use --device cpu")
+    return torch.device(name)
+
+
+def describe_device(device: torch.device) -> str:
+    """The hardware an epoch ran on, as its history row records it: the figure's context."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    threads = torch.get_num_threads()
+    return f"{device.type}, {threads} thread{'s' if threads != 1 else ''}"
