@@ -9,10 +9,12 @@ import pytest
 from cnnlab import receptive_field
 from cnnlab.cli import main
 from cnnlab.config import load_recipe
+from cnnlab.design.confirm import Confirmation, confirm
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models import build_model, count_parameters
+from cnnlab.run_folder import RunFolder
 from cnnlab.sweep import load_sweep
-from tests.conftest import kill_cnnlab_when
+from tests.conftest import kill_cnnlab_when, separable_dataset
 
 optuna = pytest.importorskip("optuna")
 
@@ -232,3 +234,21 @@ def test_the_default_colour_space_holds_designs_within_the_s9_rules(tmp_path):
     base = prepare(search.base, progress=False).inspection
     assert base.check.passed, base.check.to_text()
     assert search.base.train.epochs == 30 and search.base.augment.hflip == 0.5
+
+
+def test_confirmation_reuses_a_seeds_run_only_if_the_design_is_unchanged(tmp_path):
+    small = ["data.batch_size=64", "train.epochs=1", "train.device=cpu", "spec.min_test_acc=1"]
+    data, folder = separable_dataset(), tmp_path / "trial3"
+
+    def confirmed(*overrides):
+        recipe = load_recipe("mnist-s5-10ep", [*small, *overrides])
+        return confirm(Confirmation(3, 18559, recipe), (1,), folder, data, None).runs[0]
+
+    first = confirmed()
+    history = first.run_dir / "history.jsonl"
+    written = history.stat().st_mtime_ns
+    assert confirmed().history == first.history  # the same design: its run is reused
+    assert history.stat().st_mtime_ns == written
+    edited = confirmed("optim.weight_decay=0.001")  # the design file changed since
+    assert edited.run_dir == first.run_dir and history.stat().st_mtime_ns != written
+    assert RunFolder(edited.run_dir).recipe().optim.weight_decay == 0.001

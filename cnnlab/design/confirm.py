@@ -13,6 +13,7 @@ from cnnlab.data import Dataset
 from cnnlab.pipeline import run
 from cnnlab.run_folder import RunFolder
 from cnnlab.train.history import History
+from cnnlab.train.precision import run_precision
 from cnnlab.train.trainer import Echo
 
 
@@ -72,16 +73,27 @@ def _trained(recipe: Recipe, seed: int, folder: Path, data: Dataset) -> tuple[Hi
     seeded = _with_seed(recipe, seed)
     if run_dir.is_dir():
         existing = RunFolder.existing(run_dir)
-        history = existing.history()
-        if len(history) >= seeded.train.epochs:
-            return history, run_dir
-        if existing.last_checkpoint.is_file():
-            result = run(resume=run_dir, dataset=data, progress=False, echo=None, report=False)
-            return result.history, run_dir
-        shutil.rmtree(run_dir)  # stopped before its first epoch: nothing to keep
+        if _as_recorded(existing.recipe()) == _as_recorded(seeded):
+            history = existing.history()
+            if len(history) >= seeded.train.epochs:
+                return history, run_dir
+            if existing.last_checkpoint.is_file():
+                result = run(resume=run_dir, dataset=data, progress=False, echo=None,
+                             report=False)
+                return result.history, run_dir
+        # stopped before its first epoch, or a run of this design before the file was edited
+        shutil.rmtree(run_dir)
     result = run(seeded, out_dir=folder, run_name=name, dataset=data, progress=False,
                  echo=None, report=False)
     return result.history, result.run_dir
+
+
+def _as_recorded(recipe: Recipe) -> dict[str, Any]:
+    """What a run of `recipe` trains with, as its folder records it (the settings of the
+    precision it trains in applied; where its model's code came from left out)."""
+    raw = recipe.for_precision(run_precision(recipe.train)).to_dict()
+    raw["model"] = {"name": raw["model"]["name"], "args": raw["model"].get("args", {})}
+    return raw
 
 
 def _with_seed(recipe: Recipe, seed: int) -> Recipe:
