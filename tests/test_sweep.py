@@ -13,10 +13,11 @@ import pytest
 
 from cnnlab.cli import main
 from cnnlab.errors import ConfigError
+from cnnlab.run_folder import RunFolder
 from cnnlab.sweep import load_sweep, sweep
 from cnnlab.sweep.workers import max_rejected
 from cnnlab.train.trainer import Trainer
-from tests.conftest import kill_cnnlab_when, skip_unless_required
+from tests.conftest import kill_cnnlab_when, separable_dataset, skip_unless_required
 
 optuna = pytest.importorskip("optuna")
 
@@ -258,3 +259,20 @@ def test_every_process_opens_the_study_with_the_sweeps_own_pruner_and_sampler(tm
     first, again = (study_of(spec, storage).ask().suggest_float("x", 0, 1) for _ in range(2))
     assert first == again  # seeded: the same sweep proposes the same first designs
     assert study_of(spec, storage, worker=1).ask().suggest_float("x", 0, 1) != first
+
+
+def test_a_trial_stopped_early_records_the_training_it_cost(tmp_path):
+    # what a design's README adds up as the search's cost
+    import optuna
+
+    from cnnlab.sweep.trial import run_trial
+
+    spec = load_sweep(_sweep_file(tmp_path, objective="smallest_at_target",
+                                  extra='pruner = "hopeless"\nval_target = 99.0\n'))
+    study = optuna.create_study(pruner=optuna.pruners.ThresholdPruner(lower=101.0))
+    trial = study.ask()  # stopped at its first report: no accuracy reaches 101%
+    with pytest.raises(optuna.TrialPruned):
+        run_trial(spec, trial, separable_dataset(n_train=1500), tmp_path / "trials")
+    (row,) = RunFolder(tmp_path / "trials" / str(trial.number)).history()
+    assert trial.user_attrs["pruned_at_epoch"] == 1
+    assert trial.user_attrs["seconds"] == round(row["seconds"], 1) > 0

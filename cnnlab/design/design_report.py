@@ -34,7 +34,7 @@ def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec, study
                   f"{search.base.data.dataset} ({pruned} of them stopped early as hopeless) and "
                   f"rejected {rejected} proposed designs over the budget without training them: "
                   f"{_duration(search_seconds)} of training. Confirmation trained "
-                  f"{sum(len(c.runs) for c in candidates)} runs: {_duration(confirm_seconds)}. "
+                  f"{_runs(sum(len(c.runs) for c in candidates))}: {_duration(confirm_seconds)}. "
                   f"The search's own report (Pareto front, what mattered): "
                   f"[{search.name}/README.md]({search.name}/README.md)."),
     ]
@@ -102,3 +102,7 @@ def _seed_row(candidate: Confirmation, seed_run: Any, last: int) -> list[str]:
     met = candidate.failed_on != seed_run.seed
     return [str(candidate.trial), f"{candidate.params:,}", str(seed_run.seed), accuracies,
             "✓" if met else "✗"]
+
+
+def _runs(count: int) -> str:
+    return f"{count} run{'' if count == 1 else 's'}"

@@ -52,10 +52,14 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
 
     callbacks = ()
     if spec.pruner != "none":
+        spent: list[float] = []  # a stopped trial's training counts in the search's cost
+
         def report_and_prune(row: dict[str, Any], _trainer: Any) -> None:
+            spent.append(row["seconds"])
             trial.report(row["val_acc"], row["epoch"])  # pruners read it as an accuracy
             if trial.should_prune():
                 trial.set_user_attr("pruned_at_epoch", row["epoch"])
+                trial.set_user_attr("seconds", round(sum(spent), 1))
                 raise optuna.TrialPruned(f"val acc {row['val_acc']:.2f}% at epoch {row['epoch']}")
 
         callbacks = (report_and_prune,)
