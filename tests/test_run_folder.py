@@ -185,7 +185,12 @@ def test_a_kept_source_that_no_longer_matches_its_hash_is_refused(made, tmp_path
 # --- every file x every corruption x every verb that reads it ---
 
 def _truncated(path: Path) -> None:
-    path.write_bytes(path.read_bytes()[: max(1, path.stat().st_size // 2)])
+    data = path.read_bytes()
+    cut = max(1, len(data) // 2)
+    if path.suffix == ".jsonl":  # inside the last record: cut at a line's end, it would leave a
+        last = data.rstrip(b"\n").rfind(b"\n") + 1  # whole, shorter history, not damage
+        cut = last + (len(data) - last) // 2
+    path.write_bytes(data[:cut])
 
 
 def _empty(path: Path) -> None:
