@@ -120,10 +120,10 @@ def main() -> None:
         in_bf16 = precision == "bf16"
         for name, n in (("mnist_strided", steps), ("mnist_pool", steps), ("mnist_s5", steps),
                         ("compact_cnn", steps), ("cifar_s9", max(2, steps // 4))):
-            args = SMALL_DESIGN if name == "compact_cnn" else {}
-            last = train_steps(name, bf16=in_bf16, model=build_model(name, **args))
+            model_args = SMALL_DESIGN if name == "compact_cnn" else {}
+            last = train_steps(name, bf16=in_bf16, model=build_model(name, **model_args))
             contiguous = train_steps(name, channels_last=False, bf16=in_bf16,
-                                     model=build_model(name, **args))
+                                     model=build_model(name, **model_args))
             last(1), contiguous(1)  # warm-up
             ours, other = race(lambda last=last, n=n: last(n),
                                lambda contiguous=contiguous, n=n: contiguous(n), repeats)
