@@ -13,6 +13,14 @@ def test_builtin_recipes_load_and_validate():
         assert load_recipe(name).name == name
 
 
+@pytest.mark.parametrize("name", builtin_recipes())
+def test_every_builtin_recipe_meets_its_own_budget_before_training(name):
+    from cnnlab import check
+
+    report = check(load_recipe(name))
+    assert report.passed, f"{name}: " + "; ".join(v.line() for v in report.failures)
+
+
 def test_recipe_from_path_and_defaults(tmp_path):
     path = tmp_path / "mine.toml"
     path.write_text('[model]\nname = "mnist_s4"\n[train]\nepochs = 3\n')
