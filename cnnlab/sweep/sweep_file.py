@@ -120,10 +120,6 @@ class SweepSpec:
     constraints: bool = True
 
     @property
-    def minimises(self) -> bool:
-        return self.directions[0] == "minimize"
-
-    @property
     def directions(self) -> list[str]:
         return {"accuracy": ["maximize"], "accuracy_and_params": ["maximize", "minimize"],
                 "time_to_target": ["minimize"], "smallest_at_target": ["minimize"]
