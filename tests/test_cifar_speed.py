@@ -8,7 +8,7 @@ from torch import nn
 from cnnlab.config import AugmentConfig, load_recipe
 from cnnlab.data import BatchAugment, Dataset, DeviceLoader
 from cnnlab.data.loader import normaliser
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models import build_model
 from cnnlab.models.cifar_speed import PatchWhitening, identity_init_conv
 from cnnlab.train.lookahead import Lookahead
@@ -53,6 +53,20 @@ def test_cifar_speed_trains_only_bn_shifts_and_not_the_whitening_weights():
             assert id(module.weight) not in optimised and id(module.bias) in optimised, name
     assert id(model.whiten.weight) not in optimised
 
+
+
+def test_cifar_speed_ablation_switches_change_only_what_they_name():
+    plain = build_model("cifar_speed", widths=[8, 16, 16], bn_momentum=0.1,
+                        freeze_bn_scale=False, identity_init=False)
+    norms = [m for m in plain.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(m.momentum == 0.1 and m.weight.requires_grad for m in norms)
+    first = plain.groups[0][0].weight  # 24 whitened maps in, 8 out: no Dirac centre left
+    assert not torch.equal(first[:8, :8, 1, 1], torch.eye(8))
+    default = build_model("cifar_speed", widths=[8, 16, 16])
+    assert all(m.momentum == 0.4 and not m.weight.requires_grad
+               for m in default.modules() if isinstance(m, nn.BatchNorm2d))
+    with pytest.raises(ModelError, match="bn_momentum"):
+        build_model("cifar_speed", bn_momentum=0.0)
 
 def test_alternating_flip_shows_every_image_both_ways_over_two_epochs():
     n = 200

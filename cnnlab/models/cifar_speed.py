@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.errors import ModelError
 from cnnlab.models.registry import register
 
 
@@ -38,44 +39,48 @@ class PatchWhitening(nn.Conv2d):
         self.bias.copy_(-filters @ mean)  # zero-mean outputs on the data it was fitted to
 
 
-def frozen_scale_bn(channels: int) -> nn.BatchNorm2d:
-    """BatchNorm whose scale stays 1: only the shift trains (fewer, better-conditioned
-    parameters; the next conv's weights carry the scale)."""
-    bn = nn.BatchNorm2d(channels, momentum=0.4, eps=1e-12)
-    bn.weight.requires_grad_(False)
+def speed_bn(channels: int, momentum: float, freeze_scale: bool) -> nn.BatchNorm2d:
+    """BatchNorm with fast statistics; with `freeze_scale` its scale stays 1 and only the shift
+    trains (fewer, better-conditioned parameters; the next conv's weights carry the scale)."""
+    bn = nn.BatchNorm2d(channels, momentum=momentum, eps=1e-12)
+    bn.weight.requires_grad_(not freeze_scale)
     return bn
 
 
-def identity_init_conv(cin: int, cout: int) -> nn.Conv2d:
+def identity_init_conv(cin: int, cout: int, identity: bool = True) -> nn.Conv2d:
     """3x3 conv whose first min(cin, cout) filters start as the identity (Dirac) plus its
     default random init: the block starts close to passing its input through."""
     conv = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-    with torch.no_grad():
-        n = min(cin, cout)
-        nn.init.dirac_(conv.weight[:n, :n])
+    if identity:
+        with torch.no_grad():
+            n = min(cin, cout)
+            nn.init.dirac_(conv.weight[:n, :n])
     return conv
 
 
 class ConvGroup(nn.Sequential):
     """conv -> 2x2 max-pool -> BN -> GELU -> conv -> BN -> GELU."""
 
-    def __init__(self, cin: int, cout: int):
+    def __init__(self, cin: int, cout: int, bn_momentum: float, freeze_bn_scale: bool,
+                 identity_init: bool):
         super().__init__(
-            identity_init_conv(cin, cout), nn.MaxPool2d(2), frozen_scale_bn(cout), nn.GELU(),
-            identity_init_conv(cout, cout), frozen_scale_bn(cout), nn.GELU(),
+            identity_init_conv(cin, cout, identity_init), nn.MaxPool2d(2),
+            speed_bn(cout, bn_momentum, freeze_bn_scale), nn.GELU(),
+            identity_init_conv(cout, cout, identity_init),
+            speed_bn(cout, bn_momentum, freeze_bn_scale), nn.GELU(),
         )
 
 
 class SpeedNet(nn.Module):
     def __init__(self, widths: tuple[int, int, int], num_classes: int, head_scale: float,
-                 in_channels: int = 3):
+                 in_channels: int = 3, **group_options):
         super().__init__()
         self.whiten = PatchWhitening(in_channels)
         self.act = nn.GELU()
         self.groups = nn.Sequential(
-            ConvGroup(self.whiten.out_channels, widths[0]),
-            ConvGroup(widths[0], widths[1]),
-            ConvGroup(widths[1], widths[2]),
+            ConvGroup(self.whiten.out_channels, widths[0], **group_options),
+            ConvGroup(widths[0], widths[1], **group_options),
+            ConvGroup(widths[1], widths[2], **group_options),
         )
         self.pool = nn.AdaptiveMaxPool2d(1)
         self.head = nn.Linear(widths[2], num_classes, bias=False)
@@ -92,8 +97,16 @@ class SpeedNet(nn.Module):
 
 @register(dataset="cifar10")
 def cifar_speed(num_classes: int = 10, widths: tuple[int, int, int] = (64, 256, 256),
-                head_scale: float = 1 / 9, in_channels: int = 3) -> nn.Module:
+                head_scale: float = 1 / 9, in_channels: int = 3, bn_momentum: float = 0.4,
+                freeze_bn_scale: bool = True, identity_init: bool = True) -> nn.Module:
     """Whitening 2x2 conv (24 maps, 31x31) -> three conv groups (64, 256, 256 channels;
     31 -> 15 -> 7 -> 3) -> global max-pool -> linear, logits scaled down by `head_scale`
-    (a softer start for the cross-entropy). ~1.97M parameters."""
-    return SpeedNet(tuple(widths), num_classes, head_scale, in_channels)
+    (a softer start for the cross-entropy). ~1.97M parameters.
+
+    `bn_momentum` is PyTorch's: the weight of each batch in the running statistics (airbench's
+    0.6 is the weight of the old average). `freeze_bn_scale` and `identity_init` switch off
+    those two techniques, for ablations (BENCHMARKS.md, cifar-94-10ep)."""
+    if not 0 < bn_momentum <= 1:
+        raise ModelError(f"cifar_speed: bn_momentum must be in (0, 1], not {bn_momentum}")
+    return SpeedNet(tuple(widths), num_classes, head_scale, in_channels, bn_momentum=bn_momentum,
+                    freeze_bn_scale=freeze_bn_scale, identity_init=identity_init)
