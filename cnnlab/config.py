@@ -105,6 +105,9 @@ class AugmentConfig:
     # albumentations engine: [[augment.transforms]] tables, name = "HorizontalFlip", p = 0.5
     transforms: list[dict] = field(default_factory=list)
     workers: NonNegativeInt = 2  # DataLoader worker processes for the albumentations engine
+    # The last N epochs train on the images as they are: a net too small to fit the augmented
+    # images fits the test split's kind while the rate is low.
+    off_last_epochs: NonNegativeInt = 0
 
 
 @dataclass(frozen=True)

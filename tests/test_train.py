@@ -310,3 +310,26 @@ def test_a_run_trains_with_its_precisions_settings_and_records_them(tmp_path, mo
     assert recorded.data.batch_size == {"fp32": 32, "bf16": 64}[precision]
     assert recorded.by_precision == {}  # a resume trains as this run did, on any machine
     assert result.history[-1]["steps"] == 512 // recorded.data.batch_size  # and trained so
+
+
+def test_the_last_epochs_train_on_the_images_as_they_are():
+    from cnnlab.data.loader import normaliser
+    from cnnlab.models import build_model
+
+    data = separable_dataset(n_train=256)
+    recipe = _recipe("augment.translate=2.0", "augment.off_last_epochs=1",
+                     "train.channels_last=false", "train.amp=off", epochs=3)
+    run = trainer.Trainer(recipe, data, build_model("mnist_pool"))
+    scale, shift = normaliser(data.mean, data.std, torch.device("cpu"))
+    as_they_are = torch.addcmul(shift, data.train_images.float(), scale).flatten(1)
+    seen = []
+    run.model.register_forward_pre_hook(lambda module, args: seen.append(args[0].flatten(1)))
+
+    def off_by(epoch):  # how far each image the epoch trained on lies from every training image
+        seen.clear()
+        run.train_epoch(epoch, None, progress=False)
+        return torch.cat([torch.cdist(x.detach(), as_they_are).amin(1) for x in seen])
+
+    shifted, plain = off_by(2), off_by(3)
+    assert len(shifted) == len(plain) == 256
+    assert (shifted > 1.0).float().mean() > 0.5 and plain.max() < 0.1  # cdist rounds a little

@@ -13,11 +13,15 @@ from cnnlab.data.loader import DeviceLoader
 
 
 def train_loader(recipe: Recipe, data: Dataset, device: torch.device,
-                 generator: torch.Generator):
+                 generator: torch.Generator, augmented: bool = True):
     """`augment.engine = "fast"`: the whole split on the device, augmented as batches, drawing
-    on `generator`; "albumentations": per-sample transforms in worker processes."""
+    on `generator`; "albumentations": per-sample transforms in worker processes. Not
+    `augmented`: the images as they are, shuffled on the device (augment.off_last_epochs)."""
     layout = dict(mean=data.mean, std=data.std, device=device,
                   channels_last=recipe.train.channels_last)
+    if not augmented:
+        return DeviceLoader(data.train_images, data.train_labels, recipe.data.batch_size,
+                            shuffle=True, generator=generator, **layout)
     if recipe.augment.engine == "albumentations":
         return AlbumentationsLoader(
             data.train_images, data.train_labels, recipe.data.batch_size,

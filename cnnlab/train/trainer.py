@@ -53,6 +53,11 @@ class Trainer:
             sample = data.train_images[:INIT_SAMPLE].to(self.device).float()
             init_from_data(torch.addcmul(shift, sample, scale))
         self.train_loader = train_loader(recipe, data, self.device, self.generator)
+        # The last augment.off_last_epochs epochs see the images as the test split shows them.
+        self.first_plain_epoch = cfg.epochs - recipe.augment.off_last_epochs + 1
+        self.plain_loader = (train_loader(recipe, data, self.device, self.generator,
+                                          augmented=False)
+                             if recipe.augment.off_last_epochs else None)
         self.test_loader = test_loader(recipe, data, self.device)
         self.val_loader = None
         if data.val_images is not None:
@@ -163,6 +168,8 @@ class Trainer:
         """One pass over the training set; returns mean loss and accuracy (percent). `run`
         (if any) gets a line in its log when the loss diverges."""
         model, optimizer, loader = self.model, self.optimizer, self.train_loader
+        if self.plain_loader is not None and epoch >= self.first_plain_epoch:
+            loader = self.plain_loader
         model.train()
         if self.cfg.whitening_bias_epochs is not None:
             for layer in model.modules():
