@@ -41,6 +41,7 @@ _GREY_28 = Start(
         "schedule.max_lr": {"log": [0.02, 0.2]},
         "augment.rotate": {"float": [3.0, 12.0]},
         "augment.translate": {"float": [1.0, 2.5]},
+        "augment.off_last_epochs": {"int": [0, 3]},
     },
 )
 
