@@ -29,6 +29,7 @@ from cnnlab.report import compare, write_report
 from cnnlab.run_folder import RunFolder
 from cnnlab.ship import export_onnx
 from cnnlab.ship.weights import write_safetensors
+from cnnlab.sweep.storage import shown
 from cnnlab.train.history import best_row
 
 DATA_DIR_HELP = "data root (default: $CNNLAB_DATA, else ~/.cache/cnnlab)"
@@ -330,6 +331,7 @@ def _models(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _terminated)  # schedulers, docker stop
+    args = None
     try:
         args = _build_parser().parse_args(argv)
         return args.handler(args) or 0
@@ -347,9 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt as exc:
         reason = getattr(exc, "reason", exc.args[0] if exc.args else "SIGINT") or "SIGINT"
-        run_dir = getattr(exc, "run_dir", None)
-        hint = f"; continue with: cnnlab train --resume {run_dir}" if run_dir else ""
-        print(f"cnnlab: stopped by {reason}{hint}", file=sys.stderr)
+        print(f"cnnlab: stopped by {reason}{_resume_hint(args, exc)}", file=sys.stderr)
         return 143 if reason == "SIGTERM" else 130
     except Exception as exc:  # a bug: one line for the user, the traceback kept for the report
         if os.environ.get("CNNLAB_DEBUG") == "1":
@@ -359,6 +359,18 @@ def main(argv: list[str] | None = None) -> int:
         return INTERNAL_ERROR
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _resume_hint(args: argparse.Namespace | None, stop: KeyboardInterrupt) -> str:
+    """How to continue what was stopped: a training from its run folder; a sweep or a design
+    (whose running trial is a run folder too) with its own --resume."""
+    verb = getattr(args, "verb", None)
+    if verb in ("sweep", "design"):
+        file = args.sweep_file if verb == "sweep" else args.design_file
+        storage = f" --storage {shown(args.storage)}" if args.storage else ""  # no password
+        return f"; continue with: cnnlab {verb} {file} --out {args.out}{storage} --resume"
+    run_dir = getattr(stop, "run_dir", None)
+    return f"; continue with: cnnlab train --resume {run_dir}" if run_dir else ""
 
 
 INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): cnnlab's fault, not the user's

@@ -152,9 +152,10 @@ def without_timings(history: list[dict]) -> list[dict]:
 
 
 def kill_cnnlab_when(args: list[str], data_root: Path, ready: Callable[[], bool],
-                     timeout: float) -> None:
+                     timeout: float, sig: int = signal.SIGKILL) -> str:
     """Run `cnnlab ARGS` in its own process (one thread, the data at `data_root`) and SIGKILL
-    it once `ready()` holds: a crash at the moment the test chooses."""
+    it (or send `sig`) once `ready()` holds: a crash at the moment the test chooses. Returns
+    what it wrote to stderr."""
     env = {**os.environ, "CNNLAB_DATA": str(data_root), "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen([sys.executable, "-m", "cnnlab.cli", *args], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -162,5 +163,6 @@ def kill_cnnlab_when(args: list[str], data_root: Path, ready: Callable[[], bool]
     while not ready():
         assert time.monotonic() < deadline and process.poll() is None, process.stderr.read()
         time.sleep(0.2)
-    process.send_signal(signal.SIGKILL)
+    process.send_signal(sig)
     process.wait()
+    return process.stderr.read().decode()

@@ -14,6 +14,7 @@ from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models import build_model, count_parameters
 from cnnlab.run_folder import RunFolder
 from cnnlab.sweep import load_sweep
+from cnnlab.sweep.trial import counted
 from tests.conftest import kill_cnnlab_when, separable_dataset
 
 optuna = pytest.importorskip("optuna")
@@ -154,7 +155,7 @@ def test_a_small_design_searches_confirms_on_fresh_seeds_and_ships_a_recipe(
     result = design(_design_file(tmp_path), out_dir=tmp_path / "designs",
                     data_dir=real_data_root, progress=False, echo=None)
     trials = result.study.get_trials(deepcopy=False)
-    trained = [t for t in trials if "rejected" not in t.user_attrs]
+    trained = [t for t in trials if counted(t)]
     rejected = [t for t in trials if "rejected" in t.user_attrs]
     assert len(trained) == 3  # `trials` counts designs trained; rejected ones come beside
     for trial in rejected:  # over the budget: never trained, no run folder
@@ -211,7 +212,7 @@ def test_without_constraints_rejected_designs_are_told_as_failed(real_data_root,
     trials = result.study.get_trials(deepcopy=False)
     rejected = [t for t in trials if "rejected" in t.user_attrs]
     assert rejected and all(t.state.name == "FAIL" and not t.constraints for t in rejected)
-    trained = [t for t in trials if "rejected" not in t.user_attrs]
+    trained = [t for t in trials if counted(t)]
     assert len(trained) == 2 and all(not t.constraints for t in trained)
     assert "0 failed" in (result.folder / "tiny-search" / "README.md").read_text()
 

@@ -4,6 +4,7 @@ workers share a study, a killed worker loses only its trial, and a PostgreSQL se
 import glob
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -15,7 +16,8 @@ from cnnlab.cli import main
 from cnnlab.errors import ConfigError
 from cnnlab.run_folder import RunFolder
 from cnnlab.sweep import load_sweep, sweep
-from cnnlab.sweep.workers import max_rejected
+from cnnlab.sweep.trial import counted
+from cnnlab.sweep.workers import max_untrained
 from cnnlab.train.trainer import Trainer
 from tests.conftest import kill_cnnlab_when, separable_dataset, skip_unless_required
 
@@ -77,8 +79,8 @@ def test_a_trial_over_the_budget_is_rejected_without_training(real_data_root, tm
                   echo=None)
     assert not trained
     rejected = [t for t in study.trials if "rejected" in t.user_attrs]
-    # no design in this space fits: it gives up after max_rejected proposals, not never
-    assert len(rejected) == len(study.trials) == max_rejected(load_sweep(path))
+    # no design in this space fits: it gives up after max_untrained proposals, not never
+    assert len(rejected) == len(study.trials) == max_untrained(load_sweep(path))
     readme = (tmp_path / "sweeps/small/README.md").read_text()
     assert "## Rejected by the budget" in readme and "0 trials trained" in readme
     for trial in rejected:
@@ -97,7 +99,7 @@ def test_trials_count_the_designs_trained_and_rejected_ones_are_reported_beside(
     path = _sweep_file(tmp_path, trials=3, objective="accuracy", space=space)
     study = sweep(path, out_dir=tmp_path / "sweeps", data_dir=real_data_root, progress=False,
                   echo=None)
-    trained = [t for t in study.trials if "rejected" not in t.user_attrs]
+    trained = [t for t in study.trials if counted(t)]
     rejected = [t for t in study.trials if "rejected" in t.user_attrs]
     assert len(trained) == 3 and all(t.params["model.args.width"] == 4 for t in trained)
     assert all(t.constraints == {"budget": 0.0} for t in trained)
@@ -105,6 +107,27 @@ def test_trials_count_the_designs_trained_and_rejected_ones_are_reported_beside(
     readme = (tmp_path / "sweeps/small/README.md").read_text()
     assert "3 trials trained" in readme and f"{len(rejected)} designs proposed over" in readme
 
+
+@pytest.mark.slow
+def test_a_design_proposed_again_is_not_trained_again(real_data_root, tmp_path):
+    # two designs in all, three trials asked: the sampler can only repeat itself after two
+    path = _sweep_file(tmp_path, trials=3, objective="accuracy",
+                       space='"model.args.width" = { choice = [4, 8] }\n')
+    lines = []
+    study = sweep(path, out_dir=tmp_path / "sweeps", data_dir=real_data_root, progress=False,
+                  echo=lines.append)
+    trained = [t for t in study.trials if "repeat_of" not in t.user_attrs]
+    repeats = [t for t in study.trials if "repeat_of" in t.user_attrs]
+    assert sorted(t.params["model.args.width"] for t in trained) == [4, 8]
+    assert len(repeats) == max_untrained(load_sweep(path))  # then it gives up, and says why
+    for repeat in repeats:
+        twin = study.trials[repeat.user_attrs["repeat_of"]]
+        assert twin in trained and twin.params == repeat.params and twin.values == repeat.values
+    runs = sorted(p.name for p in (tmp_path / "sweeps/small/trials").iterdir())
+    assert runs == sorted(str(t.number) for t in trained)
+    assert any("repeats of designs already trained" in line for line in lines)
+    readme = (tmp_path / "sweeps/small/README.md").read_text()
+    assert "2 trials trained" in readme and f"{len(repeats)} proposals of a design" in readme
 
 @pytest.mark.slow
 def test_two_workers_share_one_study_and_start_exactly_the_trials_asked(real_data_root,
@@ -137,6 +160,20 @@ def test_a_killed_worker_loses_only_its_trial_and_resume_completes(real_data_roo
     states = [t.state.name for t in study.trials]
     assert states[0] == "FAIL" and states.count("COMPLETE") == 3 and len(states) == 4
 
+
+@pytest.mark.slow
+def test_a_stopped_sweep_says_how_to_continue_it(real_data_root, tmp_path):
+    path = _sweep_file(tmp_path, trials=3, objective="accuracy",
+                       space='"schedule.max_lr" = { log = [0.02, 0.3] }\n')
+    path.write_text(path.read_text().replace('"train.epochs=1"', '"train.epochs=15"'))
+    out = tmp_path / "sweeps"
+    history = out / "small" / "trials" / "0" / "history.jsonl"
+    said = kill_cnnlab_when(["sweep", str(path), "--out", str(out), "--no-progress"],
+                            real_data_root, lambda: history.is_file(), 120, signal.SIGTERM)
+    # the sweep's own resume, not the trial's run folder (a lone `train --resume` of it
+    # would leave the study with a trial it never hears the end of)
+    assert said.strip().splitlines()[-1] == (
+        f"cnnlab: stopped by SIGTERM; continue with: cnnlab sweep {path} --out {out} --resume")
 
 def test_bad_sweep_files_are_one_line_and_exit_2(tmp_path, capsys):
     cases = {

@@ -32,6 +32,7 @@ from cnnlab.prepare import prepare
 from cnnlab.sweep import sweep
 from cnnlab.sweep.study import require_optuna
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
+from cnnlab.sweep.trial import counted
 from cnnlab.train.trainer import Echo
 
 FEASIBILITY_SAMPLES = 48  # random designs tried against the budget before the search
@@ -149,8 +150,7 @@ def _candidates(study: Any, search: SweepSpec, spec: DesignSpec) -> list[Confirm
     from optuna.trial import TrialState
 
     reached = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-               if "rejected" not in t.user_attrs
-               and t.user_attrs.get("val_acc", -1.0) >= search.val_target]
+               if counted(t) and t.user_attrs.get("val_acc", -1.0) >= search.val_target]
     reached.sort(key=lambda t: (t.user_attrs["params"], -t.user_attrs["val_acc"]))
     chosen, seen = [], set()
     for trial in reached:

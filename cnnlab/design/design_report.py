@@ -12,6 +12,7 @@ from cnnlab.design.design_file import DesignSpec
 from cnnlab.prepare import prepare
 from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_markdown
 from cnnlab.sweep.sweep_file import SweepSpec
+from cnnlab.sweep.trial import counted
 
 
 def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec, study: Any,
@@ -20,7 +21,7 @@ def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec, study
     rule = search.base.spec
     trials = study.get_trials(deepcopy=False)
     rejected = sum("rejected" in t.user_attrs for t in trials)
-    trained = [t for t in trials if "rejected" not in t.user_attrs and "seconds" in t.user_attrs]
+    trained = [t for t in trials if counted(t) and "seconds" in t.user_attrs]
     pruned = sum("pruned_at_epoch" in t.user_attrs for t in trials)
     search_seconds = sum(t.user_attrs["seconds"] for t in trained)
     confirm_seconds = sum(row["seconds"] for c in candidates for r in c.runs for row in r.history)
@@ -32,7 +33,8 @@ def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec, study
                   f"`[spec]` ({_budget(search)})."),
         Paragraph(f"The search trained {len(trained)} designs of `compact_cnn` on "
                   f"{search.base.data.dataset} ({pruned} of them stopped early as hopeless) and "
-                  f"rejected {rejected} proposed designs over the budget without training them: "
+                  f"rejected {rejected} proposed designs over the budget without training them"
+                  f"{_repeats(trials)}: "
                   f"{_duration(search_seconds)} of training. Confirmation trained "
                   f"{_runs(sum(len(c.runs) for c in candidates))}: {_duration(confirm_seconds)}. "
                   f"The search's own report (Pareto front, what mattered): "
@@ -106,3 +108,9 @@ def _seed_row(candidate: Confirmation, seed_run: Any, last: int) -> list[str]:
 
 def _runs(count: int) -> str:
     return f"{count} run{'' if count == 1 else 's'}"
+
+
+def _repeats(trials: list) -> str:
+    repeats = sum("repeat_of" in t.user_attrs for t in trials)
+    return (f"; {repeats} proposals repeated a design already trained and took its result "
+            "untrained" if repeats else "")

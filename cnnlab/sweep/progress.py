@@ -12,6 +12,7 @@ from typing import Any
 from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
 
 from cnnlab.sweep.sweep_file import SweepSpec
+from cnnlab.sweep.trial import counted
 
 POLL_SECONDS = 1.0
 
@@ -43,7 +44,7 @@ def sweep_progress(study: Any, spec: SweepSpec, say: Callable[[str], None], prog
                    ) -> Iterator[None]:
     finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     seen: set[int] = {t.number for t in finished}
-    trained = sum("rejected" not in t.user_attrs for t in finished)  # what `trials` counts
+    trained = sum(counted(t) for t in finished)  # what `trials` counts
     bar = tqdm(total=spec.trials, initial=trained, desc=f"sweep {spec.name}", unit="trial",
                disable=not progress, file=sys.stderr, dynamic_ncols=True)
 
@@ -51,7 +52,7 @@ def sweep_progress(study: Any, spec: SweepSpec, say: Callable[[str], None], prog
         for t in study.get_trials(deepcopy=False):
             if t.state.is_finished() and t.number not in seen:
                 seen.add(t.number)
-                bar.update(0 if "rejected" in t.user_attrs else 1)
+                bar.update(1 if counted(t) else 0)
                 bar.clear()
                 say(trial_line(t))
                 bar.refresh()
@@ -71,6 +72,9 @@ def trial_line(trial: Any) -> str:
     state = trial.state.name
     if "rejected" in attrs:
         return f"trial {trial.number}: REJECTED ({attrs['rejected']})"
+    if "repeat_of" in attrs:
+        return (f"trial {trial.number}: REPEAT of trial {attrs['repeat_of']} (the same design, "
+                "not trained again)")
     parts = []
     if "val_acc" in attrs:
         parts.append(f"val {attrs['val_acc']:.2f}% (test {attrs['test_acc']:.2f}%)")

@@ -19,7 +19,8 @@ from cnnlab.sweep.search_method import study_of
 from cnnlab.sweep.storage import open_storage, shown
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
 from cnnlab.sweep.sweep_report import write_sweep_report
-from cnnlab.sweep.workers import SweepPlace, max_rejected, run_workers, work
+from cnnlab.sweep.trial import counted
+from cnnlab.sweep.workers import SweepPlace, max_untrained, run_workers, work
 from cnnlab.train.trainer import Echo
 
 HEARTBEAT_SECONDS = 10  # a running trial says it is alive this often
@@ -75,10 +76,13 @@ def sweep(
     else:
         run_workers(spec, place, workers, study, say, progress)
     study = open_study(spec, url, heartbeat_seconds)
-    rejected = sum("rejected" in t.user_attrs for t in study.get_trials(deepcopy=False))
-    if rejected >= max_rejected(spec):
-        say(f"stopped after {rejected} designs over the budget: the space holds few that fit "
-            "it; narrow the space (see the report's rejected designs)")
+    trials = study.get_trials(deepcopy=False)
+    if sum(not counted(t) for t in trials) >= max_untrained(spec):
+        rejected = sum("rejected" in t.user_attrs for t in trials)
+        say(f"stopped after {rejected} designs over the budget and "
+            f"{sum('repeat_of' in t.user_attrs for t in trials)} repeats of designs already "
+            "trained: the space holds few new designs that fit it; narrow it where designs "
+            "broke the budget (the report lists them), widen it where they repeat")
     readme = write_sweep_report(folder, study, spec, data_dir)
     say(f"sweep report: {readme}")
     return SweepResult(study, folder)

@@ -15,7 +15,7 @@ from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_ht
 from cnnlab.report.png import save_png
 from cnnlab.report.run_report import write_report
 from cnnlab.sweep.sweep_file import SweepSpec
-from cnnlab.sweep.trial import UNREACHED
+from cnnlab.sweep.trial import UNREACHED, counted
 
 SHOWN = 10  # trials in the table
 
@@ -26,9 +26,11 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
 
     trials = study.get_trials(deepcopy=False)
     rejected = [t for t in trials if "rejected" in t.user_attrs]
-    done = [t for t in trials if t.state == TrialState.COMPLETE and t not in rejected]
-    pruned = [t for t in trials if t.state == TrialState.PRUNED and t not in rejected]
-    failed = [t for t in trials if t.state == TrialState.FAIL and t not in rejected]
+    repeats = sum("repeat_of" in t.user_attrs for t in trials)
+    trained = [t for t in trials if counted(t)]
+    done = [t for t in trained if t.state == TrialState.COMPLETE]
+    pruned = [t for t in trained if t.state == TrialState.PRUNED]
+    failed = [t for t in trained if t.state == TrialState.FAIL]
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
     two = len(spec.directions) == 2
@@ -39,7 +41,9 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
                   f"{len(done) + len(pruned) + len(failed)} trials trained: {len(done)} "
                   f"complete, {len(pruned)} pruned early, {len(failed)} failed; beside them, "
                   f"{len(rejected)} designs proposed over the budget, rejected before "
-                  "training and fed back to the sampler as infeasible."),
+                  "training and fed back to the sampler as infeasible"
+                  + (f", and {repeats} proposals of a design already trained, given its "
+                     "result untrained" if repeats else "") + "."),
         Paragraph(f"The search steered by the accuracy on {spec.base.data.val_split:,} training "
                   "images held out as a validation split (**val**), the lowest over the "
                   f"last {spec.base.spec.last_epochs} epoch(s); the test split (**test**) was "
@@ -75,7 +79,7 @@ def _ranked(study: Any, done: list, two: bool) -> list:
     if not done:
         return []
     if two:  # the front of the designs that fit the budget, smallest model first
-        front = [t for t in study.best_trials if "rejected" not in t.user_attrs]
+        front = [t for t in study.best_trials if counted(t)]
         return sorted(front, key=lambda t: t.values[1])
     reverse = study.direction.name == "MAXIMIZE"
     return sorted(done, key=lambda t: t.values[0], reverse=reverse)

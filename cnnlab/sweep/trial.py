@@ -15,6 +15,21 @@ from cnnlab.sweep.sweep_file import SweepSpec, suggest
 from cnnlab.train.history import seconds_to_target
 
 
+def counted(trial: Any) -> bool:
+    """Whether a trial trained a design of its own, which is what a sweep's `trials` counts:
+    not one rejected over the budget, nor a repeat of a design already trained."""
+    return not {"rejected", "repeat_of"} & trial.user_attrs.keys()
+
+
+class Repeated(Exception):
+    """The sampler proposed a design it has already trained: the same design at the same seed
+    trains to the same result, so the earlier trial's `values` are told again, untrained."""
+
+    def __init__(self, twin: Any):
+        super().__init__(f"the design of trial {twin.number}")
+        self.twin = twin
+
+
 class Rejected(Exception):
     """The sampled design breaks the budget: never trained, told to the study as infeasible
     (`worst` are the objective values it is recorded with)."""
@@ -33,6 +48,15 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
     import optuna
 
     values = {dim.key: suggest(trial, dim) for dim in spec.space}
+    twin = _trained_twin(trial)
+    if twin is not None:
+        trial.set_user_attr("repeat_of", twin.number)
+        for key in ("params", "val_acc", "test_acc"):
+            if key in twin.user_attrs:
+                trial.set_user_attr(key, twin.user_attrs[key])
+        if spec.constraints:
+            trial.set_constraint("budget", 0.0)  # it fitted the first time
+        raise Repeated(twin)
     recipe = spec.recipe_for(values, name=f"{spec.name}-{trial.number}")
     prepared = prepare(recipe, model=model, dataset=data, progress=False)
     params = prepared.inspection.summary.total_params
@@ -80,6 +104,17 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
     if spec.objective == "smallest_at_target":
         return [smallest_at_target(params, accuracy, spec.val_target)]
     return [seconds_to_target(history, spec.val_target, key="val_acc")]
+
+
+def _trained_twin(trial: Any) -> Any | None:
+    """An earlier trial of this study that trained the design `trial` proposes, if any."""
+    from optuna.trial import TrialState
+
+    for other in trial.study.get_trials(deepcopy=False,
+                                        states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if other.params == trial.params and counted(other):
+            return other
+    return None
 
 
 UNREACHED = 1e12  # above any parameter count: every design that reaches the target ranks first

@@ -24,7 +24,7 @@ from cnnlab.sweep.progress import every, sweep_progress
 from cnnlab.sweep.search_method import study_of
 from cnnlab.sweep.storage import open_storage
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
-from cnnlab.sweep.trial import Rejected, run_trial
+from cnnlab.sweep.trial import Rejected, Repeated, counted, run_trial
 from cnnlab.train.trainer import Echo
 
 
@@ -54,11 +54,11 @@ def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None,
         with _counting_lock(place.folder):
             optuna.storages.fail_stale_trials(study)
             everything = study.get_trials(deepcopy=False, states=_counted_states())
-            active = [t for t in everything if "rejected" not in t.user_attrs]
-            rejected = sum("rejected" in t.user_attrs for t in study.get_trials(deepcopy=False))
+            active = [t for t in everything if counted(t)]
+            untrained = sum(not counted(t) for t in study.get_trials(deepcopy=False))
             running = [t for t in active if t.state == optuna.trial.TrialState.RUNNING]
-            if rejected >= max_rejected(spec) and not running:
-                return  # the space proposes little that fits: the report says so
+            if untrained >= max_untrained(spec) and not running:
+                return  # the space proposes little that fits and is new: the report says so
             wanted = len(active) < spec.trials and time.monotonic() < deadline
             trial = study.ask() if wanted else None
         if trial is None:
@@ -79,6 +79,12 @@ def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None,
                 else:  # failed: the sampler ignores it
                     study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 continue
+            except Repeated as repeat:
+                if repeat.twin.state == optuna.trial.TrialState.PRUNED:
+                    study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                else:
+                    study.tell(trial, repeat.twin.values)
+                continue
             except optuna.TrialPruned:
                 study.tell(trial, state=optuna.trial.TrialState.PRUNED)
                 continue
@@ -89,9 +95,9 @@ def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None,
         study.tell(trial, values)
 
 
-def max_rejected(spec: SweepSpec) -> int:
-    """Designs over the budget a sweep proposes before it gives up on finding the trials it
-    asks for (each costs a trace, not a training)."""
+def max_untrained(spec: SweepSpec) -> int:
+    """Designs over the budget, or already trained, that a sweep proposes before it gives up
+    on finding the trials it asks for (each costs a trace at most, not a training)."""
     return max(50, 10 * spec.trials)
 
 
