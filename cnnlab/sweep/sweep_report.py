@@ -31,6 +31,7 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
     done = [t for t in trained if t.state == TrialState.COMPLETE]
     pruned = [t for t in trained if t.state == TrialState.PRUNED]
     failed = [t for t in trained if t.state == TrialState.FAIL]
+    finished = len(done) + len(pruned) + len(failed)
     plots = folder / "plots"
     plots.mkdir(exist_ok=True)
     two = len(spec.directions) == 2
@@ -38,7 +39,7 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
     blocks: list = [
         Heading(f"Sweep {spec.name}", 1),
         Paragraph(f"Base recipe `{spec.base.name}`, objective `{spec.objective}`, "
-                  f"{len(done) + len(pruned) + len(failed)} trials trained: {len(done)} "
+                  f"{finished} trial{'' if finished == 1 else 's'} trained: {len(done)} "
                   f"complete, {len(pruned)} pruned early, {len(failed)} failed; beside them, "
                   f"{len(rejected)} designs proposed over the budget, rejected before "
                   "training and fed back to the sampler as infeasible"
