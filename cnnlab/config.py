@@ -265,10 +265,10 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
         model.pop("args", None)
     for key, value in pairs:
         _set_key(raw, key, value)
-        for table in (raw.get("by_precision") or {}).values():  # what the user set wins
-            _drop_key(table, key)
+        for precision in list(raw.get("by_precision") or {}):  # what the user set wins
+            _drop_key(raw["by_precision"], f"{precision}.{key}")
             if key == "model.name":  # the args were written for the model it replaces
-                _drop_key(table, "model.args")
+                _drop_key(raw["by_precision"], f"{precision}.model.args")
     return parse_recipe(raw, source)
 
 
@@ -346,12 +346,15 @@ def _leaves(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
 
 
 def _drop_key(table: Any, key: str) -> None:
-    """Remove dotted `key` (a value or a whole sub-table) from a nested table, if there."""
-    *parents, leaf = key.split(".")
-    for part in parents:
-        table = table.get(part) if isinstance(table, dict) else None
-    if isinstance(table, dict):
-        table.pop(leaf, None)
+    """Remove dotted `key` (a value or a whole sub-table) from a nested table, if there, and
+    the tables that leaves empty."""
+    head, _, rest = key.partition(".")
+    if not isinstance(table, dict) or head not in table:
+        return
+    if rest:
+        _drop_key(table[head], rest)
+    if not rest or table[head] == {}:
+        del table[head]
 
 
 # The schema is checked here against the dataclasses' own type hints (about 90 lines), not by

@@ -186,6 +186,9 @@ def test_what_the_user_sets_wins_over_a_precisions_settings(tmp_path):
     fp32, bf16 = recipe.for_precision("fp32"), recipe.for_precision("bf16")
     assert fp32.train.channels_last is False and fp32.data.batch_size == 256
     assert bf16.model.args == {}  # written for the model the user replaced
+    # the tables the user's settings emptied go too: a written recipe holds no empty table
+    assert recipe.by_precision == {"fp32": {"data": {"batch_size": 256}}}
+    assert "[by_precision.bf16" not in recipe.to_toml()
 
 
 @pytest.mark.parametrize("table, says", [

@@ -31,7 +31,8 @@ def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec, study
                   f"last {rule.last_epochs} of {search.base.train.epochs} epochs, on every "
                   f"one of seeds {', '.join(map(str, spec.seeds))}, within the budget of "
                   f"`[spec]` ({_budget(search)})."),
-        Paragraph(f"The search trained {len(trained)} designs of `compact_cnn` on "
+        Paragraph(f"The search trained {len(trained)} design{'' if len(trained) == 1 else 's'} "
+                  "of `compact_cnn` on "
                   f"{search.base.data.dataset} ({pruned} of them stopped early as hopeless) and "
                   f"rejected {rejected} proposed designs over the budget without training them"
                   f"{_repeats(trials)}: "
