@@ -54,7 +54,6 @@ def test_cifar_speed_trains_only_bn_shifts_and_not_the_whitening_weights():
     assert id(model.whiten.weight) not in optimised
 
 
-
 def test_cifar_speed_ablation_switches_change_only_what_they_name():
     plain = build_model("cifar_speed", widths=[8, 16, 16], bn_momentum=0.1,
                         freeze_bn_scale=False, identity_init=False)

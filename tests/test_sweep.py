@@ -143,13 +143,19 @@ def test_two_workers_share_one_study_and_start_exactly_the_trials_asked(real_dat
     assert set(completed) <= set(runs)
 
 
-@pytest.mark.slow
-def test_a_killed_worker_loses_only_its_trial_and_resume_completes(real_data_root, tmp_path):
+def _long_sweep(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A sweep whose first trial trains long enough to be stopped mid-run: its file, its
+    --out folder, and the first trial's history (written after each epoch)."""
     path = _sweep_file(tmp_path, trials=3, objective="accuracy",
                        space='"schedule.max_lr" = { log = [0.02, 0.3] }\n')
     path.write_text(path.read_text().replace('"train.epochs=1"', '"train.epochs=15"'))
     out = tmp_path / "sweeps"
-    history = out / "small" / "trials" / "0" / "history.jsonl"
+    return path, out, out / "small" / "trials" / "0" / "history.jsonl"
+
+
+@pytest.mark.slow
+def test_a_killed_worker_loses_only_its_trial_and_resume_completes(real_data_root, tmp_path):
+    path, out, history = _long_sweep(tmp_path)
     kill_cnnlab_when(["sweep", str(path), "--out", str(out), "--no-progress"], real_data_root,
                      lambda: history.is_file() and bool(history.read_text().strip()),  # epoch 1
                      120)
@@ -163,17 +169,14 @@ def test_a_killed_worker_loses_only_its_trial_and_resume_completes(real_data_roo
 
 @pytest.mark.slow
 def test_a_stopped_sweep_says_how_to_continue_it(real_data_root, tmp_path):
-    path = _sweep_file(tmp_path, trials=3, objective="accuracy",
-                       space='"schedule.max_lr" = { log = [0.02, 0.3] }\n')
-    path.write_text(path.read_text().replace('"train.epochs=1"', '"train.epochs=15"'))
-    out = tmp_path / "sweeps"
-    history = out / "small" / "trials" / "0" / "history.jsonl"
+    path, out, history = _long_sweep(tmp_path)
     said = kill_cnnlab_when(["sweep", str(path), "--out", str(out), "--no-progress"],
                             real_data_root, lambda: history.is_file(), 120, signal.SIGTERM)
     # the sweep's own resume, not the trial's run folder (a lone `train --resume` of it
     # would leave the study with a trial it never hears the end of)
     assert said.strip().splitlines()[-1] == (
         f"cnnlab: stopped by SIGTERM; continue with: cnnlab sweep {path} --out {out} --resume")
+
 
 def test_bad_sweep_files_are_one_line_and_exit_2(tmp_path, capsys):
     cases = {
