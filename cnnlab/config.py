@@ -7,6 +7,7 @@ typo never silently falls back to a default. `--set a.b=value` overrides any key
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import re
 import tomllib
@@ -20,6 +21,7 @@ from typing import Annotated, Any, Literal
 import tomli_w
 
 from cnnlab.errors import ConfigError
+from cnnlab.inert_settings import idle_settings, refuse_idle_settings, refuse_unaugmented_run
 
 
 @dataclass(frozen=True)
@@ -257,8 +259,12 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
     """A recipe from parsed TOML, after `key=value` overrides (as `--set` takes them).
 
     An override that names another model drops the recipe's `model.args`: they were written
-    for the model it replaces (new ones can follow as `model.args.KEY=VALUE`)."""
+    for the model it replaces (new ones can follow as `model.args.KEY=VALUE`). Likewise an
+    override that idles the file's settings (another optimiser, schedule or augmentation
+    engine) drops them; a setting that does nothing as written, or as overridden, is an error
+    (inert_settings.py)."""
     pairs = [_parsed_override(override) for override in overrides]
+    refuse_idle_settings(parse_recipe(copy.deepcopy(raw), source), source)  # as written
     model = raw.get("model")
     new_names = [value for key, value in pairs if key == "model.name"]
     if isinstance(model, dict) and new_names and new_names[-1] != model.get("name"):
@@ -269,7 +275,19 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
             _drop_key(raw["by_precision"], f"{precision}.{key}")
             if key == "model.name":  # the args were written for the model it replaces
                 _drop_key(raw["by_precision"], f"{precision}.model.args")
-    return parse_recipe(raw, source)
+    recipe = parse_recipe(raw, source)
+    idle = idle_settings(recipe)
+    named = [setting for setting in idle if setting.key in {key for key, _ in pairs}]
+    if named:
+        raise ConfigError(named[0].line(source))
+    if idle:  # the file's settings for what an override replaced (another optimiser, say)
+        for setting in idle:
+            _drop_key(raw, setting.key)
+            for precision in list(raw.get("by_precision") or {}):
+                _drop_key(raw["by_precision"], f"{precision}.{setting.key}")
+        recipe = parse_recipe(raw, source)
+    refuse_unaugmented_run(recipe, source)
+    return recipe
 
 
 def parse_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:

@@ -18,6 +18,7 @@ from cnnlab.data import Dataset, data_facts, load_recipe_data
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.inspect import Inspection, inspect_model
 from cnnlab.models import build_for_data
+from cnnlab.models.cifar_speed import PatchWhitening
 from cnnlab.models.model_code import SOURCE_FILE, recorded, source_sha256
 from cnnlab.models.model_object import (
     ModelObject,
@@ -102,6 +103,11 @@ def prepare(
         raise ModelError(f"model {recipe.model.name!r} gives {outputs} per image but the data has "
                          f"{len(classes)} classes: it must end in {len(classes)} logits "
                          "(take a num_classes argument, which cnnlab fills in)")
+    if (folder is None and recipe.train.whitening_bias_epochs is not None
+            and not any(isinstance(layer, PatchWhitening) for layer in model.modules())):
+        raise ConfigError(f"train.whitening_bias_epochs does nothing for model "
+                          f"{recipe.model.name!r}: it holds the bias of a patch-whitening "
+                          "first layer (cifar_speed's), which this model lacks; remove it")
     return Prepared(recipe, model, inspection, text, data_dir, progress, dataset)
 
 

@@ -224,3 +224,12 @@ def test_the_whitening_bias_trains_only_in_its_first_epochs(tmp_path):
               callbacks=(lambda row, trainer: seen.append(trainer.model.whiten.bias.clone()),))
     assert not torch.equal(seen[0], seen[1])  # epoch 2 still trains it
     assert torch.equal(seen[1], seen[2])  # epoch 3 holds it
+
+
+def test_holding_a_whitening_bias_the_model_lacks_is_refused_before_anything_is_written(
+        tmp_path):
+    recipe = load_recipe("mnist-s5-10ep", ["train.whitening_bias_epochs=2"])
+    with pytest.raises(ConfigError, match="whitening_bias_epochs does nothing for model "
+                                          "'mnist_strided'"):
+        train_run(recipe, dataset=_learnable_cifar(64, 32), out_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from cnnlab.config import builtin_recipes, load_recipe
+from cnnlab.config import builtin_recipes, load_recipe, parse_recipe
 from cnnlab.errors import ConfigError
 
 
@@ -204,3 +204,59 @@ def test_a_bad_precision_table_is_named_when_the_recipe_loads(tmp_path, table, s
     path.write_text(table)
     with pytest.raises(ConfigError, match=says):
         load_recipe(path)
+
+
+@pytest.mark.parametrize("overrides, says", [
+    (["optim.name=adam", "optim.nesterov=true"], 'optim.nesterov = true does nothing unless '
+                                                 'optim.name = "sgd"'),
+    (["schedule.name=cosine", "schedule.pct_start=0.3"], "schedule.pct_start = 0.3 does nothing"
+                                                         ' unless schedule.name = "onecycle"'),
+    (["schedule.min_lr=0.001"], 'unless schedule.name = "cosine"'),
+    (["schedule.find_pick=valley"], 'unless schedule.max_lr = "find"'),
+    (["schedule.gamma=0.5"], 'unless schedule.name = "step"'),
+    (["train.lookahead_decay=0.9"], "unless train.lookahead_every > 0"),
+    (["augment.engine=albumentations", "augment.rotate=3"], 'augment.rotate = 3.0 does nothing'
+                                                            ' unless augment.engine = "fast"'),
+    (["augment.pad_mode=reflect"], "unless augment.pad_crop > 0"),
+    (["augment.cutout_p=0.5"], "unless augment.cutout > 0"),
+    (["data.image_size=32"], 'unless data.dataset = "folder"'),
+    (["augment.off_last_epochs=10"], "leaves none of the 10 epochs augmented"),
+])
+def test_a_setting_that_would_do_nothing_is_refused_with_what_it_needs(overrides, says):
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load_recipe("mnist-s5-10ep", overrides)
+
+
+def test_a_setting_idle_only_under_one_precision_is_refused_too(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('name = "r"\n[optim]\nname = "sgd"\n'
+                    '[by_precision.fp32]\noptim.name = "adam"\noptim.nesterov = true\n')
+    with pytest.raises(ConfigError, match=r"by_precision\.fp32.*optim\.nesterov"):
+        load_recipe(str(path))
+
+
+def test_settings_that_act_are_accepted_and_a_run_folder_is_not_judged(tmp_path):
+    recipe = load_recipe("mnist-s5-10ep", ["augment.off_last_epochs=9", "optim.nesterov=false",
+                                           "train.lookahead_every=5",
+                                           "train.lookahead_decay=0.9"])
+    assert recipe.augment.off_last_epochs == 9 and recipe.train.lookahead_decay == 0.9
+    raw = recipe.to_dict()
+    raw["optim"] |= {"name": "adam", "nesterov": True}  # as an older cnnlab may have recorded
+    assert parse_recipe(raw).optim.nesterov is True
+
+
+def test_an_override_that_idles_the_files_settings_drops_them():
+    shipped = load_recipe("mnist-s5-10ep")
+    assert shipped.schedule.max_lr == 0.1 and shipped.augment.rotate == 5.0
+    recipe = load_recipe("mnist-s5-10ep", ["schedule.name=cosine", "optim.name=adam",
+                                           "augment.engine=albumentations"])
+    assert recipe.schedule.max_lr is None and recipe.schedule.pct_start == 0.25
+    assert recipe.optim.nesterov is False and recipe.augment.rotate == 0.0
+    assert recipe.optim.weight_decay == shipped.optim.weight_decay  # what still acts stays
+
+
+def test_a_file_with_an_idle_setting_is_refused(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('name = "r"\n[optim]\nname = "adam"\nmomentum = 0.8\n')
+    with pytest.raises(ConfigError, match=r"r\.toml: optim\.momentum = 0\.8 does nothing"):
+        load_recipe(str(path), ["optim.name=adam"])
