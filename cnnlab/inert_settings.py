@@ -21,8 +21,9 @@ if TYPE_CHECKING:  # config.py calls in here as it reads a recipe
 
 @dataclass(frozen=True)
 class Rule:
-    keys: tuple[str, ...]  # "section.key": idle unless `acts`
-    acts: Callable[[Recipe], bool]
+    keys: tuple[str, ...]  # "section.key": idle unless the setting `on` passes `acts`
+    on: str
+    acts: Callable[[Any], bool]
     condition: str  # what `acts` asks, for the message
 
 
@@ -30,25 +31,28 @@ _FAST_ENGINE_KEYS = ("augment.rotate", "augment.translate", "augment.scale", "au
                      "augment.hflip", "augment.cutout", "augment.gray")
 
 RULES = (
-    Rule(("optim.momentum", "optim.nesterov"), lambda r: r.optim.name == "sgd",
+    Rule(("optim.momentum", "optim.nesterov"), "optim.name", lambda name: name == "sgd",
          'optim.name = "sgd"'),
     Rule(("schedule.max_lr", "schedule.pct_start", "schedule.div_factor",
           "schedule.final_div_factor", "schedule.anneal", "schedule.cycle_momentum"),
-         lambda r: r.schedule.name == "onecycle", 'schedule.name = "onecycle"'),
-    Rule(("schedule.find_pick",), lambda r: r.schedule.max_lr == "find",
+         "schedule.name", lambda name: name == "onecycle", 'schedule.name = "onecycle"'),
+    Rule(("schedule.find_pick",), "schedule.max_lr", lambda peak: peak == "find",
          'schedule.max_lr = "find"'),
-    Rule(("schedule.step_epochs", "schedule.gamma"), lambda r: r.schedule.name == "step",
-         'schedule.name = "step"'),
-    Rule(("schedule.min_lr",), lambda r: r.schedule.name == "cosine", 'schedule.name = "cosine"'),
-    Rule(("train.lookahead_decay",), lambda r: r.train.lookahead_every > 0,
+    Rule(("schedule.step_epochs", "schedule.gamma"), "schedule.name",
+         lambda name: name == "step", 'schedule.name = "step"'),
+    Rule(("schedule.min_lr",), "schedule.name", lambda name: name == "cosine",
+         'schedule.name = "cosine"'),
+    Rule(("train.lookahead_decay",), "train.lookahead_every", lambda every: every > 0,
          "train.lookahead_every > 0"),
-    Rule(_FAST_ENGINE_KEYS, lambda r: r.augment.engine == "fast", 'augment.engine = "fast"'),
-    Rule(("augment.transforms", "augment.workers"),
-         lambda r: r.augment.engine == "albumentations", 'augment.engine = "albumentations"'),
-    Rule(("augment.pad_mode",), lambda r: r.augment.pad_crop > 0, "augment.pad_crop > 0"),
-    Rule(("augment.hflip_mode",), lambda r: r.augment.hflip > 0, "augment.hflip > 0"),
-    Rule(("augment.cutout_p",), lambda r: r.augment.cutout > 0, "augment.cutout > 0"),
-    Rule(("data.image_size", "data.channels"), lambda r: r.data.dataset == "folder",
+    Rule(_FAST_ENGINE_KEYS, "augment.engine", lambda engine: engine == "fast",
+         'augment.engine = "fast"'),
+    Rule(("augment.transforms", "augment.workers"), "augment.engine",
+         lambda engine: engine == "albumentations", 'augment.engine = "albumentations"'),
+    Rule(("augment.pad_mode",), "augment.pad_crop", lambda pixels: pixels > 0,
+         "augment.pad_crop > 0"),
+    Rule(("augment.hflip_mode",), "augment.hflip", lambda p: p > 0, "augment.hflip > 0"),
+    Rule(("augment.cutout_p",), "augment.cutout", lambda side: side > 0, "augment.cutout > 0"),
+    Rule(("data.image_size", "data.channels"), "data.dataset", lambda name: name == "folder",
          'data.dataset = "folder"'),
 )
 
@@ -71,7 +75,7 @@ def idle_settings(recipe: Recipe) -> list[Idle]:
     found: dict[str, Idle] = {}
     for where, resolved in _resolutions(recipe):
         for rule in RULES:
-            if not rule.acts(resolved):
+            if not rule.acts(_value(resolved, rule.on)):
                 for key in rule.keys:
                     value = _value(resolved, key)
                     if value != _default(resolved, key):

@@ -185,6 +185,9 @@ def test_bad_sweep_files_are_one_line_and_exit_2(tmp_path, capsys):
         '"augment.rotate" = { choice = [0, "lots"] }\n': "augment.rotate = 'lots' does not",
         '"model.args.widht" = { int = [4, 8] }\n': "does not accept these model.args",
         '"optim.lr" = 0.1\n': "give a range",
+        '"schedule.gamma" = { float = [0.1, 0.5] }\n':
+            "sweep.space schedule.gamma does nothing in any trial: it acts only where "
+            'schedule.name = "step"',
     }
     paths = {_sweep_file(tmp_path, f"space{i}", space=space): message
              for i, (space, message) in enumerate(cases.items())}
@@ -200,6 +203,13 @@ def test_bad_sweep_files_are_one_line_and_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and len(err.strip().splitlines()) == 1, (message, err)
     assert not (tmp_path / "sweeps").exists()
+
+
+def test_a_setting_searched_with_what_it_needs_is_accepted(tmp_path):
+    spec = load_sweep(_sweep_file(tmp_path, space='"schedule.gamma" = { float = [0.1, 0.5] }\n'
+                                                  '"schedule.name" = { choice = ["step", '
+                                                  '"onecycle"] }\n'))
+    assert [dim.key for dim in spec.space] == ["schedule.gamma", "schedule.name"]
 
 
 def test_an_unreachable_database_is_one_line(tmp_path, capsys):

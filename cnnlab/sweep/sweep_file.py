@@ -51,6 +51,7 @@ from cnnlab.config import (
     recipe_from_table,
 )
 from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.inert_settings import idle_settings
 from cnnlab.models.model_object import model_name_of
 from cnnlab.prepare import prepare
 
@@ -262,7 +263,9 @@ def _dimension(key: str, table: dict[str, Any], path: Path) -> Dimension:
 
 def _check_every_corner(spec: SweepSpec, path: Path, model: Any = None) -> None:
     """Build the recipe at every corner value of every dimension: a key the recipe lacks or a
-    value of the wrong type fails here, not in trial 17."""
+    value of the wrong type fails here, not in trial 17; so does a dimension that does nothing
+    in any trial (Nesterov searched for Adam, with the optimiser not searched)."""
+    searched = {dim.key for dim in spec.space}
     for dim in spec.space:
         for value in dim.corners():
             try:
@@ -272,6 +275,11 @@ def _check_every_corner(spec: SweepSpec, path: Path, model: Any = None) -> None:
             except CnnlabError as exc:
                 raise ConfigError(f"{path}: sweep.space {dim.key} = {value!r} does not make a "
                                   f"valid recipe: {exc}") from None
+            idle = [s for s in idle_settings(recipe)
+                    if s.key == dim.key and s.rule.on not in searched]
+            if idle:
+                raise ConfigError(f"{path}: sweep.space {dim.key} does nothing in any trial: "
+                                  f"it acts only where {idle[0].rule.condition}")
 
 
 def suggest(trial: Any, dim: Dimension) -> Any:
