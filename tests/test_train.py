@@ -320,6 +320,7 @@ def test_the_last_epochs_train_on_the_images_as_they_are():
     recipe = _recipe("augment.translate=2.0", "augment.off_last_epochs=1",
                      "train.channels_last=false", "train.amp=off", epochs=3)
     run = trainer.Trainer(recipe, data, build_model("mnist_pool"))
+    assert run.plain_loader.images is run.train_loader.images  # one copy on the device
     scale, shift = normaliser(data.mean, data.std, torch.device("cpu"))
     as_they_are = torch.addcmul(shift, data.train_images.float(), scale).flatten(1)
     seen = []

@@ -6,6 +6,7 @@ with one fused multiply-add. No workers, no per-sample Python, no host-to-device
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Iterator
 
@@ -53,6 +54,12 @@ class DeviceLoader:
         self.channels_last = channels_last
         self.scale, self.shift = normaliser(mean, std, device)
         self.epoch = 0  # passes started; the trainer sets it when resuming
+
+    def unaugmented(self) -> DeviceLoader:
+        """This split as it is, shuffled on the same generator, sharing the placed images."""
+        twin = copy.copy(self)
+        twin.augment = None
+        return twin
 
     def __len__(self) -> int:
         return math.ceil(len(self.labels) / self.batch_size)

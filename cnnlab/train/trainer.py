@@ -17,7 +17,7 @@ from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
 from cnnlab.config import Recipe
 from cnnlab.data import Dataset, DeviceLoader
 from cnnlab.data.loader import normaliser
-from cnnlab.data.recipe_loaders import test_loader, train_loader
+from cnnlab.data.recipe_loaders import plain_train_loader, test_loader, train_loader
 from cnnlab.errors import DivergedError
 from cnnlab.models.cifar_speed import PatchWhitening
 from cnnlab.train.checkpoint import restore_rng_states, rng_states, save_atomic
@@ -55,8 +55,8 @@ class Trainer:
         self.train_loader = train_loader(recipe, data, self.device, self.generator)
         # The last augment.off_last_epochs epochs see the images as the test split shows them.
         self.first_plain_epoch = cfg.epochs - recipe.augment.off_last_epochs + 1
-        self.plain_loader = (train_loader(recipe, data, self.device, self.generator,
-                                          augmented=False)
+        self.plain_loader = (plain_train_loader(self.train_loader, recipe, data, self.device,
+                                                self.generator)
                              if recipe.augment.off_last_epochs else None)
         self.test_loader = test_loader(recipe, data, self.device)
         self.val_loader = None
