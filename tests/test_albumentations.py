@@ -53,9 +53,31 @@ def test_loader_yields_normalised_augmented_batches():
 def test_albumentations_engine_trains(tmp_path):
     recipe = load_recipe("mnist-s5-10ep", [
         'augment.engine="albumentations"', "augment.workers=0", "train.epochs=2",
-        "augment.off_last_epochs=1",  # the second epoch on the images as they are
         "data.batch_size=64", "train.device=cpu",
         'augment.transforms=[{name = "Affine", rotate = [-8, 8], p = 1.0}]'])
     result = train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.history[-1]["test_acc"] > 20  # chance is 10%
+
+
+def test_the_albumentations_engines_last_epochs_see_the_images_as_they_are():
+    from cnnlab.data.loader import DeviceLoader, normaliser
+    from cnnlab.models import build_model
+    from cnnlab.train.trainer import Trainer
+
+    data = separable_dataset(n_train=128)
+    recipe = load_recipe("mnist-s5-10ep", [
+        'augment.engine="albumentations"', "augment.workers=0", "train.epochs=2",
+        "augment.off_last_epochs=1", "data.batch_size=64", "train.device=cpu",
+        "train.channels_last=false",
+        'augment.transforms=[{name = "Affine", rotate = [-8, 8], p = 1.0}]'])
+    run = Trainer(recipe, data, build_model("mnist_pool"))
+    scale, shift = normaliser(data.mean, data.std, torch.device("cpu"))
+    as_they_are = torch.addcmul(shift, data.train_images.float(), scale).flatten(1)
+
+    def off_by(loader):  # how far each image lies from the nearest training image
+        return torch.cat([torch.cdist(x.flatten(1), as_they_are).amin(1) for x, _ in loader])
+
+    rotated, plain = off_by(run.train_loader), off_by(run.plain_loader)
+    assert isinstance(run.plain_loader, DeviceLoader) and len(plain) == 128
+    assert (rotated > 1.0).float().mean() > 0.5 and plain.max() < 0.1
