@@ -216,7 +216,7 @@ class Recipe:
         the table dropped."""
         raw = self.to_dict()
         table = raw.pop("by_precision", {}).get(precision, {})
-        for key, value in _leaves(table):
+        for key, value in leaves(table):
             _set_key(raw, key, value)
         return parse_recipe(raw, f"{source or self.name}, by_precision.{precision}")
 
@@ -352,12 +352,12 @@ def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _leaves(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+def leaves(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     """The dotted keys and values of a nested table, as `--set` would name them."""
     pairs = []
     for key, value in table.items():
         if isinstance(value, dict):
-            pairs += _leaves(value, f"{prefix}{key}.")
+            pairs += leaves(value, f"{prefix}{key}.")
         else:
             pairs.append((f"{prefix}{key}", value))
     return pairs

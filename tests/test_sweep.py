@@ -326,3 +326,26 @@ def test_a_trial_stopped_early_records_the_training_it_cost(tmp_path):
     (row,) = RunFolder(tmp_path / "trials" / str(trial.number)).history()
     assert trial.user_attrs["pruned_at_epoch"] == 1
     assert trial.user_attrs["seconds"] == round(row["seconds"], 1) > 0
+
+
+def test_a_sweep_resumed_from_a_file_that_changed_its_recipe_is_refused(tmp_path, capsys):
+    pytest.importorskip("optuna")
+    from cnnlab.sweep.study import open_study
+
+    path = _sweep_file(tmp_path)
+    folder = tmp_path / "sweeps" / "small"
+    folder.mkdir(parents=True)
+    url = f"sqlite:///{folder / 'study.db'}"
+    started = load_sweep(path)
+    open_study(started, url, 10, create=True)  # as `cnnlab sweep` starts it
+    (folder / "sweep.toml").write_text(started.source)
+    more_trials = _sweep_file(tmp_path, trials=8)  # a budget, not what a trial trains with
+    open_study(load_sweep(more_trials), url, 10, create=True)
+
+    path.write_text(path.read_text().replace('"train.epochs=1"', '"train.epochs=2"'))
+    assert main(["sweep", str(path), "--out", str(tmp_path / "sweeps"), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "sweep small: its trials trained with train.epochs = 1, this file gives 2" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (folder / "sweep.toml").read_text() == started.source  # the record is unchanged
+    assert sorted(p.name for p in folder.iterdir()) == ["study.db", "sweep.toml"]  # no trial

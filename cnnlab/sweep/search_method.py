@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnlab.errors import ConfigError
 from cnnlab.sweep.storage import database_errors
 from cnnlab.sweep.sweep_file import SweepSpec
 
@@ -19,11 +20,34 @@ def study_of(spec: SweepSpec, storage: Any, *, create: bool = False, worker: int
 
     with database_errors(storage.url):
         if create:
-            return optuna.create_study(
+            study = optuna.create_study(
                 study_name=spec.name, storage=storage, directions=spec.directions,
                 sampler=_sampler(spec, worker), pruner=_pruner(spec), load_if_exists=True)
+            _refuse_other_settings(study, spec)
+            return study
         return optuna.load_study(study_name=spec.name, storage=storage,
                                  sampler=_sampler(spec, worker), pruner=_pruner(spec))
+
+
+def _refuse_other_settings(study: Any, spec: SweepSpec) -> None:
+    """A study remembers what its trials trained with; resumed from a file that changed it
+    (the base recipe's epochs, say), new trials would not compare with the old, and a design
+    already trained under the old settings would pass for one trained under the new."""
+    now = spec.trained_with()
+    before = study.user_attrs.get("trained_with")
+    if before is None:  # a new study (or one from a cnnlab that did not record it)
+        study.set_user_attr("trained_with", now)
+        return
+    changed = sorted(key for key in before.keys() | now.keys()
+                     if before.get(key) != now.get(key))
+    if changed:
+        key = changed[0]
+        raise ConfigError(
+            f"sweep {spec.name}: its trials trained with {key} = {before.get(key, '(unset)')!r}"
+            f", this file gives {now.get(key, '(unset)')!r}"
+            + (f" ({len(changed) - 1} more changed)" if len(changed) > 1 else "")
+            + ": new trials would not compare with them; restore it, or give the sweep "
+            "another name (sweep.name)")
 
 
 def _sampler(spec: SweepSpec, worker: int) -> Any:

@@ -31,6 +31,7 @@ the recipe at both ends of each range and at every choice.
 from __future__ import annotations
 
 import copy
+import json
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,7 @@ from cnnlab.config import (
     Positive,
     Recipe,
     builtin_recipes,
+    leaves,
     load_recipe,
     parse_recipe,
     parse_table,
@@ -125,6 +127,14 @@ class SweepSpec:
         return {"accuracy": ["maximize"], "accuracy_and_params": ["maximize", "minimize"],
                 "time_to_target": ["minimize"], "smallest_at_target": ["minimize"]
                 }[self.objective]
+
+    def trained_with(self) -> dict[str, Any]:
+        """What the figures of every trial depend on besides its searched values: the
+        objective and each setting of the base recipe (dotted keys, JSON values). A study
+        resumed under other ones would mix runs that do not compare."""
+        settings = {key: value for key, value in leaves(self.base.to_dict())
+                    if key not in ("name", "description")}
+        return json.loads(json.dumps({"objective": self.objective, **settings}))
 
     def recipe_for(self, values: dict[str, Any], name: str | None = None) -> Recipe:
         """The base recipe with `values` (key -> value) set. A number in a key indexes a list
