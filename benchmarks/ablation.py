@@ -60,36 +60,36 @@ def train_part(out: Path, part: str) -> None:
     cnnlab.run(recipe, out_dir=out, run_name=part, progress=False, report=False)
 
 
-def epoch_figures(folder: Path) -> tuple[int, float, float | None, str] | None:
-    history = RunFolder(folder).history() if (folder / "history.jsonl").exists() else []
-    if not history:
-        return None
-    last = history[-1]
-    return (last["epoch"], last["test_acc"], last.get("test_acc_no_tta"),
-            str(last.get("precision", "?")))
+def history(folder: Path) -> dict[int, dict]:
+    """The folder's epochs so far, by number ({} before its first)."""
+    if not (folder / "history.jsonl").exists():
+        return {}
+    return {row["epoch"]: row for row in RunFolder(folder).history()}
 
 
 def print_table(out: Path, baseline: Path | None) -> None:
+    """Each part at its latest epoch against the full recipe at the same epoch: a part still
+    running is compared where both stand."""
     full_folder = baseline or out / "full"
-    full = epoch_figures(full_folder) if full_folder.exists() else None
+    full = history(full_folder)
     print("| switched off | epoch | test acc (TTA) | change | without TTA | precision |")
     print("|---|---:|---:|---:|---:|---|")
-    if full is not None:
-        epoch, acc, plain, precision = full
-        print(f"| nothing (`{full_folder.name}`) | {epoch} | {acc:.2f} | | {plain:.2f} | "
-              f"{precision} |")
-        print(f"| test-time augmentation | {epoch} | {plain:.2f} | {plain - acc:+.2f} | | "
-              f"{precision} |")
+    if full:
+        last = full[max(full)]
+        print(f"| nothing (`{full_folder.name}`) | {last['epoch']} | {last['test_acc']:.2f} | | "
+              f"{last['test_acc_no_tta']:.2f} | {last['precision']} |")
+        print(f"| test-time augmentation | {last['epoch']} | {last['test_acc_no_tta']:.2f} | "
+              f"{last['test_acc_no_tta'] - last['test_acc']:+.2f} | | {last['precision']} |")
     for part, (what, _) in PARTS.items():
-        if part == "full" or not (out / part).exists():
+        rows = history(out / part) if part != "full" else {}
+        if not rows:
             continue
-        figures = epoch_figures(out / part)
-        if figures is None:
-            continue
-        epoch, acc, plain, precision = figures
-        change = f"{acc - full[1]:+.2f}" if full is not None and epoch == full[0] else ""
-        print(f"| {what} | {epoch} | {acc:.2f} | {change} | "
-              f"{'' if plain is None else f'{plain:.2f}'} | {precision} |")
+        last = rows[max(rows)]
+        same = full.get(last["epoch"])
+        change = f"{last['test_acc'] - same['test_acc']:+.2f}" if same else ""
+        plain = last.get("test_acc_no_tta")
+        print(f"| {what} | {last['epoch']} | {last['test_acc']:.2f} | {change} | "
+              f"{'' if plain is None else f'{plain:.2f}'} | {last['precision']} |")
 
 
 def main() -> None:
