@@ -160,7 +160,6 @@ def test_a_killed_worker_loses_only_its_trial_and_resume_completes(real_data_roo
                      lambda: history.is_file() and bool(history.read_text().strip()),  # epoch 1
                      120)
     # A fresh worker with a short heartbeat grace marks the dead trial failed and finishes.
-    path.write_text(path.read_text().replace('"train.epochs=15"', '"train.epochs=1"'))
     study = sweep(path, out_dir=out, resume=True, data_dir=real_data_root, progress=False,
                   echo=None, heartbeat_seconds=1)
     states = [t.state.name for t in study.trials]
@@ -236,7 +235,7 @@ def test_the_sweep_file_sets_the_validation_split_and_checks_its_objective(tmp_p
         load_sweep(_sweep_file(tmp_path, objective="time_to_target", recipe="mnist-baseline"))
     own = load_sweep(_sweep_file(tmp_path, objective="time_to_target", recipe="mnist-baseline",
                                  extra="val_target = 98.5\n",
-                                 space='"schedule.max_lr" = { log = [0.02, 0.3] }\n'))
+                                 space='"optim.lr" = { log = [0.005, 0.05] }\n'))
     assert own.val_target == 98.5 and own.base.spec.min_test_acc is None
     with pytest.raises(ConfigError, match="sweep.val_target = 250 is out of range"):
         load_sweep(_sweep_file(tmp_path, extra="val_target = 250\n"))
