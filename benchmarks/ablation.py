@@ -4,13 +4,13 @@ one part switched off at a time, accuracy at its last epoch beside the full reci
 Each part trains into OUT/<part> as `cnnlab train` would, and a part whose folder is there is
 resumed (or skipped when finished), so a long ablation can be stopped and run again:
 
-    OMP_NUM_THREADS=1 CNNLAB_DATA=../shared/data .venv/bin/python benchmarks/ablation.py \
-        --out /somewhere --parts no-lookahead bn-bias-lr-1x
+    CNNLAB_DATA=../shared/data .venv/bin/python benchmarks/ablation.py --out /somewhere \
+        --parts full no-lookahead bn-bias-lr-1x
     .venv/bin/python benchmarks/ablation.py --out /somewhere --table
 
-Two 1-thread processes with different --parts share a 2-core machine best. The table reads
-every finished part under OUT; the full recipe's row is the part `full`, or `--baseline DIR`
-(a finished run folder of the unchanged recipe).
+Run one process with all the machine's threads, not one per core: this net trains faster so
+(BENCHMARKS.md, "The ablation"). The table shows every part under OUT at its latest epoch;
+the full recipe's row is the part `full`, or `--baseline DIR` (a run of the unchanged recipe).
 """
 
 from __future__ import annotations
