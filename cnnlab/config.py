@@ -264,7 +264,12 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
     engine) drops them; a setting that does nothing as written, or as overridden, is an error
     (inert_settings.py)."""
     pairs = [_parsed_override(override) for override in overrides]
-    refuse_idle_settings(parse_recipe(copy.deepcopy(raw), source), source)  # as written
+    try:
+        written = parse_recipe(copy.deepcopy(raw), source)
+    except ConfigError:  # a value an override replaces; the result is checked below
+        written = None
+    if written is not None:
+        refuse_idle_settings(written, source)
     model = raw.get("model")
     new_names = [value for key, value in pairs if key == "model.name"]
     if isinstance(model, dict) and new_names and new_names[-1] != model.get("name"):

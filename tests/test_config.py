@@ -260,3 +260,11 @@ def test_a_file_with_an_idle_setting_is_refused(tmp_path):
     path.write_text('name = "r"\n[optim]\nname = "adam"\nmomentum = 0.8\n')
     with pytest.raises(ConfigError, match=r"r\.toml: optim\.momentum = 0\.8 does nothing"):
         load_recipe(str(path), ["optim.name=adam"])
+
+
+def test_an_override_may_mend_a_value_the_file_got_wrong(tmp_path):
+    path = tmp_path / "r.toml"
+    path.write_text('name = "r"\n[train]\nepochs = 0\n')
+    assert load_recipe(str(path), ["train.epochs=3"]).train.epochs == 3
+    with pytest.raises(ConfigError, match=r"train\.epochs = 0 is out of range"):
+        load_recipe(str(path))
