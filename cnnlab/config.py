@@ -280,19 +280,28 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
             _drop_key(raw["by_precision"], f"{precision}.{key}")
             if key == "model.name":  # the args were written for the model it replaces
                 _drop_key(raw["by_precision"], f"{precision}.model.args")
-    recipe = parse_recipe(raw, source)
-    idle = idle_settings(recipe)
-    named = [setting for setting in idle if setting.key in {key for key, _ in pairs}]
-    if named:
-        raise ConfigError(named[0].line(source))
-    if idle:  # the file's settings for what an override replaced (another optimiser, say)
-        for setting in idle:
-            _drop_key(raw, setting.key)
-            for precision in list(raw.get("by_precision") or {}):
-                _drop_key(raw["by_precision"], f"{precision}.{setting.key}")
-        recipe = parse_recipe(raw, source)
+    recipe = _without_settings_overrides_idled(raw, {key for key, _ in pairs}, source)
     refuse_unaugmented_run(recipe, source)
     return recipe
+
+
+def _without_settings_overrides_idled(raw: dict[str, Any], overridden: set[str], source: str
+                                      ) -> Recipe:
+    """The recipe of `raw` (overrides applied) less the file's settings that the overrides
+    made idle (One Cycle's after `schedule.name=cosine`, say); an idle setting that an
+    override itself names is an error."""
+    recipe = parse_recipe(raw, source)
+    idle = idle_settings(recipe)
+    named = [setting for setting in idle if setting.key in overridden]
+    if named:
+        raise ConfigError(named[0].line(source))
+    if not idle:
+        return recipe
+    for setting in idle:
+        _drop_key(raw, setting.key)
+        for precision in list(raw.get("by_precision") or {}):
+            _drop_key(raw["by_precision"], f"{precision}.{setting.key}")
+    return parse_recipe(raw, source)
 
 
 def parse_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
