@@ -45,8 +45,8 @@ def train_part(out: Path, part: str) -> None:
     """Train `part` into out/part, continuing what an earlier call left there."""
     folder = out / part
     if folder.exists():
-        done = RunFolder(folder).history()
-        epochs = RunFolder(folder).recipe().train.epochs
+        run = RunFolder(folder)
+        done, epochs = run.history(), run.recipe().train.epochs
         if len(done) >= epochs:
             print(f"{part}: finished ({len(done)} epochs)", flush=True)
             return
