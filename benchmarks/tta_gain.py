@@ -30,7 +30,7 @@ def main() -> None:
                           mean=data.mean, std=data.std, channels_last=recipe.train.channels_last)
     accuracy = {}
     for mode in MODES:
-        _, correct = evaluate(model, loader, tta=mode)
+        correct = evaluate(model, loader, tta=mode).correct
         accuracy[mode] = 100.0 * correct / loader.num_samples
         print(f"{mode:<11} {accuracy[mode]:.2f}%", flush=True)
     print("tta_gain " + " ".join(f"{mode}={value:.2f}" for mode, value in accuracy.items()))

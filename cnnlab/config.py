@@ -59,7 +59,7 @@ Percent = Annotated[float, Range(0, 100, open_low=True)]  # an accuracy to reach
 DatasetName = Literal["mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100", "svhn", "npz",
                       "folder"]
 USER_DATASETS = ("npz", "folder")
-TTAMode = Literal["none", "flip", "flip_shift"]  # train/tta.py
+TTAMode = Literal["none", "flip", "flip_shift", "shift"]  # train/tta.py
 LRPick = Literal["minimum", "valley", "steepest"]  # train/lr_find.py
 AmpMode = Literal["auto", "bf16", "fp16", "off"]  # train/precision.py
 Precision = Literal["fp32", "bf16", "fp16"]  # what train.amp resolves to on a device

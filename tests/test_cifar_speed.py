@@ -108,6 +108,8 @@ def test_flip_shift_tta_uses_shifted_views():
     # shifted by -1: (3, 3) = 18, mirror (3, 1) = 16.
     expected = 12 / 2 + (6 + 8) / 2 / 4 + (18 + 16) / 2 / 4
     assert tta_logits(Pixel(), x, "flip_shift")[0, 0].item() == pytest.approx(expected)
+    # `shift`: the same views without their mirrors (digits must not be mirrored).
+    assert tta_logits(Pixel(), x, "shift")[0, 0].item() == pytest.approx(12 / 2 + 6 / 4 + 18 / 4)
 
 
 def test_evaluate_applies_tta_where_it_changes_the_answer():
@@ -121,8 +123,22 @@ def test_evaluate_applies_tta_where_it_changes_the_answer():
     images[:, 0, 0, 0] = 100
     loader = DeviceLoader(images, torch.zeros(4, dtype=torch.long), 4, mean=(0.0,),
                           std=(1 / 255,))
-    assert evaluate(TopLeft(), loader)[1] == 4
-    assert evaluate(TopLeft(), loader, tta="flip")[1] == 0
+    assert evaluate(TopLeft(), loader).correct == 4
+    with_flip = evaluate(TopLeft(), loader, tta="flip")
+    assert (with_flip.correct, with_flip.correct_without_tta) == (0, 4)
+
+
+def test_evaluate_runs_the_plain_view_once():
+    # The figure without TTA comes from the pass TTA makes anyway: 3 forward passes a batch
+    # for `flip_shift` with its mirrors is 6, not 7.
+    calls = []
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Flatten(), nn.LazyLinear(2))
+    model.register_forward_hook(lambda *_: calls.append(1))
+    images = torch.randint(0, 255, (8, 1, 6, 6), dtype=torch.uint8)
+    loader = DeviceLoader(images, torch.zeros(8, dtype=torch.long), 8, mean=(0.5,),
+                          std=(0.25,))
+    evaluate(model, loader, tta="flip_shift")
+    assert len(calls) == 6
 
 
 def test_a_bad_flip_mode_is_a_config_error():

@@ -104,7 +104,7 @@ def test_numbers_outside_their_range_are_refused_with_the_range(override, says):
 @pytest.mark.parametrize(
     ("override", "choices"),
     [
-        ("train.tta=flips", "'none', 'flip', 'flip_shift'"),
+        ("train.tta=flips", "'none', 'flip', 'flip_shift', 'shift'"),
         ("data.dataset=imagenet", "'mnist', 'fashion_mnist', 'kmnist', 'cifar10'"),
         ("schedule.find_pick=valey", "'minimum', 'valley', 'steepest'"),
         ('schedule.max_lr="auto"', "a number or one of 'find'"),

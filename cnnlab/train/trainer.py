@@ -7,14 +7,14 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
 
-from cnnlab.config import Recipe
+from cnnlab.config import Recipe, TTAMode
 from cnnlab.data import Dataset, DeviceLoader
 from cnnlab.data.loader import normaliser
 from cnnlab.data.recipe_loaders import plain_train_loader, test_loader, train_loader
@@ -147,20 +147,20 @@ class Trainer:
         """Loss and accuracy on the validation split, if the data has one (plain, no TTA)."""
         if self.val_loader is None:
             return {}
-        loss, correct = evaluate(self.evaluated, self.val_loader)
-        return {"val_loss": loss, "val_acc": 100.0 * correct / self.val_loader.num_samples}
+        scores = evaluate(self.evaluated, self.val_loader)
+        return {"val_loss": scores.loss,
+                "val_acc": 100.0 * scores.correct / self.val_loader.num_samples}
 
     def test(self) -> dict[str, Any]:
         """Test loss and accuracy of the evaluated model (with the recipe's test-time
         augmentation); with TTA on, the accuracy without it too, so its gain is never hidden.
         In fp32 whatever the training precision: the figure is the shipped model's."""
-        loss, correct = evaluate(self.evaluated, self.test_loader, tta=self.cfg.tta)
+        scores = evaluate(self.evaluated, self.test_loader, tta=self.cfg.tta)
         total = self.test_loader.num_samples
-        row = {"test_loss": loss, "test_acc": 100.0 * correct / total, "test_correct": correct,
-               "test_total": total}
+        row = {"test_loss": scores.loss, "test_acc": 100.0 * scores.correct / total,
+               "test_correct": scores.correct, "test_total": total}
         if self.cfg.tta != "none":
-            _, plain = evaluate(self.evaluated, self.test_loader)
-            row["test_acc_no_tta"] = 100.0 * plain / total
+            row["test_acc_no_tta"] = 100.0 * scores.correct_without_tta / total
         return row
 
     def train_epoch(self, epoch: int, run: RunFolder | None, progress: bool
@@ -232,17 +232,27 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
 
 
 
+class Scores(NamedTuple):
+    loss: float  # mean cross-entropy, with the test-time augmentation
+    correct: int  # right answers, with it
+    correct_without_tta: int  # right answers of the plain view (the same as `correct` without)
+
+
 @torch.inference_mode()
-def evaluate(model: nn.Module, loader: DeviceLoader, tta: str = "none") -> tuple[float, int]:
-    """Mean cross-entropy and number of correct predictions over the whole loader, with the
-    logits averaged over the test-time augmentation `tta`'s views; in fp32, whatever the
-    training precision (the figure is the shipped model's)."""
+def evaluate(model: nn.Module, loader: DeviceLoader, tta: TTAMode = "none") -> Scores:
+    """Scores over the whole loader, with the logits averaged over the test-time augmentation
+    `tta`'s views, and of the plain view alone (which TTA computes anyway); in fp32, whatever
+    the training precision (the figure is the shipped model's)."""
     model.eval()
     device = loader.labels.device
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
+    correct_plain = torch.zeros((), device=device, dtype=torch.long)
     for x, y in loader:
-        out = tta_logits(model, x, tta)
+        plain = model(x)
+        out = tta_logits(model, x, tta, plain=plain)
         loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
         correct += (out.argmax(1) == y).sum()
-    return loss_sum.item() / loader.num_samples, int(correct.item())
+        correct_plain += (plain.argmax(1) == y).sum()
+    return Scores(loss_sum.item() / loader.num_samples, int(correct.item()),
+                  int(correct_plain.item()))
