@@ -267,8 +267,8 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
     try:
         written = parse_recipe(copy.deepcopy(raw), source)
     except ConfigError:  # a value an override replaces; the result is checked below
-        written = None
-    if written is not None:
+        pass
+    else:
         refuse_idle_settings(written, source)
     model = raw.get("model")
     new_names = [value for key, value in pairs if key == "model.name"]
