@@ -5,6 +5,9 @@
   precision the CPU trains in at speed (fp32, and bf16 where it has bf16 units): what a
   recipe's `[by_precision.*]` tables choose;
 - precision: bf16 autocast vs fp32, per model, on a CPU with bf16 units (`train.amp`);
+- channel counts: `mnist_strided` at width 16 (convs of 8/16/24/32 channels) vs width 17
+  (8/17/25/34), each layout; and PyTorch's BatchNorm alone at 16 vs 17 channels: whether
+  counts that are multiples of 8 (a vector of 8 fp32) are worth their rounding;
 - dropout masks: `mnist_strided` (one Dropout, on its 32 pooled features) vs the same net with a
   Dropout after each of its second to fifth convs, as `mnist_pool` has;
 - threads: 2 intra-op threads (torch's default here) vs 1;
@@ -91,6 +94,23 @@ def lean_with_dropout_on_feature_maps(dropout: float = 0.02) -> nn.Module:
     return model
 
 
+def batch_norm_steps(channels: int, channels_last: bool) -> Callable[[int], float]:
+    """A closure timing BatchNorm's forward and backward alone, in training mode, on a batch
+    of 12x12 maps (`mnist_strided`'s second conv's output): img/s."""
+    norm = nn.BatchNorm2d(channels)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(BATCH, channels, 12, 12).contiguous(memory_format=layout).requires_grad_()
+    grad = torch.randn_like(x)
+    wrt = (x, *norm.parameters())
+
+    def run(steps: int) -> float:
+        started = time.perf_counter()
+        for _ in range(steps):
+            torch.autograd.grad(norm(x), wrt, grad)
+        return steps * BATCH / (time.perf_counter() - started)
+    return run
+
+
 # a 4,751-parameter compact_cnn of the MNIST design search (widths 6 / 13 / 16): how the
 # layout race goes for the nets `cnnlab design` trains by the dozen
 SMALL_DESIGN = {"widths": [6, 13, 16], "depths": [2, 2, 1], "transition": ["maxpool", "maxpool"],
@@ -130,6 +150,18 @@ def main() -> None:
             report(f"channels_last_{name}_{precision}",
                    f"{name}, {precision}: channels_last vs contiguous", ours, other)
 
+        for layout in (True, False):
+            even = train_steps("mnist_strided", channels_last=layout, bf16=in_bf16,
+                               model=build_model("mnist_strided", width=16))
+            odd = train_steps("mnist_strided", channels_last=layout, bf16=in_bf16,
+                              model=build_model("mnist_strided", width=17))
+            even(1), odd(1)
+            ours, other = race(lambda even=even: even(steps), lambda odd=odd: odd(steps),
+                               repeats)
+            name = "channels_last" if layout else "contiguous"
+            report(f"width_16_vs_17_{name}_{precision}",
+                   f"mnist_strided w16 vs w17, {precision}, {name}", ours, other)
+
         one_mask = train_steps("mnist_strided", channels_last=False, bf16=in_bf16)
         every_conv = train_steps("mnist_strided", channels_last=False, bf16=in_bf16,
                                  model=lean_with_dropout_on_feature_maps())
@@ -148,6 +180,15 @@ def main() -> None:
         ours, other = race(lambda autocast=autocast, n=n: autocast(n),
                            lambda fp32=fp32, n=n: fp32(n), repeats)
         report(f"bf16_{name}", f"{name}: bf16 autocast vs fp32", ours, other)
+
+    for layout in (True, False):
+        sixteen, seventeen = batch_norm_steps(16, layout), batch_norm_steps(17, layout)
+        sixteen(1), seventeen(1)
+        ours, other = race(lambda a=sixteen: a(10 * steps), lambda b=seventeen: b(10 * steps),
+                           repeats)  # a layer alone: ten times the steps of a net
+        name = "channels_last" if layout else "contiguous"
+        report(f"batch_norm_16_vs_17_{name}", f"BatchNorm 16 vs 17 channels, {name}", ours,
+               other)
 
     run = train_steps("mnist_pool")
     run(1)
