@@ -68,7 +68,7 @@ def test_train_end_to_end_and_resume_a_finished_run(fake_mnist, tmp_path, capsys
     assert {p.name for p in run_dir.iterdir()} == {
         "config.toml", "run.json", "log.txt", "history.jsonl", "checkpoints", "summary.txt",
         "rf.md", "check.md", "best.safetensors", "plots", "README.md", "signature"}
-    assert "Total params: 18,559" in (run_dir / "summary.txt").read_text()
+    assert "Total params: 16,754" in (run_dir / "summary.txt").read_text()
     assert "final receptive field" in (run_dir / "rf.md").read_text()
     # a 2-epoch run cannot decide a rule about the last 3 epochs: undecided, not failed
     assert ("| - | test accuracy >= 99.4% in each of the last 3 epochs | needs a run of at "
@@ -125,7 +125,7 @@ def test_json_output_for_scripts(capsys):
     verdicts = json.loads(capsys.readouterr().out)
     assert verdicts["passed"] is True
     assert verdicts["verdicts"][0] == {"rule": "parameters <= 20,000", "ok": True,
-                                       "measured": "18,559"}
+                                       "measured": "16,754"}
 
 
 def test_inspect_results_show_as_tables_in_a_notebook():

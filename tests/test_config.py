@@ -42,16 +42,16 @@ def test_overrides_are_typed_and_nested():
 
 
 def test_another_model_drops_the_recipes_model_args_but_takes_new_ones():
-    assert load_recipe("mnist-s5-10ep").model.args == {"width": 17}
+    assert load_recipe("mnist-s5-10ep").model.args == {"width": 16}
     assert load_recipe("mnist-s5-10ep", ["model.name=mnist_s4"]).model.args == {}
     # args given with the new name are kept, in either order
     for overrides in (["model.name=mnist_pool", "model.args.width=10"],
                       ["model.args.width=10", "model.name=mnist_pool"]):
         assert load_recipe("mnist-s5-10ep", overrides).model.args == {"width": 10}
     # naming the recipe's own model again changes nothing
-    assert load_recipe("mnist-s5-10ep", ["model.name=mnist_strided"]).model.args == {"width": 17}
+    assert load_recipe("mnist-s5-10ep", ["model.name=mnist_strided"]).model.args == {"width": 16}
     assert load_recipe("mnist-s5-10ep", ["model.args.dropout=0.1"]).model.args == {
-        "width": 17, "dropout": 0.1}
+        "width": 16, "dropout": 0.1}
 
 
 def test_int_is_accepted_where_float_is_expected():

@@ -243,7 +243,7 @@ def test_confirmation_reuses_a_seeds_run_only_if_the_design_is_unchanged(tmp_pat
 
     def confirmed(*overrides):
         recipe = load_recipe("mnist-s5-10ep", [*small, *overrides])
-        return confirm(Confirmation(3, 18559, recipe), (1,), folder, data, None).runs[0]
+        return confirm(Confirmation(3, 16754, recipe), (1,), folder, data, None).runs[0]
 
     first = confirmed()
     history = first.run_dir / "history.jsonl"

@@ -176,7 +176,7 @@ def test_check_passes_the_default_recipe_and_names_each_rule():
     report = check(load_recipe("mnist-s5-10ep"))
     assert report.passed
     lines = report.to_text().splitlines()
-    assert lines[0] == "✓ parameters <= 20,000: 18,559"
+    assert lines[0] == "✓ parameters <= 20,000: 16,754"
     assert any(line.startswith("✓ uses global average pooling") for line in lines)
     assert lines[-1].startswith("- test accuracy >= 99.4%")
 

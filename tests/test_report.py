@@ -87,11 +87,11 @@ def test_a_run_writes_plots_readme_and_html(reported_run):
     assert images == ["plots/curves.png", "plots/misclassified.png", "plots/confusion.png",
                       "plots/gradcam.png"]  # relative links, as GitHub needs
     assert all((run_dir / path).is_file() for path in images)
-    assert "Total params: 18,559" in readme
+    assert "Total params: 16,754" in readme
     # The run evaluates an EMA copy (frozen weights); the table counts the model that trained.
     assert reported_run.model is not None and not any(
         p.requires_grad for p in reported_run.model.parameters())
-    assert "Trainable params: 18,559" in readme and "Non-trainable params: 0" in readme
+    assert "Trainable params: 16,754" in readme and "Non-trainable params: 0" in readme
     page = (run_dir / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 4 and "plots/" not in page
     row = reported_run.history[-1]
@@ -151,7 +151,7 @@ def test_report_html_renders_in_a_browser(reported_run, tmp_path):
     assert len(widths) == 4 and all(w > 0 for w in widths)
     final = reported_run.history[-1]
     assert f"{final['test_acc']:.2f}%" in dom
-    assert "Total params: 18,559" in dom
+    assert "Total params: 16,754" in dom
 
 
 @pytest.mark.slow
