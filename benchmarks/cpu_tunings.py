@@ -94,6 +94,9 @@ def lean_with_dropout_on_feature_maps(dropout: float = 0.02) -> nn.Module:
     return model
 
 
+LAYOUTS = (("channels_last", True), ("contiguous", False))  # name, train_steps' channels_last
+
+
 def batch_norm_steps(channels: int, channels_last: bool) -> Callable[[int], float]:
     """A closure timing BatchNorm's forward and backward alone, in training mode, on a batch
     of 12x12 maps (`mnist_strided`'s second conv's output): img/s."""
@@ -150,17 +153,16 @@ def main() -> None:
             report(f"channels_last_{name}_{precision}",
                    f"{name}, {precision}: channels_last vs contiguous", ours, other)
 
-        for layout in (True, False):
-            even = train_steps("mnist_strided", channels_last=layout, bf16=in_bf16,
+        for layout, channels_last in LAYOUTS:
+            even = train_steps("mnist_strided", channels_last=channels_last, bf16=in_bf16,
                                model=build_model("mnist_strided", width=16))
-            odd = train_steps("mnist_strided", channels_last=layout, bf16=in_bf16,
+            odd = train_steps("mnist_strided", channels_last=channels_last, bf16=in_bf16,
                               model=build_model("mnist_strided", width=17))
             even(1), odd(1)
             ours, other = race(lambda even=even: even(steps), lambda odd=odd: odd(steps),
                                repeats)
-            name = "channels_last" if layout else "contiguous"
-            report(f"width_16_vs_17_{name}_{precision}",
-                   f"mnist_strided w16 vs w17, {precision}, {name}", ours, other)
+            report(f"width_16_vs_17_{layout}_{precision}",
+                   f"mnist_strided w16 vs w17, {precision}, {layout}", ours, other)
 
         one_mask = train_steps("mnist_strided", channels_last=False, bf16=in_bf16)
         every_conv = train_steps("mnist_strided", channels_last=False, bf16=in_bf16,
@@ -181,13 +183,13 @@ def main() -> None:
                            lambda fp32=fp32, n=n: fp32(n), repeats)
         report(f"bf16_{name}", f"{name}: bf16 autocast vs fp32", ours, other)
 
-    for layout in (True, False):
-        sixteen, seventeen = batch_norm_steps(16, layout), batch_norm_steps(17, layout)
+    for layout, channels_last in LAYOUTS:
+        sixteen = batch_norm_steps(16, channels_last)
+        seventeen = batch_norm_steps(17, channels_last)
         sixteen(1), seventeen(1)
         ours, other = race(lambda a=sixteen: a(10 * steps), lambda b=seventeen: b(10 * steps),
                            repeats)  # a layer alone: ten times the steps of a net
-        name = "channels_last" if layout else "contiguous"
-        report(f"batch_norm_16_vs_17_{name}", f"BatchNorm 16 vs 17 channels, {name}", ours,
+        report(f"batch_norm_16_vs_17_{layout}", f"BatchNorm 16 vs 17 channels, {layout}", ours,
                other)
 
     run = train_steps("mnist_pool")
