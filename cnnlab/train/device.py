@@ -1,10 +1,12 @@
-"""Which device a run trains on, and how its history rows name that hardware."""
+"""Which device a run trains on, how the process is made ready for it, and how its history rows
+name that hardware."""
 
 from __future__ import annotations
 
 import torch
 
 from cnnlab.errors import ConfigError
+from cnnlab.train.host_memory import keep_freed_memory
 
 
 def pick_device(name: str) -> torch.device:
@@ -13,6 +15,15 @@ def pick_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("CUDA is not available on this machine: use --device cpu")
     return torch.device(name)
+
+
+def training_device(name: str) -> torch.device:
+    """`pick_device`, with the process made ready to train there: on a CPU the C library keeps
+    freed memory for the next step (`host_memory`)."""
+    device = pick_device(name)
+    if device.type == "cpu":
+        keep_freed_memory()
+    return device
 
 
 def describe_device(device: torch.device) -> str:

@@ -21,7 +21,7 @@ from cnnlab.data.recipe_loaders import plain_train_loader, test_loader, train_lo
 from cnnlab.errors import DivergedError
 from cnnlab.models.cifar_speed import PatchWhitening
 from cnnlab.train.checkpoint import restore_rng_states, rng_states, save_atomic
-from cnnlab.train.device import describe_device, pick_device
+from cnnlab.train.device import describe_device, training_device
 from cnnlab.train.ema import WeightEMA
 from cnnlab.train.history import best_row, epoch_log_line, test_line
 from cnnlab.train.lookahead import Lookahead
@@ -43,7 +43,7 @@ class Trainer:
 
     def __init__(self, recipe: Recipe, data: Dataset, model: nn.Module):
         cfg = self.cfg = recipe.train
-        self.device = pick_device(cfg.device)
+        self.device = training_device(cfg.device)
         self.generator = torch.Generator(device=self.device).manual_seed(cfg.seed)
         layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = model.to(self.device, memory_format=layout)
