@@ -9,7 +9,7 @@ from cnnlab.train import host_memory
 # In a fresh process (the C library's settings are process-wide): page faults taken by ten
 # 64 MiB allocate-fill-free cycles before and after the call under test.
 FAULTS_AROUND = """
-import resource, sys, torch
+import resource, torch
 from cnnlab.train.device import training_device
 from cnnlab.train.host_memory import keep_freed_memory
 

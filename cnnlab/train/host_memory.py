@@ -1,11 +1,11 @@
 """Keep freed memory in the process on Linux with glibc, so that each training step on the CPU
 reuses the previous step's buffers instead of faulting fresh pages in.
 
-glibc serves a block above its mmap threshold (at most 32 MiB by default) with a fresh `mmap`
-and gives it back with `munmap` when freed, and it trims its heap whenever the free top grows
-past 128 KiB. A CNN's step allocates and frees activations of tens to hundreds of MiB, so by
-default every step hands them to the kernel and takes them back as new pages, each one
-faulted in and zeroed: a quarter to a half of a CIFAR step's CPU time is spent in the kernel.
+glibc serves a block above its mmap threshold (128 KiB, rising to at most 32 MiB) with a
+fresh `mmap` and gives it back with `munmap` when freed, and it trims its heap whenever the
+free top grows past 128 KiB. A CNN's step allocates and frees activations of tens to hundreds
+of MiB, so by default every step hands them to the kernel and takes them back as new pages,
+each one faulted in and zeroed (BENCHMARKS.md, "CPU tunings", has what that costs).
 Raising both thresholds keeps the memory in the heap, where the next step finds it. The
 process then holds on to its peak working set, as PyTorch's CUDA caching allocator does on
 a GPU.
@@ -29,6 +29,6 @@ def keep_freed_memory() -> bool:
         return False
     mallopt = ctypes.CDLL(None).mallopt  # the C library the process already runs on
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    # Both are needed: the mmap threshold alone still trims the heap's top after each step.
+    # Both: with only the mmap threshold raised, the heap's freed top is still trimmed.
     return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BELOW)) and bool(mallopt(M_TRIM_THRESHOLD,
                                                                          KEEP_BELOW))
