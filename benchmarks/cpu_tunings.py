@@ -27,10 +27,7 @@
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 
@@ -43,6 +40,7 @@ from cnnlab.models import build_model
 from cnnlab.train.precision import cpu_has_bf16_units
 from cnnlab.train.trainer import evaluate
 from fixed_batch import BATCH, train_steps
+from fresh_process import call_in_fresh_process
 from machine import machine_line
 
 
@@ -77,11 +75,7 @@ def interop_child(threads: int, model: str, steps: int, repeats: int) -> float:
 
 
 def interop_rate(threads: int, model: str, steps: int, repeats: int) -> float:
-    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import cpu_tunings;"
-            f" print(cpu_tunings.interop_child({threads}, {model!r}, {steps}, {repeats}))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    return call_in_fresh_process("cpu_tunings", "interop_child", threads, model, steps, repeats)
 
 
 def lean_with_dropout_on_feature_maps(dropout: float = 0.02) -> nn.Module:

@@ -9,36 +9,31 @@ medians. Also each side's peak resident memory, the price of keeping it.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
-import subprocess
 import sys
 
 from fixed_batch import train_steps
+from fresh_process import call_in_fresh_process
 from machine import machine_line
 
 # model, batch: each at the batch size of the recipe that trains it
 MODELS = (("mnist_strided", 128), ("cifar_speed", 1024), ("cifar_s10_resnet", 512))
 
 
-def child(model: str, batch: int, steps: int, keep: bool) -> None:
-    """Runs in a fresh process: prints img/s over `steps` steps after a warm-up, and peak MiB."""
+def child(model: str, batch: int, steps: int, keep: bool) -> tuple[float, float]:
+    """Runs in a fresh process: img/s over `steps` steps after a warm-up, and peak MiB."""
     from cnnlab.train.host_memory import keep_freed_memory
     if keep and not keep_freed_memory():
         sys.exit("this C library is not glibc: nothing to race")
     run = train_steps(model, batch=batch)
     run(2)
     rate = run(steps)
-    print(rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return rate, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def measured(model: str, batch: int, steps: int, keep: bool) -> tuple[float, float]:
-    code = (f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); import host_memory;"
-            f" host_memory.child({model!r}, {batch}, {steps}, {keep})")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True).stdout.split()
-    return float(out[-2]), float(out[-1])
+    return call_in_fresh_process("host_memory", "child", model, batch, steps, keep)
 
 
 def main() -> None:
