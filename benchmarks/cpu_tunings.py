@@ -3,7 +3,8 @@
 
 - layout: channels_last vs contiguous tensors, per model (`train.channels_last`), in each
   precision the CPU trains in at speed (fp32, and bf16 where it has bf16 units): what a
-  recipe's `[by_precision.*]` tables choose;
+  recipe's `[by_precision.*]` tables choose; with `--cifar`, also the CIFAR recipes' large
+  nets at their recipes' batch sizes (minutes a step pair: off by default);
 - precision: bf16 autocast vs fp32, per model, on a CPU with bf16 units (`train.amp`);
 - channel counts: `mnist_strided` at width 16 (convs of 8/16/24/32 channels) vs width 17
   (8/17/25/34), each layout; and PyTorch's BatchNorm alone at 16 vs 17 channels: whether
@@ -37,6 +38,7 @@ from torch import nn
 import cnnlab
 from cnnlab.data import BatchAugment, DeviceLoader
 from cnnlab.models import build_model
+from cnnlab.train.host_memory import keep_freed_memory
 from cnnlab.train.precision import cpu_has_bf16_units
 from cnnlab.train.trainer import evaluate
 from fixed_batch import BATCH, train_steps
@@ -114,13 +116,20 @@ SMALL_DESIGN = {"widths": [6, 13, 16], "depths": [2, 2, 1], "transition": ["maxp
                 "padding": ["valid", "valid", "same"], "dropout": 0.03, "dropout_at": "head"}
 
 
+# the CIFAR recipes' large nets at their recipes' batch sizes (cifar-94-10ep, cifar-s10)
+CIFAR_NETS = (("cifar_speed", 1024), ("cifar_s10_resnet", 512))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=20, help="per repeat, MNIST models")
     parser.add_argument("--skip-compile", action="store_true")
+    parser.add_argument("--cifar", action="store_true",
+                        help="also race the layouts of cifar_speed and cifar_s10_resnet")
     args = parser.parse_args()
     steps, repeats = args.steps, args.repeats
+    keep_freed_memory()  # as the Trainer does on a CPU
     ratios: dict[str, float] = {}
     print(f"{machine_line()}, {torch.get_num_interop_threads()} inter-op threads, "
           f"batch {BATCH}, medians of {repeats}")
@@ -166,6 +175,15 @@ def main() -> None:
                            repeats)
         report(f"one_dropout_vs_every_conv_{precision}",
                f"mnist_strided, {precision}: one Dropout vs one per conv", ours, other)
+
+        for name, batch in CIFAR_NETS if args.cifar else ():
+            last = train_steps(name, batch=batch, bf16=in_bf16)
+            contiguous = train_steps(name, batch=batch, channels_last=False, bf16=in_bf16)
+            last(1), contiguous(1)
+            ours, other = race(lambda last=last: last(2), lambda contiguous=contiguous:
+                               contiguous(2), max(3, repeats // 2))  # two steps: ~10 s each
+            report(f"channels_last_{name}_{batch}_{precision}",
+                   f"{name} ({batch}), {precision}: channels_last vs contiguous", ours, other)
 
     # bf16 autocast (train.amp = "auto" on a CPU with bf16 units) against plain fp32
     models = (("mnist_pool", steps), ("mnist_s5", steps), ("cifar_s9", max(2, steps // 4)),
