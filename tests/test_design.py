@@ -217,6 +217,27 @@ def test_without_constraints_rejected_designs_are_told_as_failed(real_data_root,
     assert "0 failed" in (result.folder / "tiny-search" / "README.md").read_text()
 
 
+@pytest.mark.parametrize(("extra", "channels_last"), [
+    ("", False),  # the default start: small odd-width nets train channels-first
+    ('set = ["train.channels_last=true"]', True),  # what the design file sets wins
+    ('recipe = "mnist-s5-10ep"', None),  # a recipe named by the file keeps its own layout
+])
+def test_the_default_mnist_start_trains_its_candidates_channels_first_in_both_precisions(
+        tmp_path, extra, channels_last):
+    from cnnlab.design.design_file import load_design
+
+    path = tmp_path / "d.toml"
+    path.write_text(f'[design]\ndataset = "mnist"\n{extra}\n[spec]\nmin_test_acc = 99.0\n')
+    search_file = tmp_path / "search.toml"
+    search_file.write_text(load_design(path).sweep_document)
+    base = load_sweep(search_file).base
+    own = load_recipe("mnist-s5-10ep")
+    for precision in ("fp32", "bf16"):
+        expected = (own.for_precision(precision).train.channels_last if channels_last is None
+                    else channels_last)
+        assert base.for_precision(precision).train.channels_last is expected
+
+
 def test_the_default_colour_space_holds_designs_within_the_s9_rules(tmp_path):
     from cnnlab.design.design import _some_design_fits
     from cnnlab.design.design_file import load_design

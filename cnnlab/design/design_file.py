@@ -113,7 +113,8 @@ def load_design(path: str | Path) -> DesignSpec:
     if not space:
         raise ConfigError(f"{path}: [design.space] is empty: name at least one recipe key to "
                           'search, e.g. "model.args.widths.0" = { int = [4, 12] }')
-    recipe = load_recipe(design.recipe or start.recipe, design.set)
+    start_set = start.set if design.recipe is None else ()  # written for the start's recipe
+    recipe = load_recipe(design.recipe or start.recipe, [*start_set, *design.set])
     base = recipe.to_dict()
     base.update(name=design.name or path.stem,
                 description=f"designed by cnnlab for {design.dataset}: {path.name}")

@@ -15,6 +15,7 @@ class Start:
     recipe: str  # a built-in recipe: optimiser, schedule, augmentation, batch size
     model_args: dict[str, Any]  # compact_cnn's arguments where the space does not set them
     space: dict[str, dict[str, Any]]  # recipe key -> distribution, as in [sweep.space]
+    set: tuple[str, ...] = ()  # overrides of `recipe` for the nets of this space
 
 
 # Small greyscale digits and clothes: three stages from 28x28, MaxPool or a strided conv
@@ -43,6 +44,9 @@ _GREY_28 = Start(
         "augment.translate": {"float": [1.0, 2.5]},
         "augment.off_last_epochs": {"int": [0, 3]},
     },
+    # nets this small, at channel counts the widths' steps of one make odd, train faster
+    # channels-first on a CPU in either precision (BENCHMARKS.md, CPU tunings: compact_cnn)
+    set=("train.channels_last=false",),
 )
 
 # Colour 32x32 (CIFAR-10): four stages, strided or dilated transitions (the S9 rules forbid
