@@ -17,6 +17,8 @@ def call_in_fresh_process(module: str, function: str, *args: object) -> object:
     the arguments and the returned value travel as Python literals (numbers, strings, tuples)."""
     code = (f"import sys; sys.path.insert(0, {BENCHMARKS!r}); import {module};"
             f" print(repr({module}.{function}(*{args!r})))")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True).stdout
-    return ast.literal_eval(out.strip().splitlines()[-1])
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if done.returncode:  # the child's own last words, not a CalledProcessError
+        said = done.stderr.strip().splitlines() or [f"exit status {done.returncode}"]
+        sys.exit(f"{module}.{function} in a fresh process: {said[-1]}")
+    return ast.literal_eval(done.stdout.strip().splitlines()[-1])
