@@ -181,7 +181,7 @@ def main() -> None:
             contiguous = train_steps(name, batch=batch, channels_last=False, bf16=in_bf16)
             last(1), contiguous(1)
             ours, other = race(lambda last=last: last(2), lambda contiguous=contiguous:
-                               contiguous(2), max(3, repeats // 2))  # two steps: ~10 s each
+                               contiguous(2), max(3, repeats // 2))  # seconds a step: two a side
             report(f"channels_last_{name}_{batch}_{precision}",
                    f"{name} ({batch}), {precision}: channels_last vs contiguous", ours, other)
 
