@@ -1,0 +1,43 @@
+"""The README's table of built-in recipes is hand-written; these tests hold it to the recipes
+as they ship, so a recipe changed (its model, its width, its accuracy floor) changes the
+table too."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from cnnlab import build_model, builtin_recipes, count_parameters, load_recipe
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+ROW = re.compile(r"^\| `(?P<recipe>[^`]+)` \| `(?P<model>[^`]+)`[^|]*\((?P<params>[\d,]+)\) \|"
+                 r"(?P<what>[^|]+)\|$")
+
+
+def _table_rows() -> dict[str, re.Match]:
+    lines = README.read_text(encoding="utf-8").splitlines()
+    header = lines.index("| recipe | model | what it reproduces |")
+    rows = {}
+    for line in lines[header + 2:]:
+        if not line.startswith("|"):
+            break
+        match = ROW.match(line)
+        assert match, f"README recipe table: a row not in the form `recipe` | `model` (N): {line}"
+        rows[match["recipe"]] = match
+    return rows
+
+
+def test_the_readme_lists_every_builtin_recipe_and_no_other():
+    assert sorted(_table_rows()) == sorted(builtin_recipes())
+
+
+@pytest.mark.parametrize("name", builtin_recipes())
+def test_the_readme_row_names_the_recipes_model_its_parameters_and_its_floor(name):
+    row = _table_rows()[name]
+    recipe = load_recipe(name)
+    assert row["model"] == recipe.model.name
+    model = build_model(recipe.model.name, **recipe.model.args)
+    assert int(row["params"].replace(",", "")) == count_parameters(model)
+    floor = re.search(r"≥(\d+(?:\.\d+)?)%", row["what"])
+    if floor:
+        assert float(floor[1]) == recipe.spec.min_test_acc
