@@ -1,6 +1,6 @@
-"""The README's table of built-in recipes is hand-written; these tests hold it to the recipes
-as they ship, so a recipe changed (its model, its width, its accuracy floor) changes the
-table too."""
+"""What the documents say of the built-in recipes is hand-written; these tests hold it to the
+recipes as they ship: the README's table (a recipe's model, width and accuracy floor) and the
+BENCHMARKS.md section each recipe's header points to (which must survive a rename)."""
 
 import re
 from pathlib import Path
@@ -9,7 +9,9 @@ import pytest
 
 from cnnlab import build_model, builtin_recipes, count_parameters, load_recipe
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+PROJECT = Path(__file__).resolve().parents[1]
+README = PROJECT / "README.md"
+RECIPES = PROJECT / "cnnlab" / "recipes"
 ROW = re.compile(r"^\| `(?P<recipe>[^`]+)` \| `(?P<model>[^`]+)`[^|]*\((?P<params>[\d,]+)\) \|"
                  r"(?P<what>[^|]+)\|$")
 
@@ -41,3 +43,14 @@ def test_the_readme_row_names_the_recipes_model_its_parameters_and_its_floor(nam
     floor = re.search(r"≥(\d+(?:\.\d+)?)%", row["what"])
     if floor:
         assert float(floor[1]) == recipe.spec.min_test_acc
+
+
+@pytest.mark.parametrize("name", builtin_recipes())
+def test_the_benchmarks_section_a_recipe_points_to_is_there(name):
+    header = (RECIPES / f"{name}.toml").read_text(encoding="utf-8")
+    pointer = re.search(r'^# Measured: BENCHMARKS\.md, section "([^"]+)"', header, re.MULTILINE)
+    assert pointer, f"{name}.toml: its header says where it was measured"
+    headings = [line for line in (PROJECT / "BENCHMARKS.md").read_text(encoding="utf-8")
+                .splitlines() if line.startswith("#")]
+    assert any(pointer[1] in heading for heading in headings), (
+        f"{name}.toml points to a BENCHMARKS.md section {pointer[1]!r} that no heading names")
