@@ -56,6 +56,14 @@ def race(first: Callable[[], float], second: Callable[[], float], repeats: int
     return statistics.median(a), statistics.median(b)
 
 
+def duel(first: Callable[[int], float], second: Callable[[int], float], steps: int,
+         repeats: int) -> tuple[float, float]:
+    """`race` of two step runners (`fixed_batch.train_steps`) at `steps` steps a side, each
+    warmed up with a step first."""
+    first(1), second(1)
+    return race(lambda: first(steps), lambda: second(steps), repeats)
+
+
 def with_threads(threads: int, run: Callable[[int], float], steps: int) -> Callable[[], float]:
     def measured() -> float:
         before = torch.get_num_threads()
@@ -150,59 +158,46 @@ def main() -> None:
             last = train_steps(name, bf16=in_bf16, model=build_model(name, **model_args))
             contiguous = train_steps(name, channels_last=False, bf16=in_bf16,
                                      model=build_model(name, **model_args))
-            last(1), contiguous(1)  # warm-up
-            ours, other = race(lambda last=last, n=n: last(n),
-                               lambda contiguous=contiguous, n=n: contiguous(n), repeats)
             report(f"channels_last_{name}_{precision}",
-                   f"{name}, {precision}: channels_last vs contiguous", ours, other)
+                   f"{name}, {precision}: channels_last vs contiguous",
+                   *duel(last, contiguous, n, repeats))
 
         for layout, channels_last in LAYOUTS:
             even = train_steps("mnist_strided", channels_last=channels_last, bf16=in_bf16,
                                model=build_model("mnist_strided", width=16))
             odd = train_steps("mnist_strided", channels_last=channels_last, bf16=in_bf16,
                               model=build_model("mnist_strided", width=17))
-            even(1), odd(1)
-            ours, other = race(lambda even=even: even(steps), lambda odd=odd: odd(steps),
-                               repeats)
             report(f"width_16_vs_17_{layout}_{precision}",
-                   f"mnist_strided w16 vs w17, {precision}, {layout}", ours, other)
+                   f"mnist_strided w16 vs w17, {precision}, {layout}",
+                   *duel(even, odd, steps, repeats))
 
         one_mask = train_steps("mnist_strided", channels_last=False, bf16=in_bf16)
         every_conv = train_steps("mnist_strided", channels_last=False, bf16=in_bf16,
                                  model=lean_with_dropout_on_feature_maps())
-        one_mask(1), every_conv(1)
-        ours, other = race(lambda one=one_mask: one(steps), lambda every=every_conv: every(steps),
-                           repeats)
         report(f"one_dropout_vs_every_conv_{precision}",
-               f"mnist_strided, {precision}: one Dropout vs one per conv", ours, other)
+               f"mnist_strided, {precision}: one Dropout vs one per conv",
+               *duel(one_mask, every_conv, steps, repeats))
 
         for name, batch in CIFAR_NETS if args.cifar else ():
             last = train_steps(name, batch=batch, bf16=in_bf16)
             contiguous = train_steps(name, batch=batch, channels_last=False, bf16=in_bf16)
-            last(1), contiguous(1)
-            ours, other = race(lambda last=last: last(2), lambda contiguous=contiguous:
-                               contiguous(2), max(3, repeats // 2))  # seconds a step: two a side
             report(f"channels_last_{name}_{batch}_{precision}",
-                   f"{name} ({batch}), {precision}: channels_last vs contiguous", ours, other)
+                   f"{name} ({batch}), {precision}: channels_last vs contiguous",
+                   *duel(last, contiguous, 2, max(3, repeats // 2)))  # seconds a step
 
     # bf16 autocast (train.amp = "auto" on a CPU with bf16 units) against plain fp32
     models = (("mnist_pool", steps), ("mnist_s5", steps), ("cifar_s9", max(2, steps // 4)),
               ("cifar_s9_res", max(2, steps // 4)), ("cifar_s10_resnet", max(2, steps // 10)))
     for name, n in models if bf16 else ():
         autocast, fp32 = train_steps(name, bf16=True), train_steps(name)
-        autocast(1), fp32(1)
-        ours, other = race(lambda autocast=autocast, n=n: autocast(n),
-                           lambda fp32=fp32, n=n: fp32(n), repeats)
-        report(f"bf16_{name}", f"{name}: bf16 autocast vs fp32", ours, other)
+        report(f"bf16_{name}", f"{name}: bf16 autocast vs fp32",
+               *duel(autocast, fp32, n, repeats))
 
     for layout, channels_last in LAYOUTS:
         sixteen = batch_norm_steps(16, channels_last)
         seventeen = batch_norm_steps(17, channels_last)
-        sixteen(1), seventeen(1)
-        ours, other = race(lambda a=sixteen: a(10 * steps), lambda b=seventeen: b(10 * steps),
-                           repeats)  # a layer alone: ten times the steps of a net
-        report(f"batch_norm_16_vs_17_{layout}", f"BatchNorm 16 vs 17 channels, {layout}", ours,
-               other)
+        report(f"batch_norm_16_vs_17_{layout}", f"BatchNorm 16 vs 17 channels, {layout}",
+               *duel(sixteen, seventeen, 10 * steps, repeats))  # a layer: ten times a net's
 
     run = train_steps("mnist_pool")
     run(1)
@@ -214,9 +209,8 @@ def main() -> None:
     report("interop_default_vs_1", "mnist_pool: default inter-op threads vs 1", default, single)
 
     every_20, every_step = train_steps("mnist_pool"), train_steps("mnist_pool", sync_every=1)
-    every_20(1), every_step(1)
-    ours, other = race(lambda: every_20(steps), lambda: every_step(steps), repeats)
-    report("sync_every_20_vs_1", "mnist_pool: loss.item() every 20 steps vs 1", ours, other)
+    report("sync_every_20_vs_1", "mnist_pool: loss.item() every 20 steps vs 1",
+           *duel(every_20, every_step, steps, repeats))
 
     if not args.skip_compile:
         eager, compiled = train_steps("mnist_pool"), train_steps("mnist_pool", compiled=True)
