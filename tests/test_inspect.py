@@ -188,6 +188,19 @@ def test_check_fails_too_many_params_and_a_forbidden_maxpool():
     assert "features.2" in report.failures[1].measured
 
 
+def test_the_accuracy_rule_waits_for_the_runs_last_planned_epoch():
+    from cnnlab.inspect.spec import check_history
+
+    recipe = _recipe(min_test_acc=99.0, last_epochs=1)  # 3 epochs, the last one decides
+    rows = [{"test_acc": acc} for acc in (98.0, 98.5, 99.2)]
+    (going,) = check_history(recipe, rows[:2])
+    assert going.ok is None and going.measured.startswith("98.50% at epoch 2; the run has 2 of")
+    (done,) = check_history(recipe, rows)
+    assert done.ok is True and done.measured == "99.20%"
+    (short,) = check_history(recipe, rows[:1] + [{"test_acc": 98.9}], planned_epochs=2)
+    assert short.ok is False  # a run planned shorter than the recipe is judged at its own end
+
+
 def test_layer_rules_are_read_from_the_graph():
     model = nn.Sequential(
         nn.Conv2d(3, 3, 3, padding=2, dilation=2, groups=3), nn.BatchNorm2d(3), nn.ReLU(),

@@ -159,16 +159,24 @@ def check_graph(recipe: Recipe, model: nn.Module, graph: ModelGraph, field: Rece
     return CheckReport(recipe.name, verdicts)
 
 
-def check_history(recipe: Recipe, history: list[dict]) -> list[Verdict]:
-    """The rules a finished run decides: the target accuracy over the last N epochs."""
+def check_history(recipe: Recipe, history: list[dict], planned_epochs: int | None = None
+                  ) -> list[Verdict]:
+    """The rules a finished run decides: the target accuracy over the last N epochs. A run
+    short of its `planned_epochs` (the recipe's by default) is still going, or was stopped: its
+    last epochs so far decide nothing."""
     spec = recipe.spec
     if spec.min_test_acc is None:
         return []
     n = spec.last_epochs
+    planned = planned_epochs or recipe.train.epochs
     rule = (f"test accuracy >= {spec.min_test_acc}%"
             + (f" in each of the last {n} epochs" if n > 1 else " in the last epoch"))
-    if len(history) < n:
+    if planned < n:
         return [Verdict(rule, None, f"needs a run of at least {n} epochs")]
+    if len(history) < planned:
+        so_far = f"{history[-1]['test_acc']:.2f}% at epoch {len(history)}; " if history else ""
+        return [Verdict(rule, None, f"{so_far}the run has {len(history)} of its {planned} "
+                                    "epochs (resume it: cnnlab train --resume RUN_DIR)")]
     last = [row["test_acc"] for row in history[-n:]]
     measured = ", ".join(f"{a:.2f}%" for a in last)
     if recipe.train.tta != "none":
