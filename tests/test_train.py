@@ -239,6 +239,23 @@ def test_amp_off_is_plain_fp32_and_bf16_runs_when_asked(tmp_path):
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
 
 
+@pytest.mark.parametrize(("bar_seconds", "synced"), [(1e9, [0, 20, 40, 60, 63]),
+                                                     (0.0, list(range(64)))])
+def test_the_bar_reads_the_loss_every_20_steps_and_on_slow_steps_every_step(
+        monkeypatch, bar_seconds, synced):
+    from cnnlab.models import build_model
+
+    reads = []
+    monkeypatch.setattr(trainer, "BAR_SECONDS", bar_seconds)
+    monkeypatch.setattr(trainer, "_stop_if_diverged", lambda value, epoch, step, *_:
+                        reads.append(step))
+    data = separable_dataset(n_train=64 * 16)
+    run = trainer.Trainer(_recipe("data.batch_size=16", "train.channels_last=false"), data,
+                          build_model("mnist_strided", width=4))
+    run.train_epoch(1, None, progress=False)
+    assert reads == [*synced, 63]  # and the epoch's mean loss, checked once at its end
+
+
 def test_evaluation_builds_no_autograd_graph():
     from cnnlab.data.loader import DeviceLoader
 

@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # the run folder reads checkpoints: import it only for the ty
 
 INIT_SAMPLE = 5000  # training images a model's `init_from_data` sees
 BAR_EVERY = 20  # steps between progress-bar updates; each update syncs with the device
+BAR_SECONDS = 1.0  # ... and no longer apart than this: against a slow step a sync costs nothing
 Echo = Callable[[str], None]
 EpochCallback = Callable[[dict[str, Any], "Trainer"], None]  # (the epoch's row, the trainer)
 
@@ -178,7 +179,7 @@ class Trainer:
         done_before = (epoch - 1) * len(loader)  # optimiser steps of the epochs before
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen = 0
+        seen, shown_at = 0, time.perf_counter()
         bar = tqdm(loader, total=len(loader), disable=not progress, file=sys.stderr,
                    dynamic_ncols=True)
         for step, (x, y) in enumerate(bar):
@@ -199,7 +200,9 @@ class Trainer:
             loss_sum += loss.detach() * len(y)
             correct += (out.detach().argmax(1) == y).sum()
             seen += len(y)
-            if step % BAR_EVERY == 0 or step == len(loader) - 1:
+            if (step % BAR_EVERY == 0 or step == len(loader) - 1
+                    or time.perf_counter() - shown_at >= BAR_SECONDS):
+                shown_at = time.perf_counter()
                 value = loss.item()
                 _stop_if_diverged(value, epoch, step, run, self.amp_dtype)
                 bar.set_description(
