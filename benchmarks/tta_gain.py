@@ -8,6 +8,8 @@ is what a run with that mode would have reported for the same weights).
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from pathlib import Path
 
 from cnnlab.data import DeviceLoader
 from cnnlab.prepare import prepare
@@ -17,22 +19,30 @@ from cnnlab.train.tta import MODES
 from machine import machine_line
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir")
-    args = parser.parse_args()
-    print(machine_line())
-    run = RunFolder.existing(args.run_dir)
-    prepared = prepare(folder=run)
+def accuracies(run_dir: str | Path, modes: tuple[str, ...] = MODES,
+               echo: Callable[[str], None] = print) -> dict[str, float]:
+    """Test accuracy (percent) of the run's last-epoch model under each of `modes`, evaluated
+    as the Trainer evaluates (its eval batch size and memory format)."""
+    run = RunFolder.existing(run_dir)
+    prepared = prepare(folder=run, progress=False)
     recipe, data = prepared.recipe, prepared.data()
     model = run.load_trained(prepared.model)
     loader = DeviceLoader(data.test_images, data.test_labels, recipe.data.eval_batch_size,
                           mean=data.mean, std=data.std, channels_last=recipe.train.channels_last)
     accuracy = {}
-    for mode in MODES:
+    for mode in modes:
         correct = evaluate(model, loader, tta=mode).correct
         accuracy[mode] = 100.0 * correct / loader.num_samples
-        print(f"{mode:<11} {accuracy[mode]:.2f}%", flush=True)
+        echo(f"{mode:<11} {accuracy[mode]:.2f}%")
+    return accuracy
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    args = parser.parse_args()
+    print(machine_line())
+    accuracy = accuracies(args.run_dir, echo=lambda line: print(line, flush=True))
     print("tta_gain " + " ".join(f"{mode}={value:.2f}" for mode, value in accuracy.items()))
 
 

@@ -256,6 +256,16 @@ def test_the_bar_reads_the_loss_every_20_steps_and_on_slow_steps_every_step(
     assert reads == [*synced, 63]  # and the epoch's mean loss, checked once at its end
 
 
+@pytest.mark.slow
+def test_the_test_time_augmentation_changes_nothing_the_run_trains(tmp_path):
+    # what lets a benchmark test plain each epoch and add the TTA figure once, at the end
+    plain = _run(_recipe("train.tta=none"), tmp_path / "plain").history
+    views = _run(_recipe("train.tta=flip_shift"), tmp_path / "views").history
+    assert [row["train_loss"] for row in views] == [row["train_loss"] for row in plain]
+    assert [row["test_acc_no_tta"] for row in views] == [row["test_acc"] for row in plain]
+    assert "test_acc_no_tta" not in plain[-1]
+
+
 def test_evaluation_builds_no_autograd_graph():
     from cnnlab.data.loader import DeviceLoader
 
