@@ -175,8 +175,8 @@ def check_history(recipe: Recipe, history: list[dict], planned_epochs: int | Non
         return [Verdict(rule, None, f"needs a run of at least {n} epochs")]
     if len(history) < planned:
         so_far = f"{history[-1]['test_acc']:.2f}% at epoch {len(history)}; " if history else ""
-        return [Verdict(rule, None, f"{so_far}the run has {len(history)} of its {planned} "
-                                    "epochs (resume it: cnnlab train --resume RUN_DIR)")]
+        return [Verdict(rule, None, f"{so_far}{len(history)} of the run's {planned} epochs so "
+                                    "far (a stopped run goes on with cnnlab train --resume)")]
     last = [row["test_acc"] for row in history[-n:]]
     measured = ", ".join(f"{a:.2f}%" for a in last)
     if recipe.train.tta != "none":
