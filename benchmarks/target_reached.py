@@ -1,6 +1,7 @@
 """Did a long run reach its recipe's target, and when? The figures of one run folder, read from
 its history: test accuracy per epoch, the first epoch at or above the target, the final and
-best accuracy, and the seconds each epoch took.
+best accuracy, and the seconds each epoch took, with its test pass and without (airbench and
+most speed records time the training alone).
 
 Long CPU runs (CIFAR-10: up to an hour and more) are trained with `cnnlab train`, which can be
 interrupted and resumed, and are judged here afterwards:
@@ -46,10 +47,15 @@ def main() -> None:
         print("without TTA:   " + ", ".join(f"{row['test_acc_no_tta']:.2f}" for row in history))
     print("train accuracy: " + ", ".join(f"{row['train_acc']:.1f}" for row in history))
     print("seconds per epoch: " + ", ".join(f"{s:.0f}" for s in seconds))
+    training = [row.get("train_seconds") for row in history]
+    timed = None not in training  # histories written before the field existed lack it
+    if timed:
+        print("of which training: " + ", ".join(f"{s:.0f}" for s in training))
     print(f"target_reached recipe={recipe.name} target={target} reached={int(first is not None)} "
           f"first_epoch={first or 0} final={accuracies[-1]:.2f} best={max(accuracies):.2f} "
           f"epochs={len(history)} median_epoch_seconds={statistics.median(seconds):.1f} "
-          f"minutes={sum(seconds) / 60:.1f}")
+          f"minutes={sum(seconds) / 60:.1f}"
+          + (f" train_minutes={sum(training) / 60:.1f}" if timed else ""))
 
 
 if __name__ == "__main__":
