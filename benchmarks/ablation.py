@@ -13,8 +13,9 @@ from its last epoch's weights (OUT/<part>/tta.json): training does not depend on
 the figure is the one a run testing with TTA every epoch reports, and the six views' 60,000
 forward passes an epoch (a third of an epoch's time on a CPU) are spent once instead of ten
 times. Run one process with all the machine's threads, not one per core: this net trains
-faster so (BENCHMARKS.md, "The ablation"). The table shows every part under OUT at its latest epoch;
-the full recipe's row is the part `full`, or `--baseline DIR` (a run of the unchanged recipe).
+faster so (BENCHMARKS.md, "The ablation"). The table shows every part under OUT at its
+latest epoch; the full recipe's row is the part `full`, or `--baseline DIR` (a run of the
+unchanged recipe).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import cnnlab
+from cnnlab.atomic_file import atomic_write
 from cnnlab.run_folder import RunFolder
 from machine import machine_line
 from tta_gain import accuracies
@@ -70,8 +72,8 @@ def train_part(out: Path, part: str) -> None:
     if RunFolder(folder).recipe().train.tta == "none" and tta_row(folder) is None:
         epoch = len(RunFolder(folder).history())
         accuracy = accuracies(folder, (TTA,), echo=lambda line: print(f"{part}: {line}"))[TTA]
-        (folder / "tta.json").write_text(json.dumps({"epoch": epoch, "tta": TTA,
-                                                     "test_acc": accuracy}) + "\n")
+        with atomic_write(folder / "tta.json", "w") as handle:
+            handle.write(json.dumps({"epoch": epoch, "tta": TTA, "test_acc": accuracy}) + "\n")
 
 
 def tta_row(folder: Path) -> dict | None:
@@ -92,7 +94,7 @@ def scores(folder: Path, epoch: int | None = None) -> Scores | None:
     if not (folder / "history.jsonl").exists():
         return None
     rows = {row["epoch"]: row for row in RunFolder(folder).history()}
-    row = rows.get(max(rows) if epoch is None and rows else epoch)
+    row = rows.get(max(rows, default=0) if epoch is None else epoch)
     if row is None:
         return None
     if "test_acc_no_tta" in row:  # tested with TTA every epoch
