@@ -1,6 +1,7 @@
-"""What the documents say of the built-in recipes is hand-written; these tests hold it to the
-recipes as they ship: the README's table (a recipe's model, width and accuracy floor) and the
-BENCHMARKS.md section each recipe's header points to (which must survive a rename)."""
+"""What the documents say of the code is hand-written; these tests hold it to the code as it
+ships: the README's recipe table (a recipe's model, width and accuracy floor) and its list of
+benchmark scripts, and the BENCHMARKS.md section each recipe's header points to (which must
+survive a rename)."""
 
 import re
 from pathlib import Path
@@ -54,3 +55,11 @@ def test_the_benchmarks_section_a_recipe_points_to_is_there(name):
                 .splitlines() if line.startswith("#")]
     assert any(pointer[1] in heading for heading in headings), (
         f"{name}.toml points to a BENCHMARKS.md section {pointer[1]!r} that no heading names")
+
+
+def test_the_readme_names_every_benchmark_script():
+    scripts = [path.name for path in (PROJECT / "benchmarks").glob("*.py")
+               if 'if __name__ == "__main__":' in path.read_text(encoding="utf-8")]
+    assert len(scripts) > 5  # the helpers they share (machine.py, ...) are not scripts
+    readme = README.read_text(encoding="utf-8")
+    assert [name for name in scripts if f"benchmarks/{name}" not in readme] == []
