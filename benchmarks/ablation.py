@@ -69,8 +69,9 @@ def train_part(out: Path, part: str) -> None:
         print(f"{part}: switching off {PARTS[part][0]}", flush=True)
         recipe = cnnlab.load_recipe(RECIPE, [*PARTS[part][1], "train.tta=none"])
         cnnlab.run(recipe, out_dir=out, run_name=part, progress=False, report=False)
-    if RunFolder(folder).recipe().train.tta == "none" and tta_row(folder) is None:
-        epoch = len(RunFolder(folder).history())
+    trained = RunFolder(folder)
+    if trained.recipe().train.tta == "none" and tta_row(folder) is None:
+        epoch = len(trained.history())
         accuracy = accuracies(folder, (TTA,), echo=lambda line: print(f"{part}: {line}"))[TTA]
         with atomic_write(folder / "tta.json", "w") as handle:
             handle.write(json.dumps({"epoch": epoch, "tta": TTA, "test_acc": accuracy}) + "\n")
