@@ -263,16 +263,16 @@ def lr_find(
     progress: bool = True,
 ) -> LRFindResult:
     """LR range test for `recipe`: its model (a copy of `model` if given, which stays
-    untouched), loader, augmentation and optimiser, on its training data (`dataset`, else
-    read from `data_dir`). The loss curve goes to the PNG `plot` if given."""
+    untouched), loader, augmentation, optimiser, loss and precision, on its training data
+    (`dataset`, else read from `data_dir`). The loss curve goes to the PNG `plot` if given."""
     if dataset is None or not isinstance(model, nn.Module):
         prepared = prepare(recipe, model=model, data_dir=data_dir, progress=progress)
         model = prepared.model if not isinstance(model, nn.Module) else model
         dataset = prepared.data() if dataset is None else dataset
     steady = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"))
     probe = Trainer(steady, dataset, copy.deepcopy(model))
-    result = range_test(probe.model, probe.optimizer, probe.train_loader, start, end, steps,
-                        progress)
+    result = range_test(probe.model, probe.optimizer, probe.train_loader, probe.step, start,
+                        end, steps, progress)
     if plot is not None:
         plot_lr_find(result, Path(plot))
     return result

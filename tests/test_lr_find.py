@@ -1,7 +1,10 @@
+import copy
 import math
 
 import pytest
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from cnnlab.config import load_recipe
 from cnnlab.data import load_dataset
@@ -10,6 +13,7 @@ from cnnlab.pipeline import lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.run_folder import RunFolder
 from cnnlab.train.lr_find import LRFindResult, _suggestions
+from cnnlab.train.trainer import Trainer
 from tests.conftest import separable_dataset, train_run
 
 
@@ -67,6 +71,29 @@ def test_lr_find_leaves_the_model_untouched():
     lr_find(_recipe(), dataset=separable_dataset(), model=model, steps=20, progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
+
+
+def test_the_range_test_steps_as_the_run_trains():
+    """The run's precision (bf16 autocast here) and its loss (label smoothing) in every step."""
+    recipe = _recipe('train.amp="bf16"', "train.label_smoothing=0.5")
+    data = separable_dataset()
+    model = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10))
+    with torch.no_grad():
+        model[1].weight.mul_(30)  # confident logits, where smoothing changes the loss
+    seen = []
+    model.register_forward_hook(
+        lambda module, inputs, out: seen.append((torch.is_autocast_enabled("cpu"), out.dtype)))
+    result = lr_find(recipe, dataset=data, model=model, start=1e-6, end=1e-5, steps=5,
+                     progress=False)
+    assert len(seen) == 5 and all(on and dtype == torch.bfloat16 for on, dtype in seen)
+    # The sweep's first point is the first batch's loss before any step: the run's loss.
+    x, y = next(iter(Trainer(recipe, data, copy.deepcopy(model)).train_loader))
+    with torch.no_grad(), torch.autocast("cpu", torch.bfloat16):
+        logits = model(x)
+    smoothed, plain = (F.cross_entropy(logits.float(), y, label_smoothing=eps).item()
+                       for eps in (0.5, 0))
+    assert result.losses[0] == pytest.approx(smoothed, rel=1e-3)
+    assert abs(smoothed - plain) > 0.1  # the two losses are told apart
 
 
 def test_bad_range_is_a_config_error():

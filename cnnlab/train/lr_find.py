@@ -2,7 +2,8 @@
 exponentially, watch the smoothed loss, and suggest a peak learning rate three ways:
 `minimum` (a tenth of the lr at the lowest loss), `valley` (halfway along the longest stretch
 over which the loss keeps falling, after fastai's method of that name) and `steepest` (where
-the loss falls fastest per log-lr).
+the loss falls fastest per log-lr). Each step is the run's own (`step`: its loss, precision
+and gradient scaler), so the test probes the training it picks a rate for.
 
 The model, optimiser and random state are restored afterwards, so a run that starts with a
 range test trains exactly as if it had been given the suggested number.
@@ -15,11 +16,11 @@ import dataclasses
 import json
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
 
@@ -67,6 +68,7 @@ def lr_find(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     loader: DeviceLoader,
+    step: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
     start: float = 1e-7,
     end: float = 10.0,
     steps: int = 100,
@@ -86,18 +88,13 @@ def lr_find(
     model.train()
     try:
         batches = _forever(loader)
-        for step in tqdm(range(steps), desc="lr-find", disable=not progress, file=sys.stderr):
-            lr = start * growth**step
+        for done in tqdm(range(steps), desc="lr-find", disable=not progress, file=sys.stderr):
+            lr = start * growth**done
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = next(batches)
-            loss = F.cross_entropy(model(x), y)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            value = loss.item()
-            average = SMOOTHING * average + (1 - SMOOTHING) * value
-            smoothed = average / (1 - SMOOTHING ** (step + 1))
+            _, loss = step(*next(batches))
+            average = SMOOTHING * average + (1 - SMOOTHING) * loss.item()
+            smoothed = average / (1 - SMOOTHING ** (done + 1))
             if not math.isfinite(smoothed) or smoothed > DIVERGED * best:
                 diverged = True
                 break

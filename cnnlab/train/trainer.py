@@ -164,6 +164,20 @@ class Trainer:
             row["test_acc_no_tta"] = 100.0 * scores.correct_without_tta / total
         return row
 
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step on a batch, as the run trains: its precision, its loss, its
+        gradient scaler. Returns the logits and the loss, detached. The LR range test steps
+        through this too, so it tests the training the run will do."""
+        with torch.autocast(self.device.type, self.amp_dtype or torch.float32,
+                            enabled=self.amp_dtype is not None):
+            out = self.forward(x)
+            loss = F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)  # skips the step if fp16 gradients overflowed
+        self.scaler.update()
+        return out.detach(), loss.detach()
+
     def train_epoch(self, epoch: int, run: RunFolder | None, progress: bool
                     ) -> tuple[float, float]:
         """One pass over the training set; returns mean loss and accuracy (percent). `run`
@@ -183,22 +197,15 @@ class Trainer:
         bar = tqdm(loader, total=len(loader), disable=not progress, file=sys.stderr,
                    dynamic_ncols=True)
         for step, (x, y) in enumerate(bar):
-            with torch.autocast(self.device.type, self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
-                out = self.forward(x)
-                loss = F.cross_entropy(out, y, label_smoothing=self.cfg.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(optimizer)  # skips the step if fp16 gradients overflowed
-            self.scaler.update()
+            out, loss = self.step(x, y)
             self.schedule.step()
             if self.ema is not None:
                 self.ema.update(model)
             if self.lookahead is not None:
                 self.lookahead.step(model, done_before + step + 1)
             # Accumulate on the device; read back only every BAR_EVERY steps.
-            loss_sum += loss.detach() * len(y)
-            correct += (out.detach().argmax(1) == y).sum()
+            loss_sum += loss * len(y)
+            correct += (out.argmax(1) == y).sum()
             seen += len(y)
             if (step % BAR_EVERY == 0 or step == len(loader) - 1
                     or time.perf_counter() - shown_at >= BAR_SECONDS):
