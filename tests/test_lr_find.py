@@ -13,6 +13,7 @@ from cnnlab.pipeline import lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.run_folder import RunFolder
 from cnnlab.train.lr_find import LRFindResult, _suggestions
+from cnnlab.train.lr_find import lr_find as range_test
 from cnnlab.train.trainer import Trainer
 from tests.conftest import separable_dataset, train_run
 
@@ -94,6 +95,23 @@ def test_the_range_test_steps_as_the_run_trains():
                        for eps in (0.5, 0))
     assert result.losses[0] == pytest.approx(smoothed, rel=1e-3)
     assert abs(smoothed - plain) > 0.1  # the two losses are told apart
+
+
+def test_the_range_test_keeps_the_batchnorm_shifts_own_rate():
+    from cnnlab.models import build_model
+
+    probe = Trainer(_recipe("optim.bn_bias_lr_scale=64"), separable_dataset(),
+                    build_model("mnist_pool"))
+    rates = []
+
+    def step(x, y):
+        rates.append([group["lr"] for group in probe.optimizer.param_groups])
+        return probe.step(x, y)
+
+    range_test(probe.model, probe.optimizer, probe.train_loader, step, start=1e-4, end=1e-3,
+               steps=5, progress=False)
+    assert [rate for rate, _ in rates] == pytest.approx([1e-4 * 10 ** (k / 4) for k in range(5)])
+    assert all(shifts == pytest.approx(64 * rate) for rate, shifts in rates)
 
 
 def test_bad_range_is_a_config_error():

@@ -90,8 +90,8 @@ def lr_find(
         batches = _forever(loader)
         for done in tqdm(range(steps), desc="lr-find", disable=not progress, file=sys.stderr):
             lr = start * growth**done
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            for group in optimizer.param_groups:  # a group's own scale (BN shifts) holds
+                group["lr"] = lr * group.get("lr_scale", 1.0)
             _, loss = step(*next(batches))
             average = SMOOTHING * average + (1 - SMOOTHING) * loss.item()
             smoothed = average / (1 - SMOOTHING ** (done + 1))
