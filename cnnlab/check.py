@@ -15,7 +15,8 @@ from cnnlab.run_folder import RunFolder
 def check(recipe: Recipe, run_dir: str | Path | None = None,
           data_dir: str | Path | None = None, model: ModelObject | None = None) -> CheckReport:
     """All rules of `recipe.spec`; accuracy rules need `run_dir` (a run folder that trained all
-    its epochs: one still going is reported so far, undecided). The
+    its epochs: one short of them is reported so far, undecided, as still training or
+    stopped). The
     model (the recipe's, or `model`: a class, builder or instance) is built for the recipe's
     data (its channels and classes)."""
     report = prepare(recipe, model=model, data_dir=data_dir, progress=False).inspection.check
@@ -25,5 +26,6 @@ def check(recipe: Recipe, run_dir: str | Path | None = None,
                                            "needs a finished run: --run RUN_DIR"))
         return report
     folder = RunFolder.existing(run_dir)
-    report.verdicts += check_history(recipe, folder.history(), folder.recipe().train.epochs)
+    report.verdicts += check_history(recipe, folder.history(), folder.recipe().train.epochs,
+                                     training=folder.is_training())
     return report

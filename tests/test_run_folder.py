@@ -348,3 +348,40 @@ def test_a_run_from_before_folders_kept_their_source_rebuilds_from_its_file_when
         load_run(run)
     monkeypatch.chdir(made[1].parents[1])  # where its net.py is
     assert load_run(run, trust_code=True).predict(np.zeros((28, 28), np.uint8)).classes
+
+
+def test_check_on_a_run_short_of_its_epochs_says_whether_it_is_still_training(
+        made, tmp_path, monkeypatch):
+    from cnnlab import check, load_recipe
+    from cnnlab.run_folder import RunFolder
+
+    run = RunFolder(_copy(made, tmp_path, monkeypatch, as_owner=True))
+    history = (run.path / "history.jsonl").read_text().splitlines(keepends=True)
+    (run.path / "history.jsonl").write_text(history[0])  # 1 of its 2 epochs
+    monkeypatch.chdir(made[1].parents[1])  # where its net.py is
+    recipe = load_recipe("shared.toml", ["spec.min_test_acc=10"])
+
+    def accuracy_line() -> str:
+        return check(recipe, run_dir=run.path).verdicts[-1].measured
+
+    assert not run.is_training()
+    assert accuracy_line().endswith("1 of the run's 2 epochs so far (stopped: cnnlab train "
+                                    "--resume goes on)")
+    with run.training_lock():
+        assert run.is_training()
+        assert accuracy_line().endswith("so far (still training)")
+    assert not run.is_training()
+
+
+def test_a_runs_start_waits_out_the_brief_lock_of_a_probe(made, tmp_path, monkeypatch):
+    import fcntl
+    import threading
+
+    from cnnlab.run_folder import RunFolder
+
+    run = RunFolder(_copy(made, tmp_path, monkeypatch, as_owner=True))
+    with open(run.config_path, "rb") as probe:
+        fcntl.flock(probe, fcntl.LOCK_SH)  # as is_training holds it, for longer
+        threading.Timer(0.2, fcntl.flock, (probe, fcntl.LOCK_UN)).start()
+        with run.training_lock():
+            assert run.is_training()

@@ -159,11 +159,11 @@ def check_graph(recipe: Recipe, model: nn.Module, graph: ModelGraph, field: Rece
     return CheckReport(recipe.name, verdicts)
 
 
-def check_history(recipe: Recipe, history: list[dict], planned_epochs: int | None = None
-                  ) -> list[Verdict]:
+def check_history(recipe: Recipe, history: list[dict], planned_epochs: int | None = None,
+                  training: bool | None = None) -> list[Verdict]:
     """The rules a finished run decides: the target accuracy over the last N epochs. A run
-    short of its `planned_epochs` (the recipe's by default) is still going, or was stopped: its
-    last epochs so far decide nothing."""
+    short of its `planned_epochs` (the recipe's by default) is still going (`training`), or was
+    stopped (`training` False; None: not known): its last epochs so far decide nothing."""
     spec = recipe.spec
     if spec.min_test_acc is None:
         return []
@@ -175,8 +175,10 @@ def check_history(recipe: Recipe, history: list[dict], planned_epochs: int | Non
         return [Verdict(rule, None, f"needs a run of at least {n} epochs")]
     if len(history) < planned:
         so_far = f"{history[-1]['test_acc']:.2f}% at epoch {len(history)}; " if history else ""
+        state = {True: "still training", False: "stopped: cnnlab train --resume goes on",
+                 None: "a stopped run goes on with cnnlab train --resume"}[training]
         return [Verdict(rule, None, f"{so_far}{len(history)} of the run's {planned} epochs so "
-                                    "far (a stopped run goes on with cnnlab train --resume)")]
+                                    f"far ({state})")]
     last = [row["test_acc"] for row in history[-n:]]
     measured = ", ".join(f"{a:.2f}%" for a in last)
     if recipe.train.tta != "none":

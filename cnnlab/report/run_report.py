@@ -62,7 +62,7 @@ def write_report(
         model = run.load_trained(prepared.model) if model is None else model
         dataset = prepared.data() if dataset is None else dataset
         inspection = prepared.inspection if inspection is None else inspection
-        inspection.check.verdicts += check_history(recipe, history)
+        inspection.check.verdicts += check_history(recipe, history, training=run.is_training())
     elif dataset is None:
         dataset = as_the_run_sees_it(load_recipe_data(recipe.data, data_dir), recipe)
     if layer is not None and layer not in dict(model.named_modules()):

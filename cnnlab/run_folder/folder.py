@@ -31,6 +31,7 @@ from cnnlab.train.lr_find import LRFindResult
 START_OPTIONS_FILE = "run.json"
 SHIPPED_FILE = "best.safetensors"
 RUN_CONFIG_KEYS = ("name", "data", "augment", "model", "optim", "schedule", "train", "spec")
+LOCK_ATTEMPTS = 20  # 50 ms apart: the training lock waits out another process's brief probe
 
 
 @dataclass(frozen=True)
@@ -242,15 +243,29 @@ class RunFolder:
         """Held while a process trains in this folder: a second one is refused. The lock is on
         config.toml, which a run never rewrites, so no lock file is left behind."""
         with open(self.config_path, "rb") as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                raise TrainingError(f"{self.path} is being trained by another process; wait "
-                                    "for it to finish, or stop it first") from None
+            for attempt in range(LOCK_ATTEMPTS):  # `is_training` holds it for microseconds
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if attempt == LOCK_ATTEMPTS - 1:
+                        raise TrainingError(f"{self.path} is being trained by another process; "
+                                            "wait for it to finish, or stop it first") from None
+                    time.sleep(0.05)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def is_training(self) -> bool:
+        """Whether a process is training in this folder now (it holds `training_lock`)."""
+        with open(self.config_path, "rb") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return False
 
     def log(self, line: str) -> None:
         with open(self.path / "log.txt", "a", encoding="utf-8") as handle:
