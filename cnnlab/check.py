@@ -16,9 +16,8 @@ def check(recipe: Recipe, run_dir: str | Path | None = None,
           data_dir: str | Path | None = None, model: ModelObject | None = None) -> CheckReport:
     """All rules of `recipe.spec`; accuracy rules need `run_dir` (a run folder that trained all
     its epochs: one short of them is reported so far, undecided, as still training or
-    stopped). The
-    model (the recipe's, or `model`: a class, builder or instance) is built for the recipe's
-    data (its channels and classes)."""
+    stopped). The model (the recipe's, or `model`: a class, builder or instance) is built for
+    the recipe's data (its channels and classes)."""
     report = prepare(recipe, model=model, data_dir=data_dir, progress=False).inspection.check
     if run_dir is None:
         if recipe.spec.min_test_acc is not None:
