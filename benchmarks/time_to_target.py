@@ -11,10 +11,12 @@ recipe in the seed-style loop, in one process on the same data and threads.
 
 Prints, per run: seconds and epochs to the target, final accuracy and, for cnnlab, the lowest
 accuracy over the recipe's last `spec.last_epochs` epochs (the assignment's condition). Ends
-with one machine-readable line.
+with one machine-readable line per precision: `--amp auto off` races cnnlab in the precision
+the recipe resolves to and in fp32, each against the same seed-loop runs (the seed loop is
+plain fp32 either way).
 
     CNNLAB_DATA=../shared/data .venv/bin/python benchmarks/time_to_target.py [--seeds 0 1 2]
-        [--set train.amp=off]
+        [--amp auto off] [--set KEY=VALUE]
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from machine import machine_line
 from seed_loop import seed_style_loader, seed_style_test, seed_style_train_epoch
 
 
-def cnnlab_run(args, data, seed: int) -> dict:
+def cnnlab_run(args, data, seed: int, amp: str | None) -> dict:
+    precision = [f"train.amp={amp}"] if amp else []
     recipe = cnnlab.load_recipe(args.recipe,
-                                [f"train.seed={seed}", "train.device=cpu", *args.set])
+                                [f"train.seed={seed}", "train.device=cpu", *precision, *args.set])
     started = time.perf_counter()
     reached = {}
 
@@ -54,6 +57,7 @@ def cnnlab_run(args, data, seed: int) -> dict:
         "min_last": min(row["test_acc"] for row in result.history[-last_n:]),
         "epochs_run": len(result.history),
         "total": time.perf_counter() - started,
+        "precision": result.history[-1]["precision"],
     }
 
 
@@ -90,9 +94,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--target", type=float, default=99.4)
     parser.add_argument("--out", default="runs/benchmarks")
+    parser.add_argument("--amp", nargs="+", choices=["auto", "bf16", "fp16", "off"],
+                        help="train.amp for cnnlab's runs, each in turn (default: the recipe's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a recipe override for cnnlab's runs, e.g. train.amp=off: fp32 on "
-                             "a CPU with bf16 units")
+                        help="a recipe override for cnnlab's runs")
     args = parser.parse_args()
 
     print(machine_line())
@@ -100,15 +105,16 @@ def main() -> None:
     data = cnnlab.load_dataset("mnist")
     print(f"data loaded and verified in {time.perf_counter() - started:.2f}s (not counted)")
 
-    ours = []
-    for seed in args.seeds:
-        row = cnnlab_run(args, data, seed)
-        ours.append(row)
-        print(f"cnnlab {args.recipe} seed {seed}: {args.target}% "
-              f"{'after' if row['reached'] else 'NOT reached in'} {row['seconds']:.1f}s "
-              f"(epoch {row['epoch']}), final {row['final']:.2f}%, min of last epochs "
-              f"{row['min_last']:.2f}%, {row['epochs_run']} epochs in {row['total']:.1f}s",
-              flush=True)
+    ours: dict[str | None, list[dict]] = {}
+    for seed in args.seeds:  # the precisions alternate: the machine's drift hits both alike
+        for amp in args.amp or [None]:
+            row = cnnlab_run(args, data, seed, amp)
+            ours.setdefault(amp, []).append(row)
+            print(f"cnnlab {args.recipe} ({row['precision']}) seed {seed}: {args.target}% "
+                  f"{'after' if row['reached'] else 'NOT reached in'} {row['seconds']:.1f}s "
+                  f"(epoch {row['epoch']}), final {row['final']:.2f}%, min of last epochs "
+                  f"{row['min_last']:.2f}%, {row['epochs_run']} epochs in {row['total']:.1f}s",
+                  flush=True)
     theirs = []
     for seed in args.seed_loop_seeds:
         row = seed_loop_run(args, data, seed)
@@ -118,8 +124,15 @@ def main() -> None:
               f"({row['epoch']} epochs), final {row['final']:.2f}%, best {row['best']:.2f}%",
               flush=True)
 
+    for rows in ours.values():
+        print("time_to_target " + summary(rows, theirs))
+
+
+def summary(ours: list[dict], theirs: list[dict]) -> str:
+    """One precision's runs against the seed loop's, as key=value fields."""
     ours_seconds = statistics.median(row["seconds"] for row in ours)
-    fields = [f"seconds={ours_seconds:.1f}",
+    fields = [f"precision={ours[0]['precision'].replace(' ', '_')}",
+              f"seconds={ours_seconds:.1f}",
               f"epochs={statistics.median(row['epoch'] for row in ours)}",
               f"reached={sum(row['reached'] for row in ours)}/{len(ours)}",
               f"final_acc_mean={statistics.mean(row['final'] for row in ours):.2f}",
@@ -129,7 +142,7 @@ def main() -> None:
         fields += [f"seed_loop_seconds={theirs_seconds:.1f}",
                    f"seed_loop_reached={sum(row['reached'] for row in theirs)}/{len(theirs)}",
                    f"speedup={theirs_seconds / ours_seconds:.1f}"]
-    print("time_to_target " + " ".join(fields))
+    return " ".join(fields)
 
 
 if __name__ == "__main__":
