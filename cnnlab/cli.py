@@ -102,7 +102,8 @@ def _build_parser() -> argparse.ArgumentParser:
     verdict = verbs.add_parser("check", help="check a recipe against its [spec] budget")
     verdict.add_argument("recipe", help="built-in recipe name or path to a .toml file")
     verdict.add_argument("--run", metavar="RUN_DIR",
-                         help="also check a run's accuracy (decided once all its epochs ran)")
+                         help="also check a run's accuracy (decided once all its epochs ran; "
+                              "before, how far it got and whether it is still training)")
     verdict.add_argument("--json", action="store_true", help="the verdicts as JSON")
 
     search = verbs.add_parser("sweep", help="search a recipe's space on Optuna (sweeps/<name>/)")
