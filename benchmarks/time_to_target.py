@@ -25,10 +25,12 @@ import argparse
 import os
 import statistics
 import time
+from typing import get_args
 
 import torch
 
 import cnnlab
+from cnnlab.config import AmpMode
 from cnnlab.train.history import first_reaching
 from machine import machine_line
 from seed_loop import seed_style_loader, seed_style_test, seed_style_train_epoch
@@ -94,7 +96,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--target", type=float, default=99.4)
     parser.add_argument("--out", default="runs/benchmarks")
-    parser.add_argument("--amp", nargs="+", choices=["auto", "bf16", "fp16", "off"],
+    parser.add_argument("--amp", nargs="+", choices=get_args(AmpMode),
                         help="train.amp for cnnlab's runs, each in turn (default: the recipe's)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a recipe override for cnnlab's runs")
