@@ -22,6 +22,7 @@ plain fp32 either way).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import time
@@ -131,11 +132,14 @@ def main() -> None:
 
 
 def summary(ours: list[dict], theirs: list[dict]) -> str:
-    """One precision's runs against the seed loop's, as key=value fields."""
-    ours_seconds = statistics.median(row["seconds"] for row in ours)
+    """One precision's runs against the seed loop's, as key=value fields. A miss counts
+    against cnnlab on both sides: a cnnlab run that never reached the target took forever
+    (more than half missing: `seconds=never`, `speedup=none`), a seed-loop run that never
+    reached it took only its epoch budget."""
+    ours_seconds = median_to_target(ours, "seconds")
     fields = [f"precision={ours[0]['precision'].replace(' ', '_')}",
-              f"seconds={ours_seconds:.1f}",
-              f"epochs={statistics.median(row['epoch'] for row in ours)}",
+              f"seconds={finite_or_never(ours_seconds, '.1f')}",
+              f"epochs={finite_or_never(median_to_target(ours, 'epoch'), 'g')}",
               f"reached={sum(row['reached'] for row in ours)}/{len(ours)}",
               f"final_acc_mean={statistics.mean(row['final'] for row in ours):.2f}",
               f"min_last_epochs={min(row['min_last'] for row in ours):.2f}"]
@@ -143,8 +147,18 @@ def summary(ours: list[dict], theirs: list[dict]) -> str:
         theirs_seconds = statistics.median(row["seconds"] for row in theirs)
         fields += [f"seed_loop_seconds={theirs_seconds:.1f}",
                    f"seed_loop_reached={sum(row['reached'] for row in theirs)}/{len(theirs)}",
-                   f"speedup={theirs_seconds / ours_seconds:.1f}"]
+                   f"speedup={theirs_seconds / ours_seconds:.1f}" if math.isfinite(ours_seconds)
+                   else "speedup=none"]
     return " ".join(fields)
+
+
+def median_to_target(rows: list[dict], key: str) -> float:
+    """The median of `key` over cnnlab's runs, a run that missed the target counted as never."""
+    return statistics.median(row[key] if row["reached"] else math.inf for row in rows)
+
+
+def finite_or_never(value: float, spec: str) -> str:
+    return format(value, spec) if math.isfinite(value) else "never"
 
 
 if __name__ == "__main__":
