@@ -269,7 +269,10 @@ def lr_find(
         prepared = prepare(recipe, model=model, data_dir=data_dir, progress=progress)
         model = prepared.model if not isinstance(model, nn.Module) else model
         dataset = prepared.data() if dataset is None else dataset
-    steady = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"))
+    # A constant rate the range test sets itself; eager, as a compile would cost more than
+    # the test's steps save (the run compiles for its own).
+    steady = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"),
+                                 train=dataclasses.replace(recipe.train, compile=False))
     probe = Trainer(steady, dataset, copy.deepcopy(model))
     result = range_test(probe.model, probe.optimizer, probe.train_loader, probe.step, start,
                         end, steps, progress)

@@ -97,6 +97,19 @@ def test_the_range_test_steps_as_the_run_trains():
     assert abs(smoothed - plain) > 0.1  # the two losses are told apart
 
 
+def test_the_range_test_of_a_compiled_recipe_steps_eagerly(monkeypatch):
+    """A compile costs more than the test's hundred steps save: the run compiles, not the test."""
+    def no_compile(*args, **kwargs):
+        raise AssertionError("the range test compiled the model")
+    monkeypatch.setattr(torch, "compile", no_compile)
+    recipe = _recipe("train.compile=true")
+    assert recipe.train.compile
+    result = lr_find(recipe, dataset=separable_dataset(),
+                     model=nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 10)),
+                     start=1e-6, end=1e-5, steps=5, progress=False)
+    assert len(result.losses) == 5
+
+
 def test_the_range_test_keeps_the_batchnorm_shifts_own_rate():
     from cnnlab.models import build_model
 
