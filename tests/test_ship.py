@@ -1,6 +1,9 @@
 """A finished run, shipped: best.safetensors, `load_run(...).predict(...)`, ONNX export that
 onnxruntime runs to the same logits."""
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -71,3 +74,18 @@ def test_onnx_export_gives_the_same_logits_in_onnxruntime(trained, tmp_path, cap
     session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
     got = session.run(["logits"], {"images": x.numpy()})[0]
     assert np.abs(got - expected).max() < 1e-4  # float32 kernels differ in rounding only
+
+
+@pytest.mark.slow
+def test_onnx_export_says_only_what_it_wrote(trained, tmp_path):
+    """torch's exporter logs a warning per torchvision operator when torchvision is absent, as
+    it is beside cnnlab: a user reads that as a missing dependency."""
+    pytest.importorskip("onnx")
+    result, _ = trained
+    out = tmp_path / "m.onnx"
+    done = subprocess.run([sys.executable, "-m", "cnnlab.cli", "export", str(result.run_dir),
+                           "--onnx", "--out", str(out)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"wrote {out}"
+    assert done.stderr == ""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,7 @@ def export_model_onnx(model: torch.nn.Module, input_shape: tuple[int, int, int],
     example = torch.zeros(2, *input_shape)
     tmp = path.with_name(f".{path.name}.tmp")
     with (warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()),
-          _removed_unless_kept(tmp)):
+          _torch_onnx_logs_quiet(), _removed_unless_kept(tmp)):
         warnings.simplefilter("ignore")  # the exporters' progress and deprecation notes
         if torch_version() >= DYNAMO_EXPORTER_FROM:
             batch = torch.export.Dim("batch", min=1)
@@ -53,6 +54,20 @@ def export_model_onnx(model: torch.nn.Module, input_shape: tuple[int, int, int],
                               dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
     tmp.replace(path)
     return path
+
+
+@contextlib.contextmanager
+def _torch_onnx_logs_quiet() -> Iterator[None]:
+    """The exporter logs a warning for each torchvision operator it cannot register when
+    torchvision is absent (cnnlab does not use it): noise that reads as a missing dependency.
+    Errors still show."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 @contextlib.contextmanager
