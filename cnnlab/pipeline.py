@@ -145,8 +145,9 @@ def run(
         except KeyboardInterrupt as exc:
             reason = exc.args[0] if exc.args and exc.args[0] else "SIGINT"
             folder.log(f"stopped by {reason} in epoch {len(trainer.history) + 1}")
-            # Tells the caller what to resume, once an epoch is saved.
-            raise Interrupted(folder.path if trainer.history else None, reason) from None
+            # Tells the caller what to resume, once an epoch or part of one is saved.
+            saved = trainer.history or folder.partial_checkpoint.is_file()
+            raise Interrupted(folder.path if saved else None, reason) from None
 
     inspection.check.verdicts += check_history(recipe, trainer.history)
     folder.write_text("check.md", inspection.check.to_markdown() + "\n")
@@ -165,9 +166,9 @@ def _continue(folder: RunFolder, trainer: Trainer, say: Callable[[str], None]) -
     """Put `trainer` where the folder's last checkpoint left it, and mend what a crash between
     the checkpoint and the other files may have left behind. Every file is read, and checked,
     before any is written."""
-    state = folder.training_state()
-    records.check_weights(trainer.model, state["model"], folder.last_checkpoint)
-    with records.reading(folder.last_checkpoint, "does not fit this run"):
+    state, path = folder.resume_state()
+    records.check_weights(trainer.model, state["model"], path)
+    with records.reading(path, "does not fit this run"):
         trainer.load_state(state)
     logged = folder.logged_epochs()  # the log line comes last: a crash may have cut it
     best_saved = (folder.best_weights(trainer.evaluated)["epoch"]
@@ -179,9 +180,15 @@ def _continue(folder: RunFolder, trainer: Trainer, say: Callable[[str], None]) -
         if row["epoch"] not in logged:
             folder.log(epoch_log_line(row, trainer.cfg.tta) + " (logged on resume)")
     repair_best_checkpoint(folder, trainer, best_saved)
-    folder.log(f"resumed after epoch {len(trainer.history)}")
-    before, now = trained_on(trainer.history[-1]), trained_on(trainer.trained_on)
-    if before != now:  # e.g. train.amp = "auto" resolves differently on this machine
+    if trainer.partway is None:
+        folder.log(f"resumed after epoch {len(trainer.history)}")
+    else:
+        folder.log(f"resumed in epoch {len(trainer.history) + 1} at batch "
+                   f"{trainer.partway['step']} of {len(trainer.train_loader)} ({path.name})")
+    # e.g. train.amp = "auto" resolves differently on this machine
+    before = trained_on(trainer.history[-1]) if trainer.history else None
+    now = trained_on(trainer.trained_on)
+    if before is not None and before != now:
         note = f"note: epochs so far ran on {before}; the rest run on {now}"
         say(note)
         folder.log(note)

@@ -256,6 +256,18 @@ def _bare_weights(path: Path) -> None:
     shutil.copyfile(path.parent / "best.pt", path)
 
 
+def _partial(then):
+    """A partial checkpoint made from last.pt (partway through the epoch after its last),
+    then damaged by `then`."""
+    def corrupt(path: Path) -> None:
+        state = torch.load(path.parent / "last.pt", weights_only=True)
+        state["partway"] = {"step": 2, "order": None, "seen": 128, "loss_sum": torch.tensor(1.0),
+                            "correct": torch.tensor(100), "seconds": 1.0}
+        torch.save(state, path)
+        then(path)
+    return corrupt
+
+
 def _not_text(path: Path) -> None:
     path.write_bytes(b"\xff\xfe\x00garbage\x80\x81")
 
@@ -276,6 +288,15 @@ CORRUPTIONS = {
                                                                   if k != "schedule"}),
                             "bare weights": _bare_weights,
                             "wrong shape": _torch_edit(_reshaped)},
+    "checkpoints/partial.pt": {
+        "truncated": _partial(_truncated), "empty": _empty,
+        "missing key": _partial(_torch_edit(lambda s: {k: v for k, v in s.items()
+                                                       if k != "partway"})),
+        "wrong type": _partial(_torch_edit(lambda s: {**s, "partway": {**s["partway"],
+                                                                       "step": "two"}})),
+        "wrong shape": _partial(_torch_edit(_reshaped)),
+        "out of place": _partial(_torch_edit(lambda s: {**s, "partway": {**s["partway"],
+                                                                         "step": 10**6}}))},
     "checkpoints/best.pt": {"truncated": _truncated, "empty": _empty,
                             "missing key": _torch_edit(lambda s: {"epoch": s["epoch"]}),
                             "wrong shape": _torch_edit(_reshaped)},
@@ -294,6 +315,7 @@ READERS = {"config.toml": ["load_run", "report", "export", "resume"],
            "log.txt": ["resume"],
            "checkpoints/last.pt": ["resume", "report"],
            "checkpoints/best.pt": ["resume", "export"],
+           "checkpoints/partial.pt": ["resume"],
            "best.safetensors": ["load_run", "export"],
            "lr_find.json": ["report"]}
 CASES = [(name, corruption, verb) for name, corruptions in CORRUPTIONS.items()

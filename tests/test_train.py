@@ -91,6 +91,64 @@ def test_kill_and_resume_gives_the_same_result(tmp_path, monkeypatch):
         assert torch.equal(a, b)
 
 
+def _killed_at_step(doomed: int, monkeypatch):
+    """Make training raise KeyboardInterrupt as its `doomed`-th optimiser step (counted over
+    the whole run, from 1) starts, with a partial checkpoint saved after every step."""
+    monkeypatch.setattr(trainer, "PARTIAL_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(trainer, "BAR_EVERY", 1)
+    real_step, taken = trainer.Trainer.step, []
+
+    def step(self, x, y):
+        taken.append(1)
+        if len(taken) == doomed:
+            raise KeyboardInterrupt
+        return real_step(self, x, y)
+
+    monkeypatch.setattr(trainer.Trainer, "step", step)
+    return real_step
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("epoch", [1, 2])
+def test_a_run_killed_inside_an_epoch_resumes_from_its_partial_checkpoint_exactly(
+        tmp_path, monkeypatch, epoch):
+    # 512 images in batches of 64: 8 steps an epoch; killed as batch 5 of `epoch` starts.
+    recipe = _recipe("train.ema_decay=0.9", "train.lookahead_every=3", epochs=2)
+    straight = _run(recipe, tmp_path / "straight")
+    real_step = _killed_at_step(8 * (epoch - 1) + 6, monkeypatch)
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        _run(recipe, tmp_path / "killed")
+    monkeypatch.setattr(trainer.Trainer, "step", real_step)
+    (run_dir,) = (tmp_path / "killed" / "runs").iterdir()
+    assert stopped.value.run_dir == run_dir  # offered for --resume, even inside epoch 1
+    folder = RunFolder(run_dir)
+    assert len(folder.history()) == epoch - 1
+    assert load_checkpoint(folder.partial_checkpoint)["partway"]["step"] == 5
+    resumed = train_run(resume=run_dir, dataset=separable_dataset())
+    assert without_timings(resumed.history) == without_timings(straight.history)
+    for a, b in zip(resumed.model.state_dict().values(), straight.model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    assert f"resumed in epoch {epoch} at batch 5 of 8" in (run_dir / "log.txt").read_text()
+    assert not folder.partial_checkpoint.exists()  # the epoch saved whole replaces it
+
+
+@pytest.mark.slow
+def test_a_partial_checkpoint_older_than_the_last_epoch_is_passed_over(tmp_path, monkeypatch):
+    # A crash between saving an epoch's last.pt and removing partial.pt leaves both.
+    recipe = _recipe(epochs=3)
+    straight = _run(recipe, tmp_path / "straight")
+    run_dir = _run_killed_in_epoch(3, recipe, tmp_path / "killed", monkeypatch)
+    folder = RunFolder(run_dir)
+    stale = {**load_checkpoint(folder.last_checkpoint), "epoch": 1,
+             "partway": {"step": 3, "order": None, "seen": 192, "loss_sum": torch.tensor(9.0),
+                         "correct": torch.tensor(7), "seconds": 1.0}}
+    torch.save(stale, folder.partial_checkpoint)
+    resumed = train_run(resume=run_dir, dataset=separable_dataset())
+    assert without_timings(resumed.history) == without_timings(straight.history)
+    assert "resumed after epoch 2" in (run_dir / "log.txt").read_text()
+
+
 def _bf16_units(monkeypatch, present: bool) -> None:
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: present, raising=False)

@@ -69,13 +69,22 @@ class DeviceLoader:
         return len(self.labels)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        yield from self.batches(self.new_order())  # the order is drawn at the first batch
+
+    def new_order(self) -> torch.Tensor | None:
+        """The next pass's order of the images (None: as stored), drawn from the generator."""
+        if not self.shuffle:
+            return None
+        return torch.randperm(len(self.labels), generator=self.generator,
+                              device=self.labels.device)
+
+    def batches(self, order: torch.Tensor | None, first: int = 0
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass in `order`, from batch `first` on: a pass resumed partway through takes the
+        order it was started with, so it sees the batches it had still to see."""
         n = len(self.labels)
         epoch, self.epoch = self.epoch, self.epoch + 1
-        order = (
-            torch.randperm(n, generator=self.generator, device=self.labels.device)
-            if self.shuffle else None
-        )
-        for start in range(0, n, self.batch_size):
+        for start in range(first * self.batch_size, n, self.batch_size):
             if order is None:
                 x = self.images[start: start + self.batch_size]
                 y = self.labels[start: start + self.batch_size]

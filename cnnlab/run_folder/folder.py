@@ -99,6 +99,12 @@ class RunFolder:
         return self.path / "checkpoints" / "best.pt"
 
     @property
+    def partial_checkpoint(self) -> Path:
+        """The training state partway through the epoch after last.pt's, saved inside long
+        epochs and removed once that epoch is saved whole."""
+        return self.path / "checkpoints" / "partial.pt"
+
+    @property
     def lr_find_path(self) -> Path:
         """The LR range test that set the peak learning rate, when the recipe asked for one."""
         return self.path / "lr_find.json"
@@ -145,6 +151,22 @@ class RunFolder:
         """checkpoints/last.pt: everything a resume needs."""
         state = load_checkpoint(self.last_checkpoint)
         return records.checkpoint(state, self.last_checkpoint, records.TRAINING_STATE)
+
+    def resume_state(self) -> tuple[dict[str, Any], Path]:
+        """The newest training state and its file: partial.pt when it is partway through the
+        epoch after last.pt's (a crash between saving last.pt and removing partial.pt leaves
+        an older one, not used), else last.pt."""
+        last = self.training_state() if self.last_checkpoint.is_file() else None
+        if not self.partial_checkpoint.is_file():
+            if last is None:
+                self.training_state()  # says there is nothing to resume from
+            return last, self.last_checkpoint
+        path = self.partial_checkpoint
+        partial = records.partway(
+            records.checkpoint(load_checkpoint(path), path, records.TRAINING_STATE), path)
+        if last is not None and partial["epoch"] < last["epoch"]:
+            return last, self.last_checkpoint
+        return partial, path
 
     def best_weights(self, model: nn.Module | None = None) -> dict[str, Any]:
         """checkpoints/best.pt: the best epoch's evaluated weights, its epoch and accuracy;

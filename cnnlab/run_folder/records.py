@@ -119,6 +119,9 @@ def lr_find_record(text: str, path: Path) -> LRFindResult:
 TRAINING_STATE = {"epoch": int, "model": dict, "optimizer": dict, "schedule": dict, "rng": dict,
                   "history": list}
 BEST_WEIGHTS = {"epoch": int, "model": dict, "test_acc": float}
+# partial.pt is a training state with where it stopped inside the epoch after its history's.
+PARTWAY = {"step": int, "seen": int, "loss_sum": torch.Tensor, "correct": torch.Tensor,
+           "seconds": float}
 
 
 def checkpoint(state: Any, path: Path, keys: dict[str, type]) -> dict[str, Any]:
@@ -139,6 +142,22 @@ def checkpoint(state: Any, path: Path, keys: dict[str, type]) -> dict[str, Any]:
     if keys is TRAINING_STATE:
         for epoch, row in enumerate(state["history"], start=1):
             _checked_row(row, epoch, f"{path}, history row {epoch},")
+    return state
+
+
+def partway(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The training state of partial.pt (checked by `checkpoint`) whose `partway` says where
+    in the epoch it stopped: the next batch, the images seen, the epoch's sums so far and the
+    order of its images (None for a split not shuffled)."""
+    where = state.get("partway")
+    if not isinstance(where, dict):
+        raise RunFolderError(f"{path} is not a partial checkpoint: it lacks partway")
+    for key, kind in PARTWAY.items():
+        if not _fits(where.get(key), kind):
+            raise RunFolderError(f"{path}: partway's {key} is missing or has the wrong type")
+    order = where.get("order")
+    if where["step"] < 1 or not (order is None or isinstance(order, torch.Tensor)):
+        raise RunFolderError(f"{path}: partway's step or order is damaged")
     return state
 
 

@@ -35,6 +35,10 @@ if TYPE_CHECKING:  # the run folder reads checkpoints: import it only for the ty
 INIT_SAMPLE = 5000  # training images a model's `init_from_data` sees
 BAR_EVERY = 20  # steps between progress-bar updates; each update syncs with the device
 BAR_SECONDS = 1.0  # ... and no longer apart than this: against a slow step a sync costs nothing
+# Inside an epoch longer than this, the training state is saved this often (partial.pt): a
+# crash loses two minutes at most, not a CPU epoch of a quarter of an hour. Even cifar-s10's
+# state saves in a fraction of a second (BENCHMARKS.md, "Partial checkpoints").
+PARTIAL_EVERY_SECONDS = 120.0
 Echo = Callable[[str], None]
 EpochCallback = Callable[[dict[str, Any], "Trainer"], None]  # (the epoch's row, the trainer)
 
@@ -86,6 +90,7 @@ class Trainer:
         self.ema = WeightEMA(self.model, cfg.ema_decay) if cfg.ema_decay else None
         self.evaluated = self.ema.model if self.ema is not None else self.model
         self.history: list[dict[str, Any]] = []
+        self.partway: dict[str, Any] | None = None  # where a partial checkpoint left an epoch
 
     def state(self) -> dict[str, Any]:
         state = {
@@ -113,6 +118,15 @@ class Trainer:
         restore_rng_states(state["rng"], self.generator)
         self.history = list(state["history"])
         self.train_loader.epoch = len(self.history)  # alternating flips continue in phase
+        self.partway = state.get("partway")  # a partial checkpoint: the epoch goes on from there
+        if self.partway is not None:
+            order, loader = self.partway["order"], self.train_loader
+            if not isinstance(loader, DeviceLoader):
+                raise ValueError("it stops inside an epoch, which only the fast augmentation "
+                                 "engine can resume")
+            if not 0 < self.partway["step"] < len(loader) or (
+                    order is not None and tuple(order.shape) != (loader.num_samples,)):
+                raise ValueError("its place inside the epoch does not fit this run's data")
 
     def fit(self, run: RunFolder, progress: bool, echo: Echo,
             callbacks: tuple[EpochCallback, ...] = ()) -> None:
@@ -122,7 +136,7 @@ class Trainer:
         epochs = self.cfg.epochs
         for epoch in range(len(self.history) + 1, epochs + 1):
             echo(f"Epoch : {epoch}/{epochs}")
-            started = time.perf_counter()
+            started = time.perf_counter() - self.partway_seconds()
             train_loss, train_acc = self.train_epoch(epoch, run, progress)
             train_seconds = time.perf_counter() - started
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
@@ -136,6 +150,7 @@ class Trainer:
             # log behind, never ahead (a resumed epoch is not logged twice); a stale best.pt
             # is repaired on resume (pipeline.repair_best_checkpoint).
             save_atomic(self.state(), run.last_checkpoint)
+            run.partial_checkpoint.unlink(missing_ok=True)  # last.pt is newer now
             if row["test_acc"] > best_before:
                 save_atomic({"epoch": epoch, "model": self.evaluated.state_dict(),
                              "test_acc": row["test_acc"]}, run.best_checkpoint)
@@ -143,6 +158,10 @@ class Trainer:
             run.log(epoch_log_line(row, self.cfg.tta))
             for callback in callbacks:
                 callback(row, self)
+
+    def partway_seconds(self) -> float:
+        """The training seconds a partial checkpoint holds of the epoch it resumes."""
+        return float(self.partway["seconds"]) if self.partway is not None else 0.0
 
     def validate(self) -> dict[str, Any]:
         """Loss and accuracy on the validation split, if the data has one (plain, no TTA)."""
@@ -193,10 +212,24 @@ class Trainer:
         done_before = (epoch - 1) * len(loader)  # optimiser steps of the epochs before
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        seen, shown_at = 0, time.perf_counter()
-        bar = tqdm(loader, total=len(loader), disable=not progress, file=sys.stderr,
-                   dynamic_ncols=True)
-        for step, (x, y) in enumerate(bar):
+        seen, first, order = 0, 0, None
+        began = time.perf_counter() - self.partway_seconds()
+        if self.partway is not None:  # resumed from a partial checkpoint of this epoch
+            first, order, seen = (self.partway[k] for k in ("step", "order", "seen"))
+            loss_sum += self.partway["loss_sum"].to(self.device)
+            correct += self.partway["correct"].to(self.device)
+            order = order.to(self.device) if order is not None else None
+            self.partway = None
+        elif isinstance(loader, DeviceLoader):
+            order = loader.new_order()
+        # Only the fast loader can start a pass partway through: the albumentations engine's
+        # worker processes cannot be put back where they were.
+        partial = run is not None and isinstance(loader, DeviceLoader)
+        batches = loader.batches(order, first) if isinstance(loader, DeviceLoader) else loader
+        shown_at = saved_at = time.perf_counter()
+        bar = tqdm(batches, total=len(loader), initial=first, disable=not progress,
+                   file=sys.stderr, dynamic_ncols=True)
+        for step, (x, y) in enumerate(bar, start=first):
             out, loss = self.step(x, y)
             self.schedule.step()
             if self.ema is not None:
@@ -216,6 +249,14 @@ class Trainer:
                     f"loss={value:.4f} batch_id={step} acc={100.0 * correct.item() / seen:.2f} "
                     f"lr={optimizer.param_groups[0]['lr']:.4g}", refresh=False
                 )
+                # Saved where the loss was just read and found finite.
+                if (partial and step < len(loader) - 1
+                        and shown_at - saved_at >= PARTIAL_EVERY_SECONDS):
+                    partway = {"step": step + 1, "order": order, "seen": seen,
+                               "loss_sum": loss_sum, "correct": correct,
+                               "seconds": shown_at - began}
+                    save_atomic({**self.state(), "partway": partway}, run.partial_checkpoint)
+                    saved_at = time.perf_counter()
         mean_loss = loss_sum.item() / seen
         _stop_if_diverged(mean_loss, epoch, len(loader) - 1, run, self.amp_dtype)
         return mean_loss, 100.0 * correct.item() / seen
