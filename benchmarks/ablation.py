@@ -48,6 +48,11 @@ PARTS: dict[str, tuple[str, list[str]]] = {
     "bn-scale-learned": ("frozen BatchNorm scales", ["model.args.freeze_bn_scale=false"]),
     "default-init": ("identity-initialised convolutions", ["model.args.identity_init=false"]),
     "head-scale-1": ("logits scaled by 1/9", ["model.args.head_scale=1"]),
+    # Not a part switched off: the scale traded for the learning rate it stands in for (it
+    # scales every gradient by 1/9), with the same weight decay per step (lr x decay).
+    "head-scale-1-lr-ninth": ("logits scaled by 1/9, traded for lr / 9 and decay x 9",
+                              ["model.args.head_scale=1", "schedule.max_lr=0.16667",
+                               "optim.weight_decay=0.012"]),
 }
 
 
