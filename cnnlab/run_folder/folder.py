@@ -156,11 +156,9 @@ class RunFolder:
         """The newest training state and its file: partial.pt when it is partway through the
         epoch after last.pt's (a crash between saving last.pt and removing partial.pt leaves
         an older one, not used), else last.pt."""
+        if not self.partial_checkpoint.is_file():  # (says so when last.pt is missing too)
+            return self.training_state(), self.last_checkpoint
         last = self.training_state() if self.last_checkpoint.is_file() else None
-        if not self.partial_checkpoint.is_file():
-            if last is None:
-                self.training_state()  # says there is nothing to resume from
-            return last, self.last_checkpoint
         path = self.partial_checkpoint
         partial = records.partway(
             records.checkpoint(load_checkpoint(path), path, records.TRAINING_STATE), path)

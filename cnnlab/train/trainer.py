@@ -124,9 +124,11 @@ class Trainer:
             if not isinstance(loader, DeviceLoader):
                 raise ValueError("it stops inside an epoch, which only the fast augmentation "
                                  "engine can resume")
-            if not 0 < self.partway["step"] < len(loader) or (
-                    order is not None and tuple(order.shape) != (loader.num_samples,)):
-                raise ValueError("its place inside the epoch does not fit this run's data")
+            if not 0 < self.partway["step"] < len(loader):
+                raise ValueError(f"it stops at batch {self.partway['step']}, where an epoch "
+                                 f"has {len(loader)}")
+            if order is not None and tuple(order.shape) != (loader.num_samples,):
+                raise ValueError(f"its epoch's order is not one of {loader.num_samples} images")
 
     def fit(self, run: RunFolder, progress: bool, echo: Echo,
             callbacks: tuple[EpochCallback, ...] = ()) -> None:
