@@ -270,6 +270,8 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
         return
     message = f"training diverged: loss is {value} at epoch {epoch}, batch {step}"
     if run is not None:
+        # A partial checkpoint of this epoch would resume into the same divergence.
+        run.partial_checkpoint.unlink(missing_ok=True)
         if run.last_checkpoint.is_file():
             message += (f"; the last good checkpoint (epoch {epoch - 1}) is kept in "
                         f"{run.last_checkpoint.parent}")
