@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from cnnlab.cli import main
 from cnnlab.config import OptimConfig, ScheduleConfig, load_recipe, parse_recipe
 from cnnlab.data import load_dataset
 from cnnlab.errors import ConfigError, RunFolderError, TrainingError
@@ -111,7 +112,7 @@ def _killed_at_step(doomed: int, monkeypatch):
 @pytest.mark.slow
 @pytest.mark.parametrize("epoch", [1, 2])
 def test_a_run_killed_inside_an_epoch_resumes_from_its_partial_checkpoint_exactly(
-        tmp_path, monkeypatch, epoch):
+        tmp_path, monkeypatch, capsys, epoch):
     # 512 images in batches of 64: 8 steps an epoch; killed as batch 5 of `epoch` starts.
     recipe = _recipe("train.ema_decay=0.9", "train.lookahead_every=3", epochs=2)
     straight = _run(recipe, tmp_path / "straight")
@@ -121,6 +122,10 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_partial_checkpoint_exactl
     monkeypatch.setattr(trainer.Trainer, "step", real_step)
     (run_dir,) = (tmp_path / "killed" / "runs").iterdir()
     assert stopped.value.run_dir == run_dir  # offered for --resume, even inside epoch 1
+    if epoch == 1:  # nothing to ship yet: said before any data or model is looked for
+        for verb in (["export", str(run_dir), "--onnx"], ["app", str(run_dir)]):
+            assert main(verb) == 2
+            assert "has no trained weights yet" in capsys.readouterr().err
     folder = RunFolder(run_dir)
     assert len(folder.history()) == epoch - 1
     assert load_checkpoint(folder.partial_checkpoint)["partway"]["step"] == 5

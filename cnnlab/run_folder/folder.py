@@ -149,6 +149,9 @@ class RunFolder:
 
     def training_state(self) -> dict[str, Any]:
         """checkpoints/last.pt: everything a resume needs."""
+        if not self.last_checkpoint.is_file():
+            raise TrainingError(f"no checkpoint at {self.last_checkpoint}: nothing to resume "
+                                "from")
         state = load_checkpoint(self.last_checkpoint)
         return records.checkpoint(state, self.last_checkpoint, records.TRAINING_STATE)
 
@@ -169,11 +172,18 @@ class RunFolder:
     def best_weights(self, model: nn.Module | None = None) -> dict[str, Any]:
         """checkpoints/best.pt: the best epoch's evaluated weights, its epoch and accuracy;
         given this run's `model`, the weights are checked to be its own."""
+        self.require_weights()
         state = load_checkpoint(self.best_checkpoint)
         state = records.checkpoint(state, self.best_checkpoint, records.BEST_WEIGHTS)
         if model is not None:
             records.check_weights(model, state["model"], self.best_checkpoint)
         return state
+
+    def require_weights(self) -> None:
+        """Refuse a run with no finished epoch, before anything is built for its weights."""
+        if not (self.shipped_path.is_file() or self.best_checkpoint.is_file()):
+            raise TrainingError(f"{self.path} has no trained weights yet (no "
+                                f"{self.shipped_path.name}, no best.pt): no epoch has finished")
 
     def shipped(self) -> ShippedWeights:
         from cnnlab.ship.weights import read_safetensors  # safetensors only when asked for

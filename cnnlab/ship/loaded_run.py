@@ -88,17 +88,15 @@ def load_run(run_dir: str | Path, trust_code: bool = False) -> LoadedRun:
     if the folder is trusted: this user's own run, or `trust_code` (which signs it)."""
     run = RunFolder.existing(run_dir)
     recipe = run.recipe()
+    run.require_weights()
     if run.shipped_path.is_file():
         shipped = run.shipped()
         weights, source = shipped.weights, run.shipped_path
         classes, mean, std, shape = (shipped.classes, shipped.mean, shipped.std,
                                      shipped.input_shape)
-    elif run.best_checkpoint.is_file():
+    else:
         weights, source = run.best_weights()["model"], run.best_checkpoint
         classes, mean, std, shape = _facts(recipe)
-    else:
-        raise TrainingError(f"{run.path} has no trained weights yet (no {run.shipped_path.name}, "
-                            "no best.pt)")
     model = build_run_model(recipe, shape[0], len(classes), run.model_source(recipe, trust_code))
     load_weights(model, weights, source)
     return LoadedRun(model.eval(), classes, mean, std, shape, recipe)

@@ -24,7 +24,7 @@ def save_atomic(state: dict[str, Any], path: Path) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     if not path.is_file():
-        raise TrainingError(f"no checkpoint at {path}: nothing to resume from")
+        raise TrainingError(f"no checkpoint at {path}")
     try:
         # Our own checkpoints hold tensors, numbers, strings and dicts only.
         return torch.load(path, map_location="cpu", weights_only=True)
