@@ -211,12 +211,18 @@ def _ship_onnx_instead(folder: RunFolder, trainer: Trainer, data: Dataset,
 
 
 class Interrupted(KeyboardInterrupt):
-    """Ctrl-C (SIGINT) or SIGTERM stopped a run; `run_dir` is what `--resume` continues (None
-    when no epoch had finished, so there is nothing to resume)."""
+    """Ctrl-C (SIGINT), SIGTERM or a notebook's interrupt stopped a run; `run_dir` is what
+    `--resume` continues (None when nothing was saved: no epoch finished and no partial
+    checkpoint was written, so there is nothing to resume)."""
 
     def __init__(self, run_dir: Path | None, reason: str = "SIGINT"):
         super().__init__(reason)
         self.run_dir, self.reason = run_dir, reason
+
+    def __str__(self) -> str:  # the line a notebook shows under the traceback
+        if self.run_dir is None:
+            return f"stopped by {self.reason} before anything was saved: nothing to resume"
+        return f"stopped by {self.reason}; continue with cnnlab.run(resume={str(self.run_dir)!r})"
 
 
 def repair_best_checkpoint(folder: RunFolder, trainer: Trainer, saved_epoch: int | None

@@ -122,6 +122,7 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_partial_checkpoint_exactl
     monkeypatch.setattr(trainer.Trainer, "step", real_step)
     (run_dir,) = (tmp_path / "killed" / "runs").iterdir()
     assert stopped.value.run_dir == run_dir  # offered for --resume, even inside epoch 1
+    assert str(stopped.value) == f"stopped by SIGINT; continue with cnnlab.run(resume='{run_dir}')"
     if epoch == 1:  # nothing to ship yet: said before any data or model is looked for
         for verb in (["export", str(run_dir), "--onnx"], ["app", str(run_dir)]):
             assert main(verb) == 2
