@@ -92,11 +92,15 @@ def test_kill_and_resume_gives_the_same_result(tmp_path, monkeypatch):
         assert torch.equal(a, b)
 
 
+def _partial_checkpoint_after_every_step(monkeypatch) -> None:
+    monkeypatch.setattr(trainer, "PARTIAL_EVERY_SECONDS", 0.0)
+    monkeypatch.setattr(trainer, "BAR_EVERY", 1)
+
+
 def _killed_at_step(doomed: int, monkeypatch):
     """Make training raise KeyboardInterrupt as its `doomed`-th optimiser step (counted over
     the whole run, from 1) starts, with a partial checkpoint saved after every step."""
-    monkeypatch.setattr(trainer, "PARTIAL_EVERY_SECONDS", 0.0)
-    monkeypatch.setattr(trainer, "BAR_EVERY", 1)
+    _partial_checkpoint_after_every_step(monkeypatch)
     real_step, taken = trainer.Trainer.step, []
 
     def step(self, x, y):
@@ -222,8 +226,7 @@ def build(good_steps=12):
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     # A partial checkpoint after every step: the diverging epoch's are not kept, since a
     # resume from one runs into the same divergence.
-    monkeypatch.setattr(trainer, "PARTIAL_EVERY_SECONDS", 0.0)
-    monkeypatch.setattr(trainer, "BAR_EVERY", 1)
+    _partial_checkpoint_after_every_step(monkeypatch)
     path = tmp_path / "bad_model.py"
     path.write_text(DIVERGING_MODEL)
     recipe = _recipe(f'model.name="{path}:build"', "model.args.good_steps=10", epochs=3)

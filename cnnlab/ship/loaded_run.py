@@ -88,13 +88,12 @@ def load_run(run_dir: str | Path, trust_code: bool = False) -> LoadedRun:
     if the folder is trusted: this user's own run, or `trust_code` (which signs it)."""
     run = RunFolder.existing(run_dir)
     recipe = run.recipe()
-    run.require_weights()
     if run.shipped_path.is_file():
         shipped = run.shipped()
         weights, source = shipped.weights, run.shipped_path
         classes, mean, std, shape = (shipped.classes, shipped.mean, shipped.std,
                                      shipped.input_shape)
-    else:
+    else:  # (best_weights says when there are none yet)
         weights, source = run.best_weights()["model"], run.best_checkpoint
         classes, mean, std, shape = _facts(recipe)
     model = build_run_model(recipe, shape[0], len(classes), run.model_source(recipe, trust_code))

@@ -216,18 +216,19 @@ class Trainer:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         seen, first, order = 0, 0, None
         began = time.perf_counter() - self.partway_seconds()
+        # Only the fast loader can start a pass partway through: the albumentations engine's
+        # worker processes cannot be put back where they were.
+        resumable = isinstance(loader, DeviceLoader)
         if self.partway is not None:  # resumed from a partial checkpoint of this epoch
             first, order, seen = (self.partway[k] for k in ("step", "order", "seen"))
             loss_sum += self.partway["loss_sum"].to(self.device)
             correct += self.partway["correct"].to(self.device)
             order = order.to(self.device) if order is not None else None
             self.partway = None
-        elif isinstance(loader, DeviceLoader):
+        elif resumable:
             order = loader.new_order()
-        # Only the fast loader can start a pass partway through: the albumentations engine's
-        # worker processes cannot be put back where they were.
-        partial = run is not None and isinstance(loader, DeviceLoader)
-        batches = loader.batches(order, first) if isinstance(loader, DeviceLoader) else loader
+        partial = run is not None and resumable
+        batches = loader.batches(order, first) if resumable else loader
         shown_at = saved_at = time.perf_counter()
         bar = tqdm(batches, total=len(loader), initial=first, disable=not progress,
                    file=sys.stderr, dynamic_ncols=True)
