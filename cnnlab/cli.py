@@ -253,6 +253,7 @@ def _lr_find(args: argparse.Namespace) -> None:
 
 def _export(args: argparse.Namespace) -> None:
     run = RunFolder.existing(args.run_dir)
+    run.require_writable()
     run.require_weights()
     if not run.shipped_path.is_file():  # a run from before runs shipped them
         prepared = prepare(folder=run, data_dir=args.data_dir, trust_code=args.trust_code)

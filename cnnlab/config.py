@@ -48,6 +48,9 @@ class Range:
 
 
 Count = Annotated[int, Range(low=1)]  # sizes, epochs, limits
+# No recipe trains this long; a bound keeps a stranger's config.toml from making the report
+# replay a schedule without end.
+MAX_EPOCHS = 10_000
 NonNegativeInt = Annotated[int, Range(low=0)]
 NonNegative = Annotated[float, Range(low=0)]
 Positive = Annotated[float, Range(low=0, open_low=True)]  # rates, factors
@@ -159,7 +162,7 @@ class ScheduleConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    epochs: Count = 20
+    epochs: Annotated[int, Range(low=1, high=MAX_EPOCHS)] = 20
     seed: NonNegativeInt = 0
     label_smoothing: Fraction = 0.0
     ema_decay: Fraction = 0.0  # 0 = off; else evaluate an exponential moving average of the weights

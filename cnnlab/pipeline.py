@@ -28,7 +28,7 @@ from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.report.tensorboard_log import TensorBoardLog
 from cnnlab.run_folder import RunFolder, records
-from cnnlab.ship.onnx_export import export_model_onnx
+from cnnlab.ship.onnx_export import onnx_bytes
 from cnnlab.ship.weights import write_safetensors
 from cnnlab.train.checkpoint import save_atomic
 from cnnlab.train.device import pick_device
@@ -107,6 +107,7 @@ def run(
     """
     folder = RunFolder.existing(resume) if resume else None
     if folder is not None:
+        folder.require_writable()  # nothing is written into a folder a later write refuses
         check = folder.start_options().get("check", True)  # a --no-check run resumes as one
     if prepared is None:
         prepared = prepare(recipe, folder=folder, model=model, dataset=dataset,
@@ -134,8 +135,8 @@ def run(
     # The run folder is made only once everything above has been validated.
     if folder is None:
         folder = _new_run_folder(out_dir, recipe, trainer, prepared, found, run_name,
-                                 {"check": check})
-    board = TensorBoardLog(folder.path, recipe) if recipe.train.tensorboard else None
+                                 {"check": check, "lr_find": found is not None})
+    board = TensorBoardLog(folder, recipe) if recipe.train.tensorboard else None
     callbacks = (*callbacks, board) if board is not None else tuple(callbacks)
     with folder.training_lock():
         if resume:
@@ -158,7 +159,7 @@ def run(
         write_report(folder.path, model=trainer.evaluated, dataset=data, inspection=inspection,
                      html=html)
     if board is not None:
-        board.finish(trainer.history, folder.path / "plots" / "confusion.png")
+        board.finish(trainer.history, folder.file("plots/confusion.png"))
     return RunResult(folder.path, trainer.history, trainer.evaluated, inspection.check, data)
 
 
@@ -201,11 +202,11 @@ def _ship_onnx_instead(folder: RunFolder, trainer: Trainer, data: Dataset,
     best = copy.deepcopy(trainer.evaluated).cpu().eval()
     best.load_state_dict(folder.best_weights()["model"])
     try:
-        path = export_model_onnx(best, data.input_shape, folder.path / "model.onnx")
+        folder.write_bytes("model.onnx", onnx_bytes(best, data.input_shape))
     except Exception as exc:  # optional extra missing, or a model the exporters cannot take
         note = f"note: no model.onnx ({type(exc).__name__}: {str(exc)[:200]})"
     else:
-        note = f"the model's source could not be kept: shipped {path.name} beside the weights"
+        note = "the model's source could not be kept: shipped model.onnx beside the weights"
     say(note)
     folder.log(note)
 

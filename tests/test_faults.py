@@ -96,7 +96,7 @@ def test_a_second_process_cannot_train_the_same_folder(tmp_path, monkeypatch):
         train_run(_recipe(), dataset=separable_dataset(), out_dir=tmp_path)
     monkeypatch.setattr(trainer.Trainer, "train_epoch", real)
     (run_dir,) = tmp_path.iterdir()
-    (run_dir / "checkpoints" / ".last.pt.x1y2.tmp").write_bytes(b"half a checkpoint")
+    (run_dir / "checkpoints" / ".last.pt.x1y2z3w4.tmp").write_bytes(b"half a checkpoint")
     folder = RunFolder(run_dir)
     busy = pytest.raises(TrainingError, match="being trained by another process")
     with folder.training_lock(), busy:  # another process is training it
@@ -389,13 +389,16 @@ def test_a_full_disk_is_named_as_such(tmp_path, capsys, monkeypatch):
 def test_a_checkpoint_on_a_full_disk_raises_the_disk_error_naming_the_checkpoint(
         tmp_path, monkeypatch):
     import errno
-    import tempfile
 
-    def full_file(dir, prefix, suffix):  # noqa: A002 (mkstemp's own name)
-        # /dev/full takes the bytes and answers every write with ENOSPC, as a full disk does.
-        return os.open("/dev/full", os.O_WRONLY), str(tmp_path / f"{prefix}x{suffix}")
+    from cnnlab import atomic_file
 
-    monkeypatch.setattr(tempfile, "mkstemp", full_file)
+    def full_file(folder, name):
+        # /dev/full takes the bytes and answers every write with ENOSPC, as a full disk does;
+        # the temporary file is made too, so the cleanup has one to remove.
+        os.close(os.open(name, os.O_WRONLY | os.O_CREAT, dir_fd=folder))
+        return os.open("/dev/full", os.O_WRONLY)
+
+    monkeypatch.setattr(atomic_file, "_open_temp", full_file)
     path = tmp_path / "last.pt"
     with pytest.raises(OSError) as info:  # not torch's RuntimeError("unexpected pos ...")
         save_atomic({"epoch": 1, "model": {"w": torch.zeros(4096)}}, path)

@@ -7,10 +7,14 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from cnnlab.report.png import save_png
+from cnnlab.run_folder.confined import FolderFile
 from cnnlab.train.history import best_row
 
 
-def plot_curves(history: list[dict], lrs: list[float], path: Path) -> None:
+def plot_curves(history: list[dict], lrs: list[float], steps_per_epoch: int,
+                path: Path | FolderFile) -> None:
+    """Loss, accuracy and the learning rate; `lrs` is the rate at even intervals over the run,
+    `steps_per_epoch` of them per epoch."""
     epochs = [row["epoch"] for row in history]
     figure = Figure(figsize=(15, 4.2), layout="constrained")
     loss, accuracy, lr = figure.subplots(1, 3)
@@ -28,7 +32,6 @@ def plot_curves(history: list[dict], lrs: list[float], path: Path) -> None:
     accuracy.annotate(f"best {best['test_acc']:.2f}%", (best["epoch"], best["test_acc"]),
                       textcoords="offset points", xytext=(0, -18), ha="center")
     accuracy.set(title="Accuracy", xlabel="epoch", ylabel="%")
-    steps_per_epoch = history[0].get("steps") or 1
     lr.plot([step / steps_per_epoch for step in range(len(lrs))], lrs)
     lr.set(title="Learning rate", xlabel="epoch", ylabel="lr")
     for axes in (loss, accuracy):

@@ -6,9 +6,10 @@ from __future__ import annotations
 import base64
 import html
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
+from cnnlab.display_text import unescaped
 from cnnlab.html_table import html_table
 from cnnlab.markdown import markdown_table
 
@@ -60,20 +61,22 @@ def to_markdown(blocks: list[Block]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def to_html(blocks: list[Block], title: str, base: Path) -> str:
-    """One HTML file with every image embedded; `base` is where image paths are relative to."""
+def to_html(blocks: list[Block], title: str, image: Callable[[str], bytes]) -> str:
+    """One HTML file with every image embedded, its bytes from `image(path)`. Text the blocks
+    hold as Markdown (backslash escapes, **bold**, `code`) is rendered; nothing else is HTML."""
     body = []
     for block in blocks:
         if isinstance(block, Heading):
-            body.append(f"<h{block.level}>{html.escape(block.text)}</h{block.level}>")
+            body.append(f"<h{block.level}>{html.escape(unescaped(block.text))}</h{block.level}>")
         elif isinstance(block, Paragraph):
             body.append(f"<p>{_inline(block.text)}</p>")
         elif isinstance(block, Table):
-            body.append(html_table(block.header, block.rows))
+            body.append(html_table(block.header, [[unescaped(c) for c in row]
+                                                  for row in block.rows]))
         elif isinstance(block, Code):
             body.append(f"<pre>{html.escape(block.text)}</pre>")
         else:
-            data = base64.b64encode((base / block.path).read_bytes()).decode("ascii")
+            data = base64.b64encode(image(block.path)).decode("ascii")
             body.append(f'<img alt="{html.escape(block.alt)}" src="data:image/png;base64,{data}">')
     return (
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
@@ -83,9 +86,18 @@ def to_html(blocks: list[Block], title: str, base: Path) -> str:
 
 
 def _inline(text: str) -> str:
-    """The two Markdown spans the report uses: **bold** and `code`."""
-    text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
-    return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    """The two Markdown spans the report uses, **bold** and `code`, around text whose other
+    Markdown characters are backslash-escaped (display_text.for_markdown)."""
+    parts = re.split(r"(\*\*(?:[^*\\]|\\.)+?\*\*|`[^`]+`)", text)
+    shown = []
+    for part in parts:
+        if part.startswith("**") and part.endswith("**") and len(part) > 4:
+            shown.append(f"<strong>{html.escape(unescaped(part[2:-2]))}</strong>")
+        elif part.startswith("`") and part.endswith("`") and len(part) > 2:
+            shown.append(f"<code>{html.escape(part[1:-1])}</code>")
+        else:
+            shown.append(html.escape(unescaped(part)))
+    return "".join(shown)
 
 
 _STYLE = (

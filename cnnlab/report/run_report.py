@@ -10,6 +10,7 @@ from torch import nn
 
 from cnnlab.config import Recipe
 from cnnlab.data import Dataset, DeviceLoader, load_recipe_data
+from cnnlab.display_text import for_code_span, for_markdown
 from cnnlab.errors import ModelError, TrainingError
 from cnnlab.inspect import Inspection
 from cnnlab.inspect.spec import check_history
@@ -26,11 +27,14 @@ from cnnlab.report.gradcam import default_layer, gradcam, plot_gradcam
 from cnnlab.report.mistakes import plot_misclassified
 from cnnlab.report.predictions import Predictions, predict
 from cnnlab.run_folder import RunFolder
+from cnnlab.run_folder.confined import FolderFile
 from cnnlab.train.history import best_row, trained_on_spans
 from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.optim import lr_curve
 
 GRADCAM_IMAGES = 10
+LR_CURVE_POINTS = 20_000
+PNG_BYTES = 64 << 20  # a plot of cnnlab's is well under 1 MB
 
 
 def write_report(
@@ -53,6 +57,7 @@ def write_report(
     from disk with the run's limits and validation split; model code the folder names runs
     only if it is trusted (this user's own run, or `trust_code`)."""
     run = RunFolder.existing(run_dir)
+    run.require_writable()
     history = run.history()
     if not history:
         raise TrainingError(f"{run.path} has no finished epoch to report on")
@@ -70,23 +75,25 @@ def write_report(
 
     layer = layer or default_layer(inspection.graph)
     predictions = predict(model, dataset, recipe.data.eval_batch_size, recipe.train.tta)
-    plots = run.path / "plots"
-    plots.mkdir(exist_ok=True)
-    lrs = lr_curve(recipe.schedule, recipe.optim, history[0].get("steps", 1), recipe.train.epochs)
-    plot_curves(history, lrs, plots / "curves.png")
-    shown = plot_misclassified(predictions, plots / "misclassified.png", mistakes)
+    # the schedule replayed at up to LR_CURVE_POINTS steps: its shape, at any run's length
+    steps = min(history[0].get("steps", 1), max(1, LR_CURVE_POINTS // recipe.train.epochs))
+    lrs = lr_curve(recipe.schedule, recipe.optim, steps, recipe.train.epochs)
+    plot_curves(history, lrs, steps, run.file("plots/curves.png"))
+    shown = plot_misclassified(predictions, run.file("plots/misclassified.png"), mistakes)
     matrix = confusion_matrix(predictions.labels, predictions.predicted, len(dataset.classes))
-    plot_confusion(matrix, dataset.classes, plots / "confusion.png")
-    _plot_gradcam(model, dataset, predictions, layer, plots / "gradcam.png")
+    plot_confusion(matrix, dataset.classes, run.file("plots/confusion.png"))
+    _plot_gradcam(model, dataset, predictions, layer, run.file("plots/gradcam.png"))
+    names = [for_markdown(name) for name in dataset.classes]
 
     field = inspection.field
     final, best = history[-1], best_row(history)
     blocks = [
-        Heading(f"{recipe.name}: {recipe.description}" if recipe.description else recipe.name, 1),
+        Heading(for_markdown(f"{recipe.name}: {recipe.description}" if recipe.description
+                             else recipe.name), 1),
         Paragraph(
             f"Final test accuracy **{final['test_acc']:.2f}%** (epoch {final['epoch']}"
             f"{_without_tta(recipe, final)}), best **{best['test_acc']:.2f}%** "
-            f"(epoch {best['epoch']}). Model `{recipe.model.name}`, "
+            f"(epoch {best['epoch']}). Model `{for_code_span(recipe.model.name)}`, "
             f"{inspection.summary.total_params:,} parameters, "
             f"{len(history)} epochs in {sum(r['seconds'] for r in history):.0f} s."
         ),
@@ -105,7 +112,7 @@ def write_report(
                 f"{r['test_loss']:.4f}", f"{r['test_acc']:.2f}%", f"{r['lr']:.3g}",
                 f"{r['seconds']:.1f}"] for r in history]),
         Image("plots/curves.png", "loss, accuracy and learning rate per epoch"),
-        *_lr_find_blocks(found, recipe, plots),
+        *_lr_find_blocks(found, recipe, run),
         Heading("Mistakes"),
         Paragraph(f"{len(predictions.wrong)} of {len(predictions.labels)} test images are "
                   f"misclassified; the {shown} most confident mistakes:"),
@@ -113,42 +120,45 @@ def write_report(
         Image("plots/confusion.png", "confusion matrix"),
         Paragraph("Most confused pairs (true → predicted):"),
         Table(["true", "predicted", "count"],
-              [[t, p, str(n)] for t, p, n in most_confused(matrix, dataset.classes)]),
+              [[t, p, str(n)] for t, p, n in most_confused(matrix, names)]),
         Paragraph("Accuracy per class:"),
         Table(["class", "test images", "accuracy"],
               [[name, str(n), f"{accuracy:.2f}%"]
-               for name, n, accuracy in per_class_accuracy(matrix, dataset.classes)]),
+               for name, n, accuracy in per_class_accuracy(matrix, names)]),
         Heading("GradCAM"),
-        Paragraph(f"Where layer `{layer}` finds evidence for the predicted class, on the first "
-                  f"{GRADCAM_IMAGES} mistakes above."),
-        Image("plots/gradcam.png", f"GradCAM at {layer}"),
+        Paragraph(f"Where layer `{for_code_span(layer)}` finds evidence for the predicted "
+                  f"class, on the first {GRADCAM_IMAGES} mistakes above."),
+        Image("plots/gradcam.png", f"GradCAM at {for_markdown(layer)}"),
         Heading("Reproduce"),
         Code(f"cnnlab train {run.config_path}"),
     ]
     readme = run.path / "README.md"
     run.write_text("README.md", to_markdown(blocks))
     if html:
-        run.write_text("report.html", to_html(blocks, recipe.name, run.path))
+        run.write_text("report.html", to_html(
+            blocks, recipe.name, lambda name: run.file(name).read_bytes(PNG_BYTES)))
     return readme
 
 
-def _lr_find_blocks(found: LRFindResult | None, recipe: Recipe, plots: Path) -> list:
+def _lr_find_blocks(found: LRFindResult | None, recipe: Recipe, run: RunFolder) -> list:
     """The range test that chose the peak learning rate, for runs whose recipe asked for one."""
     if found is None:
         return []
-    plot_lr_find(found, plots / "lr-find.png")
+    plot_lr_find(found, run.file("plots/lr-find.png"))
+    peak = recipe.schedule.max_lr
     return [Heading("LR range test"),
             Paragraph(f"{found.summary_line()}. One Cycle's peak: "
-                      f"{recipe.schedule.max_lr:.3g}."),
+                      f"{peak:.3g}." if isinstance(peak, float) else f"{found.summary_line()}."),
             Image("plots/lr-find.png", "smoothed loss against learning rate")]
 
 
 def _data_line(recipe: Recipe, data: Dataset) -> str:
     """What the run trained on: the dataset, its size and shape, and its classes by name."""
-    where = f" from `{recipe.data.path}`" if recipe.data.path else ""
-    names = ", ".join(data.classes[:20]) + (", ..." if len(data.classes) > 20 else "")
+    where = f" from `{for_code_span(recipe.data.path)}`" if recipe.data.path else ""
+    names = ", ".join(map(for_markdown, data.classes[:20])) + (", ..." if len(data.classes) > 20
+                                                               else "")
     shape = "x".join(map(str, data.input_shape))
-    return (f"Data: `{data.name}`{where}, {len(data.train_labels):,} training and "
+    return (f"Data: `{for_code_span(data.name)}`{where}, {len(data.train_labels):,} training and "
             f"{len(data.test_labels):,} test images of {shape}, {len(data.classes)} classes: "
             f"{names}.")
 
@@ -171,7 +181,7 @@ def _without_tta(recipe: Recipe, row: dict) -> str:
 
 
 def _plot_gradcam(model: nn.Module, data: Dataset, predictions: Predictions, layer: str,
-                  path: Path) -> None:
+                  path: FolderFile) -> None:
     chosen = predictions.wrong[:GRADCAM_IMAGES]
     if not len(chosen):  # a perfect model: show the first test images instead
         chosen = torch.arange(min(GRADCAM_IMAGES, len(predictions.labels)))

@@ -4,13 +4,15 @@ An epoch callback, like any other (`cnnlab.run(..., callbacks=...)`)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import io
 from typing import Any
 
 import numpy as np
 
 from cnnlab.config import Recipe
 from cnnlab.errors import ConfigError
+from cnnlab.run_folder import RunFolder
+from cnnlab.run_folder.confined import FolderFile, make_dirs
 from cnnlab.train.history import History, best_row
 
 SCALARS = {"train_loss": "loss/train", "test_loss": "loss/test", "val_loss": "loss/val",
@@ -19,14 +21,15 @@ SCALARS = {"train_loss": "loss/train", "test_loss": "loss/test", "val_loss": "lo
 
 
 class TensorBoardLog:
-    def __init__(self, run_dir: Path, recipe: Recipe):
+    def __init__(self, run: RunFolder, recipe: Recipe):
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
             raise ConfigError("TensorBoard logging needs tensorboard: pip install "
                               "'cnnlab[tensorboard]'") from None
         self.recipe = recipe
-        self.writer = SummaryWriter(log_dir=str(run_dir / "tb"))
+        make_dirs(run.path, "tb")  # a real folder of the run's, not a link out of it
+        self.writer = SummaryWriter(log_dir=str(run.path / "tb"))
 
     def __call__(self, row: dict[str, Any], _trainer: Any = None) -> None:
         """The epoch callback."""
@@ -35,7 +38,7 @@ class TensorBoardLog:
                 self.writer.add_scalar(tag, row[key], row["epoch"])
         self.writer.flush()
 
-    def finish(self, history: History, confusion_png: Path | None = None) -> None:
+    def finish(self, history: History, confusion_png: FolderFile | None = None) -> None:
         """Hyper-parameters with the final metrics, and the confusion matrix image."""
         best = best_row(history)
         params = {f"{section}.{key}": value if isinstance(value, int | float | str | bool)
@@ -48,6 +51,7 @@ class TensorBoardLog:
         if confusion_png is not None and confusion_png.is_file():
             from matplotlib.image import imread
 
-            image = (imread(confusion_png)[..., :3] * 255).astype(np.uint8)
+            png = io.BytesIO(confusion_png.read_bytes(64 << 20))
+            image = (imread(png, format="png")[..., :3] * 255).astype(np.uint8)
             self.writer.add_image("confusion_matrix", image, len(history), dataformats="HWC")
         self.writer.close()

@@ -1,16 +1,17 @@
 """One run = one folder: resolved config, plain-text log, per-epoch history, checkpoints, the
 shipped weights, and the model's source when it came from a file. This class is the only code
-that writes a run folder or reads one back; every read is checked (records.py), and the code a
-folder names runs only when the folder is trusted (trust.py)."""
+that writes a run folder or reads one back: every file is opened without following links
+(confined.py), read once and checked (records.py), and the code a folder names runs only when
+the folder is trusted (trust.py) by a signature over the very bytes that were parsed."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import json
+import os
 import re
 import time
-import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +19,12 @@ from typing import Any
 
 from torch import nn
 
-from cnnlab.atomic_file import atomic_write
 from cnnlab.config import Recipe, parse_recipe
-from cnnlab.errors import RunFolderError, TrainingError, UntrustedCodeError
+from cnnlab.errors import ConfigError, RunFolderError, TrainingError, UntrustedCodeError
 from cnnlab.models import is_registered
 from cnnlab.models.model_code import SOURCE_FILE, from_file, names_code, source_sha256
-from cnnlab.run_folder import records, trust
+from cnnlab.run_folder import confined, records, trust
+from cnnlab.run_folder.confined import FolderFile
 from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.history import History
 from cnnlab.train.lr_find import LRFindResult
@@ -32,6 +33,16 @@ START_OPTIONS_FILE = "run.json"
 SHIPPED_FILE = "best.safetensors"
 RUN_CONFIG_KEYS = ("name", "data", "augment", "model", "optim", "schedule", "train", "spec")
 LOCK_ATTEMPTS = 20  # 50 ms apart: the training lock waits out another process's brief probe
+SUBFOLDERS = ("checkpoints", "plots", "tb")
+# Every file a run writes: what a verb checks before it writes anything (a link, a folder or a
+# FIFO in one of these places refuses the folder), and the only names whose leftover
+# temporary files are removed.
+WRITTEN_FILES = frozenset({
+    "config.toml", START_OPTIONS_FILE, SOURCE_FILE, trust.SIGNATURE_FILE, "log.txt",
+    "history.jsonl", "summary.txt", "rf.md", "check.md", "lr_find.json", SHIPPED_FILE,
+    "model.onnx", "README.md", "report.html", "checkpoints/last.pt", "checkpoints/best.pt",
+    "checkpoints/partial.pt", "plots/curves.png", "plots/misclassified.png",
+    "plots/confusion.png", "plots/gradcam.png", "plots/lr-find.png"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,7 @@ class ShippedWeights:
 class RunFolder:
     def __init__(self, path: Path):
         self.path = Path(path)
+        self._read: dict[str, bytes] = {}  # each file that names or holds code, read once
 
     @classmethod
     def create(cls, out_dir: str | Path, recipe: Recipe, name: str | None = None,
@@ -67,101 +79,117 @@ class RunFolder:
             except FileExistsError:
                 n += 1
                 path = base.with_name(f"{base.name}-{n}")
-        (path / "checkpoints").mkdir()
         run = cls(path)
+        confined.make_dirs(path, "checkpoints")
         if model_source is not None:
             run.write_text(SOURCE_FILE, model_source)
         run.write_text("config.toml", recipe.to_toml())
         run.write_text(START_OPTIONS_FILE, json.dumps(start_options or {}) + "\n")
         try:
-            trust.sign(path, run._signed_parts())
-        except OSError as exc:  # no writable config folder: the run trains all the same
+            run.sign()
+        except (OSError, ConfigError) as exc:  # no usable config folder: it trains all the same
             run.log(f"note: not signed ({exc}); later verbs will ask for --trust-code")
         return run
+
+    def file(self, name: str) -> FolderFile:
+        """`name` in this folder, opened without following any link."""
+        return FolderFile(self.path, name)
+
+    def require_writable(self) -> None:
+        """Before a verb writes into this folder: every place a run writes holds what cnnlab
+        would write there or nothing (no link, folder or special file), so no write is cut
+        short halfway through a verb, and none lands outside the folder."""
+        confined.require_writable(self.path, [f"{sub}/" for sub in SUBFOLDERS]
+                                  + sorted(WRITTEN_FILES))
 
     @classmethod
     def existing(cls, path: str | Path) -> RunFolder:
         run = cls(Path(path))
-        if not run.config_path.is_file():
+        if not run.path.is_dir():
+            raise RunFolderError(f"{path} is not a cnnlab run folder (no such folder)")
+        if not run.config_path.exists():
             raise RunFolderError(f"{path} is not a cnnlab run folder (no config.toml)")
         return run
 
     @property
-    def config_path(self) -> Path:
-        return self.path / "config.toml"
+    def config_path(self) -> FolderFile:
+        return self.file("config.toml")
 
     @property
-    def last_checkpoint(self) -> Path:
-        return self.path / "checkpoints" / "last.pt"
+    def last_checkpoint(self) -> FolderFile:
+        return self.file("checkpoints/last.pt")
 
     @property
-    def best_checkpoint(self) -> Path:
-        return self.path / "checkpoints" / "best.pt"
+    def best_checkpoint(self) -> FolderFile:
+        return self.file("checkpoints/best.pt")
 
     @property
-    def partial_checkpoint(self) -> Path:
+    def partial_checkpoint(self) -> FolderFile:
         """The training state partway through the epoch after last.pt's, saved inside long
         epochs and removed once that epoch is saved whole."""
-        return self.path / "checkpoints" / "partial.pt"
+        return self.file("checkpoints/partial.pt")
 
     @property
-    def lr_find_path(self) -> Path:
+    def lr_find_path(self) -> FolderFile:
         """The LR range test that set the peak learning rate, when the recipe asked for one."""
-        return self.path / "lr_find.json"
+        return self.file("lr_find.json")
 
     @property
-    def shipped_path(self) -> Path:
-        return self.path / SHIPPED_FILE
+    def shipped_path(self) -> FolderFile:
+        return self.file(SHIPPED_FILE)
 
-    # --- reading back: each file through its check in records.py ---
+    # --- reading back: each file read once, through its check in records.py ---
 
     def recipe(self) -> Recipe:
-        """config.toml, as the run resolved it. A run writes every section, so a file without
-        one is damaged, not a recipe that wants the defaults."""
-        text = records.read_text(self.config_path)
-        try:
-            raw = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as exc:
-            raise RunFolderError(f"{self.config_path} is not valid TOML ({exc}): the file is "
-                                 "damaged") from None
+        """config.toml, as the run resolved it: parsed from the same bytes the signature is
+        checked over. A run writes every section, so a file without one is damaged, not a
+        recipe that wants the defaults."""
+        raw = records.toml_table(self._bytes("config.toml", records.CONFIG_BYTES),
+                                 self.config_path)
         missing = [key for key in RUN_CONFIG_KEYS if key not in raw]
         if missing:
             raise RunFolderError(f"{self.config_path} lacks {', '.join(missing)}: it is cut "
                                  "short, or not a config.toml that cnnlab wrote")
-        return parse_recipe(raw, str(self.config_path))
+        with records.reading(self.config_path):
+            return parse_recipe(raw, str(self.config_path))
 
     def start_options(self) -> dict[str, Any]:
-        """How the run was asked for (e.g. {"check": False} for --no-check)."""
-        path = self.path / START_OPTIONS_FILE
-        if not path.is_file():
+        """How the run was asked for (e.g. {"check": False} for --no-check, {"lr_find": True}
+        when a range test chose its peak rate)."""
+        if not self.file(START_OPTIONS_FILE).exists():
             return {}
-        return records.json_object(records.read_text(path), path, {"check": bool})
+        path = self.file(START_OPTIONS_FILE)
+        text = records.decoded(self._bytes(START_OPTIONS_FILE, records.SMALL_JSON_BYTES), path)
+        return records.json_object(text, path, {"check": bool, "lr_find": bool})
 
     def history(self) -> History:
-        path = self.path / "history.jsonl"
-        return records.history_rows(records.read_text(path), path) if path.is_file() else []
+        path = self.file("history.jsonl")
+        if not path.exists():
+            return []
+        return records.history_rows(records.read_text(path, records.HISTORY_BYTES), path)
 
     def logged_epochs(self) -> set[int]:
         """The epochs that have their `epoch N:` line in log.txt."""
-        path = self.path / "log.txt"
-        lines = records.read_text(path).splitlines() if path.is_file() else []
-        return {int(match[1]) for line in lines if (match := re.match(r"epoch (\d+):", line))}
+        path = self.file("log.txt")
+        text = records.read_text(path, records.LOG_BYTES) if path.exists() else ""
+        return {int(match[1]) for line in text.splitlines()
+                if (match := re.match(r"epoch (\d{1,6}):", line))}
 
     def training_state(self) -> dict[str, Any]:
         """checkpoints/last.pt: everything a resume needs."""
-        if not self.last_checkpoint.is_file():
+        if not self.last_checkpoint.exists():
             raise TrainingError(f"no checkpoint at {self.last_checkpoint}: nothing to resume "
                                 "from")
         state = load_checkpoint(self.last_checkpoint)
         return records.checkpoint(state, self.last_checkpoint, records.TRAINING_STATE)
 
-    def resume_state(self) -> tuple[dict[str, Any], Path]:
+    def resume_state(self) -> tuple[dict[str, Any], FolderFile]:
         """The newest training state and its file: partial.pt when it is partway through the
         epoch after last.pt's (a crash between saving last.pt and removing partial.pt leaves
         an older one, not used), else last.pt."""
-        if not self.partial_checkpoint.is_file():  # (says so when last.pt is missing too)
+        if not self.partial_checkpoint.exists():  # (says so when last.pt is missing too)
             return self.training_state(), self.last_checkpoint
-        last = self.training_state() if self.last_checkpoint.is_file() else None
+        last = self.training_state() if self.last_checkpoint.exists() else None
         path = self.partial_checkpoint
         partial = records.partway(
             records.checkpoint(load_checkpoint(path), path, records.TRAINING_STATE), path)
@@ -181,31 +209,25 @@ class RunFolder:
 
     def require_weights(self) -> None:
         """Refuse a run with no finished epoch, before anything is built for its weights."""
-        if not (self.shipped_path.is_file() or self.best_checkpoint.is_file()):
+        if not (self.shipped_path.exists() or self.best_checkpoint.exists()):
             raise TrainingError(f"{self.path} has no trained weights yet (no "
-                                f"{self.shipped_path.name}, no best.pt): no epoch has finished")
+                                f"{SHIPPED_FILE}, no best.pt): no epoch has finished")
 
     def shipped(self) -> ShippedWeights:
         from cnnlab.ship.weights import read_safetensors  # safetensors only when asked for
 
         path = self.shipped_path
         weights, meta = read_safetensors(path)
-        with records.reading(path, "has damaged metadata"):
-            classes = tuple(str(c) for c in json.loads(meta["classes"]))
-            mean = tuple(float(v) for v in json.loads(meta["mean"]))
-            std = tuple(float(v) for v in json.loads(meta["std"]))
-            shape = tuple(int(v) for v in json.loads(meta["input_shape"]))
-        if len(shape) != 3 or min(shape) < 1 or not classes or len(mean) != shape[0] \
-                or len(std) != shape[0] or min(std) <= 0:
-            raise RunFolderError(f"{path} has damaged metadata: classes, mean, std and "
-                                 "input_shape do not fit together")
+        classes, mean, std, shape = records.shipped_metadata(meta, path)
         return ShippedWeights(weights, classes, mean, std, shape)
 
     def lr_find_record(self) -> LRFindResult | None:
+        """The range test this run ran; None for a run that ran none (its run.json says so),
+        whatever lr_find.json the folder holds."""
         path = self.lr_find_path
-        if not path.is_file():
+        if not self.start_options().get("lr_find", False) or not path.exists():
             return None
-        return records.lr_find_record(records.read_text(path), path)
+        return records.lr_find_record(records.read_text(path, records.LR_FIND_BYTES), path)
 
     def load_trained(self, model: nn.Module) -> nn.Module:
         """`model` (this run's, untrained) with the last epoch's evaluated weights (the EMA
@@ -227,8 +249,9 @@ class RunFolder:
         model = recipe.model
         if is_registered(model.name) or not names_code(model.name):
             return None
-        source = self.path / SOURCE_FILE
-        text = records.read_text(source) if source.is_file() else None
+        source = self.file(SOURCE_FILE)
+        kept = self._bytes(SOURCE_FILE, records.SOURCE_BYTES) if source.exists() else None
+        text = records.decoded(kept, source) if kept is not None else None
         if from_file(model.name):
             if text is None or model.source_sha256 is None:
                 # a run from before runs kept their model's source, or whose source could
@@ -243,7 +266,7 @@ class RunFolder:
             if source_sha256(text) != model.source_sha256:
                 raise RunFolderError(f"{source} is not the source this run trained: its hash "
                                      "differs from the one in config.toml")
-        if not trust.is_signed(self.path, self._signed_parts()):
+        if not self.is_signed():
             if not trust_code:
                 what = (f"the source in {source}" if from_file(model.name)
                         else f"module {model.name.rpartition(':')[0]!r}")
@@ -251,28 +274,44 @@ class RunFolder:
                     f"{self.path} names model code {model.name!r} ({what}) and was not written "
                     "by this user's cnnlab; read that code, and if you trust it, add "
                     "--trust-code (Python: trust_code=True)")
-            trust.sign(self.path, self._signed_parts())
-        return (text, source) if from_file(model.name) else None
+            self.sign()
+        return (text, source.path) if from_file(model.name) else None
+
+    def is_signed(self) -> bool:
+        """Whether this user's cnnlab signed the folder as it was read."""
+        kept = self.file(trust.SIGNATURE_FILE)
+        return kept.is_file() and trust.signed_by_this_user(kept.read_bytes(1024),
+                                                            self._signed_parts())
+
+    def sign(self) -> None:
+        self.write_text(trust.SIGNATURE_FILE, trust.signature(self._signed_parts()) + "\n")
 
     def _signed_parts(self) -> list[bytes]:
-        """What the signature covers: the config, and the model source when there is one."""
-        source = self.path / SOURCE_FILE
-        return [self.config_path.read_bytes(),
-                source.read_bytes() if source.is_file() else b""]
+        """What the signature covers: the files that name or hold code and how the run was
+        started (config.toml, the model's source, run.json), as read once and parsed."""
+        return [self._bytes(name, limit) if self.file(name).exists() else b""
+                for name, limit in (("config.toml", records.CONFIG_BYTES),
+                                    (SOURCE_FILE, records.SOURCE_BYTES),
+                                    (START_OPTIONS_FILE, records.SMALL_JSON_BYTES))]
+
+    def _bytes(self, name: str, limit: int) -> bytes:
+        """The file's bytes as first read: what is verified is what is parsed, whatever is
+        written there meanwhile."""
+        if name not in self._read:
+            self._read[name] = self.file(name).read_bytes(limit)
+        return self._read[name]
 
     # --- writing ---
 
     def remove_leftovers(self) -> None:
-        """Temporary files of writes a crash cut short: never the real files."""
-        for leftover in [*self.path.glob(".*.tmp"), *self.path.glob("checkpoints/.*.tmp")]:
-            with contextlib.suppress(OSError):
-                leftover.unlink()
+        """Temporary files of writes a crash cut short: never the real files, nothing else."""
+        confined.remove_leftovers(self.path, SUBFOLDERS, set(WRITTEN_FILES))
 
     @contextlib.contextmanager
     def training_lock(self) -> Iterator[None]:
         """Held while a process trains in this folder: a second one is refused. The lock is on
         config.toml, which a run never rewrites, so no lock file is left behind."""
-        with open(self.config_path, "rb") as handle:
+        with os.fdopen(self.config_path.open_regular(), "rb") as handle:
             for attempt in range(LOCK_ATTEMPTS):  # `is_training` holds it for microseconds
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -289,7 +328,7 @@ class RunFolder:
 
     def is_training(self) -> bool:
         """Whether a process is training in this folder now (it holds `training_lock`)."""
-        with open(self.config_path, "rb") as handle:
+        with os.fdopen(self.config_path.open_regular(), "rb") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -298,12 +337,15 @@ class RunFolder:
             return False
 
     def log(self, line: str) -> None:
-        with open(self.path / "log.txt", "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        self.file("log.txt").append_line(line)
 
     def write_history(self, history: History) -> None:
         self.write_text("history.jsonl", "".join(json.dumps(row) + "\n" for row in history))
 
     def write_text(self, name: str, text: str) -> None:
-        with atomic_write(self.path / name, "w") as handle:
+        with self.file(name).replace("w") as handle:
             handle.write(text)
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        with self.file(name).replace() as handle:
+            handle.write(data)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -13,11 +15,26 @@ from typing import Any, get_type_hints
 import torch
 from torch import nn
 
+from cnnlab.display_text import control_character
 from cnnlab.errors import CnnlabError, RunFolderError
+from cnnlab.run_folder.confined import FolderFile
 from cnnlab.train.history import History, HistoryRow
 from cnnlab.train.lr_find import LRFindResult
 
 _NUMBER = (int, float)
+
+# Bounds on what a file may make cnnlab do, checked as it is read. Each is far above what any
+# run writes and low enough that reading, plotting and reporting the file take seconds.
+CONFIG_BYTES = 1 << 20  # a resolved recipe is a few kB; a user's list of 10,000 class names fits
+SOURCE_BYTES = 4 << 20  # one model's source file
+SMALL_JSON_BYTES = 64 << 10  # run.json: a few flags
+LR_FIND_BYTES = 4 << 20  # a range test of up to ~100,000 steps
+HISTORY_BYTES = 16 << 20  # MAX_EPOCHS rows of ~1 kB
+LOG_BYTES = 64 << 20  # log.txt, read for its `epoch N:` lines
+MAX_EPOCHS = 10_000  # recipe schemas admit no more (config.py); the report plots every epoch
+MAX_STEPS_PER_EPOCH = 10_000_000  # 60,000 images at batch size 1 is 60,000 steps
+MAX_NESTING = 32  # a config nests 3 tables deep, a history row 1: deeper is an attack on the
+# parsers' recursion (Python's JSON and TOML readers would raise RecursionError)
 
 
 @contextlib.contextmanager
@@ -29,26 +46,81 @@ def reading(path: Path, what: str = "") -> Iterator[None]:
     except CnnlabError:
         raise
     except (ValueError, KeyError, TypeError, IndexError, AttributeError, RuntimeError,
-            UnicodeDecodeError) as exc:
+            UnicodeDecodeError, OverflowError, RecursionError) as exc:
         detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RunFolderError(f"{path} {what or 'is damaged'}: {detail[:300]}") from None
 
 
-def read_text(path: Path) -> str:
+def read_text(path: FolderFile, limit: int) -> str:
+    return decoded(path.read_bytes(limit), path)
+
+
+def decoded(data: bytes, path: FolderFile) -> str:
     try:
-        return path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError:
         raise RunFolderError(f"{path} is not UTF-8 text: the file is damaged") from None
 
 
-def history_rows(text: str, path: Path) -> History:
+def toml_table(data: bytes, path: FolderFile) -> dict[str, Any]:
+    """A TOML file of a run folder, parsed once nesting and text were checked."""
+    text = decoded(data, path)
+    _shallow(text, path)
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise RunFolderError(f"{path} is not valid TOML ({exc}): the file is damaged") from None
+    plain_strings(raw, path)
+    return raw
+
+
+def plain_strings(value: Any, path: FolderFile | Path, where: str = "") -> None:
+    """Refuse text with control characters anywhere in `value` (tables, lists, strings); a
+    description may hold line breaks."""
+    if isinstance(value, str):
+        problem = control_character(value, lines=where.endswith("description"))
+        if problem:
+            raise RunFolderError(f"{path}: {where or 'a text'} {problem}: cnnlab shows no "
+                                 "text that could drive a terminal")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            plain_strings(key, path, "a key")
+            plain_strings(item, path, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list):
+        for item in value:
+            plain_strings(item, path, where)
+
+
+def _shallow(text: str, path: FolderFile | Path) -> None:
+    """Refuse brackets nested deeper than MAX_NESTING before a parser recurses into them. Brackets
+    inside strings count too: a file cnnlab wrote nests far less even so."""
+    depth = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                raise RunFolderError(f"{path} nests more than {MAX_NESTING} levels deep: it is "
+                                     "not a file cnnlab wrote")
+        elif char in "]}":
+            depth = max(0, depth - 1)
+
+
+def _json(text: str, path: FolderFile | Path) -> Any:
+    _shallow(text, path)
+    return json.loads(text)
+
+
+def history_rows(text: str, path: FolderFile) -> History:
     """history.jsonl: one JSON object per epoch, epochs 1, 2, 3, ... in order."""
     rows: History = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(rows) == MAX_EPOCHS:
+            raise RunFolderError(f"{path} holds more than {MAX_EPOCHS:,} epochs: it is not a "
+                                 "history cnnlab wrote")
         try:
-            row = json.loads(line)
+            row = _json(line, path)
         except ValueError:
             raise RunFolderError(f"{path} line {number} is not JSON (a cut or edited file?): "
                                  "delete the line, or train the run again") from None
@@ -68,7 +140,30 @@ def _checked_row(row: Any, epoch: int, where: str) -> HistoryRow:
             raise RunFolderError(f"{where}: {key} = {value!r} is not {_word(kind)}")
     if row["epoch"] != epoch:
         raise RunFolderError(f"{where} is epoch {row['epoch']}, where epoch {epoch} belongs")
+    for key, value in row.items():
+        problem = _out_of_range(key, value)
+        if problem:
+            raise RunFolderError(f"{where}: {key} = {value!r} {problem}")
+    if row["test_total"] < 1 or not 0 <= row["test_correct"] <= row["test_total"]:
+        raise RunFolderError(f"{where}: test_correct = {row['test_correct']!r} of test_total = "
+                             f"{row['test_total']!r} is no count of images")
     return row
+
+
+def _out_of_range(key: str, value: Any) -> str | None:
+    """Why a history field's value cannot be what training measured, or None."""
+    if isinstance(value, str):
+        return control_character(value)
+    if not isinstance(value, _NUMBER) or isinstance(value, bool):
+        return None
+    if not math.isfinite(value):
+        return "is not a finite number"
+    if key.endswith("_acc") or key == "test_acc_no_tta":
+        return None if 0 <= value <= 100 else "is not a percentage (0 to 100)"
+    if key == "steps":
+        return None if 1 <= value <= MAX_STEPS_PER_EPOCH else \
+            f"is not a number of steps (1 to {MAX_STEPS_PER_EPOCH:,})"
+    return None if value >= 0 else "is negative"
 
 
 _ROW_TYPES = get_type_hints(HistoryRow)
@@ -87,7 +182,7 @@ def _word(kind: type) -> str:
 def json_object(text: str, path: Path, types: dict[str, type]) -> dict[str, Any]:
     """A JSON object whose keys, where present, hold values of `types`."""
     try:
-        value = json.loads(text)
+        value = _json(text, path)
     except ValueError:
         raise RunFolderError(f"{path} is not JSON: the file is damaged") from None
     if not isinstance(value, dict):
@@ -103,13 +198,15 @@ def lr_find_record(text: str, path: Path) -> LRFindResult:
     value = json_object(text, path, {"lrs": list, "losses": list, "diverged": bool})
     numbers = {key: value.get(key) for key in ("minimum", "valley", "steepest")}
     curves = (value.get("lrs"), value.get("losses"))
-    if any(not _fits(v, float) or v <= 0 for v in numbers.values()) \
-            or any(c is None or not all(_fits(x, float) for x in c) for c in curves) \
+    if any(not _positive(v) for v in numbers.values()) \
+            or any(c is None or not all(_fits(x, float) and math.isfinite(x) for x in c)
+                   for c in curves) \
             or len(curves[0]) != len(curves[1]) or len(curves[0]) < 2 \
+            or not all(_positive(lr) for lr in curves[0]) \
             or not isinstance(value.get("diverged"), bool):
-        raise RunFolderError(f"{path} is not an LR range test record: it needs lrs and losses "
-                             "(numbers, as many of each), minimum, valley and steepest (above "
-                             "0) and diverged (true or false)")
+        raise RunFolderError(f"{path} is not an LR range test record: it needs lrs (above 0) "
+                             "and losses (finite numbers, as many of each), minimum, valley "
+                             "and steepest (above 0) and diverged (true or false)")
     return LRFindResult(**{key: value[key] for key in ("lrs", "losses", "minimum", "valley",
                                                        "steepest", "diverged")})
 
@@ -124,7 +221,40 @@ PARTWAY = {"step": int, "seen": int, "loss_sum": torch.Tensor, "correct": torch.
            "seconds": float}
 
 
-def checkpoint(state: Any, path: Path, keys: dict[str, type]) -> dict[str, Any]:
+def _positive(value: Any) -> bool:
+    return _fits(value, float) and math.isfinite(value) and value > 0
+
+
+def shipped_metadata(meta: dict[str, str], path: FolderFile
+                     ) -> tuple[tuple[str, ...], tuple[float, ...], tuple[float, ...],
+                                tuple[int, int, int]]:
+    """best.safetensors' metadata: (classes, mean, std, input_shape), each of its type."""
+    with reading(path, "has damaged metadata"):
+        fields = {key: _json(meta[key], path) for key in ("classes", "mean", "std",
+                                                          "input_shape")}
+    classes, mean, std, shape = (fields[k] for k in ("classes", "mean", "std", "input_shape"))
+    numbers = [*mean, *std] if isinstance(mean, list) and isinstance(std, list) else None
+    if not (isinstance(classes, list) and classes and len(classes) <= MAX_CLASSES
+            and all(isinstance(c, str) and c and len(c) <= MAX_NAME for c in classes)
+            and isinstance(shape, list) and len(shape) == 3
+            and all(_fits(v, int) for v in shape) and 1 <= shape[0] <= 4
+            and all(1 <= v <= MAX_SIDE for v in shape[1:])
+            and numbers is not None and all(_fits(v, float) and math.isfinite(v)
+                                            for v in numbers)
+            and len(mean) == len(std) == shape[0] and min(std) > 0):
+        raise RunFolderError(f"{path} has damaged metadata: classes (names), mean and std (one "
+                             "finite number per channel, std above 0) and input_shape (channels "
+                             f"1-4, sides 1-{MAX_SIDE}) do not fit together")
+    plain_strings(classes, path, "a class name")
+    return tuple(classes), tuple(map(float, mean)), tuple(map(float, std)), tuple(shape)
+
+
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+MAX_NAME = 200  # characters in a class name
+MAX_SIDE = 4096  # pixels per side of an input image: an export traces one batch of this size
+
+
+def checkpoint(state: Any, path: FolderFile, keys: dict[str, type]) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise RunFolderError(f"{path} is not a cnnlab checkpoint (it holds a "
                              f"{type(state).__name__})")
@@ -145,7 +275,7 @@ def checkpoint(state: Any, path: Path, keys: dict[str, type]) -> dict[str, Any]:
     return state
 
 
-def partway(state: dict[str, Any], path: Path) -> dict[str, Any]:
+def partway(state: dict[str, Any], path: FolderFile) -> dict[str, Any]:
     """The training state of partial.pt (checked by `checkpoint`) whose `partway` says where
     in the epoch it stopped: the next batch, the images seen, the epoch's sums so far and the
     order of its images (None for a split not shuffled)."""
@@ -188,3 +318,6 @@ def check_weights(model: nn.Module, weights: Any, path: Path) -> None:
             raise RunFolderError(f"{path} holds weights for another model: {name} is "
                                  f"{list(weights[name].shape)}, the model's is "
                                  f"{list(tensor.shape)}")
+        if weights[name].dtype != tensor.dtype:
+            raise RunFolderError(f"{path} holds weights for another model: {name} is "
+                                 f"{weights[name].dtype}, the model's is {tensor.dtype}")

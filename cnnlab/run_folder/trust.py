@@ -2,20 +2,22 @@
 
 A run folder is data: it travels by zip, mail and upload. Its config.toml may name model code
 (`file.py:fn`, whose source the folder keeps, or `module:fn`), and rebuilding the model runs
-that code. Folders this user's cnnlab wrote carry a signature, an HMAC-SHA256 over config.toml
-and the kept source made with a key that never leaves this user's config folder, so the user's
-own runs just work wherever they were moved. Any other folder that names code is refused until
-the user says they trust it (`--trust-code`, `trust_code=True`), which signs it."""
+that code. Folders this user's cnnlab wrote carry a signature, an HMAC-SHA256 over config.toml,
+the kept source and run.json (how the run was started) made with a key that never leaves this
+user's config folder, so the user's own runs just work wherever they were moved. Any other
+folder that names code is refused until the user says they trust it (`--trust-code`,
+`trust_code=True`), which signs it."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import secrets
 from pathlib import Path
 
-from cnnlab.atomic_file import atomic_write
+from cnnlab.errors import ConfigError
 
 SIGNATURE_FILE = "signature"
 CONFIG_DIR_ENV = "CNNLAB_CONFIG_DIR"
@@ -29,18 +31,45 @@ def config_dir() -> Path:
     return Path(base) / "cnnlab"
 
 
+KEY_HEX_DIGITS = 64  # 32 random bytes
+
+
 def signing_key() -> bytes:
-    """This user's key, made on first use: readable by this user alone."""
+    """This user's key, made on first use, readable by this user alone. It is made whole or not
+    at all (written to a temporary file, synced, then linked into place: of processes making it
+    at once, the first link wins and every process reads that key), and a key file of another
+    length is refused, never used: an empty key would sign for anyone."""
     path = config_dir() / "signing.key"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:  # O_EXCL: two processes making the key at once keep the first one's
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
-        except FileExistsError:
-            pass
-    return path.read_text(encoding="ascii").strip().encode("ascii")
+    if not path.exists():
+        _make_key(path)
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the signing key {path} ({exc.strerror}): set "
+                          f"{CONFIG_DIR_ENV} to a folder of yours") from None
+    if len(key) != KEY_HEX_DIGITS or any(c not in b"0123456789abcdef" for c in key):
+        raise ConfigError(f"the signing key {path} is damaged (not {KEY_HEX_DIGITS} hex "
+                          "digits): delete it and cnnlab makes a new one; your runs that name "
+                          "model code then need --trust-code once")
+    return key
+
+
+def _make_key(path: Path) -> None:
+    if path.parent.exists() and not path.parent.is_dir():
+        raise ConfigError(f"{path.parent}, where cnnlab keeps its signing key, is not a folder: "
+                          f"move it away, or set {CONFIG_DIR_ENV} to a folder of yours")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".signing.key.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(KEY_HEX_DIGITS // 2) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process's key came first
+            os.link(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def signature(parts: list[bytes]) -> str:
@@ -52,15 +81,10 @@ def signature(parts: list[bytes]) -> str:
     return mac.hexdigest()
 
 
-def is_signed(folder: Path, parts: list[bytes]) -> bool:
-    path = folder / SIGNATURE_FILE
+def signed_by_this_user(kept: bytes, parts: list[bytes]) -> bool:
+    """Whether `kept` (a folder's signature file) signs `parts` with this user's key."""
     try:
-        kept = path.read_text(encoding="ascii").strip()
-    except (OSError, UnicodeDecodeError):
+        text = kept.decode("ascii").strip()
+    except UnicodeDecodeError:
         return False
-    return hmac.compare_digest(kept, signature(parts))
-
-
-def sign(folder: Path, parts: list[bytes]) -> None:
-    with atomic_write(folder / SIGNATURE_FILE, "w") as handle:
-        handle.write(signature(parts) + "\n")
+    return hmac.compare_digest(text, signature(parts))

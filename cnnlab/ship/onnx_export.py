@@ -6,13 +6,16 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 
+from cnnlab.atomic_file import atomic_write
 from cnnlab.errors import ConfigError
+from cnnlab.run_folder import RunFolder
 from cnnlab.ship.loaded_run import load_run
 
 
@@ -21,8 +24,14 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None,
     """Write `<run>/model.onnx` (or `out`); returns its path. `trust_code` as in `load_run`."""
     _require_onnx()
     loaded = load_run(run_dir, trust_code)
-    path = Path(out) if out is not None else Path(run_dir) / "model.onnx"
-    return export_model_onnx(loaded.model, loaded.input_shape, path)
+    model = onnx_bytes(loaded.model, loaded.input_shape)
+    if out is None:
+        run = RunFolder.existing(run_dir)
+        run.write_bytes("model.onnx", model)
+        return run.file("model.onnx").path
+    with atomic_write(Path(out)) as handle:
+        handle.write(model)
+    return Path(out)
 
 
 def _require_onnx() -> None:
@@ -32,28 +41,27 @@ def _require_onnx() -> None:
         raise ConfigError("ONNX export needs onnx: pip install 'cnnlab[onnx]'") from None
 
 
-def export_model_onnx(model: torch.nn.Module, input_shape: tuple[int, int, int],
-                      path: Path) -> Path:
-    """Write `model` (in eval mode, on the CPU) as ONNX at `path`: what a run whose model
-    cannot be rebuilt ships beside its weights."""
+def onnx_bytes(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> bytes:
+    """`model` (in eval mode, on the CPU) as an ONNX file's bytes: what a run whose model
+    cannot be rebuilt ships beside its weights. The exporter writes into a private temporary
+    folder, never into the run folder."""
     _require_onnx()
     example = torch.zeros(2, *input_shape)
-    tmp = path.with_name(f".{path.name}.tmp")
     with (warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()),
-          _torch_onnx_logs_quiet(), _removed_unless_kept(tmp)):
+          _torch_onnx_logs_quiet(), tempfile.TemporaryDirectory(prefix="cnnlab-onnx-") as tmp):
         warnings.simplefilter("ignore")  # the exporters' progress and deprecation notes
+        path = Path(tmp) / "model.onnx"
         if torch_version() >= DYNAMO_EXPORTER_FROM:
             batch = torch.export.Dim("batch", min=1)
             program = torch.onnx.export(model, (example,), dynamo=True,
                                         input_names=["images"], output_names=["logits"],
                                         dynamic_shapes=({0: batch},))
-            program.save(str(tmp))
+            program.save(str(path))
         else:
-            torch.onnx.export(model, (example,), str(tmp), dynamo=False,
+            torch.onnx.export(model, (example,), str(path), dynamo=False,
                               input_names=["images"], output_names=["logits"],
                               dynamic_axes={"images": {0: "batch"}, "logits": {0: "batch"}})
-    tmp.replace(path)
-    return path
+        return path.read_bytes()
 
 
 @contextlib.contextmanager
@@ -68,16 +76,6 @@ def _torch_onnx_logs_quiet() -> Iterator[None]:
         yield
     finally:
         logger.setLevel(level)
-
-
-@contextlib.contextmanager
-def _removed_unless_kept(tmp: Path) -> Iterator[None]:
-    """A failed export leaves no half-written file."""
-    try:
-        yield
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # torch has two ONNX exporters: the TorchScript one, deprecated, and the torch.export-based one

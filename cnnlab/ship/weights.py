@@ -5,15 +5,18 @@ safetensors holds tensors only, no code."""
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from cnnlab.atomic_file import atomic_write
 from cnnlab.data import Dataset
 from cnnlab.errors import TrainingError
 from cnnlab.run_folder import RunFolder
+from cnnlab.run_folder.confined import FolderFile, in_folder
+from cnnlab.run_folder.folder import SHIPPED_FILE
+from cnnlab.train.checkpoint import CHECKPOINT_BYTES
 
 
 def write_safetensors(run: RunFolder, data: Dataset, model: nn.Module | None = None) -> Path:
@@ -29,21 +32,32 @@ def write_safetensors(run: RunFolder, data: Dataset, model: nn.Module | None = N
                 "test_acc": f"{state['test_acc']:.4f}", "classes": json.dumps(data.classes),
                 "mean": json.dumps(data.mean), "std": json.dumps(data.std),
                 "input_shape": json.dumps(list(data.input_shape))}
-    path = run.shipped_path
-    with atomic_write(path) as handle:
-        handle.write(save(tensors, metadata=metadata))
-    return path
+    run.write_bytes(SHIPPED_FILE, save(tensors, metadata=metadata))
+    return run.shipped_path.path
 
 
-def read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(weights, metadata) of a best.safetensors file."""
-    from safetensors import SafetensorError, safe_open
+def read_safetensors(path: Path | FolderFile
+                     ) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(weights, metadata) of a best.safetensors file, read once through no link."""
+    path = in_folder(path)
+    from safetensors import SafetensorError
+    from safetensors.torch import load
 
+    data = path.read_bytes(CHECKPOINT_BYTES)
     try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-            weights = {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118
-    except (OSError, SafetensorError, ValueError) as exc:
+        weights = load(data)
+        metadata = _metadata(data)
+    except (SafetensorError, ValueError, KeyError, TypeError, struct.error) as exc:
         raise TrainingError(f"{path} cannot be read as safetensors ({exc}); re-export it with "
                             "`cnnlab export RUN_DIR`") from None
     return weights, metadata
+
+
+def _metadata(data: bytes) -> dict[str, str]:
+    """The format's header: 8 bytes of its length, then JSON whose `__metadata__` holds text
+    (safetensors.torch.load, which checked the header, returns the tensors only)."""
+    (length,) = struct.unpack("<Q", data[:8])
+    metadata = json.loads(data[8:8 + length]).get("__metadata__") or {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise ValueError("its metadata is not a table of text")
+    return metadata

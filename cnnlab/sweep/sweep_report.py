@@ -71,7 +71,8 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
     blocks += [Heading("Reproduce"), Code(f"cnnlab sweep {folder / 'sweep.toml'} --resume")]
     readme = folder / "README.md"
     readme.write_text(to_markdown(blocks), encoding="utf-8")
-    (folder / "report.html").write_text(to_html(blocks, f"Sweep {spec.name}", folder),
+    (folder / "report.html").write_text(to_html(blocks, f"Sweep {spec.name}",
+                                                        lambda name: (folder / name).read_bytes()),
                                         encoding="utf-8")  # what a notebook shows
     return readme
 

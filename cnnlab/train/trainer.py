@@ -275,7 +275,7 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
         run.partial_checkpoint.unlink(missing_ok=True)
         if run.last_checkpoint.is_file():
             message += (f"; the last good checkpoint (epoch {epoch - 1}) is kept in "
-                        f"{run.last_checkpoint.parent}")
+                        f"{run.path / 'checkpoints'}")
         else:
             message += f" before any checkpoint: nothing in {run.path} to resume"
     message += ". Lower the learning rate and retry"
