@@ -255,7 +255,7 @@ def _export(args: argparse.Namespace) -> None:
     run = RunFolder.existing(args.run_dir)
     run.require_writable()
     run.require_weights()
-    if not run.shipped_path.is_file():  # a run from before runs shipped them
+    if not run.shipped_path.exists():  # a run from before runs shipped them
         prepared = prepare(folder=run, data_dir=args.data_dir, trust_code=args.trust_code)
         print(f"wrote {write_safetensors(run, prepared.data(), prepared.model)}")
     if args.onnx:

@@ -247,14 +247,41 @@ def builtin_recipes() -> list[str]:
 def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
     """Read a built-in recipe by name, or a TOML file by path, and apply `key=value` overrides."""
     text, source = _recipe_text(str(name_or_path))
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{source} is not valid TOML: {exc}") from None
+    raw = read_toml(text, source)
     # A file's name stands in for a missing `name`, made fit to name a folder.
     raw.setdefault("name", re.sub(r"[^A-Za-z0-9._-]+", "-", Path(source).stem).lstrip(".-")
                    or "recipe")
     return recipe_from_table(raw, overrides, source)
+
+
+MAX_TOML_NESTING = 32  # a recipe nests 3 tables deep; deeper only exhausts the parser's recursion
+
+
+def nesting(text: str) -> int:
+    """How deep `text`'s brackets ([ and {) nest, strings included: a bound checked before a
+    recursive parser (TOML's, JSON's) meets them."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def read_toml(text: str, source: str | Path, error: type[Exception] = ConfigError
+              ) -> dict[str, Any]:
+    """The one TOML reader of recipes, sweep and design files and run folders: a file that is
+    not TOML, or nests brackets deeper than MAX_TOML_NESTING (counted before parsing, strings
+    included), is `error` naming `source`."""
+    if nesting(text) > MAX_TOML_NESTING:
+        raise error(f"{source} nests more than {MAX_TOML_NESTING} levels deep: it is not a "
+                    "recipe")
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise error(f"{source} is not valid TOML: {exc}") from None
 
 
 def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...] = (),

@@ -168,6 +168,7 @@ def _continue(folder: RunFolder, trainer: Trainer, say: Callable[[str], None]) -
     the checkpoint and the other files may have left behind. Every file is read, and checked,
     before any is written."""
     state, path = folder.resume_state()
+    folder.lr_find_record()  # read by the report at the end: refused now, not after training
     records.check_weights(trainer.model, state["model"], path)
     with records.reading(path, "does not fit this run"):
         trainer.load_state(state)

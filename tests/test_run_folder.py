@@ -402,7 +402,7 @@ def test_a_runs_start_waits_out_the_brief_lock_of_a_probe(made, tmp_path, monkey
     from cnnlab.run_folder import RunFolder
 
     run = RunFolder(_copy(made, tmp_path, monkeypatch, as_owner=True))
-    with open(run.config_path, "rb") as probe:
+    with open(run.config_path.path, "rb") as probe:
         fcntl.flock(probe, fcntl.LOCK_SH)  # as is_training holds it, for longer
         threading.Timer(0.2, fcntl.flock, (probe, fcntl.LOCK_UN)).start()
         with run.training_lock():

@@ -153,7 +153,7 @@ def test_a_partial_checkpoint_older_than_the_last_epoch_is_passed_over(tmp_path,
     stale = {**load_checkpoint(folder.last_checkpoint), "epoch": 1,
              "partway": {"step": 3, "order": None, "seen": 192, "loss_sum": torch.tensor(9.0),
                          "correct": torch.tensor(7), "seconds": 1.0}}
-    torch.save(stale, folder.partial_checkpoint)
+    torch.save(stale, folder.partial_checkpoint.path)
     resumed = train_run(resume=run_dir, dataset=separable_dataset())
     assert without_timings(resumed.history) == without_timings(straight.history)
     assert "resumed after epoch 2" in (run_dir / "log.txt").read_text()

@@ -42,6 +42,8 @@ _STARTED = time.monotonic()
 def pytest_configure(config: pytest.Config) -> None:
     for group in GROUPS:
         config.addinivalue_line("markers", f"{group}: the campaign's {group} cases")
+    config.addinivalue_line("markers", "adversarial: hostile run folders against every verb "
+                                       "that opens one (make test runs them)")
 
 
 @pytest.hookimpl(wrapper=True)
@@ -63,6 +65,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 def pytest_terminal_summary(terminalreporter) -> None:
+    _adversarial_table(terminalreporter.write_line)
     if not _ROWS:
         return
     write_line = terminalreporter.write_line
@@ -77,3 +80,27 @@ def pytest_terminal_summary(terminalreporter) -> None:
     write_line(f"fault_campaign cases={len(_ROWS)} passed={passed} skipped={skipped} "
                f"failed={len(_ROWS) - passed - skipped} tracebacks={tracebacks} "
                f"seconds={time.monotonic() - _STARTED:.0f}")
+
+
+def _adversarial_table(write_line) -> None:
+    """The attacks by verb: each cell the exit code, with what went wrong where it did."""
+    import sys
+
+    module = sys.modules.get("test_adversarial")
+    rows = getattr(module, "ROWS", [])
+    if not rows:
+        return
+    verbs = list(dict.fromkeys(verb for _, verb, _, _ in rows))
+    cells = {(attack, verb): code if outcome == "ok" else f"**{code}: {outcome}**"
+             for attack, verb, code, outcome in rows}
+    write_line("")
+    write_line("| attack | " + " | ".join(verbs) + " |")
+    write_line("|---|" + "---|" * len(verbs))
+    for attack in dict.fromkeys(attack for attack, _, _, _ in rows):
+        write_line(f"| {attack} | " + " | ".join(cells.get((attack, v), "-") for v in verbs)
+                   + " |")
+    failed = [row for row in rows if row[3] != "ok"]
+    write_line(f"adversarial cases={len(rows)} failed={len(failed)} "
+               f"escapes={sum('outside changed' in r[3] or 'code ran' in r[3] for r in rows)} "
+               f"exit70={sum('exit 70' in r[3] for r in rows)} "
+               f"unbounded={sum('took' in r[3] for r in rows)}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import pickle
 import warnings
 from typing import Any
 
@@ -57,6 +58,31 @@ def build_pipeline(transforms: list[dict[str, Any]], seed: int = 0) -> Any:
     return A.Compose(built, seed=seed)
 
 
+def tried_on(pipeline: Any, image: torch.Tensor) -> None:
+    """Refuse a pipeline that fails on a training image (a transform that constructs but needs
+    what a recipe cannot give, like Lambda's functions or TextImage's metadata) or that changes
+    its shape or type, before training starts rather than in a worker mid-epoch. A copy runs,
+    so the pipeline's random sequence is as it would be without the trial, with every transform
+    made certain to apply (p = 1), and it is pickled as DataLoader workers receive it."""
+    sample = image.permute(1, 2, 0).numpy()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trial = pickle.loads(pickle.dumps(pipeline))
+            for transform in trial.transforms:
+                transform.p = 1.0
+            out = trial(image=sample)["image"]
+    except Exception as exc:  # any transform's own error: the recipe's fault, named
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise ConfigError(f"augment.transforms fail on a training image "
+                          f"({type(exc).__name__}: {detail}): use transforms that take an "
+                          "image alone") from None
+    if not isinstance(out, np.ndarray) or out.shape != sample.shape or out.dtype != sample.dtype:
+        raise ConfigError(f"augment.transforms turn a {'x'.join(map(str, sample.shape))} "
+                          f"{sample.dtype} image into {getattr(out, 'shape', type(out))}: every "
+                          "image must keep its size and type (crop back after padding)")
+
+
 class _Images(TorchDataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, pipeline: Any):
         self.images = images.permute(0, 2, 3, 1).numpy()  # HWC uint8, what Albumentations takes
@@ -84,6 +110,7 @@ class AlbumentationsLoader:
                  workers: int = 2, device: torch.device | str = "cpu",
                  channels_last: bool = False, seed: int = 0):
         self.pipeline = build_pipeline(transforms, seed)
+        tried_on(self.pipeline, images[0])
         self.batch_size = batch_size
         self.device = torch.device(device)
         self.generator = None  # the DataLoader shuffles with its own, seeded generator

@@ -15,6 +15,7 @@ from cnnlab.data.catalog import dataset_info
 from cnnlab.data.image_folders import load_image_folders
 from cnnlab.data.npz_arrays import load_npz
 from cnnlab.data.root import data_root
+from cnnlab.display_text import control_character
 from cnnlab.errors import ConfigError, DataError
 
 
@@ -80,6 +81,10 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, path: str | P
         splits, classes = load_npz(path)
     else:
         splits, classes = load_image_folders(path, image_size, channels, progress)
+    for label, class_name in enumerate(classes):  # names reach terminals, plots and READMEs
+        problem = control_character(class_name)
+        if problem:
+            raise DataError(f"{path}: the name of class {label} {problem}: rename it")
     pixels = splits[0].double() / 255  # the training split, [N, C, H, W]
     if not len(pixels):
         raise DataError(f"{path} holds no training images")

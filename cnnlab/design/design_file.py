@@ -30,7 +30,6 @@ It becomes a sweep of the `compact_cnn` family with the objective `smallest_at_t
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,6 +45,7 @@ from cnnlab.config import (
     load_recipe,
     parse_recipe,
     parse_table,
+    read_toml,
 )
 from cnnlab.data.catalog import dataset_info
 from cnnlab.design.spaces import start_for
@@ -87,10 +87,7 @@ def load_design(path: str | Path) -> DesignSpec:
     if not path.is_file():
         raise ConfigError(f"design file {path} not found")
     text = path.read_text(encoding="utf-8")
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    raw = read_toml(text, path)
     table = raw.pop("design", None)
     spec = raw.pop("spec", None)
     if not isinstance(table, dict) or not isinstance(spec, dict):

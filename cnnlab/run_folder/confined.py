@@ -35,24 +35,26 @@ _LEFTOVER = re.compile(r"\.(?P<name>.+)\.[A-Za-z0-9_]{8}\.tmp")
 
 @dataclass(frozen=True)
 class FolderFile:
-    """`name` (e.g. "checkpoints/last.pt") inside `folder`, reached without following links."""
+    """`relative` (e.g. "checkpoints/last.pt") inside `folder`, reached without following
+    links."""
 
     folder: Path
-    name: str
+    relative: str
 
     def __post_init__(self) -> None:
-        parts = self.name.split("/")
-        if self.name.startswith("/") or any(p in ("", ".", "..") for p in parts):
-            raise ValueError(f"{self.name!r} is not a plain path inside a folder")
+        parts = self.relative.split("/")
+        if self.relative.startswith("/") or any(p in ("", ".", "..") for p in parts):
+            raise ValueError(f"{self.relative!r} is not a plain path inside a folder")
 
     @property
     def path(self) -> Path:
         """For messages and for tools that take a path; opening it would follow links."""
-        return self.folder / self.name
+        return self.folder / self.relative
 
     @property
-    def basename(self) -> str:
-        return self.name.rpartition("/")[2]
+    def name(self) -> str:
+        """The last component, as Path.name."""
+        return self.relative.rpartition("/")[2]
 
     def __str__(self) -> str:
         return str(self.path)
@@ -187,7 +189,7 @@ def remove_leftovers(folder: Path, subfolders: tuple[str, ...], written: set[str
 def _opened_dir(target: FolderFile, create: bool) -> Iterator[tuple[int, str]]:
     """A handle on the folder that holds `target`'s last component, reached from `target.folder`
     one component at a time without following links, and that component's name."""
-    *dirs, leaf = target.name.split("/")
+    *dirs, leaf = target.relative.split("/")
     fd = os.open(target.folder, _DIR_FLAGS)
     try:
         for depth, part in enumerate(dirs, start=1):

@@ -7,7 +7,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -15,6 +14,7 @@ from typing import Any, get_type_hints
 import torch
 from torch import nn
 
+from cnnlab.config import nesting, read_toml
 from cnnlab.display_text import control_character
 from cnnlab.errors import CnnlabError, RunFolderError
 from cnnlab.run_folder.confined import FolderFile
@@ -64,12 +64,7 @@ def decoded(data: bytes, path: FolderFile) -> str:
 
 def toml_table(data: bytes, path: FolderFile) -> dict[str, Any]:
     """A TOML file of a run folder, parsed once nesting and text were checked."""
-    text = decoded(data, path)
-    _shallow(text, path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RunFolderError(f"{path} is not valid TOML ({exc}): the file is damaged") from None
+    raw = read_toml(decoded(data, path), path, RunFolderError)
     plain_strings(raw, path)
     return raw
 
@@ -94,15 +89,9 @@ def plain_strings(value: Any, path: FolderFile | Path, where: str = "") -> None:
 def _shallow(text: str, path: FolderFile | Path) -> None:
     """Refuse brackets nested deeper than MAX_NESTING before a parser recurses into them. Brackets
     inside strings count too: a file cnnlab wrote nests far less even so."""
-    depth = 0
-    for char in text:
-        if char in "[{":
-            depth += 1
-            if depth > MAX_NESTING:
-                raise RunFolderError(f"{path} nests more than {MAX_NESTING} levels deep: it is "
-                                     "not a file cnnlab wrote")
-        elif char in "]}":
-            depth = max(0, depth - 1)
+    if nesting(text) > MAX_NESTING:
+        raise RunFolderError(f"{path} nests more than {MAX_NESTING} levels deep: it is not a "
+                             "file cnnlab wrote")
 
 
 def _json(text: str, path: FolderFile | Path) -> Any:

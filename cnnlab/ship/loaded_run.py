@@ -88,7 +88,7 @@ def load_run(run_dir: str | Path, trust_code: bool = False) -> LoadedRun:
     if the folder is trusted: this user's own run, or `trust_code` (which signs it)."""
     run = RunFolder.existing(run_dir)
     recipe = run.recipe()
-    if run.shipped_path.is_file():
+    if run.shipped_path.exists():
         shipped = run.shipped()
         weights, source = shipped.weights, run.shipped_path
         classes, mean, std, shape = (shipped.classes, shipped.mean, shipped.std,

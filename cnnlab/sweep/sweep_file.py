@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import copy
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -50,6 +49,7 @@ from cnnlab.config import (
     load_recipe,
     parse_recipe,
     parse_table,
+    read_toml,
     recipe_from_table,
 )
 from cnnlab.errors import CnnlabError, ConfigError
@@ -175,10 +175,7 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file {path} not found")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    raw = read_toml(path.read_text(encoding="utf-8"), path)
     document = copy.deepcopy(raw)
     sweep = raw.pop("sweep", None)
     if not isinstance(sweep, dict):
