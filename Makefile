@@ -18,6 +18,7 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest benchmarks/faults -m adversarial  # hostile run folders, every verb
 
 test-fast: $(VENV)/.installed  # the same minus the tests that train (seconds instead of a minute)
 	$(VENV)/bin/pytest -m "not slow"

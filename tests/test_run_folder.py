@@ -4,6 +4,7 @@ nothing written. One small run is trained once (by its "owner") and copied into 
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tomllib
@@ -407,3 +408,57 @@ def test_a_runs_start_waits_out_the_brief_lock_of_a_probe(made, tmp_path, monkey
         threading.Timer(0.2, fcntl.flock, (probe, fcntl.LOCK_UN)).start()
         with run.training_lock():
             assert run.is_training()
+
+
+def test_the_config_checked_is_the_config_parsed_whatever_is_written_meanwhile(
+        made, tmp_path, monkeypatch):
+    # A race: config.toml swapped for a code-naming one while it is read, then the signed one
+    # put back before its signature is checked. One read: the bytes verified are the bytes
+    # parsed, so the swapped config is the one checked, and refused.
+    from cnnlab.run_folder import RunFolder
+
+    run_dir = _copy(made, tmp_path, monkeypatch, as_owner=True)
+    signed = (run_dir / "config.toml").read_bytes()
+    marker = tmp_path / "pwned"
+    _strangers_code("os.system", run_dir, marker)
+    folder = RunFolder(run_dir)
+    recipe = folder.recipe()  # the attacker's
+    (run_dir / "config.toml").write_bytes(signed)  # what a second read would have found
+    with pytest.raises(UntrustedCodeError, match="os:system"):
+        folder.model_source(recipe)
+    assert not marker.exists()
+
+
+def test_an_empty_or_cut_signing_key_is_refused_never_used(made, tmp_path, monkeypatch, capsys):
+    import hmac
+
+    run_dir = _copy(made, tmp_path, monkeypatch, as_owner=False)
+    monkeypatch.setenv("CNNLAB_CONFIG_DIR", str(tmp_path / "victim"))
+    (tmp_path / "victim").mkdir()
+    marker = tmp_path / "pwned"
+    _strangers_code("os.system", run_dir, marker)
+    for key in (b"", b"0123abcd\n"):  # a stop before the write; one cut short
+        (tmp_path / "victim" / "signing.key").write_bytes(key)
+        mac = hmac.new(key.strip(), digestmod=hashlib.sha256)
+        for name in ("config.toml", "model_source.py", "run.json"):
+            part = (run_dir / name).read_bytes() if (run_dir / name).exists() else b""
+            mac.update(len(part).to_bytes(8, "big"))
+            mac.update(part)
+        (run_dir / "signature").write_text(mac.hexdigest() + "\n")
+        assert main(["report", str(run_dir)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "signing key" in err[0] and "delete it" in err[0]
+        assert not marker.exists()
+
+
+def test_processes_making_the_key_at_once_all_read_the_one_key(tmp_path):
+    import subprocess
+
+    env = {**os.environ, "CNNLAB_CONFIG_DIR": str(tmp_path / "config")}
+    code = ("from cnnlab.run_folder.trust import signing_key; import sys; "
+            "sys.stdout.write(signing_key().decode())")
+    starts = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,
+                               text=True) for _ in range(8)]
+    keys = {process.communicate(timeout=120)[0] for process in starts}
+    assert len(keys) == 1 and len(keys.pop()) == 64
+    assert [p.name for p in (tmp_path / "config").iterdir()] == ["signing.key"]
