@@ -13,10 +13,11 @@ import signal
 import sys
 import tempfile
 import traceback
+from pathlib import Path
 
 from cnnlab import __version__
 from cnnlab.check import check
-from cnnlab.config import builtin_recipes, load_recipe
+from cnnlab.config import Recipe, builtin_recipes, load_recipe
 from cnnlab.errors import CnnlabError, ConfigError, DivergedError, SpecError
 from cnnlab.inspect import receptive_field, summary
 from cnnlab.inspect.subject import load_subject, parse_input_shape
@@ -77,6 +78,7 @@ def _build_parser() -> argparse.ArgumentParser:
     finder.add_argument("--start", type=float, default=1e-7, help="first lr (default 1e-7)")
     finder.add_argument("--end", type=float, default=10.0, help="last lr (default 10)")
     finder.add_argument("--steps", type=int, default=100, help="batches to sweep (default 100)")
+    _trust_flag(finder)
     finder.add_argument("--data-dir", help=DATA_DIR_HELP)
     finder.add_argument("--out", help="plot PNG (default: lr-find-<recipe>.png)")
 
@@ -105,6 +107,7 @@ def _build_parser() -> argparse.ArgumentParser:
                          help="also check a run's accuracy (decided once all its epochs ran; "
                               "before, how far it got and whether it is still training)")
     verdict.add_argument("--json", action="store_true", help="the verdicts as JSON")
+    _trust_flag(verdict)
 
     search = verbs.add_parser("sweep", help="search a recipe's space on Optuna (sweeps/<name>/)")
     search.add_argument("sweep_file", metavar="SWEEP", help="TOML file with a [sweep] table")
@@ -177,6 +180,21 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _recipe(name_or_path: str, overrides: list[str] | tuple[str, ...], trust_code: bool
+            ) -> Recipe:
+    """The recipe a command line names: a recipe file is the user's instruction, and the code
+    it names runs; but a run folder's own config.toml is the folder's data, so its code runs
+    only as any folder's does (this user's signature, or --trust-code), and the recipe is the
+    one whose bytes that decision read."""
+    path = Path(name_or_path)
+    if path.name != "config.toml" or not RunFolder.is_run_folder(path.parent):
+        return load_recipe(name_or_path, overrides)
+    folder = RunFolder.existing(path.parent)
+    recipe = folder.recipe(overrides)
+    folder.model_source(recipe, trust_code)
+    return recipe
+
+
 def _trust_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--trust-code", action="store_true",
                         help="run the model code a run folder from someone else names (read it "
@@ -200,7 +218,7 @@ def _train(args: argparse.Namespace) -> None:
     elif not args.recipe:
         raise ConfigError("give a recipe (see: cnnlab recipes) or --resume RUN_DIR")
     else:
-        recipe = load_recipe(args.recipe, overrides)
+        recipe = _recipe(args.recipe, overrides, args.trust_code)
         result = run(recipe, data_dir=args.data_dir, out_dir=args.out,
                      progress=not args.no_progress, check=not args.no_check, html=args.html)
     best = best_row(result.history)
@@ -229,7 +247,7 @@ def _rf(args: argparse.Namespace) -> None:
 
 
 def _check(args: argparse.Namespace) -> int:
-    report = check(load_recipe(args.recipe), run_dir=args.run)
+    report = check(_recipe(args.recipe, (), args.trust_code), run_dir=args.run)
     print(report.to_json() if args.json else report.to_text())
     return 0 if report.passed else 1
 
@@ -243,7 +261,7 @@ def _report(args: argparse.Namespace) -> None:
 
 
 def _lr_find(args: argparse.Namespace) -> None:
-    recipe = load_recipe(args.recipe, args.overrides)
+    recipe = _recipe(args.recipe, args.overrides, args.trust_code)
     out = args.out or f"lr-find-{recipe.name}.png"
     result = lr_find(recipe, data_dir=args.data_dir, plot=out, start=args.start, end=args.end,
                      steps=args.steps)

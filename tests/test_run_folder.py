@@ -462,3 +462,20 @@ def test_processes_making_the_key_at_once_all_read_the_one_key(tmp_path):
     keys = {process.communicate(timeout=120)[0] for process in starts}
     assert len(keys) == 1 and len(keys.pop()) == 64
     assert [p.name for p in (tmp_path / "config").iterdir()] == ["signing.key"]
+
+
+def test_a_folders_own_config_named_as_a_recipe_is_the_folders_data(made, tmp_path, monkeypatch,
+                                                                      capsys):
+    # `cnnlab check RUN/config.toml --run RUN`: the recipe file is the stranger's folder's, so
+    # the code it names runs only as that folder's would: trusted.
+    run = _copy(made, tmp_path, monkeypatch, as_owner=False)
+    marker = tmp_path / "pwned"
+    _strangers_code("os.system", run, marker)
+    for verb in (["check", str(run / "config.toml"), "--run", str(run)],
+                 ["train", str(run / "config.toml"), "--out", str(tmp_path / "runs")],
+                 ["lr-find", str(run / "config.toml")]):
+        assert main(verb) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "--trust-code" in err[0] and not marker.exists()
+    assert main(["check", str(run / "config.toml"), "--run", str(run), "--trust-code"]) == 2
+    assert marker.exists()  # trusted, it ran (and a shell command is no model)

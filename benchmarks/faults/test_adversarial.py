@@ -249,7 +249,7 @@ def ansi_class_names(s: Scene) -> int:
 def device_with_newlines(s: Scene) -> int:
     """A history whose device field holds a line break and Python: what --resume logged."""
     rows = [json.loads(line) for line in (s.run / "history.jsonl").read_text().splitlines()]
-    rows[0]["device"] = "cpu\nimport os; os.system('touch pwned')"
+    rows[0]["device"] = f"cpu\nimport os; os.system('touch {s.root}/pwned')"
     (s.run / "history.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     state = torch.load(s.run / "checkpoints" / "last.pt", weights_only=True)
     state["history"] = rows
@@ -328,7 +328,7 @@ def empty_key_signature(s: Scene) -> int:
     import hmac
 
     config = s.config_toml()
-    config["model"] = {"name": "os:system", "args": {"command": "touch pwned"}}
+    config["model"] = {"name": "os:system", "args": {"command": f"touch {s.root}/pwned"}}
     s.write_config(config)
     s.config.mkdir(exist_ok=True)
     (s.config / "signing.key").write_text("")
@@ -343,7 +343,7 @@ def empty_key_signature(s: Scene) -> int:
 
 def code_naming_config(s: Scene) -> int:
     config = s.config_toml()
-    config["model"] = {"name": "os:system", "args": {"command": "touch pwned"}}
+    config["model"] = {"name": "os:system", "args": {"command": f"touch {s.root}/pwned"}}
     s.write_config(config)
     return 2
 

@@ -174,11 +174,12 @@ def remove_leftovers(folder: Path, subfolders: tuple[str, ...], written: set[str
     for sub in ("", *subfolders):
         base = FolderFile(folder, f"{sub}/x" if sub else "x")
         try:
-            with _opened_dir(base, create=False) as (fd, _):
-                for entry in os.scandir(fd):
+            with _opened_dir(base, create=False) as (fd, _), os.scandir(fd) as entries:
+                for entry in entries:
                     match = _LEFTOVER.fullmatch(entry.name)
-                    name = f"{sub}/{match['name']}" if sub and match else (match and match["name"])
-                    if match and name in written and entry.is_file(follow_symlinks=False):
+                    if match is None or not entry.is_file(follow_symlinks=False):
+                        continue
+                    if (f"{sub}/{match['name']}" if sub else match["name"]) in written:
                         with contextlib.suppress(OSError):
                             os.unlink(entry.name, dir_fd=fd)
         except (FileNotFoundError, RunFolderError):

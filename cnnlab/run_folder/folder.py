@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from cnnlab.config import Recipe, parse_recipe
+from cnnlab.config import Recipe, parse_recipe, recipe_from_table
 from cnnlab.errors import ConfigError, RunFolderError, TrainingError, UntrustedCodeError
 from cnnlab.models import is_registered
 from cnnlab.models.model_code import SOURCE_FILE, from_file, names_code, source_sha256
@@ -140,16 +140,25 @@ class RunFolder:
 
     # --- reading back: each file read once, through its check in records.py ---
 
-    def recipe(self) -> Recipe:
-        """config.toml, as the run resolved it: parsed from the same bytes the signature is
-        checked over. A run writes every section, so a file without one is damaged, not a
-        recipe that wants the defaults."""
+    @staticmethod
+    def is_run_folder(path: Path) -> bool:
+        """Whether `path` looks like a folder cnnlab ran in (a config.toml beside a run.json or
+        checkpoints/), whoever made it."""
+        return (path / "config.toml").exists() and (
+            (path / START_OPTIONS_FILE).exists() or (path / "checkpoints").exists())
+
+    def recipe(self, overrides: list[str] | tuple[str, ...] = ()) -> Recipe:
+        """config.toml, as the run resolved it (with `overrides`, as --set gives them): parsed
+        from the same bytes the signature is checked over. A run writes every section, so a
+        file without one is damaged, not a recipe that wants the defaults."""
         raw = records.toml_table(self._bytes("config.toml", records.CONFIG_BYTES),
                                  self.config_path)
         missing = [key for key in RUN_CONFIG_KEYS if key not in raw]
         if missing:
             raise RunFolderError(f"{self.config_path} lacks {', '.join(missing)}: it is cut "
                                  "short, or not a config.toml that cnnlab wrote")
+        if overrides:
+            return recipe_from_table(raw, overrides, str(self.config_path))
         with records.reading(self.config_path):
             return parse_recipe(raw, str(self.config_path))
 
