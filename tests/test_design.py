@@ -274,3 +274,61 @@ def test_confirmation_reuses_a_seeds_run_only_if_the_design_is_unchanged(tmp_pat
     edited = confirmed("optim.weight_decay=0.001")  # the design file changed since
     assert edited.run_dir == first.run_dir and history.stat().st_mtime_ns != written
     assert RunFolder(edited.run_dir).recipe().optim.weight_decay == 0.001
+
+
+def test_a_rung_ranks_designs_on_course_by_size_then_the_rest_by_how_close_they_came():
+    import optuna
+
+    from cnnlab.design.rungs import Rung, plan, ranking
+
+    study = optuna.create_study()
+    dist = {"w": optuna.distributions.IntDistribution(1, 99),
+            "train.seed": optuna.distributions.CategoricalDistribution([0, 100])}
+
+    def add(w, seed, params, val):
+        study.add_trial(optuna.trial.create_trial(
+            params={"w": w, "train.seed": seed}, distributions=dist, value=float(params),
+            user_attrs={"params": params, "val_acc": val}))
+
+    rung = Rung(epochs=15, target=99.0, seeds=(0, 100))
+    add(1, 0, 5000, 99.3), add(1, 100, 5000, 99.2)   # on course on both seeds
+    add(2, 0, 3000, 99.5), add(2, 100, 3000, 98.8)   # one seed short: its figure is 98.8
+    add(3, 0, 4000, 99.1), add(3, 100, 4000, 99.0)   # on course, smaller than w=1
+    add(4, 0, 2000, 98.9)                            # trained on one seed of two
+    ranked = ranking(study, rung)
+    assert [(p["w"], size, figure) for p, size, figure in ranked[:3]] == [
+        (3, 4000, 99.0), (1, 5000, 99.2), (2, 3000, 98.8)]
+    assert ranked[3][0] == {"w": 4} and ranked[3][2] < 0  # not on every seed: last
+    # The short rungs below the full length, each aiming its gap below the target; the full
+    # rung on two seeds, or on one where no short rung goes before it.
+    assert plan(15, (5, 20), {5: 0.4}, 99.0, 0) == [Rung(5, 98.6, (0,)),
+                                                    Rung(15, 99.0, (0, 100))]
+    assert plan(2, (5,), {}, 60.0, 3) == [Rung(2, 60.0, (3,))]
+
+
+@pytest.mark.slow
+def test_designs_go_through_the_rungs_best_first_and_candidates_come_from_the_last(
+        real_data_root, tmp_path):
+    from cnnlab.design import design
+    from cnnlab.design.rungs import ranking
+
+    path = _design_file(tmp_path, trials=4, extra="rungs = [1]\neta = 2")
+    path.write_text(path.read_text().replace("max_epochs = 2", "max_epochs = 3"))
+    result = design(path, out_dir=tmp_path / "designs", data_dir=real_data_root,
+                    progress=False, echo=None)
+    first, last = result.rungs
+    assert first.rung.epochs == 1 and last.rung.epochs == 3 and last.rung.seeds == (0, 100)
+    trained = [t for t in first.study.get_trials(deepcopy=False) if counted(t)]
+    assert len(trained) == 4 and all(t.user_attrs["epochs"] == 1 for t in trained)
+    best_half = [params for params, _, _ in ranking(first.study, first.rung)[:2]]
+    assert first.promoted == best_half
+    runs = last.study.get_trials(deepcopy=False)
+    assert sorted((t.params["model.args.widths.0"], t.params["model.args.widths.2"],
+                   t.params["train.seed"]) for t in runs) == sorted(
+        (p["model.args.widths.0"], p["model.args.widths.2"], seed)
+        for p in best_half for seed in (0, 100))
+    assert all(t.user_attrs.get("epochs", 3) == 3 for t in runs)
+    promoted_sizes = {t.user_attrs["params"] for t in runs}
+    assert all(c.params in promoted_sizes for c in result.candidates)
+    readme = (result.folder / "README.md").read_text()
+    assert "## Rungs" in readme and "| 1 | 3 | 0, 100 |" in readme

@@ -3,8 +3,9 @@
 1. The design file becomes a sweep of the `compact_cnn` family (design_file.py), checked
    first: a space in which no sampled design fits the budget stops here, before any training.
 2. The sweep searches it, steered by the validation split: designs over the budget are
-   rejected untrained and fed back to the sampler as infeasible; trials that fall behind every
-   target-reaching trial are stopped early.
+   rejected untrained and fed back to the sampler as infeasible; designs are trained short
+   first and the most promising go on, rung by rung, to the full length on two seeds
+   (rungs.py); trials that fall behind every target-reaching trial are stopped early.
 3. The smallest designs that reached the target on validation are retrained on the full
    training split, on seeds the search never used (confirm.py), smallest first; the first to
    meet the rule on every seed is the pick.
@@ -27,12 +28,11 @@ from cnnlab.data import load_recipe_data
 from cnnlab.design.confirm import Confirmation, confirm
 from cnnlab.design.design_file import DesignSpec, load_design
 from cnnlab.design.design_report import write_design_report
+from cnnlab.design.rungs import SEED_KEY, RungResult, plan, ranking, successive_halving
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.prepare import prepare
-from cnnlab.sweep import sweep
 from cnnlab.sweep.study import require_optuna
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
-from cnnlab.sweep.trial import counted
 from cnnlab.train.trainer import Echo
 
 FEASIBILITY_SAMPLES = 48  # random designs tried against the budget before the search
@@ -45,6 +45,7 @@ class DesignResult:
     candidates: list[Confirmation]
     pick: Confirmation | None  # the smallest design confirmed on every seed
     recipe_path: Path | None  # the pick, as a recipe file
+    rungs: list[RungResult] = dataclasses.field(default_factory=list)  # the search, by rung
 
     def _repr_markdown_(self) -> str:
         return (self.folder / "README.md").read_text(encoding="utf-8")
@@ -84,10 +85,12 @@ def design(
     folder.mkdir(parents=True, exist_ok=True)
     _written(folder / "design.toml", spec.source)
     say = echo or (lambda line: None)
-    searched = sweep(search, out_dir=folder, storage=storage, workers=workers,
-                     resume=(folder / search.name / "sweep.toml").is_file(),
-                     data_dir=data_dir, progress=progress, echo=echo)
-    candidates = _candidates(searched.study, search, spec)
+    planned = plan(search.base.train.epochs, spec.rungs, spec.rung_gaps, search.val_target,
+                   search.seed)
+    rungs = successive_halving(search, planned, spec.eta, folder, storage=storage,
+                               workers=workers, data_dir=data_dir, progress=progress,
+                               echo=echo)
+    candidates = _candidates(rungs[-1], search, spec)
     if not candidates:
         say(f"no design reached {search.val_target}% on the validation split: widen the space, "
             "train longer, or lower the target")
@@ -103,10 +106,9 @@ def design(
             pick = candidate
             break
     recipe_path = _ship(pick, folder, spec) if pick else None
-    readme = write_design_report(folder, spec, search, searched.study, candidates, pick,
-                                 recipe_path)
+    readme = write_design_report(folder, spec, search, rungs, candidates, pick, recipe_path)
     say(f"design report: {readme}" + (f"; the pick: {recipe_path}" if recipe_path else ""))
-    return DesignResult(folder, searched.study, candidates, pick, recipe_path)
+    return DesignResult(folder, rungs[0].study, candidates, pick, recipe_path, rungs)
 
 
 def _written(path: Path, text: str) -> Path:
@@ -145,23 +147,19 @@ def _random_value(dim: Any, rng: random.Random) -> Any:
     return rng.uniform(dim.low, dim.high)
 
 
-def _candidates(study: Any, search: SweepSpec, spec: DesignSpec) -> list[Confirmation]:
-    """The smallest distinct designs that reached the target on validation, smallest first."""
-    from optuna.trial import TrialState
-
-    reached = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-               if counted(t) and t.user_attrs.get("val_acc", -1.0) >= search.val_target]
-    reached.sort(key=lambda t: (t.user_attrs["params"], -t.user_attrs["val_acc"]))
-    chosen, seen = [], set()
-    for trial in reached:
-        searched = search.recipe_for(trial.params, name=spec.name)
+def _candidates(last: RungResult, search: SweepSpec, spec: DesignSpec) -> list[Confirmation]:
+    """The smallest distinct designs whose figure at the last rung (the lowest over its seeds)
+    reached the target on validation, smallest first."""
+    chosen = []
+    for params, size, figure in ranking(last.study, last.rung):
+        if figure < search.val_target:
+            continue
+        searched = search.recipe_for(params, name=spec.name)
         recipe = dataclasses.replace(  # trained on the whole training split
             searched, data=dataclasses.replace(searched.data, val_split=None))
-        key = recipe.to_toml()
-        if key in seen:
-            continue
-        seen.add(key)
-        chosen.append(Confirmation(trial.number, trial.user_attrs["params"], recipe))
+        trial = min(t.number for t in last.study.get_trials(deepcopy=False)
+                    if {k: v for k, v in t.params.items() if k != SEED_KEY} == params)
+        chosen.append(Confirmation(trial, size, recipe))
         if len(chosen) == spec.candidates:
             break
     return chosen

@@ -13,7 +13,9 @@ file is a dataset and a spec:
                          # reaching the target (default: spec.min_test_acc). Held-out
                          # training images can be harder than the test split (MNIST's are).
     # optional: recipe (the training settings), set (overrides of them), model_args (the
-    # family's base arguments), val_split (5000), seed (the search's, 0)
+    # family's base arguments), val_split (5000), seed (the search's, 0), rungs (epochs of
+    # the short trainings designs go through first: rungs.py; default per input shape) and
+    # eta (the best 1/eta of each rung go on: 3)
 
     [design.space]       # optional: recipe keys and ranges, as a sweep's [sweep.space]
     "model.args.widths.0" = { int = [4, 12] }
@@ -32,7 +34,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import tomli_w
 
@@ -42,6 +44,7 @@ from cnnlab.config import (
     NonNegativeInt,
     Percent,
     Positive,
+    Range,
     load_recipe,
     parse_recipe,
     parse_table,
@@ -70,6 +73,10 @@ class DesignTable:
     seed: NonNegativeInt = 0
     constraints: bool = True
     space: dict[str, Any] | None = None
+    # multi-fidelity: epochs of the short rungs (default: the input shape's, spaces.py; [] for
+    # none), and the share of each rung's designs that goes on to the next (the best 1/eta)
+    rungs: list[int] | None = None
+    eta: Annotated[int, Range(low=2)] = 3
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,9 @@ class DesignSpec:
     candidates: int
     seeds: tuple[int, ...]  # the confirmation's: never the search's own
     source: str  # the design file's text
+    rungs: tuple[int, ...] = ()  # the short rungs' epochs (rungs.py)
+    rung_gaps: dict[int, float] = field(default_factory=dict)
+    eta: int = 3
 
 
 def load_design(path: str | Path) -> DesignSpec:
@@ -132,6 +142,12 @@ def load_design(path: str | Path) -> DesignSpec:
     for key, value in (("hours", design.hours), ("val_target", design.val_target)):
         if value is not None:
             sweep[key] = value
+    if design.rungs is not None and any(e < 1 for e in design.rungs):
+        raise ConfigError(f"{path}: design.rungs = {design.rungs}: each rung trains 1 epoch "
+                          "or more")
     first = design.seed + 1
+    rungs = tuple(design.rungs) if design.rungs is not None else (start.rungs if start else ())
+    gaps = start.rung_gaps if start else {}
     return DesignSpec(base["name"], tomli_w.dumps({**base, "sweep": sweep}), design.candidates,
-                      tuple(range(first, first + design.seeds)), text)
+                      tuple(range(first, first + design.seeds)), text, rungs, gaps,
+                      design.eta)

@@ -9,21 +9,24 @@ from typing import Any
 
 from cnnlab.design.confirm import Confirmation
 from cnnlab.design.design_file import DesignSpec
+from cnnlab.design.rungs import RungResult, ranking
 from cnnlab.prepare import prepare
 from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_markdown
 from cnnlab.sweep.sweep_file import SweepSpec
 from cnnlab.sweep.trial import counted
 
 
-def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec, study: Any,
-                        candidates: list[Confirmation], pick: Confirmation | None,
-                        recipe_path: Path | None) -> Path:
+def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec,
+                        rungs: list[RungResult], candidates: list[Confirmation],
+                        pick: Confirmation | None, recipe_path: Path | None) -> Path:
     rule = search.base.spec
-    trials = study.get_trials(deepcopy=False)
+    trials = rungs[0].study.get_trials(deepcopy=False)
     rejected = sum("rejected" in t.user_attrs for t in trials)
     trained = [t for t in trials if counted(t) and "seconds" in t.user_attrs]
     pruned = sum("pruned_at_epoch" in t.user_attrs for t in trials)
-    search_seconds = sum(t.user_attrs["seconds"] for t in trained)
+    search_seconds = sum(t.user_attrs["seconds"] for r in rungs
+                         for t in r.study.get_trials(deepcopy=False)
+                         if counted(t) and "seconds" in t.user_attrs)
     confirm_seconds = sum(row["seconds"] for c in candidates for r in c.runs for row in r.history)
     blocks: list = [
         Heading(f"Design {spec.name}", 1),
@@ -41,6 +44,15 @@ def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec, study
                   f"The search's own report (Pareto front, what mattered): "
                   f"[{search.name}/README.md]({search.name}/README.md)."),
     ]
+    if len(rungs) > 1:
+        blocks += [Heading("Rungs"),
+                   Paragraph(f"Each design trained short first; the best 1/{spec.eta} of a "
+                             "rung (on course for the rung's target, then the smallest) went "
+                             "on to the next. The last rung trains at full length on two "
+                             "seeds; a design's figure there is the lower."),
+                   Table(["rung", "epochs", "seeds", "on course at (val %)", "trainings",
+                          "on course", "went on", "training"],
+                         [_rung_row(n, r, n == len(rungs) - 1) for n, r in enumerate(rungs)])]
     if pick is not None:
         prepared = prepare(pick.recipe, progress=False)
         relative = recipe_path.relative_to(folder) if recipe_path else ""
@@ -77,6 +89,17 @@ def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec, study
     readme = folder / "README.md"
     readme.write_text(to_markdown(blocks), encoding="utf-8")
     return readme
+
+
+def _rung_row(number: int, result: RungResult, last: bool) -> list[str]:
+    trained = [t for t in result.study.get_trials(deepcopy=False)
+               if counted(t) and "seconds" in t.user_attrs]
+    on_course = sum(figure >= result.rung.target
+                    for _, _, figure in ranking(result.study, result.rung))
+    return [str(number), str(result.rung.epochs), ", ".join(map(str, result.rung.seeds)),
+            f"{result.rung.target:.2f}", str(len(trained)), str(on_course),
+            "-" if last else str(len(result.promoted)),
+            _duration(sum(t.user_attrs["seconds"] for t in trained))]
 
 
 def _duration(seconds: float) -> str:

@@ -4,7 +4,7 @@ A design file may replace any of the three."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab.errors import ConfigError
@@ -16,6 +16,12 @@ class Start:
     model_args: dict[str, Any]  # compact_cnn's arguments where the space does not set them
     space: dict[str, dict[str, Any]]  # recipe key -> distribution, as in [sweep.space]
     set: tuple[str, ...] = ()  # overrides of `recipe` for the nets of this space
+    # Multi-fidelity (rungs.py): the short rungs' epochs, and per length the points of
+    # validation accuracy a design gains from it to the full training (the median over the
+    # designs of benchmarks/rung_correlation.py; BENCHMARKS.md). No rungs: every design
+    # trains at full length.
+    rungs: tuple[int, ...] = ()
+    rung_gaps: dict[int, float] = field(default_factory=dict)
 
 
 # Small greyscale digits and clothes: three stages from 28x28, MaxPool or a strided conv

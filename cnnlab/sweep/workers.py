@@ -59,7 +59,10 @@ def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None,
             running = [t for t in active if t.state == optuna.trial.TrialState.RUNNING]
             if untrained >= max_untrained(spec) and not running:
                 return  # the space proposes little that fits and is new: the report says so
-            wanted = len(active) < spec.trials and time.monotonic() < deadline
+            # an enqueued trial (a design promoted into a rung: design/rungs.py) is asked
+            # for first, and counts from the start
+            waiting = any(t.state == optuna.trial.TrialState.WAITING for t in active)
+            wanted = (len(active) < spec.trials or waiting) and time.monotonic() < deadline
             trial = study.ask() if wanted else None
         if trial is None:
             if not running:

@@ -1,0 +1,170 @@
+"""Multi-fidelity search: successive halving adapted to `smallest_at_target`.
+
+A design search spends most of its time training designs that were never going to be the
+pick. So the designs are first trained short, and only the most promising go on, rung by rung:
+
+- Rung 0 samples `trials` designs (TPE, budget fed back as for any sweep) and trains each
+  with the recipe's whole schedule compressed into the rung's epochs.
+- Each rung ranks its designs by whether they are on course for the target, then by size:
+  a design on course (its validation figure at or above the rung's target) ranks by its
+  parameter count, smallest first; one off course ranks after all of those, by how far short
+  it fell (`smallest_at_target`, the design search's objective, at the rung's target).
+  The best 1/eta go on to the next rung.
+- The last rung trains at the spec's full length, on two seeds: a design's figure there is the
+  lower of the two, the seed spread known before confirmation spends its three runs.
+
+A rung's target is the search's target less the gap a rung of that length leaves to the full
+training, measured per input shape by `benchmarks/rung_correlation.py` (BENCHMARKS.md: the
+rank correlation each rung length keeps with the full figure, and the gap).
+
+Each rung is an ordinary sweep with a study of its own in the design folder (`<name>-rung1`,
+...), whose trials are the promoted designs enqueued: resume, storage and workers work as for
+any sweep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from cnnlab.config import parse_recipe, read_toml
+from cnnlab.sweep import sweep
+from cnnlab.sweep.sweep_file import Dimension, SweepSpec
+from cnnlab.sweep.trial import counted, smallest_at_target
+
+SEED_KEY = "train.seed"
+SECOND_SEED = 100  # the last rung's second seed, after the search's own: never a confirmation's
+
+
+@dataclass(frozen=True)
+class Rung:
+    epochs: int
+    target: float  # validation accuracy at this rung that puts a design on course
+    seeds: tuple[int, ...]  # each design is trained on each (the last rung: two)
+
+
+def plan(full_epochs: int, short: tuple[int, ...], gaps: dict[int, float], target: float,
+         seed: int) -> list[Rung]:
+    """The rungs of a search for `target` at `full_epochs`: the `short` lengths below it (each
+    with its measured gap to the full figure), then the full length on two seeds. With no
+    short rung, the one rung samples and trains at full length on the search's seed."""
+    rungs = [Rung(e, target - gaps.get(e, 0.0), (seed,)) for e in sorted(set(short))
+             if e < full_epochs]
+    seeds = (seed, seed + SECOND_SEED) if rungs else (seed,)
+    return [*rungs, Rung(full_epochs, target, seeds)]
+
+
+def rung_search(search: SweepSpec, number: int, rung: Rung, trials: int, last: bool
+                ) -> SweepSpec:
+    """The search's sweep at `rung`: the same space and base recipe, trained for the rung's
+    epochs, its figure the last epoch's validation accuracy (the full rung keeps the spec's
+    last-epochs rule), aiming at the rung's target; rung 0 samples, later rungs train the
+    designs enqueued into them (and the last, each on its seeds)."""
+    raw = search.base.to_dict()
+    raw["train"]["epochs"] = rung.epochs
+    if not last:
+        raw["spec"] = {**raw["spec"], "last_epochs": 1}
+    base = parse_recipe(raw, f"design {search.name}")
+    space = search.space
+    if len(rung.seeds) > 1:
+        space = (*space, Dimension(SEED_KEY, "choice", values=rung.seeds))
+    name = search.name if number == 0 else f"{search.name}-rung{number}"
+    document = read_toml(search.source, search.name)
+    document["sweep"].update(name=name, trials=trials, val_target=rung.target,
+                             pruner="hopeless" if last else "none")
+    document["train"] = {**document.get("train", {}), "epochs": rung.epochs}
+    if not last:
+        document["spec"] = {**document.get("spec", {}), "last_epochs": 1}
+    if len(rung.seeds) > 1:
+        document["sweep"]["space"] = {**document["sweep"]["space"],
+                                      SEED_KEY: {"choice": list(rung.seeds)}}
+    if number > 0:
+        document["sweep"].pop("hours", None)
+    return dataclasses.replace(
+        search, name=name, base=base, space=space, trials=trials, val_target=rung.target,
+        pruner="hopeless" if last else "none", source=tomli_w.dumps(document),
+        hours=search.hours if number == 0 else None)
+
+
+@dataclass
+class RungResult:
+    rung: Rung
+    search: SweepSpec
+    study: Any
+    promoted: list[dict[str, Any]]  # the designs (params without the seed) sent on
+
+
+def successive_halving(search: SweepSpec, rungs: list[Rung], eta: int, folder: Path,
+                       *, storage: str | None, workers: int, data_dir: str | Path | None,
+                       progress: bool, echo: Callable[[str], None] | None) -> list[RungResult]:
+    """Run the rungs in turn; each rung's best 1/eta designs go on to the next."""
+    say = echo or (lambda line: None)
+    results: list[RungResult] = []
+    designs: list[dict[str, Any]] = []
+    for number, rung in enumerate(rungs):
+        last = number == len(rungs) - 1
+        trials = search.trials if number == 0 else len(designs) * len(rung.seeds)
+        if number > 0 and not designs:
+            break
+        spec = rung_search(search, number, rung, trials, last)
+        if number > 0:
+            say(f"rung {number}: {len(designs)} designs at {rung.epochs} epochs"
+                + (f" on seeds {', '.join(map(str, rung.seeds))}" if len(rung.seeds) > 1
+                   else "") + f", on course at {rung.target:.2f}% validation accuracy")
+            _enqueue(spec, folder, storage, designs, rung)
+        resume = (folder / spec.name / "sweep.toml").is_file() or number > 0
+        study = sweep(spec, out_dir=folder, storage=storage, workers=workers, resume=resume,
+                      data_dir=data_dir, progress=progress, echo=echo).study
+        ranked = ranking(study, rung)
+        keep = len(ranked) if last else max(1, math.ceil(len(ranked) / eta))
+        designs = [params for params, _, _ in ranked[:keep]]
+        results.append(RungResult(rung, spec, study, designs))
+    return results
+
+
+def ranking(study: Any, rung: Rung) -> list[tuple[dict[str, Any], int, float]]:
+    """The rung's designs, best first: (params without the seed, parameter count, figure),
+    the figure the lowest validation accuracy over the rung's seeds; a design pruned or not
+    trained on every seed ranks by what it showed, as off course."""
+    from optuna.trial import TrialState
+
+    by_design: dict[str, tuple[dict, int, list[float], int]] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
+                                                          TrialState.PRUNED)):
+        if not counted(trial) and "repeat_of" not in trial.user_attrs:
+            continue
+        params = {k: v for k, v in trial.params.items() if k != SEED_KEY}
+        key = repr(sorted(params.items()))
+        figure = trial.user_attrs.get("val_acc")
+        if figure is None:  # pruned: its last reported accuracy, off course by construction
+            figure = min(trial.intermediate_values.values(), default=0.0) - 100.0
+        kept = by_design.setdefault(key, (params, trial.user_attrs.get("params", 0), [], 0))
+        kept[2].append(figure)
+    ranked = []
+    for params, size, figures, _ in by_design.values():
+        figure = min(figures) if len(figures) >= len(rung.seeds) else min(figures) - 100.0
+        ranked.append((params, size, figure))
+    ranked.sort(key=lambda d: (smallest_at_target(d[1], d[2], rung.target), -d[2]))
+    return ranked
+
+
+def _enqueue(spec: SweepSpec, folder: Path, storage: str | None,
+             designs: list[dict[str, Any]], rung: Rung) -> None:
+    """Put the promoted designs (each on each of the rung's seeds) first in the rung's study,
+    once: a resumed rung finds them there."""
+    from cnnlab.sweep.study import HEARTBEAT_SECONDS, open_study
+
+    (folder / spec.name).mkdir(parents=True, exist_ok=True)
+    url = storage or f"sqlite:///{(folder / spec.name / 'study.db').resolve()}"
+    study = open_study(spec, url, HEARTBEAT_SECONDS, create=True)
+    (folder / spec.name / "sweep.toml").write_text(spec.source, encoding="utf-8")
+    for params in designs:
+        for seed in rung.seeds:
+            point = {**params, SEED_KEY: seed} if len(rung.seeds) > 1 else params
+            study.enqueue_trial(point, skip_if_exists=True)
