@@ -162,7 +162,11 @@ def test_a_small_design_searches_confirms_on_fresh_seeds_and_ships_a_recipe(
         assert trial.user_attrs["params"] > 4000 and "run_dir" not in trial.user_attrs
         assert trial.constraints == {"budget": 1.0}
     assert result.pick is not None and result.pick.confirmed
-    assert [run.seed for run in result.pick.runs] == [1, 2]  # not the search's seed 0
+    # seeds not the search's 0, each in both precisions a CPU's train.amp = "auto" may pick
+    assert [(run.seed, run.precision) for run in result.pick.runs] == [
+        (1, "fp32"), (1, "bf16"), (2, "fp32"), (2, "bf16")]
+    assert [run.history[-1]["precision"] for run in result.pick.runs[:2]] == [
+        "fp32", "bf16 autocast"]
     for seed_run in result.pick.runs:
         assert len(seed_run.history) == 2 and seed_run.history[-1]["test_acc"] >= 60.0
         assert "val_acc" not in seed_run.history[-1]  # the full training split
@@ -175,7 +179,7 @@ def test_a_small_design_searches_confirms_on_fresh_seeds_and_ships_a_recipe(
     assert shipped.spec.max_params == 4000 and shipped.train.seed == 0
     readme = (result.folder / "README.md").read_text()
     assert f"**{result.pick.params:,} parameters**" in readme
-    assert "| trial | params | seed | last 1 epochs (test %) | met |" in readme
+    assert "| trial | params | seed | precision | last 1 epochs (test %) | met |" in readme
     assert "final receptive field" in readme
     assert (result.folder / "tiny-search" / "README.md").is_file()
     assert "![validation accuracy against parameters" in readme
@@ -196,7 +200,7 @@ def test_a_killed_design_resumes_where_it_stopped(real_data_root, tmp_path):
     result = design(path, out_dir=out, resume=True, data_dir=real_data_root, progress=False,
                     echo=None)
     assert (out / "tiny" / "tiny-search" / "study.db").stat().st_mtime == searched  # done
-    assert result.pick is not None and len(result.pick.runs) == 2
+    assert result.pick is not None and len(result.pick.runs) == 4
     assert all(len(r.history) == 6 for r in result.pick.runs)
     assert main(["design", str(path), "--out", str(out)]) == 2  # a second start is refused
 

@@ -1,5 +1,7 @@
 """Confirmation: a design the search found is retrained on the full training split, on seeds
-the search never used, and kept only if it meets the target rule on every one of them."""
+the search never used, in each precision a user's `train.amp = "auto"` may pick for it on a
+CPU (fp32; bf16 where the CPU has bf16 units, as autocast), and kept only if it meets the
+target rule in every one of those runs."""
 
 from __future__ import annotations
 
@@ -16,15 +18,23 @@ from cnnlab.train.history import History
 from cnnlab.train.precision import run_precision
 from cnnlab.train.trainer import Echo
 
+# What `train.amp = "auto"` can resolve to on a CPU, as the recipe setting that forces it.
+CPU_PRECISIONS = {"fp32": "off", "bf16": "bf16"}
+
 
 @dataclass
 class SeedRun:
     seed: int
     run_dir: Path
     history: History
+    precision: str = "fp32"
 
     def last_accuracies(self, last: int) -> list[float]:
         return [row["test_acc"] for row in self.history[-last:]]
+
+    def shortfall(self, recipe: Recipe) -> float:
+        """Points by which the lowest of the last epochs misses the target (<= 0: met)."""
+        return recipe.spec.min_test_acc - min(self.last_accuracies(recipe.spec.last_epochs))
 
 
 @dataclass
@@ -34,6 +44,7 @@ class Confirmation:
     recipe: Recipe  # the design, as trained on the full split (seed: the search's)
     runs: list[SeedRun] = field(default_factory=list)
     failed_on: int | None = None  # the seed on which it missed the rule
+    failed_in: str | None = None  # ... and the precision
 
     @property
     def confirmed(self) -> bool:
@@ -49,28 +60,32 @@ def rule_met(history: History, recipe: Recipe) -> bool:
 
 
 def confirm(candidate: Confirmation, seeds: tuple[int, ...], folder: Path, data: Dataset,
-            echo: Echo | None) -> Confirmation:
-    """Train `candidate` on each of `seeds` in turn (a run already in `folder` is reused, or
-    resumed where it stopped), stopping at the first seed that misses the rule."""
+            echo: Echo | None, precisions: tuple[str, ...] = ("fp32",)) -> Confirmation:
+    """Train `candidate` on each of `seeds` in each of `precisions` in turn (a run already in
+    `folder` is reused, or resumed where it stopped), stopping at the first run that misses
+    the rule."""
     say = echo or (lambda line: None)
     for seed in seeds:
-        history, run_dir = _trained(candidate.recipe, seed, folder, data)
-        candidate.runs.append(SeedRun(seed, run_dir, history))
-        last = ", ".join(f"{a:.2f}" for a in
-                         candidate.runs[-1].last_accuracies(candidate.recipe.spec.last_epochs))
-        met = rule_met(history, candidate.recipe)
-        say(f"  trial {candidate.trial} ({candidate.params:,} parameters), seed {seed}: "
-            f"last epochs {last}% -> {'met' if met else 'missed'}")
-        if not met:
-            candidate.failed_on = seed
-            break
+        for precision in precisions:
+            history, run_dir = _trained(candidate.recipe, seed, precision, folder, data)
+            seed_run = SeedRun(seed, run_dir, history, precision)
+            candidate.runs.append(seed_run)
+            last = ", ".join(f"{a:.2f}" for a in
+                             seed_run.last_accuracies(candidate.recipe.spec.last_epochs))
+            met = rule_met(history, candidate.recipe)
+            say(f"  trial {candidate.trial} ({candidate.params:,} parameters), seed {seed}, "
+                f"{precision}: last epochs {last}% -> {'met' if met else 'missed'}")
+            if not met:
+                candidate.failed_on, candidate.failed_in = seed, precision
+                return candidate
     return candidate
 
 
-def _trained(recipe: Recipe, seed: int, folder: Path, data: Dataset) -> tuple[History, Path]:
-    name = f"seed{seed}"
+def _trained(recipe: Recipe, seed: int, precision: str, folder: Path, data: Dataset
+             ) -> tuple[History, Path]:
+    name = f"seed{seed}" if precision == "fp32" else f"seed{seed}-{precision}"
     run_dir = folder / name
-    seeded = _with_seed(recipe, seed)
+    seeded = _with_seed(recipe, seed, CPU_PRECISIONS[precision])
     if run_dir.is_dir():
         existing = RunFolder.existing(run_dir)
         if _as_recorded(existing.recipe()) == _as_recorded(seeded):
@@ -96,7 +111,9 @@ def _as_recorded(recipe: Recipe) -> dict[str, Any]:
     return raw
 
 
-def _with_seed(recipe: Recipe, seed: int) -> Recipe:
+def _with_seed(recipe: Recipe, seed: int, amp: str | None = None) -> Recipe:
     raw: dict[str, Any] = recipe.to_dict()
     raw["train"]["seed"] = seed
+    if amp is not None:
+        raw["train"]["amp"] = amp
     return parse_recipe(raw, recipe.name)

@@ -96,12 +96,13 @@ def design(
             "train longer, or lower the target")
     else:
         say(f"confirming up to {len(candidates)} designs on seeds "
-            f"{', '.join(map(str, spec.seeds))} (the search used seed {search.base.train.seed})")
+            f"{', '.join(map(str, spec.seeds))} (the search used seed {search.base.train.seed})"
+            f" in {' and '.join(spec.precisions)}")
     data = load_recipe_data(search.base.data, data_dir, progress=False) if candidates else None
     pick = None
     for candidate in candidates:
         confirm(candidate, spec.seeds, folder / "confirm" / f"trial{candidate.trial}", data,
-                echo)
+                echo, spec.precisions)
         if candidate.confirmed:
             pick = candidate
             break

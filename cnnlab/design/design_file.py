@@ -15,7 +15,8 @@ file is a dataset and a spec:
     # optional: recipe (the training settings), set (overrides of them), model_args (the
     # family's base arguments), val_split (5000), seed (the search's, 0), rungs (epochs of
     # the short trainings designs go through first: rungs.py; default per input shape) and
-    # eta (the best 1/eta of each rung go on: 3)
+    # eta (the best 1/eta of each rung go on: 3), precisions (each confirmation seed trains
+    # in each: ["fp32", "bf16"])
 
     [design.space]       # optional: recipe keys and ranges, as a sweep's [sweep.space]
     "model.args.widths.0" = { int = [4, 12] }
@@ -34,7 +35,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import tomli_w
 
@@ -77,6 +78,9 @@ class DesignTable:
     # none), and the share of each rung's designs that goes on to the next (the best 1/eta)
     rungs: list[int] | None = None
     eta: Annotated[int, Range(low=2)] = 3
+    # the precisions each confirmation seed trains in: every one `train.amp = "auto"` may
+    # pick on a user's CPU, so the shipped rule holds on CPUs with bf16 units and without
+    precisions: list[Literal["fp32", "bf16"]] = field(default_factory=lambda: ["fp32", "bf16"])
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class DesignSpec:
     rungs: tuple[int, ...] = ()  # the short rungs' epochs (rungs.py)
     rung_gaps: dict[int, float] = field(default_factory=dict)
     eta: int = 3
+    precisions: tuple[str, ...] = ("fp32", "bf16")
 
 
 def load_design(path: str | Path) -> DesignSpec:
@@ -150,4 +155,4 @@ def load_design(path: str | Path) -> DesignSpec:
     gaps = start.rung_gaps if start else {}
     return DesignSpec(base["name"], tomli_w.dumps({**base, "sweep": sweep}), design.candidates,
                       tuple(range(first, first + design.seeds)), text, rungs, gaps,
-                      design.eta)
+                      design.eta, tuple(dict.fromkeys(design.precisions)))

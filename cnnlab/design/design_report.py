@@ -77,14 +77,17 @@ def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec,
                          "parameters, each design the search trained")]
     if candidates:
         blocks += [Heading("Confirmation"),
-                   Table(["trial", "params", "seed", f"last {rule.last_epochs} epochs (test %)",
-                          "met"], [_seed_row(c, r, rule.last_epochs) for c in candidates
-                                   for r in c.runs])]
+                   Table(["trial", "params", "seed", "precision",
+                          f"last {rule.last_epochs} epochs (test %)", "met"],
+                         [_seed_row(c, r, rule.last_epochs) for c in candidates
+                          for r in c.runs])]
         failed = [c for c in candidates if not c.confirmed and c.runs]
-        if failed:
-            blocks.append(Paragraph("Failed confirmation: " + "; ".join(
+        blocks.append(Paragraph(
+            f"{len(failed)} of {len(candidates)} candidates failed confirmation"
+            + (": " + "; ".join(
                 f"trial {c.trial} ({c.params:,} parameters) missed the rule on seed "
-                f"{c.failed_on}" for c in failed) + "."))
+                f"{c.failed_on} in {c.failed_in}, by {c.runs[-1].shortfall(c.recipe):.2f} "
+                "points" for c in failed) if failed else "") + "."))
     blocks += [Heading("Reproduce"), Code(f"cnnlab design {folder / 'design.toml'} --resume")]
     readme = folder / "README.md"
     readme.write_text(to_markdown(blocks), encoding="utf-8")
@@ -125,9 +128,9 @@ def _arguments(pick: Confirmation) -> str:
 
 def _seed_row(candidate: Confirmation, seed_run: Any, last: int) -> list[str]:
     accuracies = ", ".join(f"{a:.2f}" for a in seed_run.last_accuracies(last))
-    met = candidate.failed_on != seed_run.seed
-    return [str(candidate.trial), f"{candidate.params:,}", str(seed_run.seed), accuracies,
-            "✓" if met else "✗"]
+    met = (candidate.failed_on, candidate.failed_in) != (seed_run.seed, seed_run.precision)
+    return [str(candidate.trial), f"{candidate.params:,}", str(seed_run.seed),
+            seed_run.precision, accuracies, "✓" if met else "✗"]
 
 
 def _runs(count: int) -> str:
