@@ -138,6 +138,14 @@ def _build_parser() -> argparse.ArgumentParser:
     planner.add_argument("--no-progress", action="store_true", help="no progress bar")
     planner.set_defaults(handler=_design)
 
+    shelf = verbs.add_parser("design-library",
+                             help="add finished designs to the design library new designs "
+                                  "start from (cnnlab/design/library/)")
+    shelf.add_argument("design_dirs", metavar="DESIGN_DIR", nargs="+",
+                       help="finished design folders (designs/<name>, holding design.json)")
+    shelf.add_argument("--out", help="library folder to write (default: cnnlab's own)")
+    shelf.set_defaults(handler=_design_library)
+
     board = verbs.add_parser("dashboard",
                              help="optuna-dashboard on a sweep's study (live while it runs)")
     board.add_argument("sweep_dir", metavar="SWEEP_DIR", nargs="?",
@@ -301,6 +309,13 @@ def _design(args: argparse.Namespace) -> int:
                     workers=args.workers, resume=args.resume, data_dir=args.data_dir,
                     progress=not args.no_progress)
     return 0 if result.pick is not None else 1
+
+
+def _design_library(args: argparse.Namespace) -> None:
+    from cnnlab.design.library import write_library
+
+    for path in write_library(args.design_dirs, Path(args.out) if args.out else None):
+        print(f"wrote {path}")
 
 
 def _dashboard(args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 arguments, the design file's checks, the hopeless-trial pruner, and a small design on real
 MNIST slices that searches, rejects, confirms on fresh seeds, ships a recipe and resumes."""
 
+import math
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,72 @@ def test_designs_go_through_the_rungs_best_first_and_candidates_come_from_the_la
     assert all(c.params in promoted_sizes for c in result.candidates)
     readme = (result.folder / "README.md").read_text()
     assert "## Rungs" in readme and "| 1 | 3 | 0, 100 |" in readme
+
+
+def _search_of(path: Path, tmp_path: Path):
+    from cnnlab.design.design_file import load_design
+    from cnnlab.sweep.sweep_file import load_sweep
+
+    doc = tmp_path / "search.toml"
+    doc.write_text(load_design(path).sweep_document)
+    return load_sweep(doc)
+
+
+def test_the_library_scales_its_nearest_designs_to_a_budget_it_never_held(tmp_path):
+    from cnnlab.design.library import scaled, starting_points
+    from cnnlab.prepare import prepare
+
+    space = ('"model.args.widths.0" = { int = [2, 40] }\n'
+             '"model.args.widths.1" = { int = [2, 40] }\n'
+             '"model.args.widths.2" = { int = [2, 40] }\n'
+             '"schedule.max_lr" = { log = [0.01, 0.3] }\n')
+    library = []
+    for widths, lr in (([8, 12, 16], 0.1), ([16, 24, 32], 0.05), ([4, 6, 8], 0.2)):
+        values = {f"model.args.widths.{i}": w for i, w in enumerate(widths)}
+        values["schedule.max_lr"] = lr
+        values["optim.nesterov"] = True  # a key this space does not search: left out
+        library.append({"values": values, "params": 0})
+    for budget in (2500, 7000):  # no entry holds either
+        search = _search_of(_design_file(tmp_path, space=space, spec=(
+            f"max_params = {budget}\nmax_epochs = 2\nmin_test_acc = 60.0\nlast_epochs = 1\n")),
+            tmp_path)
+        for entry in library:
+            entry["params"] = prepare(search.recipe_for(
+                {k: v for k, v in entry["values"].items() if k != "optim.nesterov"}),
+                progress=False).inspection.summary.total_params
+        points = starting_points(search, (1, 28, 28), budget, library)
+        assert len(points) == 3 and all("optim.nesterov" not in p for p in points)
+        sizes = [prepare(search.recipe_for(p), progress=False).inspection.summary.total_params
+                 for p in points]
+        assert all(0.75 * budget <= size <= budget for size in sizes), sizes
+        # the nearest entry comes first, its training settings kept
+        nearest = min(library, key=lambda e: abs(math.log(e["params"] / budget)))
+        assert points[0]["schedule.max_lr"] == nearest["values"]["schedule.max_lr"]
+    assert scaled({"model.args.widths.0": 8, "optim.lr": 0.1}, 1.5) == {
+        "model.args.widths.0": 12, "optim.lr": 0.1}
+
+
+def test_the_library_is_written_from_finished_design_folders(tmp_path):
+    import json
+
+    from cnnlab.design.library import entries, write_library
+
+    record = {"name": "mnist-3k", "dataset": "mnist", "input_shape": "1x28x28",
+              "spec": {"max_params": 3000, "min_test_acc": 99.0},
+              "pick": {"values": {"model.args.widths.0": 6}, "params": 2900, "mult_adds": 10,
+                       "activation_bytes": 20, "val_acc": [98.9, 98.8],
+                       "runs": [{"seed": 1, "precision": "bf16", "last_test_acc": [99.1]}]},
+              "failed": [{"params": 2500, "seed": 2, "precision": "fp32", "short_by": 0.02}]}
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "a" / "design.json").write_text(json.dumps(record))
+    (tmp_path / "b" / "design.json").write_text(json.dumps({**record, "name": "empty",
+                                                            "pick": None}))
+    library = tmp_path / "library"
+    assert write_library([tmp_path / "a", tmp_path / "b"], library) == [library / "1x28x28.toml"]
+    assert write_library([tmp_path / "a"], library)  # added again: replaced, not doubled
+    (entry,) = entries((1, 28, 28), library)
+    assert entry["params"] == 2900 and entry["confirmed"][0]["precision"] == "bf16"
+    assert entry["failed_candidates"][0]["short_by"] == 0.02
+    assert entries((3, 32, 32), library) == []
+    assert main(["design-library", str(tmp_path / "library")]) == 2  # no design.json there

@@ -45,6 +45,8 @@ class Confirmation:
     runs: list[SeedRun] = field(default_factory=list)
     failed_on: int | None = None  # the seed on which it missed the rule
     failed_in: str | None = None  # ... and the precision
+    values: dict[str, Any] = field(default_factory=dict)  # its searched values
+    val_acc: list[float] = field(default_factory=list)  # at the search's last rung, per seed
 
     @property
     def confirmed(self) -> bool:

@@ -17,6 +17,7 @@ Everything lands in `designs/<name>/`; a stopped design continues with `resume`.
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import tempfile
 from dataclasses import dataclass
@@ -25,9 +26,11 @@ from typing import Any
 
 from cnnlab.config import Recipe, parse_recipe
 from cnnlab.data import load_recipe_data
+from cnnlab.data.catalog import dataset_info
 from cnnlab.design.confirm import Confirmation, confirm
 from cnnlab.design.design_file import DesignSpec, load_design
 from cnnlab.design.design_report import write_design_report
+from cnnlab.design.library import RECORD_FILE, shape_name, starting_points
 from cnnlab.design.rungs import SEED_KEY, RungResult, plan, ranking, successive_halving
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.prepare import prepare
@@ -87,9 +90,11 @@ def design(
     say = echo or (lambda line: None)
     planned = plan(search.base.train.epochs, spec.rungs, spec.rung_gaps, search.val_target,
                    search.seed)
+    shape = dataset_info(search.base.data.dataset).input_shape
+    starts = starting_points(search, shape, search.base.spec.max_params)
     rungs = successive_halving(search, planned, spec.eta, folder, storage=storage,
                                workers=workers, data_dir=data_dir, progress=progress,
-                               echo=echo)
+                               echo=echo, starts=starts)
     candidates = _candidates(rungs[-1], search, spec)
     if not candidates:
         say(f"no design reached {search.val_target}% on the validation split: widen the space, "
@@ -107,7 +112,9 @@ def design(
             pick = candidate
             break
     recipe_path = _ship(pick, folder, spec) if pick else None
-    readme = write_design_report(folder, spec, search, rungs, candidates, pick, recipe_path)
+    _record(folder, spec, search, shape, candidates, pick)
+    readme = write_design_report(folder, spec, search, rungs, candidates, pick, recipe_path,
+                                 starts)
     say(f"design report: {readme}" + (f"; the pick: {recipe_path}" if recipe_path else ""))
     return DesignResult(folder, rungs[0].study, candidates, pick, recipe_path, rungs)
 
@@ -158,12 +165,38 @@ def _candidates(last: RungResult, search: SweepSpec, spec: DesignSpec) -> list[C
         searched = search.recipe_for(params, name=spec.name)
         recipe = dataclasses.replace(  # trained on the whole training split
             searched, data=dataclasses.replace(searched.data, val_split=None))
-        trial = min(t.number for t in last.study.get_trials(deepcopy=False)
-                    if {k: v for k, v in t.params.items() if k != SEED_KEY} == params)
-        chosen.append(Confirmation(trial, size, recipe))
+        trials = [t for t in last.study.get_trials(deepcopy=False)
+                  if {k: v for k, v in t.params.items() if k != SEED_KEY} == params]
+        chosen.append(Confirmation(min(t.number for t in trials), size, recipe, values=params,
+                                   val_acc=[t.user_attrs["val_acc"] for t in trials
+                                            if "val_acc" in t.user_attrs]))
         if len(chosen) == spec.candidates:
             break
     return chosen
+
+
+def _record(folder: Path, spec: DesignSpec, search: SweepSpec, shape: tuple[int, int, int],
+            candidates: list[Confirmation], pick: Confirmation | None) -> None:
+    """design.json: what `cnnlab design-library` keeps of this study."""
+    def runs(candidate: Confirmation) -> list[dict]:
+        last = candidate.recipe.spec.last_epochs
+        return [{"seed": r.seed, "precision": r.precision,
+                 "last_test_acc": r.last_accuracies(last)} for r in candidate.runs]
+
+    record: dict[str, Any] = {
+        "name": spec.name, "dataset": search.base.data.dataset, "input_shape": shape_name(shape),
+        "spec": search.base.to_dict()["spec"],
+        "pick": None,
+        "failed": [{"params": c.params, "seed": c.failed_on, "precision": c.failed_in,
+                    "short_by": round(c.runs[-1].shortfall(c.recipe), 3)}
+                   for c in candidates if c.runs and not c.confirmed]}
+    if pick is not None:
+        summary = prepare(pick.recipe, progress=False).inspection.summary
+        record["pick"] = {"values": pick.values, "params": pick.params,
+                          "mult_adds": summary.mult_adds,
+                          "activation_bytes": summary.peak_activation_bytes,
+                          "val_acc": pick.val_acc, "runs": runs(pick)}
+    (folder / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
 def _ship(pick: Confirmation, folder: Path, spec: DesignSpec) -> Path:

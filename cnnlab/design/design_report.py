@@ -18,7 +18,8 @@ from cnnlab.sweep.trial import counted
 
 def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec,
                         rungs: list[RungResult], candidates: list[Confirmation],
-                        pick: Confirmation | None, recipe_path: Path | None) -> Path:
+                        pick: Confirmation | None, recipe_path: Path | None,
+                        starts: list[dict[str, Any]] = ()) -> Path:
     rule = search.base.spec
     trials = rungs[0].study.get_trials(deepcopy=False)
     rejected = sum("rejected" in t.user_attrs for t in trials)
@@ -44,6 +45,12 @@ def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec,
                   f"The search's own report (Pareto front, what mattered): "
                   f"[{search.name}/README.md]({search.name}/README.md)."),
     ]
+    if starts:
+        blocks.append(Paragraph(
+            f"It started from {len(starts)} designs of the library (cnnlab/design/library/), "
+            "scaled to the budget: " + "; ".join(
+                "widths " + ", ".join(str(v) for k, v in sorted(s.items()) if ".widths." in k)
+                for s in starts) + "."))
     if len(rungs) > 1:
         blocks += [Heading("Rungs"),
                    Paragraph(f"Each design trained short first; the best 1/{spec.eta} of a "

@@ -102,11 +102,17 @@ class RungResult:
 
 def successive_halving(search: SweepSpec, rungs: list[Rung], eta: int, folder: Path,
                        *, storage: str | None, workers: int, data_dir: str | Path | None,
-                       progress: bool, echo: Callable[[str], None] | None) -> list[RungResult]:
-    """Run the rungs in turn; each rung's best 1/eta designs go on to the next."""
+                       progress: bool, echo: Callable[[str], None] | None,
+                       starts: list[dict[str, Any]] = ()) -> list[RungResult]:
+    """Run the rungs in turn; each rung's best 1/eta designs go on to the next. `starts`
+    (designs of the library, scaled to the budget) are rung 0's first designs."""
     say = echo or (lambda line: None)
     results: list[RungResult] = []
     designs: list[dict[str, Any]] = []
+    first = rung_search(search, 0, rungs[0], search.trials, len(rungs) == 1)
+    if starts and not (folder / first.name / "sweep.toml").is_file():
+        say(f"starting from {len(starts)} designs of the library, scaled to the budget")
+        enqueue(first, folder, storage, list(starts), rungs[0])
     for number, rung in enumerate(rungs):
         last = number == len(rungs) - 1
         trials = search.trials if number == 0 else len(designs) * len(rung.seeds)
@@ -117,7 +123,7 @@ def successive_halving(search: SweepSpec, rungs: list[Rung], eta: int, folder: P
             say(f"rung {number}: {len(designs)} designs at {rung.epochs} epochs"
                 + (f" on seeds {', '.join(map(str, rung.seeds))}" if len(rung.seeds) > 1
                    else "") + f", on course at {rung.target:.2f}% validation accuracy")
-            _enqueue(spec, folder, storage, designs, rung)
+            enqueue(spec, folder, storage, designs, rung)
         resume = (folder / spec.name / "sweep.toml").is_file() or number > 0
         study = sweep(spec, out_dir=folder, storage=storage, workers=workers, resume=resume,
                       data_dir=data_dir, progress=progress, echo=echo).study
@@ -154,10 +160,10 @@ def ranking(study: Any, rung: Rung) -> list[tuple[dict[str, Any], int, float]]:
     return ranked
 
 
-def _enqueue(spec: SweepSpec, folder: Path, storage: str | None,
-             designs: list[dict[str, Any]], rung: Rung) -> None:
-    """Put the promoted designs (each on each of the rung's seeds) first in the rung's study,
-    once: a resumed rung finds them there."""
+def enqueue(spec: SweepSpec, folder: Path, storage: str | None,
+            designs: list[dict[str, Any]], rung: Rung) -> None:
+    """Put `designs` (each on each of the rung's seeds) first in the rung's study, once: a
+    resumed rung finds them there."""
     from cnnlab.sweep.study import HEARTBEAT_SECONDS, open_study
 
     (folder / spec.name).mkdir(parents=True, exist_ok=True)

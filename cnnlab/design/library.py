@@ -1,0 +1,146 @@
+"""The design library: what finished design studies learned, shipped with cnnlab so that the
+next study starts from it instead of from nothing.
+
+One TOML file per input shape in `cnnlab/design/library/` (`1x28x28.toml`, ...), written by
+`cnnlab design-library DESIGN_DIR...` from finished design folders (each keeps its record in
+`design.json`), never by hand. Each entry holds the design's searched values (layout and
+training settings), its budget figures (parameters, mult-adds, activation bytes), the spec it
+was searched for, its validation figures at the last rung and its confirmation runs (seed,
+precision, last epochs' test accuracies).
+
+A new study first tries the library's designs nearest its budget, scaled to it: every width
+times sqrt(budget / parameters) (a conv stack's parameters grow with the square of its
+widths), rounded, then shrunk 3% at a time until the design fits the budget. They are
+enqueued as the first designs of rung 0; the sampler searches around them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from cnnlab.config import read_toml
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.sweep.sweep_file import Dimension, SweepSpec
+
+RECORD_FILE = "design.json"
+WIDTH_KEY = re.compile(r"model\.args\.widths\.\d+")
+STARTS = 3  # library designs a study starts from
+SHRINK = 0.97
+
+
+def shape_name(input_shape: tuple[int, int, int]) -> str:
+    return "x".join(map(str, input_shape))
+
+
+def library_folder() -> Path:
+    return Path(str(resources.files("cnnlab.design") / "library"))
+
+
+def entries(input_shape: tuple[int, int, int], folder: Path | None = None) -> list[dict]:
+    """The library's designs for inputs of `input_shape` (none: an empty list)."""
+    path = (folder or library_folder()) / f"{shape_name(input_shape)}.toml"
+    if not path.is_file():
+        return []
+    return read_toml(path.read_text(encoding="utf-8"), path).get("design", [])
+
+
+def write_library(design_dirs: list[str | Path], folder: Path | None = None) -> list[Path]:
+    """Add the finished designs in `design_dirs` to the library (an entry per design folder,
+    replaced when the folder is added again); returns the files written."""
+    folder = folder or library_folder()
+    by_shape: dict[str, list[dict]] = {}
+    for design_dir in design_dirs:
+        record_path = Path(design_dir) / RECORD_FILE
+        if not record_path.is_file():
+            raise ConfigError(f"{design_dir} holds no {RECORD_FILE}: it is not a finished "
+                              "design folder (run `cnnlab design` to its end first)")
+        try:
+            record = json.loads(record_path.read_text(encoding="utf-8"))
+        except ValueError:
+            raise ConfigError(f"{record_path} is not JSON: the design folder is damaged") from None
+        if record.get("pick") is None:
+            continue  # a study that confirmed nothing teaches no starting point
+        by_shape.setdefault(record["input_shape"], []).append(record)
+    written = []
+    for shape, records in sorted(by_shape.items()):
+        path = folder / f"{shape}.toml"
+        kept = read_toml(path.read_text(encoding="utf-8"), path).get("design", []) \
+            if path.is_file() else []
+        names = {r["name"] for r in records}
+        merged = [e for e in kept if e["name"] not in names] + [_entry(r) for r in records]
+        merged.sort(key=lambda e: (e["dataset"], e["params"]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"# The design library for {shape} inputs: written by `cnnlab "
+                        "design-library`, not by hand.\n\n" + tomli_w.dumps({"design": merged}),
+                        encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def _entry(record: dict) -> dict:
+    pick = record["pick"]
+    return {"name": record["name"], "dataset": record["dataset"], "spec": record["spec"],
+            "values": pick["values"], "params": pick["params"],
+            "mult_adds": pick["mult_adds"], "activation_bytes": pick["activation_bytes"],
+            "val_acc": pick["val_acc"], "confirmed": pick["runs"],
+            "failed_candidates": record.get("failed", [])}
+
+
+def starting_points(search: SweepSpec, input_shape: tuple[int, int, int], budget: int | None,
+                    library: list[dict] | None = None) -> list[dict[str, Any]]:
+    """The library's designs nearest `budget` (parameters), scaled to it and fitted to the
+    search's space: each a point to enqueue (only keys the space searches, values within its
+    ranges)."""
+    from cnnlab.prepare import prepare
+
+    designs = entries(input_shape) if library is None else library
+    if not designs:
+        return []
+    target = budget or max(d["params"] for d in designs)
+    nearest = sorted(designs, key=lambda d: abs(math.log(d["params"] / target)))[:STARTS]
+    space = {d.key: d for d in search.space}
+    points = []
+    for design in nearest:
+        factor = math.sqrt(target / design["params"])
+        for _ in range(40):
+            point = _fitted(scaled(design["values"], factor), space)
+            try:
+                prepared = prepare(search.recipe_for(point), progress=False)
+            except CnnlabError:
+                break
+            if prepared.inspection.check.passed:
+                if point not in points:
+                    points.append(point)
+                break
+            factor *= SHRINK
+    return points
+
+
+def scaled(values: dict[str, Any], factor: float) -> dict[str, Any]:
+    """`values` with every width times `factor` (at least 1 channel)."""
+    return {key: max(1, round(value * factor)) if WIDTH_KEY.fullmatch(key) else value
+            for key, value in values.items()}
+
+
+def _fitted(values: dict[str, Any], space: dict[str, Dimension]) -> dict[str, Any]:
+    point = {}
+    for key, value in values.items():
+        dim = space.get(key)
+        if dim is None:
+            continue
+        if dim.kind == "choice":
+            if value in dim.values:
+                point[key] = value
+        elif dim.kind == "int":
+            steps = round((min(max(value, dim.low), dim.high) - dim.low) / dim.step)
+            point[key] = int(dim.low + steps * dim.step)
+        else:
+            point[key] = float(min(max(value, dim.low), dim.high))
+    return point
