@@ -161,6 +161,11 @@ def _build_parser() -> argparse.ArgumentParser:
     ship.add_argument("run_dir", metavar="RUN_DIR")
     ship.add_argument("--onnx", action="store_true", help="also write model.onnx")
     ship.add_argument("--out", help="ONNX file to write (default: RUN_DIR/model.onnx)")
+    ship.add_argument("--int8", action="store_true",
+                      help="also write model.int8.onnx (static int8 quantization, ONNX Runtime) "
+                           "and its test accuracy beside the fp32 one")
+    ship.add_argument("--calibration", type=int, default=1024,
+                      help="training images the int8 ranges are calibrated on (default 1024)")
     ship.add_argument("--data-dir", help=DATA_DIR_HELP)
     _trust_flag(ship)
 
@@ -170,6 +175,8 @@ def _build_parser() -> argparse.ArgumentParser:
     page.add_argument("--host", default="127.0.0.1",
                       help="address to listen on (default 127.0.0.1: this machine only)")
     page.add_argument("--data-dir", help=DATA_DIR_HELP)
+    page.add_argument("--int8", action="store_true",
+                      help="classify with the run's int8 model (cnnlab export RUN_DIR --int8)")
     _trust_flag(page)
 
     schema = verbs.add_parser("schema", help="the recipe JSON Schema, for editors")
@@ -286,13 +293,18 @@ def _export(args: argparse.Namespace) -> None:
         print(f"wrote {write_safetensors(run, prepared.data(), prepared.model)}")
     if args.onnx:
         print(f"wrote {export_onnx(args.run_dir, args.out, trust_code=args.trust_code)}")
+    if args.int8:
+        from cnnlab.ship.int8_export import export_int8
+
+        result = export_int8(args.run_dir, args.data_dir, args.trust_code, args.calibration)
+        print(f"wrote {result.path}: {result.summary_line()}")
 
 
 def _app(args: argparse.Namespace) -> None:
     from cnnlab.ship.web_app import serve  # Gradio is an optional extra
 
     serve(args.run_dir, port=args.port, host=args.host, data_dir=args.data_dir,
-          trust_code=args.trust_code)
+          trust_code=args.trust_code, int8=args.int8)
 
 
 def _sweep(args: argparse.Namespace) -> None:

@@ -61,7 +61,8 @@ def write_report(
     history = run.history()
     if not history:
         raise TrainingError(f"{run.path} has no finished epoch to report on")
-    recipe, found = run.recipe(), run.lr_find_record()  # every file read before any is written
+    # every file read before any is written
+    recipe, found, int8 = run.recipe(), run.lr_find_record(), run.int8_record()
     if model is None or inspection is None:
         prepared = prepare(folder=run, data_dir=data_dir, trust_code=trust_code)
         model = run.load_trained(prepared.model) if model is None else model
@@ -97,6 +98,7 @@ def write_report(
             f"{inspection.summary.total_params:,} parameters, "
             f"{len(history)} epochs in {sum(r['seconds'] for r in history):.0f} s."
         ),
+        *([Paragraph(_int8_line(int8))] if int8 else []),
         Paragraph(_data_line(recipe, dataset)),
         Paragraph(_trained_on_line(history)),
         Heading("Budget"),
@@ -150,6 +152,15 @@ def _lr_find_blocks(found: LRFindResult | None, recipe: Recipe, run: RunFolder) 
             Paragraph(f"{found.summary_line()}. One Cycle's peak: "
                       f"{peak:.3g}." if isinstance(peak, float) else f"{found.summary_line()}."),
             Image("plots/lr-find.png", "smoothed loss against learning rate")]
+
+
+def _int8_line(int8: dict) -> str:
+    """The int8 export's figure beside the fp32 model's on the same images."""
+    return (f"int8 (`cnnlab export --int8`, ONNX Runtime): **{int8['test_acc_int8']:.2f}%** "
+            f"on the {int8['test_images']:,} test images, against {int8['test_acc_fp32']:.2f}% "
+            f"for the fp32 model on the same images "
+            f"({int8['test_acc_int8'] - int8['test_acc_fp32']:+.2f}); "
+            f"{int8['flash_bytes']:,} bytes of weights and quantization parameters.")
 
 
 def _data_line(recipe: Recipe, data: Dataset) -> str:

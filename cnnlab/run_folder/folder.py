@@ -25,7 +25,7 @@ from cnnlab.models import is_registered
 from cnnlab.models.model_code import SOURCE_FILE, from_file, names_code, source_sha256
 from cnnlab.run_folder import confined, records, trust
 from cnnlab.run_folder.confined import FolderFile
-from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.train.checkpoint import CHECKPOINT_BYTES, load_checkpoint
 from cnnlab.train.history import History
 from cnnlab.train.lr_find import LRFindResult
 
@@ -40,9 +40,9 @@ SUBFOLDERS = ("checkpoints", "plots", "tb")
 WRITTEN_FILES = frozenset({
     "config.toml", START_OPTIONS_FILE, SOURCE_FILE, trust.SIGNATURE_FILE, "log.txt",
     "history.jsonl", "summary.txt", "rf.md", "check.md", "lr_find.json", SHIPPED_FILE,
-    "model.onnx", "README.md", "report.html", "checkpoints/last.pt", "checkpoints/best.pt",
-    "checkpoints/partial.pt", "plots/curves.png", "plots/misclassified.png",
-    "plots/confusion.png", "plots/gradcam.png", "plots/lr-find.png"})
+    "model.onnx", "model.int8.onnx", "int8.json", "README.md", "report.html",
+    "checkpoints/last.pt", "checkpoints/best.pt", "checkpoints/partial.pt", "plots/curves.png",
+    "plots/misclassified.png", "plots/confusion.png", "plots/gradcam.png", "plots/lr-find.png"})
 
 
 @dataclass(frozen=True)
@@ -229,6 +229,21 @@ class RunFolder:
         weights, meta = read_safetensors(path)
         classes, mean, std, shape = records.shipped_metadata(meta, path)
         return ShippedWeights(weights, classes, mean, std, shape)
+
+    def int8_record(self) -> dict[str, Any] | None:
+        """int8.json: the int8 export's accuracy beside the fp32 figure (None: not exported)."""
+        path = self.file("int8.json")
+        if not path.exists():
+            return None
+        return records.int8_record(records.read_text(path, records.SMALL_JSON_BYTES), path)
+
+    def int8_model(self) -> bytes:
+        """model.int8.onnx's bytes (the caller's runtime checks they are a model)."""
+        path = self.file("model.int8.onnx")
+        if not path.exists():
+            raise TrainingError(f"{self.path} has no int8 model yet: write it with `cnnlab "
+                                "export RUN_DIR --int8`")
+        return path.read_bytes(CHECKPOINT_BYTES)
 
     def lr_find_record(self) -> LRFindResult | None:
         """The range test this run ran; None for a run that ran none (its run.json says so),

@@ -210,6 +210,21 @@ PARTWAY = {"step": int, "seen": int, "loss_sum": torch.Tensor, "correct": torch.
            "seconds": float}
 
 
+INT8_FIELDS = {"test_acc_int8": float, "test_acc_fp32": float, "flash_bytes": int,
+               "calibration_images": int, "test_images": int}
+
+
+def int8_record(text: str, path: FolderFile) -> dict[str, Any]:
+    """int8.json: the int8 model's test accuracy beside the fp32 one, its flash bytes."""
+    value = json_object(text, path, {})
+    for key, kind in INT8_FIELDS.items():
+        if not _fits(value.get(key), kind) or not math.isfinite(value[key]) or value[key] < 0 \
+                or (key.startswith("test_acc") and value[key] > 100):
+            raise RunFolderError(f"{path}: {key} is missing or out of range: the file is "
+                                 "damaged; export it again with `cnnlab export RUN_DIR --int8`")
+    return value
+
+
 def _positive(value: Any) -> bool:
     return _fits(value, float) and math.isfinite(value) and value > 0
 

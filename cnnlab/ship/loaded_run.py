@@ -5,8 +5,9 @@ run's own normalisation is applied, so callers pass pixels as they are."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -48,6 +49,8 @@ class LoadedRun:
     std: tuple[float, ...]
     input_shape: tuple[int, int, int]  # (C, H, W)
     recipe: Recipe
+    folder: RunFolder | None = None  # where model.int8.onnx is read from, when asked for
+    _int8: Any = field(default=None, repr=False)  # its ONNX Runtime session, once loaded
 
     def normalise(self, images: torch.Tensor | np.ndarray) -> torch.Tensor:
         """Images in any accepted layout and range -> the float NCHW batch the model takes."""
@@ -74,12 +77,28 @@ class LoadedRun:
         return (x - mean) / std
 
     @torch.inference_mode()
-    def predict(self, images: torch.Tensor | np.ndarray, topk: int = 3) -> Prediction:
+    def predict(self, images: torch.Tensor | np.ndarray, topk: int = 3, int8: bool = False
+                ) -> Prediction:
+        """The top `topk` classes of each image; with `int8`, by the run's int8 model
+        (`cnnlab export RUN_DIR --int8`) on ONNX Runtime, as a device would run it."""
         k = max(1, min(topk, len(self.classes)))
-        probs = self.model(self.normalise(images)).float().softmax(1)
+        x = self.normalise(images)
+        logits = self.int8_logits(x) if int8 else self.model(x)
+        probs = logits.float().softmax(1)
         top = probs.topk(k, dim=1)
         names = [[self.classes[i] for i in row] for row in top.indices.tolist()]
         return Prediction(names, top.indices, top.values)
+
+
+    def int8_logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self._int8 is None:
+            from cnnlab.ship.int8_export import require_ort, session
+
+            require_ort()
+            if self.folder is None:
+                raise ConfigError("this model was not loaded from a run folder: no int8 model")
+            self._int8 = session(self.folder.int8_model(), self.folder.file("model.int8.onnx"))
+        return torch.from_numpy(self._int8.run(None, {"images": x.numpy()})[0])
 
 
 def load_run(run_dir: str | Path, trust_code: bool = False) -> LoadedRun:
@@ -98,7 +117,7 @@ def load_run(run_dir: str | Path, trust_code: bool = False) -> LoadedRun:
         classes, mean, std, shape = _facts(recipe)
     model = build_run_model(recipe, shape[0], len(classes), run.model_source(recipe, trust_code))
     load_weights(model, weights, source)
-    return LoadedRun(model.eval(), classes, mean, std, shape, recipe)
+    return LoadedRun(model.eval(), classes, mean, std, shape, recipe, run)
 
 
 def _facts(recipe: Recipe) -> tuple[tuple[str, ...], tuple, tuple, tuple[int, int, int]]:

@@ -24,14 +24,17 @@ EXAMPLES = 6  # test images offered as examples
 
 
 def build_app(run_dir: str | Path, data_dir: str | Path | None = None,
-              trust_code: bool = False) -> Any:
+              trust_code: bool = False, int8: bool = False) -> Any:
     """The gradio.Blocks page for the run at `run_dir` (launch it, or mount it elsewhere);
-    `trust_code` as in `load_run`."""
+    `trust_code` as in `load_run`. With `int8`, the top-k comes from the run's int8 model
+    (GradCAM, which needs gradients, from the fp32 one)."""
     try:
         import gradio as gr
     except ImportError:
         raise ConfigError("the web demo needs Gradio: pip install 'cnnlab[app]'") from None
     loaded = load_run(run_dir, trust_code)
+    if int8:  # refused now, in one line, if the run has none or it is damaged
+        loaded.int8_logits(loaded.normalise(torch.zeros(loaded.input_shape)))
     graph = trace(loaded.model, loaded.input_shape)
     layers = [n.target for n in graph.nodes if n.kind == "Conv2d" and len(n.shape) == 3
               and n.shape[-1] >= 2]
@@ -42,7 +45,7 @@ def build_app(run_dir: str | Path, data_dir: str | Path | None = None,
         if image is None:
             return {}, None
         pixels = _fit(image, loaded)
-        result = loaded.predict(pixels, topk=int(k))
+        result = loaded.predict(pixels, topk=int(k), int8=int8)
         scores = {name: float(p) for name, p in
                   zip(result.classes[0], result.probabilities[0].tolist(), strict=True)}
         x = loaded.normalise(pixels)
@@ -92,10 +95,11 @@ def build_app(run_dir: str | Path, data_dir: str | Path | None = None,
 
 
 def serve(run_dir: str | Path, port: int = 7860, host: str = "127.0.0.1",
-          data_dir: str | Path | None = None, trust_code: bool = False) -> None:
+          data_dir: str | Path | None = None, trust_code: bool = False,
+          int8: bool = False) -> None:
     """Serve the page until interrupted."""
-    build_app(run_dir, data_dir, trust_code).launch(server_name=host, server_port=port, share=False,
-                                        show_error=True)
+    build_app(run_dir, data_dir, trust_code, int8).launch(
+        server_name=host, server_port=port, share=False, show_error=True)
 
 
 def _test_data(loaded: LoadedRun, data_dir: str | Path | None) -> Dataset | None:

@@ -1,0 +1,168 @@
+"""int8 export: static post-training quantization with ONNX Runtime, the runtime that will run
+the model, and the int8 model's accuracy on the whole test split measured by that runtime.
+
+The fp32 ONNX export (onnx_export.py) is pre-processed (shape inference, Conv+BatchNorm
+folded) and quantized QDQ: weights int8 per output channel, activations int8 per tensor,
+biases int32, calibrated (MinMax) on training images read and normalised as the run read
+them. `model.int8.onnx` goes into the run folder, and `int8.json` beside it holds its test
+accuracy next to the fp32 model's on the same images, its flash bytes (int8 weights, int32
+biases, fp32 scales, as the file's initializers hold them) and the calibration used; the
+run's README and `cnnlab report` show both figures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from cnnlab.errors import ConfigError, RunFolderError
+from cnnlab.prepare import prepare
+from cnnlab.run_folder import RunFolder
+from cnnlab.ship.loaded_run import LoadedRun, load_run
+from cnnlab.ship.onnx_export import onnx_bytes
+
+INT8_FILE = "model.int8.onnx"
+INT8_RECORD = "int8.json"
+CALIBRATION_IMAGES = 1024  # MinMax ranges settle within a few hundred images of these nets
+EVAL_BATCH = 1000
+
+
+@dataclass
+class Int8Result:
+    path: Path
+    test_acc_int8: float  # % on the whole test split, by ONNX Runtime
+    test_acc_fp32: float  # the same images through the fp32 ONNX model
+    flash_bytes: int  # weights, biases and quantization parameters in the int8 file
+    calibration_images: int
+    test_images: int
+
+    def summary_line(self) -> str:
+        return (f"int8 {self.test_acc_int8:.2f}% vs fp32 {self.test_acc_fp32:.2f}% on "
+                f"{self.test_images:,} test images ({self.test_acc_int8 - self.test_acc_fp32:+.2f})"
+                f", {self.flash_bytes:,} bytes of weights and parameters")
+
+
+def require_ort() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ConfigError("int8 export needs ONNX Runtime: pip install 'cnnlab[onnx]'") from None
+
+
+def export_int8(run_dir: str | Path, data_dir: str | Path | None = None,
+                trust_code: bool = False, calibration: int = CALIBRATION_IMAGES) -> Int8Result:
+    """Quantize the run's best model to int8, measure it on the test split, and write
+    `model.int8.onnx` and `int8.json` into the run folder."""
+    require_ort()
+    if calibration < 1:
+        raise ConfigError("--calibration must be 1 image or more")
+    run = RunFolder.existing(run_dir)
+    run.require_writable()
+    loaded = load_run(run_dir, trust_code)
+    data = prepare(folder=run, data_dir=data_dir, trust_code=trust_code, progress=False).data()
+    fp32 = onnx_bytes(loaded.model, loaded.input_shape)
+    order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(0))
+    chosen = data.train_images[order[:calibration]]
+    int8 = quantized(fp32, _normalised(loaded, chosen))
+    test_fp32 = accuracy(fp32, loaded, data.test_images, data.test_labels)
+    test_int8 = accuracy(int8, loaded, data.test_images, data.test_labels)
+    result = Int8Result(run.file(INT8_FILE).path, test_int8, test_fp32, flash_bytes(int8),
+                        len(chosen), len(data.test_labels))
+    run.write_bytes(INT8_FILE, int8)
+    record = {k: v for k, v in asdict(result).items() if k != "path"}
+    run.write_text(INT8_RECORD, json.dumps(record, indent=1) + "\n")
+    run.log(f"int8 export: {result.summary_line()}")
+    return result
+
+
+def quantized(fp32: bytes, calibration: np.ndarray) -> bytes:
+    """The fp32 ONNX model `fp32` quantized QDQ (int8 weights per channel, int8 activations),
+    its ranges calibrated on the normalised images `calibration` (NCHW float32)."""
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Batches(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(np.array_split(calibration, max(1, len(calibration) // 64)))
+
+        def get_next(self) -> dict | None:
+            batch = next(self.batches, None)
+            return None if batch is None else {"images": batch}
+
+    with tempfile.TemporaryDirectory(prefix="cnnlab-int8-") as tmp, _quiet_root_logger():
+        source, prepared, out = (Path(tmp) / name for name in ("fp32.onnx", "pre.onnx",
+                                                                "int8.onnx"))
+        source.write_bytes(fp32)
+        quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+        quantize_static(str(prepared), str(out), Batches(), quant_format=QuantFormat.QDQ,
+                        per_channel=True, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8)
+        return out.read_bytes()
+
+
+@contextlib.contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """The quantizer logs a warning through the root logger for every 1-d weight (a
+    BatchNorm's scale) it leaves per-tensor: noise, not the user's to act on."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def session(model: bytes, source: object = "the int8 model"):
+    """An ONNX Runtime session on `model`; a file that is no model is one line naming
+    `source`."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3  # warnings about unused initializers are not the user's
+    try:
+        return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own types for a damaged or foreign file
+        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+        raise RunFolderError(f"{source} is not a model ONNX Runtime can run ({detail}): "
+                             "export it again with `cnnlab export RUN_DIR --int8`") from None
+
+
+def accuracy(model: bytes, loaded: LoadedRun, images: torch.Tensor, labels: torch.Tensor
+             ) -> float:
+    """Top-1 accuracy (%) of the ONNX `model` on uint8 `images`, normalised as the run was."""
+    runner = session(model)
+    correct = 0
+    for start in range(0, len(labels), EVAL_BATCH):
+        batch = _normalised(loaded, images[start:start + EVAL_BATCH])
+        logits = runner.run(None, {"images": batch})[0]
+        correct += int((logits.argmax(1) == labels[start:start + EVAL_BATCH].numpy()).sum())
+    return round(100.0 * correct / len(labels), 4)
+
+
+def flash_bytes(model: bytes) -> int:
+    """Bytes of the int8 model's initializers: int8 weights, int32 biases, float scales and
+    int8 zero points, as a microcontroller's flash would hold them."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load_from_string(model).graph
+    return sum(numpy_helper.to_array(t).nbytes for t in graph.initializer)
+
+
+def _normalised(loaded: LoadedRun, images: torch.Tensor) -> np.ndarray:
+    return loaded.normalise(images).numpy().astype(np.float32)

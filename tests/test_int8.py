@@ -1,0 +1,93 @@
+"""int8 export: static quantization on ONNX Runtime, the int8 accuracy on the whole test split
+beside the fp32 one, the int8 model used by predict and the app, and its file checked as every
+run-folder file is."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+import cnnlab
+from cnnlab.cli import main
+
+pytest.importorskip("onnxruntime")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A run trained on arrays on disk (export reads its data as the run did), exported."""
+    root = tmp_path_factory.mktemp("int8")
+    rng = np.random.default_rng(0)
+    labels = np.arange(900) % 10
+    images = (rng.random((900, 28, 28)) * 60).astype(np.uint8)
+    images[np.arange(900), labels * 2 + 4, 4:24] = 255  # a bright row per class
+    np.savez(root / "data.npz", x_train=images[:640], y_train=labels[:640],
+             x_test=images[640:], y_test=labels[640:])
+    recipe = root / "arrays.toml"
+    recipe.write_text(f'name = "arrays"\n[data]\ndataset = "npz"\npath = "{root / "data.npz"}"\n'
+                      'batch_size = 64\n[model]\nname = "mnist_s5"\n'
+                      '[train]\nepochs = 2\ndevice = "cpu"\n')
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CNNLAB_CONFIG_DIR", str(root / "config"))
+        assert main(["train", str(recipe), "--out", str(root / "runs"), "--no-progress",
+                     "--no-check"]) == 0
+        (run,) = (root / "runs").iterdir()
+        assert main(["export", str(run), "--int8", "--calibration", "256"]) == 0
+    return root, run, images[640:], labels[640:]
+
+
+@pytest.mark.slow
+def test_the_int8_model_is_measured_on_the_whole_test_split_by_onnx_runtime(exported):
+    import onnx
+    import onnxruntime
+
+    root, run, images, labels = exported
+    record = json.loads((run / "int8.json").read_text())
+    assert record["test_images"] == len(labels) == 260 and record["calibration_images"] == 256
+    model = onnx.load(str(run / "model.int8.onnx"))
+    weights = [t for t in model.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    assert weights, "no int8 weights in the int8 model"
+    # the figure is what the runtime computes on the run's normalisation
+    loaded = cnnlab.load_run(run)
+    x = loaded.normalise(torch.from_numpy(images)).numpy()
+    session = onnxruntime.InferenceSession(str(run / "model.int8.onnx"))
+    predicted = session.run(None, {"images": x})[0].argmax(1)
+    assert record["test_acc_int8"] == pytest.approx(100 * (predicted == labels).mean(), abs=1e-3)
+    fp32 = loaded.model(torch.from_numpy(x)).argmax(1).numpy()
+    assert record["test_acc_fp32"] == pytest.approx(100 * (fp32 == labels).mean(), abs=1e-3)
+    assert abs(record["test_acc_int8"] - record["test_acc_fp32"]) < 5
+    int8 = loaded.predict(images[:50], topk=1, int8=True)
+    assert (int8.indices[:, 0].numpy() == predicted[:50]).all()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CNNLAB_CONFIG_DIR", str(root / "config"))
+        assert main(["report", str(run)]) == 0
+    assert f"**{record['test_acc_int8']:.2f}%**" in (run / "README.md").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["missing", "truncated", "not a model", "a link"])
+def test_a_damaged_or_missing_int8_model_is_one_line(exported, tmp_path, capsys, damage):
+    import shutil
+
+    root, run, images, _ = exported
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    model = copy / "model.int8.onnx"
+    if damage == "missing":
+        model.unlink()
+    elif damage == "truncated":
+        model.write_bytes(model.read_bytes()[:500])
+    elif damage == "not a model":
+        model.write_text("hello")
+    else:
+        model.unlink()
+        model.symlink_to(run / "model.int8.onnx")
+    with pytest.raises(cnnlab.errors.CnnlabError) as info:
+        cnnlab.load_run(copy).predict(images[:2], int8=True)
+    assert "model.int8.onnx" in str(info.value) or "int8 model" in str(info.value)
+    pytest.importorskip("gradio")
+    from cnnlab.ship.web_app import build_app
+
+    with pytest.raises(cnnlab.errors.CnnlabError):
+        build_app(copy, int8=True)
