@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlab.config import Recipe
-from cnnlab.inspect.spec import CheckReport, Verdict, check_history
+from cnnlab.inspect.spec import CheckReport, Verdict, check_history, check_int8
 from cnnlab.models.model_object import ModelObject
 from cnnlab.prepare import prepare
 from cnnlab.run_folder import RunFolder
@@ -27,4 +27,5 @@ def check(recipe: Recipe, run_dir: str | Path | None = None,
     folder = RunFolder.existing(run_dir)
     report.verdicts += check_history(recipe, folder.history(), folder.recipe().train.epochs,
                                      training=folder.is_training())
+    report.verdicts += check_int8(recipe, folder.int8_record())
     return report

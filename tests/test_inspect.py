@@ -313,3 +313,35 @@ def test_device_budgets_are_decided_before_training():
     peak = [line for line in lines if "activation bytes" in line][0]
     assert madds.startswith("✗") and "965,984" in madds  # mnist_strided at width 16
     assert peak.startswith("✗") and "43,264" in peak and not report.passed
+
+
+def test_int8_flash_and_ram_bytes_match_a_count_by_hand():
+    from cnnlab.inspect.cost import int8_flash_bytes, int8_ram_bytes, peak_activation_bytes
+
+    # conv -> BN (folded into the conv) -> ReLU -> conv -> ReLU -> BN (kept: after ReLU)
+    chain = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                          nn.Conv2d(4, 6, 3, padding=1, bias=False), nn.ReLU(),
+                          nn.BatchNorm2d(6), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(6, 2))
+    graph = trace(chain, (1, 8, 8))
+    weights = 4 * 9 + 6 * 4 * 9 + 6 * 2  # one byte each
+    per_channel = (4 + 6 + 2) * 8 + 6 * 8  # bias and scale; the unfolded BN's scale and shift
+    assert int8_flash_bytes(graph) == weights + per_channel
+    assert int8_ram_bytes(graph) * 4 == peak_activation_bytes(graph)
+    table = summary(chain, (1, 8, 8))
+    assert f"int8: flash {weights + per_channel:,} bytes" in table.to_text()
+
+
+def test_int8_budgets_are_decided_before_training_and_the_int8_accuracy_after_export():
+    recipe = load_recipe("mnist-s5-10ep", ["spec.max_flash_bytes=10000",
+                                        "spec.max_ram_bytes=20000", "spec.min_int8_acc=99.0"])
+    lines = check(recipe).to_text().splitlines()
+    flash = [line for line in lines if "int8 flash" in line][0]
+    ram = [line for line in lines if "int8 RAM" in line][0]
+    assert flash.startswith("✗") and ram.startswith("✓") and "10,816" in ram  # 43,264 / 4
+    from cnnlab.inspect.spec import check_int8
+
+    (undecided,) = check_int8(recipe, None)
+    assert undecided.ok is None and "--int8" in undecided.line()
+    (decided,) = check_int8(recipe, {"test_acc_int8": 98.9})
+    assert decided.ok is False and "98.90%" in decided.line()

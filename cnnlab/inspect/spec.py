@@ -17,7 +17,12 @@ from torch import nn
 from cnnlab.config import Recipe
 from cnnlab.errors import ConfigError
 from cnnlab.html_table import html_table
-from cnnlab.inspect.cost import peak_activation_bytes, total_mult_adds
+from cnnlab.inspect.cost import (
+    int8_flash_bytes,
+    int8_ram_bytes,
+    peak_activation_bytes,
+    total_mult_adds,
+)
 from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
 from cnnlab.inspect.receptive_field import ReceptiveField, receptive_field_of
 from cnnlab.markdown import markdown_table
@@ -141,6 +146,12 @@ def check_graph(recipe: Recipe, model: nn.Module, graph: ModelGraph, field: Rece
         verdicts.append(Verdict(f"peak activation bytes per image <= "
                                 f"{spec.max_activation_bytes:,}",
                                 peak <= spec.max_activation_bytes, f"{peak:,}"))
+    for limit, label, measure in ((spec.max_flash_bytes, "int8 flash bytes", int8_flash_bytes),
+                                  (spec.max_ram_bytes, "int8 RAM bytes per image",
+                                   int8_ram_bytes)):
+        if limit is not None:
+            figure = measure(graph)
+            verdicts.append(Verdict(f"{label} <= {limit:,}", figure <= limit, f"{figure:,}"))
     if spec.max_epochs is not None:
         epochs = recipe.train.epochs
         verdicts.append(Verdict(f"epochs <= {spec.max_epochs}", epochs <= spec.max_epochs,
@@ -157,6 +168,17 @@ def check_graph(recipe: Recipe, model: nn.Module, graph: ModelGraph, field: Rece
     if not graph.exact:
         verdicts.append(Verdict("graph traced exactly", None, graph.note))
     return CheckReport(recipe.name, verdicts)
+
+
+def check_int8(recipe: Recipe, int8: dict | None) -> list[Verdict]:
+    """`min_int8_acc`, decided by the run's int8 export (int8.json), once there is one."""
+    limit = recipe.spec.min_int8_acc
+    if limit is None:
+        return []
+    rule = f"int8 test accuracy >= {limit}%"
+    if int8 is None:
+        return [Verdict(rule, None, "needs the int8 model: cnnlab export RUN_DIR --int8")]
+    return [Verdict(rule, int8["test_acc_int8"] >= limit, f"{int8['test_acc_int8']:.2f}%")]
 
 
 def check_history(recipe: Recipe, history: list[dict], planned_epochs: int | None = None,

@@ -16,7 +16,13 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.html_table import html_lines, html_table
-from cnnlab.inspect.cost import mult_adds, peak_activation_bytes, total_mult_adds
+from cnnlab.inspect.cost import (
+    int8_flash_bytes,
+    int8_ram_bytes,
+    mult_adds,
+    peak_activation_bytes,
+    total_mult_adds,
+)
 from cnnlab.inspect.graph import ModelGraph, Node, trace
 from cnnlab.inspect.receptive_field import receptive_field_of
 from cnnlab.models import count_parameters
@@ -50,6 +56,8 @@ class Summary:
     note: str = ""
     mult_adds: int = 0  # per image (cost.py)
     peak_activation_bytes: int = 0  # per image, fp32 (cost.py)
+    int8_flash_bytes: int = 0  # the int8 model's parameters (cost.py)
+    int8_ram_bytes: int = 0  # its peak activations per image
 
     @property
     def non_trainable_params(self) -> int:
@@ -95,7 +103,9 @@ class Summary:
                  f"Estimated Total Size (MB): {sizes['total']:.2f}",
                  f"Mult-adds per image: {self.mult_adds:,}",
                  f"Peak activations per image (KB, fp32): "
-                 f"{self.peak_activation_bytes / 1024:.1f}"])
+                 f"{self.peak_activation_bytes / 1024:.1f}",
+                 f"int8: flash {self.int8_flash_bytes:,} bytes, RAM {self.int8_ram_bytes:,} "
+                 "bytes per image"])
 
     def to_markdown(self) -> str:
         return "```\n" + self.to_text() + "\n```"
@@ -150,7 +160,8 @@ def summary_of(
         rows.append(SummaryRow(name, node.name, node.shape, node.params, extra, node.is_module))
     total, trainable = count_parameters(model), count_parameters(model, trainable_only=True)
     return Summary(rows, graph.input_shape, total, trainable, tuple(columns), graph.exact,
-                   graph.note, madds, peak_activation_bytes(graph))
+                   graph.note, madds, peak_activation_bytes(graph), int8_flash_bytes(graph),
+                   int8_ram_bytes(graph))
 
 
 def _extra_columns(node: Node, columns: tuple[str, ...], rf: dict[str, int], total: int
