@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -84,6 +85,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data-dir")
+    parser.add_argument("--report", action="store_true", help="print the table of what is "
+                        "kept in --out, training nothing")
     args = parser.parse_args()
 
     search = load_sweep_of(args.design_file, args.out)
@@ -91,6 +94,9 @@ def main() -> int:
     kept = args.out / "results.jsonl"
     done = {(r["design"], r["rung"]): r for r in map(json.loads, kept.read_text().splitlines())
             } if kept.is_file() else {}
+    if args.report:
+        report(done, [f"{e} epochs" for e in args.rungs])
+        return 0
     data = load_recipe_data(search.base.data, args.data_dir, progress=False)
     full = search.base.train.epochs
     last = search.base.spec.last_epochs
@@ -126,18 +132,21 @@ def main() -> int:
 
 def report(done: dict, rungs: list[str]) -> None:
     numbers = sorted({n for n, rung in done if rung == "full"})
-    print("| rung | designs | Spearman with full | seconds per design (median) |")
-    print("|---|---|---|---|")
+    print("| rung | designs | Spearman with full | gap to full, points (median) | "
+          "seconds per design (median) |")
+    print("|---|---|---|---|---|")
     for rung in rungs:
         pairs = [(done[(n, rung)]["val_acc"], done[(n, "full")]["val_acc"]) for n in numbers
                  if (n, rung) in done]
         seconds = sorted(done[(n, rung)]["seconds"] for n in numbers if (n, rung) in done)
         if len(pairs) >= 3:
             rho = spearman(*map(list, zip(*pairs, strict=True)))
-            print(f"| {rung} | {len(pairs)} | {rho:.2f} | {seconds[len(seconds) // 2]:.0f} |")
-    full = sorted(done[(n, "full")]["seconds"] for n in numbers)
+            gap = statistics.median(full - short for short, full in pairs)
+            print(f"| {rung} | {len(pairs)} | {rho:.2f} | {gap:.2f} | "
+                  f"{statistics.median(seconds):.0f} |")
+    full = [done[(n, "full")]["seconds"] for n in numbers]
     if full:
-        print(f"| full | {len(full)} | 1.00 | {full[len(full) // 2]:.0f} |")
+        print(f"| full | {len(full)} | 1.00 | 0 | {statistics.median(full):.0f} |")
 
 
 def load_sweep_of(design_file: str, out: Path):
