@@ -20,5 +20,5 @@ test: $(VENV)/.installed
 	$(VENV)/bin/pytest
 	$(VENV)/bin/pytest benchmarks/faults -m adversarial  # hostile run folders, every verb
 
-test-fast: $(VENV)/.installed  # the same minus the tests that train (seconds instead of a minute)
+test-fast: $(VENV)/.installed  # the same minus every test that trains or starts a process
 	$(VENV)/bin/pytest -m "not slow"

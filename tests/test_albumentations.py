@@ -58,6 +58,7 @@ def test_albumentations_engine_trains(tmp_path):
     result = train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path)
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert result.history[-1]["test_acc"] > 20  # chance is 10%
+@pytest.mark.slow
 
 
 def test_the_albumentations_engines_last_epochs_see_the_images_as_they_are():

@@ -45,6 +45,7 @@ def test_user_errors_exit_2_with_one_line(args, message, capsys):
     err = capsys.readouterr().err
     assert message in err
     assert len(err.strip().splitlines()) == 1
+@pytest.mark.slow
 
 
 def test_missing_data_is_one_line_without_traceback(tmp_path):

@@ -20,6 +20,7 @@ def _free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+@pytest.mark.slow
 
 
 def test_the_dashboard_serves_a_finished_sweeps_study(tmp_path):

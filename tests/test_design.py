@@ -265,6 +265,7 @@ def test_the_default_colour_space_holds_designs_within_the_s9_rules(tmp_path):
     base = prepare(search.base, progress=False).inspection
     assert base.check.passed, base.check.to_text()
     assert search.base.train.epochs == 30 and search.base.augment.hflip == 0.5
+@pytest.mark.slow
 
 
 def test_confirmation_reuses_a_seeds_run_only_if_the_design_is_unchanged(tmp_path):

@@ -286,6 +286,7 @@ class _MisbehavingMirrors:
     def close(self):
         self.release.set()
         self.server.shutdown()
+@pytest.mark.slow
 
 
 def test_downloads_survive_cut_stalled_and_corrupt_mirrors(fake_mnist, tmp_path, monkeypatch):

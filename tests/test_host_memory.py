@@ -34,6 +34,7 @@ def faults_before_and_after(call: str) -> tuple[int, int]:
     return int(out[0]), int(out[1])
 
 
+@pytest.mark.slow
 @glibc_only
 @pytest.mark.parametrize("call", ["assert keep_freed_memory()", "training_device('cpu')"])
 def test_freed_blocks_are_reused_not_faulted_in_again(call):

@@ -72,6 +72,7 @@ def test_lr_find_leaves_the_model_untouched():
     lr_find(_recipe(), dataset=separable_dataset(), model=model, steps=20, progress=False)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert torch.equal(rng, torch.get_rng_state())
+@pytest.mark.slow
 
 
 def test_the_range_test_steps_as_the_run_trains():
@@ -95,6 +96,7 @@ def test_the_range_test_steps_as_the_run_trains():
                        for eps in (0.5, 0))
     assert result.losses[0] == pytest.approx(smoothed, rel=1e-3)
     assert abs(smoothed - plain) > 0.1  # the two losses are told apart
+@pytest.mark.slow
 
 
 def test_the_range_test_of_a_compiled_recipe_steps_eagerly(monkeypatch):

@@ -126,6 +126,7 @@ def test_inspection_and_checks_take_a_class_too(user_module):
     recipe = load_recipe("mnist-s5-10ep", ["spec.max_params=100"])
     report = cnnlab.check(recipe, model=user_module.Net)
     assert not report.passed and "parameters <= 100" in report.to_text()
+@pytest.mark.slow
 
 
 def test_a_model_whose_source_cannot_be_found_still_trains_and_says_what_its_folder_lacks(

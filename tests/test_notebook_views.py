@@ -4,6 +4,7 @@ tables a terminal prints, and a run's result with its curves inline."""
 import re
 from html import escape
 
+import pytest
 import torch
 
 import cnnlab
@@ -40,6 +41,7 @@ def test_predictions_show_one_row_per_image_with_their_top_classes():
     shown = Prediction([["cat", "dog"], ["dog", "cat"]], torch.tensor([[3, 5], [5, 3]]),
                        torch.tensor([[0.75, 0.25], [0.6, 0.4]]))._repr_html_()
     assert _cells(shown) == ["0", "cat 75.0%", "dog 25.0%", "1", "dog 60.0%", "cat 40.0%"]
+@pytest.mark.slow
 
 
 def test_a_run_result_shows_its_figures_curves_and_verdicts(tmp_path):

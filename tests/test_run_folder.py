@@ -449,6 +449,7 @@ def test_an_empty_or_cut_signing_key_is_refused_never_used(made, tmp_path, monke
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "signing key" in err[0] and "delete it" in err[0]
         assert not marker.exists()
+@pytest.mark.slow
 
 
 def test_processes_making_the_key_at_once_all_read_the_one_key(tmp_path):

@@ -308,6 +308,7 @@ def test_every_process_opens_the_study_with_the_sweeps_own_pruner_and_sampler(tm
     first, again = (study_of(spec, storage).ask().suggest_float("x", 0, 1) for _ in range(2))
     assert first == again  # seeded: the same sweep proposes the same first designs
     assert study_of(spec, storage, worker=1).ask().suggest_float("x", 0, 1) != first
+@pytest.mark.slow
 
 
 def test_a_trial_stopped_early_records_the_training_it_cost(tmp_path):
