@@ -2,6 +2,7 @@
 arguments, the design file's checks, the hopeless-trial pruner, and a small design on real
 MNIST slices that searches, rejects, confirms on fresh seeds, ships a recipe and resumes."""
 
+import json
 import math
 from pathlib import Path
 
@@ -411,3 +412,27 @@ def test_the_library_is_written_from_finished_design_folders(tmp_path):
     assert entry["failed_candidates"][0]["short_by"] == 0.02
     assert entries((3, 32, 32), library) == []
     assert main(["design-library", str(tmp_path / "library")]) == 2  # no design.json there
+
+
+@pytest.mark.slow
+def test_a_design_file_of_a_dataset_and_a_spec_alone_runs_on_the_defaults(real_data_root,
+                                                                           tmp_path):
+    from cnnlab.design import design
+    from cnnlab.design.spaces import start_for
+
+    path = tmp_path / "bare.toml"
+    path.write_text('[design]\ndataset = "mnist"\nhours = 0.000001\n\n[spec]\n'
+                    'max_params = 3000\nmax_epochs = 12\nmin_test_acc = 99.0\nlast_epochs = 3\n'
+                    'require = ["batchnorm", "dropout", "gap", "fc"]\n')
+    result = design(path, out_dir=tmp_path / "designs", data_dir=real_data_root,
+                    progress=False, echo=None)
+    start = start_for((1, 28, 28))
+    # the shape's rungs below the spec's 12 epochs, then 12 on two seeds; each rung aims at
+    # the validation target (the test target less the shape's offset) less its gap
+    assert [(r.rung.epochs, r.rung.seeds) for r in result.rungs][:1] == [(2, (0,))]
+    assert result.rungs[0].rung.target == pytest.approx(
+        99.0 - start.val_offset - start.rung_gaps[2])
+    assert result.pick is None and not result.candidates  # the hours ran out at once
+    record = json.loads((result.folder / "design.json").read_text())
+    assert record["pick"] is None and record["input_shape"] == "1x28x28"
+    assert "No pick" in (result.folder / "README.md").read_text()
