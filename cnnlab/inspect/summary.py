@@ -115,7 +115,11 @@ class Summary:
                  "params": r.params, **r.extra} for r in self.rows]
         return json.dumps({"rows": rows, "total_params": self.total_params,
                            "trainable_params": self.trainable_params,
-                           "input_shape": list(self.input_shape), "exact": self.exact}, indent=1)
+                           "input_shape": list(self.input_shape), "exact": self.exact,
+                           "mult_adds": self.mult_adds,
+                           "peak_activation_bytes": self.peak_activation_bytes,
+                           "int8_flash_bytes": self.int8_flash_bytes,
+                           "int8_ram_bytes": self.int8_ram_bytes}, indent=1)
 
     def _repr_markdown_(self) -> str:  # where a front end shows Markdown only
         return self.to_markdown()
