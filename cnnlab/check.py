@@ -23,6 +23,7 @@ def check(recipe: Recipe, run_dir: str | Path | None = None,
         if recipe.spec.min_test_acc is not None:
             report.verdicts.append(Verdict(f"test accuracy >= {recipe.spec.min_test_acc}%", None,
                                            "needs a finished run: --run RUN_DIR"))
+        report.verdicts += check_int8(recipe, None)
         return report
     folder = RunFolder.existing(run_dir)
     report.verdicts += check_history(recipe, folder.history(), folder.recipe().train.epochs,

@@ -162,4 +162,5 @@ def _load_zoo() -> None:
     import cnnlab.models.cifar  # noqa: F401  (registers the built-in models)
     import cnnlab.models.cifar_speed  # noqa: F401
     import cnnlab.models.compact  # noqa: F401
+    import cnnlab.models.mlperf_tiny  # noqa: F401
     import cnnlab.models.mnist  # noqa: F401
