@@ -58,7 +58,7 @@ _GREY_28 = Start(
     # channels-first on a CPU in either precision (BENCHMARKS.md, CPU tunings: compact_cnn)
     set=("train.channels_last=false",),
     rungs=(2, 5),
-    rung_gaps={2: 0.8, 5: 0.25},
+    rung_gaps={2: 0.75, 5: 0.11},
     val_offset=0.3,
 )
 
