@@ -76,8 +76,11 @@ def rung_search(search: SweepSpec, number: int, rung: Rung, trials: int, last: b
         space = (*space, Dimension(SEED_KEY, "choice", values=rung.seeds))
     name = search.name if number == 0 else f"{search.name}-rung{number}"
     document = read_toml(search.source, search.name)
-    document["sweep"].update(name=name, trials=trials, val_target=rung.target,
-                             pruner="hopeless" if last else "none")
+    # Only a search of one rung stops trials early: in a rung of promoted designs, trained
+    # on two seeds, a second seed stopped at epoch 4 (One Cycle's peak, where figures swing)
+    # would lose the very estimate of its spread the rung exists for.
+    pruner = "hopeless" if number == 0 and last else "none"
+    document["sweep"].update(name=name, trials=trials, val_target=rung.target, pruner=pruner)
     document["train"] = {**document.get("train", {}), "epochs": rung.epochs}
     if not last:
         document["spec"] = {**document.get("spec", {}), "last_epochs": 1}
@@ -88,7 +91,7 @@ def rung_search(search: SweepSpec, number: int, rung: Rung, trials: int, last: b
         document["sweep"].pop("hours", None)
     return dataclasses.replace(
         search, name=name, base=base, space=space, trials=trials, val_target=rung.target,
-        pruner="hopeless" if last else "none", source=tomli_w.dumps(document),
+        pruner=pruner, source=tomli_w.dumps(document),
         hours=search.hours if number == 0 else None)
 
 
