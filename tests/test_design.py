@@ -317,6 +317,25 @@ def test_a_rung_ranks_designs_on_course_by_size_then_the_rest_by_how_close_they_
     assert plan(2, (5,), {}, 60.0, 3) == [Rung(2, 60.0, (3,))]
 
 
+def test_each_rung_is_a_sweep_of_its_length_and_only_a_one_rung_search_stops_trials(tmp_path):
+    from cnnlab.design.rungs import SEED_KEY, plan, rung_search
+
+    search = _search_of(_design_file(tmp_path, spec=(
+        "max_params = 4000\nmax_epochs = 6\nmin_test_acc = 60.0\nlast_epochs = 2\n")), tmp_path)
+    short, full = plan(6, (2,), {2: 1.5}, 60.0, 0)
+    first = rung_search(search, 0, short, 12, last=False)
+    last = rung_search(search, 1, full, 4, last=True)
+    assert (first.name, first.base.train.epochs, first.base.spec.last_epochs) == (
+        search.name, 2, 1)  # a short rung's figure is its last epoch
+    assert (last.name, last.base.train.epochs, last.base.spec.last_epochs) == (
+        f"{search.name}-rung1", 6, 2)
+    assert first.val_target == 58.5 and last.val_target == 60.0
+    assert first.pruner == last.pruner == "none"  # a second seed is never stopped early
+    assert [d.key for d in last.space][-1] == SEED_KEY and first.hours == search.hours
+    (only,) = plan(6, (), {}, 60.0, 0)
+    assert rung_search(search, 0, only, 12, last=True).pruner == "hopeless"
+
+
 @pytest.mark.slow
 def test_designs_go_through_the_rungs_best_first_and_candidates_come_from_the_last(
         real_data_root, tmp_path):
