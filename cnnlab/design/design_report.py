@@ -55,8 +55,14 @@ def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec,
         blocks += [Heading("Rungs"),
                    Paragraph(f"Each design trained short first; the best 1/{spec.eta} of a "
                              "rung (on course for the rung's target, then the smallest) went "
-                             "on to the next. The last rung trains at full length on two "
-                             "seeds; a design's figure there is the lower."),
+                             "on to the next. A short rung's target is the validation target "
+                             f"({search.val_target:.2f}%) less the points such a rung leaves "
+                             "to the full training, as `benchmarks/rung_correlation.py` "
+                             "measured them for this input shape ("
+                             + ", ".join(f"{e} epochs: {g:.2f}" for e, g in
+                                         sorted(spec.rung_gaps.items())) + "). "
+                             "The last rung trains at full length on two seeds; a design's "
+                             "figure there is the lower."),
                    Table(["rung", "epochs", "seeds", "on course at (val %)", "trainings",
                           "on course", "went on", "training"],
                          [_rung_row(n, r, n == len(rungs) - 1) for n, r in enumerate(rungs)])]
