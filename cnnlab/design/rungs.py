@@ -143,7 +143,7 @@ def ranking(study: Any, rung: Rung) -> list[tuple[dict[str, Any], int, float]]:
     trained on every seed ranks by what it showed, as off course."""
     from optuna.trial import TrialState
 
-    by_design: dict[str, tuple[dict, int, list[float], int]] = {}
+    by_design: dict[str, tuple[dict, int, list[float]]] = {}
     for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,
                                                           TrialState.PRUNED)):
         if not counted(trial) and "repeat_of" not in trial.user_attrs:
@@ -153,10 +153,10 @@ def ranking(study: Any, rung: Rung) -> list[tuple[dict[str, Any], int, float]]:
         figure = trial.user_attrs.get("val_acc")
         if figure is None:  # pruned: its last reported accuracy, off course by construction
             figure = min(trial.intermediate_values.values(), default=0.0) - 100.0
-        kept = by_design.setdefault(key, (params, trial.user_attrs.get("params", 0), [], 0))
+        kept = by_design.setdefault(key, (params, trial.user_attrs.get("params", 0), []))
         kept[2].append(figure)
     ranked = []
-    for params, size, figures, _ in by_design.values():
+    for params, size, figures in by_design.values():
         figure = min(figures) if len(figures) >= len(rung.seeds) else min(figures) - 100.0
         ranked.append((params, size, figure))
     ranked.sort(key=lambda d: (smallest_at_target(d[1], d[2], rung.target), -d[2]))
