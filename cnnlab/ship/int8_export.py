@@ -12,11 +12,8 @@ run's README and `cnnlab report` show both figures.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import logging
 import tempfile
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -27,7 +24,7 @@ from cnnlab.errors import ConfigError, RunFolderError
 from cnnlab.prepare import prepare
 from cnnlab.run_folder import RunFolder
 from cnnlab.ship.loaded_run import LoadedRun, load_run
-from cnnlab.ship.onnx_export import onnx_bytes
+from cnnlab.ship.onnx_export import logs_quiet, onnx_bytes
 
 INT8_FILE = "model.int8.onnx"
 INT8_RECORD = "int8.json"
@@ -103,7 +100,9 @@ def quantized(fp32: bytes, calibration: np.ndarray) -> bytes:
             batch = next(self.batches, None)
             return None if batch is None else {"images": batch}
 
-    with tempfile.TemporaryDirectory(prefix="cnnlab-int8-") as tmp, _quiet_root_logger():
+    # the quantizer warns through the root logger of every 1-d weight (a BatchNorm's scale)
+    # it leaves per-tensor: noise, not the user's to act on
+    with tempfile.TemporaryDirectory(prefix="cnnlab-int8-") as tmp, logs_quiet(""):
         source, prepared, out = (Path(tmp) / name for name in ("fp32.onnx", "pre.onnx",
                                                                 "int8.onnx"))
         source.write_bytes(fp32)
@@ -112,19 +111,6 @@ def quantized(fp32: bytes, calibration: np.ndarray) -> bytes:
                         per_channel=True, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8)
         return out.read_bytes()
-
-
-@contextlib.contextmanager
-def _quiet_root_logger() -> Iterator[None]:
-    """The quantizer logs a warning through the root logger for every 1-d weight (a
-    BatchNorm's scale) it leaves per-tensor: noise, not the user's to act on."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
 
 
 def session(model: bytes, source: object = "the int8 model"):

@@ -48,7 +48,7 @@ def onnx_bytes(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> byt
     _require_onnx()
     example = torch.zeros(2, *input_shape)
     with (warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()),
-          _torch_onnx_logs_quiet(), tempfile.TemporaryDirectory(prefix="cnnlab-onnx-") as tmp):
+          logs_quiet(), tempfile.TemporaryDirectory(prefix="cnnlab-onnx-") as tmp):
         warnings.simplefilter("ignore")  # the exporters' progress and deprecation notes
         path = Path(tmp) / "model.onnx"
         if torch_version() >= DYNAMO_EXPORTER_FROM:
@@ -65,11 +65,11 @@ def onnx_bytes(model: torch.nn.Module, input_shape: tuple[int, int, int]) -> byt
 
 
 @contextlib.contextmanager
-def _torch_onnx_logs_quiet() -> Iterator[None]:
-    """The exporter logs a warning for each torchvision operator it cannot register when
-    torchvision is absent (cnnlab does not use it): noise that reads as a missing dependency.
-    Errors still show."""
-    logger = logging.getLogger("torch.onnx")
+def logs_quiet(name: str = "torch.onnx") -> Iterator[None]:
+    """Only errors from the logger `name` while the block runs. The exporter logs a warning
+    for each torchvision operator it cannot register when torchvision is absent (cnnlab does
+    not use it): noise that reads as a missing dependency."""
+    logger = logging.getLogger(name)
     level = logger.level
     logger.setLevel(logging.ERROR)
     try:
