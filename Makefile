@@ -17,6 +17,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports --no-cache  # the layers of DESIGN.md (pyproject.toml)
 	$(VENV)/bin/pytest
 	$(VENV)/bin/pytest benchmarks/faults -m adversarial  # hostile run folders, every verb
 

@@ -19,8 +19,8 @@ import cnnlab
 from cnnlab.data import Dataset
 from cnnlab.data.catalog import dataset_info
 from cnnlab.prepare import prepare
+from cnnlab.run_folder.checkpoint import save_atomic
 from cnnlab.train import trainer
-from cnnlab.train.checkpoint import save_atomic
 from machine import machine_line
 
 

@@ -20,7 +20,7 @@ import statistics
 from pathlib import Path
 
 from cnnlab.run_folder import RunFolder
-from cnnlab.train.history import first_reaching
+from cnnlab.run_folder.history import first_reaching
 
 
 def main() -> None:

@@ -32,7 +32,7 @@ import torch
 
 import cnnlab
 from cnnlab.config import AmpMode
-from cnnlab.train.history import first_reaching
+from cnnlab.run_folder.history import first_reaching
 from machine import machine_line
 from seed_loop import seed_style_loader, seed_style_test, seed_style_train_epoch
 

@@ -20,7 +20,6 @@ from cnnlab.check import check
 from cnnlab.config import Recipe, builtin_recipes, load_recipe
 from cnnlab.errors import CnnlabError, ConfigError, DivergedError, SpecError
 from cnnlab.inspect import receptive_field, summary
-from cnnlab.inspect.subject import load_subject, parse_input_shape
 from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
 from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
 from cnnlab.pipeline import lr_find, run
@@ -28,10 +27,11 @@ from cnnlab.prepare import prepare
 from cnnlab.recipe_schema import recipe_schema
 from cnnlab.report import compare, write_report
 from cnnlab.run_folder import RunFolder
+from cnnlab.run_folder.history import best_row
+from cnnlab.run_folder.shipped_weights import write_safetensors
 from cnnlab.ship import export_onnx
-from cnnlab.ship.weights import write_safetensors
+from cnnlab.subject import load_subject, parse_input_shape
 from cnnlab.sweep.storage import shown
-from cnnlab.train.history import best_row
 
 DATA_DIR_HELP = "data root (default: $CNNLAB_DATA, else ~/.cache/cnnlab)"
 

@@ -28,12 +28,12 @@ from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.report.tensorboard_log import TensorBoardLog
 from cnnlab.run_folder import RunFolder, records
+from cnnlab.run_folder.checkpoint import save_atomic
+from cnnlab.run_folder.history import History, best_row, epoch_log_line, trained_on
+from cnnlab.run_folder.lr_find_result import LRFindResult
+from cnnlab.run_folder.shipped_weights import write_safetensors
 from cnnlab.ship.onnx_export import onnx_bytes
-from cnnlab.ship.weights import write_safetensors
-from cnnlab.train.checkpoint import save_atomic
 from cnnlab.train.device import pick_device
-from cnnlab.train.history import History, best_row, epoch_log_line, trained_on
-from cnnlab.train.lr_find import LRFindResult
 from cnnlab.train.lr_find import lr_find as range_test
 from cnnlab.train.trainer import Echo, EpochCallback, Trainer
 

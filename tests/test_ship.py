@@ -12,7 +12,7 @@ import cnnlab
 from cnnlab.cli import main
 from cnnlab.config import load_recipe
 from cnnlab.errors import ConfigError
-from cnnlab.ship.weights import read_safetensors
+from cnnlab.run_folder.shipped_weights import read_safetensors
 from tests.conftest import separable_dataset, train_run
 
 

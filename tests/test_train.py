@@ -8,10 +8,10 @@ from cnnlab.config import OptimConfig, ScheduleConfig, load_recipe, parse_recipe
 from cnnlab.data import load_dataset
 from cnnlab.errors import ConfigError, RunFolderError, TrainingError
 from cnnlab.run_folder import RunFolder
+from cnnlab.run_folder.checkpoint import load_checkpoint
+from cnnlab.run_folder.history import first_reaching, seconds_to_target
 from cnnlab.train import trainer
-from cnnlab.train.checkpoint import load_checkpoint
 from cnnlab.train.device import describe_device
-from cnnlab.train.history import first_reaching, seconds_to_target
 from cnnlab.train.optim import build_optimizer, build_schedule
 from cnnlab.train.precision import run_precision
 from tests.conftest import killed_in_epoch, separable_dataset, train_run, without_timings

@@ -16,7 +16,7 @@ from fault_case import (
     write,
 )
 
-from cnnlab.train.checkpoint import load_checkpoint
+from cnnlab.run_folder.checkpoint import load_checkpoint
 
 
 def model_case(s: Scratch, source: str) -> Finished:

@@ -15,8 +15,8 @@ from fault_case import (
     wait_for_epochs,
 )
 
-from cnnlab.train.checkpoint import load_checkpoint
-from cnnlab.train.history import best_row
+from cnnlab.run_folder.checkpoint import load_checkpoint
+from cnnlab.run_folder.history import best_row
 
 
 def checkpoints_agree(run: Path, epochs: int) -> list[str]:

@@ -14,7 +14,7 @@ from cnnlab.config import Recipe, parse_recipe
 from cnnlab.data import Dataset
 from cnnlab.pipeline import run
 from cnnlab.run_folder import RunFolder
-from cnnlab.train.history import History
+from cnnlab.run_folder.history import History
 from cnnlab.train.precision import run_precision
 from cnnlab.train.trainer import Echo
 

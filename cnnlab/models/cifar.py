@@ -15,7 +15,7 @@ from cnnlab.models.blocks import (
     depthwise_separable_relu_bn,
     scaled_channels,
 )
-from cnnlab.models.registry import register
+from cnnlab.models.registration import register
 
 
 class TwoBranchNet(nn.Module):

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import ModelError
-from cnnlab.models.registry import register
+from cnnlab.models.registration import register
 
 
 class PatchWhitening(nn.Conv2d):

@@ -19,7 +19,7 @@ from torch import nn
 
 from cnnlab.errors import ModelError
 from cnnlab.models.blocks import FeaturesThenHead, Residual
-from cnnlab.models.registry import register
+from cnnlab.models.registration import register
 
 BLOCKS = ("plain", "separable", "dilated", "residual")
 TRANSITIONS = ("maxpool", "strided", "dilated", "none")

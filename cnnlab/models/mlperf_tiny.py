@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from cnnlab.models.blocks import FeaturesThenHead
-from cnnlab.models.registry import register
+from cnnlab.models.registration import register
 
 
 class _Stack(nn.Module):

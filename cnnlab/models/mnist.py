@@ -7,7 +7,7 @@ from functools import partial
 from torch import nn
 
 from cnnlab.models.blocks import FeaturesThenHead, conv_relu, conv_relu_bn, scaled_channels
-from cnnlab.models.registry import register
+from cnnlab.models.registration import register
 
 
 @register(dataset="mnist")

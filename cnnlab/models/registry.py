@@ -1,5 +1,6 @@
-"""Named model builders, plus user models given as `file.py:function` or `module:function`, or
-rebuilt from the source a run folder kept (`source`: the file's text, and where it lies)."""
+"""Looking models up: the built-in builders (registration.py), user models given as
+`file.py:function` or `module:function`, and models rebuilt from the source a run folder
+kept (`source`: the file's text, and where it lies)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import importlib.util
 import inspect
 import sys
 import types
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,42 +17,21 @@ from torch import nn
 
 from cnnlab.data.catalog import dataset_info
 from cnnlab.errors import ModelError
-
-Builder = Callable[..., nn.Module]
-_REGISTRY: dict[str, Builder] = {}
-_DATASETS: dict[str, str] = {}  # model name -> the dataset it was designed for
-
-
-def register(
-    builder: Builder | None = None, *, dataset: str | None = None
-) -> Builder | Callable[[Builder], Builder]:
-    """Decorator (`@register` or `@register(dataset="cifar10")`): make a builder available
-    under its function name. `dataset`, a name in `cnnlab.data.catalog`, gives the input
-    shape `cnnlab summary NAME` feeds it; without it, the shape must be given."""
-    if dataset is not None:
-        dataset_info(dataset)  # a typo fails at import, not at the first summary
-
-    def add(fn: Builder) -> Builder:
-        _REGISTRY[fn.__name__] = fn
-        if dataset is not None:
-            _DATASETS[fn.__name__] = dataset
-        return fn
-
-    return add(builder) if builder is not None else add
+from cnnlab.models.registration import BUILDERS, DESIGNED_FOR, Builder
 
 
 def default_input_shape(name: str) -> tuple[int, int, int]:
     """The input shape (C, H, W) of the dataset a registered model was designed for."""
     _load_zoo()
-    if name not in _DATASETS:
+    if name not in DESIGNED_FOR:
         raise ModelError(f"model {name!r} names no dataset, so its input shape is unknown: "
                          "give --input C,H,W, or inspect a recipe that uses it")
-    return dataset_info(_DATASETS[name]).input_shape
+    return dataset_info(DESIGNED_FOR[name]).input_shape
 
 
 def model_names() -> list[str]:
     _load_zoo()
-    return sorted(_REGISTRY)
+    return sorted(BUILDERS)
 
 
 ModelSource = tuple[str, Path]  # a model file's text, and the file it was read from
@@ -95,7 +74,7 @@ def build_for_data(name: str, args: dict[str, Any], channels: int, num_classes: 
 
 def is_registered(name: str) -> bool:
     _load_zoo()
-    return _FORMER_NAMES.get(name, name) in _REGISTRY
+    return _FORMER_NAMES.get(name, name) in BUILDERS
 
 
 # Former names of built-in models, which run folders written before a rename still carry.
@@ -105,11 +84,11 @@ _FORMER_NAMES = {"mnist_fast": "mnist_pool", "mnist_lean": "mnist_strided"}
 def _resolve(name: str, source: ModelSource | None = None) -> Builder:
     _load_zoo()
     name = _FORMER_NAMES.get(name, name)
-    if name in _REGISTRY:
-        return _REGISTRY[name]
+    if name in BUILDERS:
+        return BUILDERS[name]
     if ":" not in name:
         raise ModelError(
-            f"unknown model {name!r}: use one of {', '.join(sorted(_REGISTRY))}, "
+            f"unknown model {name!r}: use one of {', '.join(sorted(BUILDERS))}, "
             "or path/to/file.py:function or package.module:function"
         )
     where, _, attr = name.rpartition(":")

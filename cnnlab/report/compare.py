@@ -7,7 +7,7 @@ from pathlib import Path
 from cnnlab.errors import TrainingError
 from cnnlab.report.curves import plot_compare
 from cnnlab.run_folder import RunFolder
-from cnnlab.train.history import best_row
+from cnnlab.run_folder.history import best_row
 
 
 def compare(run_dirs: list[str | Path], out_png: str | Path) -> str:

@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from cnnlab.report.png import save_png
 from cnnlab.run_folder.confined import FolderFile
-from cnnlab.train.history import best_row
+from cnnlab.run_folder.history import best_row
 
 
 def plot_curves(history: list[dict], lrs: list[float], steps_per_epoch: int,

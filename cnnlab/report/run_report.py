@@ -28,8 +28,8 @@ from cnnlab.report.mistakes import plot_misclassified
 from cnnlab.report.predictions import Predictions, predict
 from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.confined import FolderFile
-from cnnlab.train.history import best_row, trained_on_spans
-from cnnlab.train.lr_find import LRFindResult
+from cnnlab.run_folder.history import best_row, trained_on_spans
+from cnnlab.run_folder.lr_find_result import LRFindResult
 from cnnlab.train.optim import lr_curve
 
 GRADCAM_IMAGES = 10

@@ -13,7 +13,7 @@ from cnnlab.config import Recipe
 from cnnlab.errors import ConfigError
 from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.confined import FolderFile, make_dirs
-from cnnlab.train.history import History, best_row
+from cnnlab.run_folder.history import History, best_row
 
 SCALARS = {"train_loss": "loss/train", "test_loss": "loss/test", "val_loss": "loss/val",
            "train_acc": "accuracy/train", "test_acc": "accuracy/test", "val_acc": "accuracy/val",

@@ -24,13 +24,13 @@ from cnnlab.errors import ConfigError, RunFolderError, TrainingError, UntrustedC
 from cnnlab.models import is_registered
 from cnnlab.models.model_code import SOURCE_FILE, from_file, names_code, source_sha256
 from cnnlab.run_folder import confined, records, trust
+from cnnlab.run_folder.checkpoint import CHECKPOINT_BYTES, load_checkpoint
 from cnnlab.run_folder.confined import FolderFile
-from cnnlab.train.checkpoint import CHECKPOINT_BYTES, load_checkpoint
-from cnnlab.train.history import History
-from cnnlab.train.lr_find import LRFindResult
+from cnnlab.run_folder.history import History
+from cnnlab.run_folder.lr_find_result import LRFindResult
+from cnnlab.run_folder.shipped_weights import SHIPPED_FILE, read_safetensors
 
 START_OPTIONS_FILE = "run.json"
-SHIPPED_FILE = "best.safetensors"
 RUN_CONFIG_KEYS = ("name", "data", "augment", "model", "optim", "schedule", "train", "spec")
 LOCK_ATTEMPTS = 20  # 50 ms apart: the training lock waits out another process's brief probe
 SUBFOLDERS = ("checkpoints", "plots", "tb")
@@ -223,8 +223,6 @@ class RunFolder:
                                 f"{SHIPPED_FILE}, no best.pt): no epoch has finished")
 
     def shipped(self) -> ShippedWeights:
-        from cnnlab.ship.weights import read_safetensors  # safetensors only when asked for
-
         path = self.shipped_path
         weights, meta = read_safetensors(path)
         classes, mean, std, shape = records.shipped_metadata(meta, path)

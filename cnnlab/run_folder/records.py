@@ -18,8 +18,8 @@ from cnnlab.config import nesting, read_toml
 from cnnlab.display_text import control_character
 from cnnlab.errors import CnnlabError, RunFolderError
 from cnnlab.run_folder.confined import FolderFile
-from cnnlab.train.history import History, HistoryRow
-from cnnlab.train.lr_find import LRFindResult
+from cnnlab.run_folder.history import History, HistoryRow
+from cnnlab.run_folder.lr_find_result import LRFindResult
 
 _NUMBER = (int, float)
 

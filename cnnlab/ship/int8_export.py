@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.errors import ConfigError, RunFolderError
+from cnnlab.errors import ConfigError
 from cnnlab.prepare import prepare
 from cnnlab.run_folder import RunFolder
+from cnnlab.ship.int8_runtime import require_ort, session
 from cnnlab.ship.loaded_run import LoadedRun, load_run
 from cnnlab.ship.onnx_export import logs_quiet, onnx_bytes
 
@@ -45,14 +46,6 @@ class Int8Result:
         return (f"int8 {self.test_acc_int8:.2f}% vs fp32 {self.test_acc_fp32:.2f}% on "
                 f"{self.test_images:,} test images ({self.test_acc_int8 - self.test_acc_fp32:+.2f})"
                 f", {self.flash_bytes:,} bytes of weights and parameters")
-
-
-def require_ort() -> None:
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise ConfigError("int8 export needs ONNX Runtime: pip install 'cnnlab[onnx]'") from None
 
 
 def export_int8(run_dir: str | Path, data_dir: str | Path | None = None,
@@ -111,21 +104,6 @@ def quantized(fp32: bytes, calibration: np.ndarray) -> bytes:
                         per_channel=True, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8)
         return out.read_bytes()
-
-
-def session(model: bytes, source: object = "the int8 model"):
-    """An ONNX Runtime session on `model`; a file that is no model is one line naming
-    `source`."""
-    import onnxruntime
-
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3  # warnings about unused initializers are not the user's
-    try:
-        return onnxruntime.InferenceSession(model, options, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # ORT raises its own types for a damaged or foreign file
-        detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
-        raise RunFolderError(f"{source} is not a model ONNX Runtime can run ({detail}): "
-                             "export it again with `cnnlab export RUN_DIR --int8`") from None
 
 
 def accuracy(model: bytes, loaded: LoadedRun, images: torch.Tensor, labels: torch.Tensor

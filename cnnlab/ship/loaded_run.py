@@ -92,7 +92,7 @@ class LoadedRun:
 
     def int8_logits(self, x: torch.Tensor) -> torch.Tensor:
         if self._int8 is None:
-            from cnnlab.ship.int8_export import require_ort, session
+            from cnnlab.ship.int8_runtime import require_ort, session
 
             require_ort()
             if self.folder is None:

@@ -11,8 +11,8 @@ from cnnlab.data import Dataset
 from cnnlab.models.model_object import ModelObject
 from cnnlab.pipeline import run
 from cnnlab.prepare import prepare
+from cnnlab.run_folder.history import seconds_to_target
 from cnnlab.sweep.sweep_file import SweepSpec, suggest
-from cnnlab.train.history import seconds_to_target
 
 
 def counted(trial: Any) -> bool:

@@ -20,10 +20,10 @@ from cnnlab.data.loader import normaliser
 from cnnlab.data.recipe_loaders import plain_train_loader, test_loader, train_loader
 from cnnlab.errors import DivergedError
 from cnnlab.models.cifar_speed import PatchWhitening
-from cnnlab.train.checkpoint import restore_rng_states, rng_states, save_atomic
+from cnnlab.run_folder.checkpoint import restore_rng_states, rng_states, save_atomic
+from cnnlab.run_folder.history import best_row, epoch_log_line, test_line
 from cnnlab.train.device import describe_device, training_device
 from cnnlab.train.ema import WeightEMA
-from cnnlab.train.history import best_row, epoch_log_line, test_line
 from cnnlab.train.lookahead import Lookahead
 from cnnlab.train.optim import build_optimizer, build_schedule
 from cnnlab.train.precision import autocast_dtype, gradient_scaler, precision_name

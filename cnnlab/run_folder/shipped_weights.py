@@ -7,16 +7,20 @@ from __future__ import annotations
 import json
 import struct
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from cnnlab.data import Dataset
 from cnnlab.errors import TrainingError
-from cnnlab.run_folder import RunFolder
+from cnnlab.run_folder.checkpoint import CHECKPOINT_BYTES
 from cnnlab.run_folder.confined import FolderFile, in_folder
-from cnnlab.run_folder.folder import SHIPPED_FILE
-from cnnlab.train.checkpoint import CHECKPOINT_BYTES
+
+if TYPE_CHECKING:  # the folder reads this file through read_safetensors
+    from cnnlab.run_folder.folder import RunFolder
+
+SHIPPED_FILE = "best.safetensors"
 
 
 def write_safetensors(run: RunFolder, data: Dataset, model: nn.Module | None = None) -> Path:
