@@ -13,7 +13,7 @@ from its last epoch's weights (OUT/<part>/tta.json): training does not depend on
 the figure is the one a run testing with TTA every epoch reports, and the six views' 60,000
 forward passes an epoch (a third of an epoch's time on a CPU) are spent once instead of ten
 times. Run one process with all the machine's threads, not one per core: this net trains
-faster so (BENCHMARKS.md, "The ablation"). The table shows every part under OUT at its
+faster so (docs/benchmarks/cifar10.md, "The ablation"). The table shows every part under OUT at its
 latest epoch; the full recipe's row is the part `full`, or `--baseline DIR` (a run of the
 unchanged recipe).
 """

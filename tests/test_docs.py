@@ -1,7 +1,7 @@
 """What the documents say of the code is hand-written; these tests hold it to the code as it
 ships: the README's recipe table (a recipe's model, width and accuracy floor) and its list of
-benchmark scripts, and the BENCHMARKS.md section each recipe's header points to (which must
-survive a rename)."""
+benchmark scripts, the benchmark log section each recipe's header points to (which must
+survive a rename), and the links of the top-level documents."""
 
 import re
 from pathlib import Path
@@ -49,12 +49,40 @@ def test_the_readme_row_names_the_recipes_model_its_parameters_and_its_floor(nam
 @pytest.mark.parametrize("name", builtin_recipes())
 def test_the_benchmarks_section_a_recipe_points_to_is_there(name):
     header = (RECIPES / f"{name}.toml").read_text(encoding="utf-8")
-    pointer = re.search(r'^# Measured: BENCHMARKS\.md, section "([^"]+)"', header, re.MULTILINE)
+    pointer = re.search(r'^# Measured: (docs/benchmarks/[\w.-]+\.md), section "([^"]+)"', header,
+                        re.MULTILINE)
     assert pointer, f"{name}.toml: its header says where it was measured"
-    headings = [line for line in (PROJECT / "BENCHMARKS.md").read_text(encoding="utf-8")
-                .splitlines() if line.startswith("#")]
-    assert any(pointer[1] in heading for heading in headings), (
-        f"{name}.toml points to a BENCHMARKS.md section {pointer[1]!r} that no heading names")
+    log = PROJECT / pointer[1]
+    assert log.is_file(), f"{name}.toml points to {pointer[1]}, which is not there"
+    assert any(pointer[2] in heading for heading in _headings(log)), (
+        f"{name}.toml points to a section {pointer[2]!r} that no heading of {pointer[1]} names")
+
+
+@pytest.mark.parametrize("document", ["README.md", "BENCHMARKS.md"])
+def test_every_local_link_of_a_top_level_document_leads_somewhere(document):
+    text = (PROJECT / document).read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text)
+    local = [t for t in targets if "://" not in t]
+    assert local, f"{document} links nowhere: the pattern no longer reads its links"
+    assert [t for t in local if not (PROJECT / t).exists()] == []
+
+
+def test_every_recipe_of_the_results_tables_is_a_builtin_recipe():
+    readme = README.read_text(encoding="utf-8").split("## Results", 1)[1].split("\n## ", 1)[0]
+    benchmarks = (PROJECT / "BENCHMARKS.md").read_text(encoding="utf-8")
+    cells = [line.split("|")[column] for text, column in ((readme, 1), (benchmarks, 2))
+             for line in text.splitlines() if line.startswith("| ") and "---" not in line]
+    named = {name for cell in cells for name in re.findall(r"`([a-z0-9.-]+)`", cell)}
+    assert len(named) > 8 and named <= set(builtin_recipes()), named - set(builtin_recipes())
+
+
+def _headings(path: Path) -> list[str]:
+    fenced, headings = False, []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        fenced ^= line.startswith("```")
+        if not fenced and line.startswith("#"):
+            headings.append(line)
+    return headings
 
 
 def test_the_readme_names_every_benchmark_script():

@@ -55,7 +55,7 @@ _GREY_28 = Start(
         "augment.off_last_epochs": {"int": [0, 3]},
     },
     # nets this small, at channel counts the widths' steps of one make odd, train faster
-    # channels-first on a CPU in either precision (BENCHMARKS.md, CPU tunings: compact_cnn)
+    # channels-first on a CPU in either precision (docs/benchmarks/cpu-tunings.md: compact_cnn)
     set=("train.channels_last=false",),
     rungs=(2, 5),
     rung_gaps={2: 0.75, 5: 0.11},

@@ -106,7 +106,7 @@ def mnist_strided(num_classes: int = 10, width: int = 16, dropout: float = 0.02,
       (the 24x24 map that conv computed in full is never made);
     - one Dropout, on the pooled features before the FC, instead of one after each conv:
       a CPU draws a random number per masked value, so masks on every feature map are a large
-      share of a training step (BENCHMARKS.md, "CPU tunings").
+      share of a training step (docs/benchmarks/cpu-tunings.md, "CPU tunings").
     """
     w = width
     features = nn.Sequential(

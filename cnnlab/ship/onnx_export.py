@@ -79,8 +79,8 @@ def logs_quiet(name: str = "torch.onnx") -> Iterator[None]:
 
 
 # torch has two ONNX exporters: the TorchScript one, deprecated, and the torch.export-based one
-# that replaces it, which cannot export BatchNorm in older torch (BENCHMARKS.md, "torch
-# versions", says which were tried).
+# that replaces it, which cannot export BatchNorm in older torch (docs/benchmarks/torch-versions.md
+# says which were tried).
 DYNAMO_EXPORTER_FROM = (2, 13)
 
 

@@ -5,7 +5,7 @@ glibc serves a block above its mmap threshold (128 KiB, rising to at most 32 MiB
 fresh `mmap` and gives it back with `munmap` when freed, and it trims its heap whenever the
 free top grows past 128 KiB. A CNN's step allocates and frees activations of tens to hundreds
 of MiB, so by default every step hands them to the kernel and takes them back as new pages,
-each one faulted in and zeroed (BENCHMARKS.md, "CPU tunings", has what that costs).
+each one faulted in and zeroed (docs/benchmarks/cpu-tunings.md has what that costs).
 Raising both thresholds keeps the memory in the heap, where the next step finds it. The
 process then holds on to its peak working set, as PyTorch's CUDA caching allocator does on
 a GPU.

@@ -37,7 +37,7 @@ BAR_EVERY = 20  # steps between progress-bar updates; each update syncs with the
 BAR_SECONDS = 1.0  # ... and no longer apart than this: against a slow step a sync costs nothing
 # Inside an epoch longer than this, the training state is saved this often (partial.pt): a
 # crash loses two minutes at most, not a CPU epoch of a quarter of an hour. Even cifar-s10's
-# state saves in a fraction of a second (BENCHMARKS.md, "Partial checkpoints").
+# state saves in a fraction of a second (docs/benchmarks/partial-checkpoints.md).
 PARTIAL_EVERY_SECONDS = 120.0
 Echo = Callable[[str], None]
 EpochCallback = Callable[[dict[str, Any], "Trainer"], None]  # (the epoch's row, the trainer)
