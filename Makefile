@@ -5,7 +5,7 @@ PYTHON ?= python3
 RECIPE ?= mnist-s5-10ep
 ARGS ?=  # e.g. make demo ARGS="--set train.epochs=2 --html"
 
-.PHONY: demo test test-fast
+.PHONY: demo test test-fast docs wheel
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,3 +23,9 @@ test: $(VENV)/.installed
 
 test-fast: $(VENV)/.installed  # the same minus every test that trains or starts a process
 	$(VENV)/bin/pytest -m "not slow"
+
+docs: $(VENV)/.installed  # the documentation site, into site/ (mkdocs.yml)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+wheel: $(VENV)/.installed  # dist/cnnlab-<version>-py3-none-any.whl
+	$(VENV)/bin/python -m build --wheel --no-isolation --outdir dist .
