@@ -221,11 +221,19 @@ class Recipe:
     def for_precision(self, precision: Precision, source: str | None = None) -> Recipe:
         """This recipe as a run in `precision` trains it: that precision's settings applied,
         the table dropped."""
+        table = self.by_precision.get(precision, {})
+        return self.with_values({"by_precision": None, **dict(leaves(table))},
+                                f"{source or self.name}, by_precision.{precision}")
+
+    def with_values(self, values: dict[str, Any], source: str | None = None) -> Recipe:
+        """This recipe with `values` set, checked as a recipe file is: the one way to derive a
+        recipe. Keys are dotted (`schedule.max_lr`); a number indexes a list the recipe holds
+        (`model.args.widths.1`); a table replaces the whole table; None removes the key (its
+        default applies)."""
         raw = self.to_dict()
-        table = raw.pop("by_precision", {}).get(precision, {})
-        for key, value in leaves(table):
-            _set_key(raw, key, value)
-        return parse_recipe(raw, f"{source or self.name}, by_precision.{precision}")
+        for key, value in values.items():
+            set_dotted(raw, key, value)
+        return parse_recipe(raw, source or self.name)
 
     def to_dict(self) -> dict[str, Any]:
         raw = _drop_none(dataclasses.asdict(self))
@@ -309,7 +317,7 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
     if isinstance(model, dict) and new_names and new_names[-1] != model.get("name"):
         model.pop("args", None)
     for key, value in pairs:
-        _set_key(raw, key, value)
+        set_dotted(raw, key, value)
         for precision in list(raw.get("by_precision") or {}):  # what the user set wins
             _drop_key(raw["by_precision"], f"{precision}.{key}")
             if key == "model.name":  # the args were written for the model it replaces
@@ -390,14 +398,29 @@ def _parsed_override(override: str) -> tuple[str, Any]:
         return key, text  # bare words are strings: --set model.name=mnist_s4
 
 
-def _set_key(raw: dict[str, Any], key: str, value: Any) -> None:
+def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set dotted `key` in the nested table `raw` (tables made on the way; a number indexes a
+    list there); None removes it."""
     *parents, leaf = key.split(".")
-    node = raw
+    node: Any = raw
     for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"--set {key}: {part} is not a section")
-    node[leaf] = value
+        node = node[_position(node, part, key)] if isinstance(node, list) \
+            else node.setdefault(part, {})
+        if not isinstance(node, dict | list):
+            raise ConfigError(f"{key}: {part} is a single value, not a section or a list")
+    if isinstance(node, list):
+        node[_position(node, leaf, key)] = value
+    elif value is None:
+        node.pop(leaf, None)
+    else:
+        node[leaf] = value
+
+
+def _position(node: list, part: str, key: str) -> int:
+    if not part.isdigit() or int(part) >= len(node):
+        raise ConfigError(f"{key}: {part} is not a position in the recipe's list of "
+                          f"{len(node)} (0 to {len(node) - 1})")
+    return int(part)
 
 
 def leaves(table: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import dataclasses
 import html
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from torch import nn
 
-from cnnlab.config import USER_DATASETS, Recipe, ScheduleConfig
+from cnnlab.config import USER_DATASETS, Recipe
 from cnnlab.data import Dataset
 from cnnlab.errors import SpecError
 from cnnlab.inspect import CheckReport
@@ -128,8 +127,7 @@ def run(
         found = lr_find(recipe, dataset=data, model=model, progress=progress)
         say(f"LR range test: {found.summary_line()}")
         peak = found.pick(recipe.schedule.find_pick)
-        recipe = dataclasses.replace(
-            recipe, schedule=dataclasses.replace(recipe.schedule, max_lr=peak))
+        recipe = recipe.with_values({"schedule.max_lr": peak})
 
     trainer = Trainer(recipe, data, model)
     # The run folder is made only once everything above has been validated.
@@ -247,9 +245,8 @@ def _with_data_recorded(recipe: Recipe, data: Dataset) -> Recipe:
     fingerprint), so its config.toml says it and a resume can check it."""
     if recipe.data.dataset not in USER_DATASETS or recipe.data.fingerprint is not None:
         return recipe
-    recorded = dataclasses.replace(recipe.data, classes=list(data.classes), mean=list(data.mean),
-                                   std=list(data.std), fingerprint=data.fingerprint())
-    return dataclasses.replace(recipe, data=recorded)
+    return recipe.with_values({"data.classes": list(data.classes), "data.mean": list(data.mean),
+                               "data.std": list(data.std), "data.fingerprint": data.fingerprint()})
 
 
 def _new_run_folder(out_dir: str | Path, recipe: Recipe, trainer: Trainer, prepared: Prepared,
@@ -287,8 +284,7 @@ def lr_find(
         dataset = prepared.data() if dataset is None else dataset
     # A constant rate the range test sets itself; eager, as a compile would cost more than
     # the test's steps save (the run compiles for its own).
-    steady = dataclasses.replace(recipe, schedule=ScheduleConfig(name="constant"),
-                                 train=dataclasses.replace(recipe.train, compile=False))
+    steady = recipe.with_values({"schedule": {"name": "constant"}, "train.compile": False})
     probe = Trainer(steady, dataset, copy.deepcopy(model))
     result = range_test(probe.model, probe.optimizer, probe.train_loader, probe.step, start,
                         end, steps, progress)

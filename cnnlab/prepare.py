@@ -5,7 +5,6 @@ model a report rebuilds, a check measures and a run trains are built the same wa
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from cnnlab.config import USER_DATASETS, ModelConfig, Recipe
+from cnnlab.config import USER_DATASETS, Recipe
 from cnnlab.data import Dataset, data_facts, load_recipe_data
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.inspect import Inspection, inspect_model
@@ -87,7 +86,8 @@ def prepare(
         builder = builder_of(model)
     else:  # a new run records where its model's code comes from
         model_config, text = recorded(recipe.model)
-        recipe = dataclasses.replace(recipe, model=model_config)
+        recipe = recipe.with_values({"model.source_sha256": model_config.source_sha256,
+                                     "model.package": model_config.package})
         where = Path(recipe.model.name.rpartition(":")[0]).resolve()
         kept = (text, where) if text is not None else None
     if folder is None:  # a run folder records the settings its run resolved to
@@ -140,7 +140,8 @@ def _with_model_object(recipe: Recipe, model: ModelObject) -> tuple[Recipe, str 
     digest = source_sha256(text) if text is not None else None
     keep = recipe.model.name == name and not isinstance(model, nn.Module)
     args = recipe.model.args if keep else {}
-    return dataclasses.replace(recipe, model=ModelConfig(name, args, digest)), text
+    return recipe.with_values({"model": {"name": name, "args": args},
+                               "model.source_sha256": digest}), text
 
 
 def as_the_run_sees_it(data: Dataset, recipe: Recipe) -> Dataset:

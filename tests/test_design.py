@@ -91,7 +91,7 @@ def test_a_sweep_key_can_index_a_list_of_the_base_recipe(tmp_path):
     recipe = search.recipe_for({"model.args.widths.1": 9})
     assert recipe.model.args["widths"] == [8, 9, 16]  # the default base, its second replaced
     assert search.base.model.args["widths"] == [8, 12, 16]  # the base itself untouched
-    with pytest.raises(ConfigError, match="not a position in the base recipe's list of 3"):
+    with pytest.raises(ConfigError, match="not a position in the recipe's list of 3"):
         search.recipe_for({"model.args.widths.3": 9})
     # no val_target: the spec's test target less the shape's measured validation offset
     from cnnlab.design.spaces import start_for

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config import Recipe, parse_recipe
+from cnnlab.config import Recipe
 from cnnlab.data import Dataset
 from cnnlab.pipeline import run
 from cnnlab.run_folder import RunFolder
@@ -114,8 +114,4 @@ def _as_recorded(recipe: Recipe) -> dict[str, Any]:
 
 
 def _with_seed(recipe: Recipe, seed: int, amp: str | None = None) -> Recipe:
-    raw: dict[str, Any] = recipe.to_dict()
-    raw["train"]["seed"] = seed
-    if amp is not None:
-        raw["train"]["amp"] = amp
-    return parse_recipe(raw, recipe.name)
+    return recipe.with_values({"train.seed": seed, **({"train.amp": amp} if amp else {})})

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlab.config import Recipe, parse_recipe
+from cnnlab.config import Recipe
 from cnnlab.data import load_recipe_data
 from cnnlab.data.catalog import dataset_info
 from cnnlab.design.confirm import Confirmation, confirm
@@ -169,8 +169,7 @@ def _candidates(last: RungResult, search: SweepSpec, spec: DesignSpec) -> list[C
                    < search.val_target), key=lambda d: -d[2])
     for params, size, _ in [*reached, *near]:
         searched = search.recipe_for(params, name=spec.name)
-        recipe = dataclasses.replace(  # trained on the whole training split
-            searched, data=dataclasses.replace(searched.data, val_split=None))
+        recipe = searched.with_values({"data.val_split": None})  # the whole training split
         trials = [t for t in last.study.get_trials(deepcopy=False)
                   if {k: v for k, v in t.params.items() if k != SEED_KEY} == params]
         chosen.append(Confirmation(min(t.number for t in trials), size, recipe, values=params,
@@ -216,8 +215,6 @@ def _ship(pick: Confirmation, folder: Path, spec: DesignSpec) -> Path:
 
 
 def _described(recipe: Recipe) -> Recipe:
-    raw = recipe.to_dict()
-    raw["description"] = (f"compact_cnn designed for {recipe.data.dataset}: "
-                          f"{recipe.spec.min_test_acc}% in each of the last "
-                          f"{recipe.spec.last_epochs} epochs")
-    return parse_recipe(raw, recipe.name)
+    return recipe.with_values({"description": f"compact_cnn designed for {recipe.data.dataset}: "
+                                              f"{recipe.spec.min_test_acc}% in each of the last "
+                                              f"{recipe.spec.last_epochs} epochs"})

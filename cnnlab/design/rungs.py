@@ -33,7 +33,7 @@ from typing import Any
 
 import tomli_w
 
-from cnnlab.config import parse_recipe, read_toml
+from cnnlab.config import read_toml
 from cnnlab.sweep import sweep
 from cnnlab.sweep.sweep_file import Dimension, SweepSpec
 from cnnlab.sweep.trial import counted, smallest_at_target
@@ -66,11 +66,9 @@ def rung_search(search: SweepSpec, number: int, rung: Rung, trials: int, last: b
     epochs, its figure the last epoch's validation accuracy (the full rung keeps the spec's
     last-epochs rule), aiming at the rung's target; rung 0 samples, later rungs train the
     designs enqueued into them (and the last, each on its seeds)."""
-    raw = search.base.to_dict()
-    raw["train"]["epochs"] = rung.epochs
-    if not last:
-        raw["spec"] = {**raw["spec"], "last_epochs": 1}
-    base = parse_recipe(raw, f"design {search.name}")
+    base = search.base.with_values({"train.epochs": rung.epochs,
+                                    **({} if last else {"spec.last_epochs": 1})},
+                                   f"design {search.name}")
     space = search.space
     if len(rung.seeds) > 1:
         space = (*space, Dimension(SEED_KEY, "choice", values=rung.seeds))

@@ -139,34 +139,8 @@ class SweepSpec:
     def recipe_for(self, values: dict[str, Any], name: str | None = None) -> Recipe:
         """The base recipe with `values` (key -> value) set. A number in a key indexes a list
         the base recipe holds there: `model.args.widths.1` is the second width."""
-        raw = self.base.to_dict()
-        if name is not None:
-            raw["name"] = name
-        for key, value in values.items():
-            *parents, leaf = key.split(".")
-            node: Any = raw
-            for part in parents:
-                node = _child(node, part, key)
-            if isinstance(node, list):
-                node[_index(node, leaf, key)] = value
-            else:
-                node[leaf] = value
-        return parse_recipe(raw, f"sweep {self.name}")
-
-
-def _child(node: Any, part: str, key: str) -> Any:
-    if isinstance(node, list):
-        return node[_index(node, part, key)]
-    if not isinstance(node, dict):
-        raise ConfigError(f"{key}: {part} is inside a single value, not a table or list")
-    return node.setdefault(part, {})
-
-
-def _index(node: list, part: str, key: str) -> int:
-    if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"{key}: {part} is not a position in the base recipe's list of "
-                          f"{len(node)} (0 to {len(node) - 1})")
-    return int(part)
+        named = {"name": name} if name is not None else {}
+        return self.base.with_values({**named, **values}, f"sweep {self.name}")
 
 
 def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
