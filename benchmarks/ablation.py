@@ -67,13 +67,13 @@ def train_part(out: Path, part: str) -> None:
             print(f"{part}: finished ({len(done)} epochs)", flush=True)
         elif done:
             print(f"{part}: resuming after epoch {len(done)}", flush=True)
-            cnnlab.run(resume=folder, progress=False, report=False)
+            cnnlab.resume(folder, progress=False, report=False)
         else:
             shutil.rmtree(folder)  # stopped inside its first epoch: nothing to keep
     if not folder.exists():
         print(f"{part}: switching off {PARTS[part][0]}", flush=True)
         recipe = cnnlab.load_recipe(RECIPE, [*PARTS[part][1], "train.tta=none"])
-        cnnlab.run(recipe, out_dir=out, run_name=part, progress=False, report=False)
+        cnnlab.train(recipe, out_dir=out, run_name=part, progress=False, report=False)
     trained = RunFolder(folder)
     if trained.recipe().train.tta == "none" and tta_row(folder) is None:
         epoch = len(trained.history())

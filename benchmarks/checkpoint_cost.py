@@ -20,7 +20,7 @@ from cnnlab.data import Dataset
 from cnnlab.data.catalog import dataset_info
 from cnnlab.prepare import prepare
 from cnnlab.run_folder.checkpoint import save_atomic
-from cnnlab.train import trainer
+from cnnlab.training import trainer
 from machine import machine_line
 
 

@@ -31,7 +31,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as out:
         for seed in args.seeds:
             recipe = cnnlab.load_recipe(args.recipe, [*args.overrides, f"train.seed={seed}"])
-            result = cnnlab.run(recipe, out_dir=out, progress=False, echo=None, report=False)
+            result = cnnlab.train(recipe, out_dir=out, progress=False, echo=None, report=False)
             accuracies = [row["test_acc"] for row in result.history]
             low = min(accuracies[-window:])
             lows.append(low)

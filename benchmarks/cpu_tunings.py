@@ -38,9 +38,9 @@ from torch import nn
 import cnnlab
 from cnnlab.data import BatchAugment, DeviceLoader
 from cnnlab.models import build_model
-from cnnlab.train.host_memory import keep_freed_memory
-from cnnlab.train.precision import cpu_has_bf16_units
-from cnnlab.train.trainer import evaluate
+from cnnlab.training.host_memory import keep_freed_memory
+from cnnlab.training.precision import cpu_has_bf16_units
+from cnnlab.training.trainer import evaluate
 from fixed_batch import BATCH, train_steps
 from fresh_process import call_in_fresh_process
 from machine import machine_line

@@ -1,4 +1,4 @@
-"""The C library keeping freed memory (`cnnlab.train.host_memory`, which the Trainer applies
+"""The C library keeping freed memory (`cnnlab.training.host_memory`, which the Trainer applies
 on a CPU) against glibc's defaults: training steps on one fixed batch, each side in its own
 fresh process (the setting is process-wide and cannot be undone), processes alternating,
 medians. Also each side's peak resident memory, the price of keeping it.
@@ -23,7 +23,7 @@ MODELS = (("mnist_strided", 128), ("cifar_speed", 1024), ("cifar_s10_resnet", 51
 
 def child(model: str, batch: int, steps: int, keep: bool) -> tuple[float, float]:
     """Runs in a fresh process: img/s over `steps` steps after a warm-up, and peak MiB."""
-    from cnnlab.train.host_memory import keep_freed_memory
+    from cnnlab.training.host_memory import keep_freed_memory
     if keep and not keep_freed_memory():
         sys.exit("this C library is not glibc: nothing to race")
     run = train_steps(model, batch=batch)

@@ -29,7 +29,7 @@ from cnnlab.data import load_recipe_data
 from cnnlab.design.design import _random_value
 from cnnlab.design.design_file import load_design
 from cnnlab.errors import CnnlabError
-from cnnlab.pipeline import run
+from cnnlab.pipeline import train
 from cnnlab.prepare import prepare
 from cnnlab.sweep.sweep_file import load_sweep
 from machine import machine_line
@@ -114,7 +114,7 @@ def main() -> int:
             raw["train"]["epochs"] = epochs
             raw["spec"] = {}
             started = time.monotonic()
-            result = run(parse_recipe(raw, "rung"), dataset=data, out_dir=args.out / "runs",
+            result = train(parse_recipe(raw, "rung"), dataset=data, out_dir=args.out / "runs",
                          run_name=f"d{number}-{rung.replace(' ', '_')}", progress=False,
                          echo=None, report=False, check=False)
             history = result.history

@@ -29,7 +29,7 @@ import cnnlab
 from cnnlab.config import AugmentConfig
 from cnnlab.data import BatchAugment
 from cnnlab.data.loader import normaliser
-from cnnlab.train.trainer import Trainer
+from cnnlab.training.trainer import Trainer
 from fixed_batch import train_steps
 from machine import machine_line
 from seed_loop import seed_style_loader, seed_style_train_epoch

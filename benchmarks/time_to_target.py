@@ -49,7 +49,7 @@ def cnnlab_run(args, data, seed: int, amp: str | None) -> dict:
             reached["seconds"] = time.perf_counter() - started
             reached["at_epoch"] = row["epoch"]
 
-    result = cnnlab.run(recipe, dataset=data, out_dir=args.out, progress=False, echo=None,
+    result = cnnlab.train(recipe, dataset=data, out_dir=args.out, progress=False, echo=None,
                         report=False, callbacks=(watch,))
     last_n = recipe.spec.last_epochs
     return {

@@ -14,8 +14,8 @@ from pathlib import Path
 from cnnlab.data import DeviceLoader
 from cnnlab.prepare import prepare
 from cnnlab.run_folder import RunFolder
-from cnnlab.train.trainer import evaluate
-from cnnlab.train.tta import MODES
+from cnnlab.training.trainer import evaluate
+from cnnlab.training.tta import MODES
 from machine import machine_line
 
 

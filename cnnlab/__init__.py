@@ -10,7 +10,7 @@ from cnnlab.design import design
 from cnnlab.errors import CnnlabError
 from cnnlab.inspect import receptive_field, summary
 from cnnlab.models import build_model, count_parameters, model_names, register
-from cnnlab.pipeline import RunResult, lr_find, run
+from cnnlab.pipeline import RunResult, lr_find, resume, train
 from cnnlab.report import compare, write_report
 from cnnlab.ship import export_onnx, load_run
 from cnnlab.sweep import sweep
@@ -23,6 +23,6 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 __all__ = [
     "CnnlabError", "Dataset", "Recipe", "RunResult", "build_model", "builtin_recipes", "check",
     "compare", "count_parameters", "design", "export_onnx", "load_dataset", "load_recipe",
-    "load_run", "lr_find", "model_names", "receptive_field", "register", "run", "summary",
-    "sweep", "write_report",
+    "load_run", "lr_find", "model_names", "receptive_field", "register", "resume", "summary",
+    "sweep", "train", "write_report",
 ]

@@ -22,7 +22,7 @@ from cnnlab.errors import CnnlabError, ConfigError, DivergedError, SpecError
 from cnnlab.inspect import receptive_field, summary
 from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
 from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
-from cnnlab.pipeline import lr_find, run
+from cnnlab.pipeline import lr_find, resume, train
 from cnnlab.prepare import prepare
 from cnnlab.recipe_schema import recipe_schema
 from cnnlab.report import compare, write_report
@@ -228,14 +228,14 @@ def _train(args: argparse.Namespace) -> None:
         if args.recipe or overrides:
             raise ConfigError("--resume continues a run with its saved config.toml: "
                               "give no recipe, --set, --seed or --device with it")
-        result = run(resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress,
-                     html=args.html, trust_code=args.trust_code)
+        result = resume(args.resume, data_dir=args.data_dir, progress=not args.no_progress,
+                        html=args.html, trust_code=args.trust_code)
     elif not args.recipe:
         raise ConfigError("give a recipe (see: cnnlab recipes) or --resume RUN_DIR")
     else:
         recipe = _recipe(args.recipe, overrides, args.trust_code)
-        result = run(recipe, data_dir=args.data_dir, out_dir=args.out,
-                     progress=not args.no_progress, check=not args.no_check, html=args.html)
+        result = train(recipe, data_dir=args.data_dir, out_dir=args.out,
+                       progress=not args.no_progress, check=not args.no_check, html=args.html)
     best = best_row(result.history)
     print(f"final test accuracy {result.final_accuracy:.2f}%, best {best['test_acc']:.2f}% "
           f"(epoch {best['epoch']}); report: {result.run_dir / 'README.md'}")

@@ -16,7 +16,7 @@ from torch import nn
 
 from cnnlab.config import USER_DATASETS, Recipe
 from cnnlab.data import Dataset
-from cnnlab.errors import SpecError
+from cnnlab.errors import ConfigError, SpecError
 from cnnlab.inspect import CheckReport
 from cnnlab.inspect.spec import check_history
 from cnnlab.models import count_parameters
@@ -32,9 +32,9 @@ from cnnlab.run_folder.history import History, best_row, epoch_log_line, trained
 from cnnlab.run_folder.lr_find_result import LRFindResult
 from cnnlab.run_folder.shipped_weights import write_safetensors
 from cnnlab.ship.onnx_export import onnx_bytes
-from cnnlab.train.device import pick_device
-from cnnlab.train.lr_find import lr_find as range_test
-from cnnlab.train.trainer import Echo, EpochCallback, Trainer
+from cnnlab.training.device import pick_device
+from cnnlab.training.lr_find import lr_find as range_test
+from cnnlab.training.trainer import Echo, EpochCallback, Trainer
 
 
 @dataclass
@@ -71,48 +71,84 @@ class RunResult:
                 f"report: `{self.run_dir / 'README.md'}`\n\n{self.check.to_markdown()}")
 
 
-def run(
+def train(
     recipe: Recipe | None = None,
     *,
-    resume: str | Path | None = None,
-    data_dir: str | Path | None = None,
     out_dir: str | Path = "runs",
+    run_name: str | None = None,
+    data_dir: str | Path | None = None,
     dataset: Dataset | None = None,
+    model: ModelObject | None = None,
+    prepared: Prepared | None = None,
+    check: bool = True,
     progress: bool = True,
     echo: Echo | None = print,
-    check: bool = True,
     report: bool = True,
     html: bool = False,
     callbacks: tuple[EpochCallback, ...] = (),
-    run_name: str | None = None,
-    trust_code: bool = False,
-    prepared: Prepared | None = None,
-    model: ModelObject | None = None,
 ) -> RunResult:
-    """Train `recipe` into a new run folder under `out_dir`, or continue the run at `resume`,
-    then write its report (plots, README.md, and report.html with `html`) unless `report` is
-    False.
+    """Train `recipe` into a new run folder under `out_dir` (named `run_name`, default
+    `<recipe>-<time>`), then write its report (plots, README.md, and report.html with `html`)
+    unless `report` is False.
 
-    `dataset` replaces loading from disk (tests pass small tensors); `echo` receives the log
-    lines (epoch header, the seeds' "Test set: ..." line), `None` silences them. With `check`,
-    a model or recipe that breaks the recipe's `[spec]` is refused before anything is written.
-    After each epoch, each of `callbacks` gets `(row, trainer)`: the epoch's history row
-    (losses, accuracies, lr, seconds) and the Trainer. `run_name` names the run folder
-    (default `<recipe>-<time>`). A resumed folder that names model code runs it only if this
-    user's cnnlab wrote the folder, or `trust_code`. `prepared` is `prepare(recipe, ...)`
-    already done by the caller (a sweep trial checks the budget on it first). `model`, an
-    nn.Module class, a builder function or an instance (say, from a notebook cell), replaces
-    the recipe's model; the run folder keeps its source where Python can find it.
+    `dataset` replaces loading from disk (tests pass small tensors); `model`, an nn.Module
+    class, a builder function or an instance (say, from a notebook cell), replaces the
+    recipe's model, and the run folder keeps its source where Python can find it. `prepared`
+    is `prepare(recipe, ...)` already done by the caller (a sweep trial checks the budget on
+    it first). With `check`, a model or recipe that breaks the recipe's `[spec]` is refused
+    before anything is written. `echo` receives the log lines (the epoch header, the seeds'
+    "Test set: ..." line), `None` silences them. After each epoch, each of `callbacks` gets
+    `(row, trainer)`: the epoch's history row and the Trainer.
     """
-    folder = RunFolder.existing(resume) if resume else None
-    if folder is not None:
-        folder.require_writable()  # nothing is written into a folder a later write refuses
-        check = folder.start_options().get("check", True)  # a --no-check run resumes as one
     if prepared is None:
-        prepared = prepare(recipe, folder=folder, model=model, dataset=dataset,
-                           data_dir=data_dir, progress=progress, trust_code=trust_code)
+        if recipe is None:
+            raise ConfigError("give a recipe to train (or resume a run folder)")
+        prepared = prepare(recipe, model=model, dataset=dataset, data_dir=data_dir,
+                           progress=progress)
+    return _fit(prepared, None, check, _Output(progress, echo, report, html, tuple(callbacks)),
+                out_dir, run_name)
+
+
+def resume(
+    run_dir: str | Path,
+    *,
+    data_dir: str | Path | None = None,
+    dataset: Dataset | None = None,
+    trust_code: bool = False,
+    progress: bool = True,
+    echo: Echo | None = print,
+    report: bool = True,
+    html: bool = False,
+    callbacks: tuple[EpochCallback, ...] = (),
+) -> RunResult:
+    """Continue the run in `run_dir` from its last checkpoint (inside an epoch, from its
+    partial checkpoint), as it was asked for (a `--no-check` run resumes as one), then write
+    its report. Model code the folder names runs only if this user's cnnlab wrote the
+    folder, or `trust_code`. The other arguments are `train`'s."""
+    folder = RunFolder.existing(run_dir)
+    folder.require_writable()  # nothing is written into a folder a later write refuses
+    check = folder.start_options().get("check", True)
+    prepared = prepare(None, folder=folder, dataset=dataset, data_dir=data_dir,
+                       progress=progress, trust_code=trust_code)
+    return _fit(prepared, folder, check, _Output(progress, echo, report, html, tuple(callbacks)))
+
+
+@dataclass(frozen=True)
+class _Output:
+    """What a run shows and writes besides its checkpoints."""
+
+    progress: bool
+    echo: Echo | None
+    report: bool
+    html: bool
+    callbacks: tuple[EpochCallback, ...]
+
+
+def _fit(prepared: Prepared, resumed: RunFolder | None, check: bool, output: _Output,
+         out_dir: str | Path = "runs", run_name: str | None = None) -> RunResult:
+    """Train what `prepare` made, into a new folder under `out_dir` or on in `resumed`."""
     recipe, model, inspection = prepared.recipe, prepared.model, prepared.inspection
-    say: Callable[[str], None] = echo or (lambda line: None)
+    say: Callable[[str], None] = output.echo or (lambda line: None)
     pick_device(recipe.train.device)  # fail early on a device this machine lacks
     if check and not inspection.check.passed:
         raise SpecError("\n".join(
@@ -124,23 +160,22 @@ def run(
 
     found = None
     if recipe.schedule.max_lr == "find":
-        found = lr_find(recipe, dataset=data, model=model, progress=progress)
+        found = lr_find(recipe, dataset=data, model=model, progress=output.progress)
         say(f"LR range test: {found.summary_line()}")
         peak = found.pick(recipe.schedule.find_pick)
         recipe = recipe.with_values({"schedule.max_lr": peak})
 
     trainer = Trainer(recipe, data, model)
     # The run folder is made only once everything above has been validated.
-    if folder is None:
-        folder = _new_run_folder(out_dir, recipe, trainer, prepared, found, run_name,
-                                 {"check": check, "lr_find": found is not None})
+    folder = resumed or _new_run_folder(out_dir, recipe, trainer, prepared, found, run_name,
+                                        {"check": check, "lr_find": found is not None})
     board = TensorBoardLog(folder, recipe) if recipe.train.tensorboard else None
-    callbacks = (*callbacks, board) if board is not None else tuple(callbacks)
+    callbacks = (*output.callbacks, board) if board is not None else output.callbacks
     with folder.training_lock():
-        if resume:
+        if resumed is not None:
             _continue(folder, trainer, say)
         try:
-            trainer.fit(folder, progress, say, callbacks)
+            trainer.fit(folder, output.progress, say, callbacks)
         except KeyboardInterrupt as exc:
             reason = exc.args[0] if exc.args and exc.args[0] else "SIGINT"
             folder.log(f"stopped by {reason} in epoch {len(trainer.history) + 1}")
@@ -153,9 +188,9 @@ def run(
     write_safetensors(folder, data)  # the model, shipped
     if from_file(recipe.model.name) and recipe.model.source_sha256 is None:
         _ship_onnx_instead(folder, trainer, data, say)
-    if report:
+    if output.report:
         write_report(folder.path, model=trainer.evaluated, dataset=data, inspection=inspection,
-                     html=html)
+                     html=output.html)
     if board is not None:
         board.finish(trainer.history, folder.file("plots/confusion.png"))
     return RunResult(folder.path, trainer.history, trainer.evaluated, inspection.check, data)
@@ -223,7 +258,7 @@ class Interrupted(KeyboardInterrupt):
     def __str__(self) -> str:  # the line a notebook shows under the traceback
         if self.run_dir is None:
             return f"stopped by {self.reason} before anything was saved: nothing to resume"
-        return f"stopped by {self.reason}; continue with cnnlab.run(resume={str(self.run_dir)!r})"
+        return f"stopped by {self.reason}; continue with cnnlab.resume({str(self.run_dir)!r})"
 
 
 def repair_best_checkpoint(folder: RunFolder, trainer: Trainer, saved_epoch: int | None

@@ -28,7 +28,7 @@ from cnnlab.models.model_object import (
 )
 from cnnlab.models.registry import Builder, ModelSource
 from cnnlab.run_folder import RunFolder
-from cnnlab.train.precision import run_precision
+from cnnlab.training.precision import run_precision
 
 
 @dataclass

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from cnnlab import pipeline
 from cnnlab.data import Dataset, idx_files
-from cnnlab.pipeline import RunResult, run
+from cnnlab.pipeline import RunResult
 
 REAL_DATA = Path(os.environ.get("CNNLAB_DATA", "")) if os.environ.get("CNNLAB_DATA") else None
 # What this test run must have rather than skip without: .ci/run sets "data,browser".
@@ -41,7 +42,7 @@ def chromium_path() -> str:
 def killed_in_epoch(monkeypatch, doomed: int):
     """Make training raise KeyboardInterrupt (Ctrl-C) as epoch `doomed` starts; returns the real
     `train_epoch`, for the test to put back."""
-    from cnnlab.train import trainer
+    from cnnlab.training import trainer
 
     real = trainer.Trainer.train_epoch
 
@@ -134,11 +135,13 @@ def separable_dataset(n_train=512, n_test=256, seed=0) -> Dataset:
                    tuple(str(i) for i in range(10)))
 
 
-def train_run(recipe=None, **kwargs) -> RunResult:
-    """`cnnlab.run` without progress bars, log lines or the report, unless a test asks."""
+def train_run(recipe=None, resume=None, **kwargs) -> RunResult:
+    """`cnnlab.train(recipe)`, or `cnnlab.resume(resume)`, without progress bars, log lines or
+    the report, unless a test asks."""
     for key, quiet in (("progress", False), ("echo", None), ("report", False)):
         kwargs.setdefault(key, quiet)
-    return run(recipe, **kwargs)
+    return pipeline.resume(resume, **kwargs) if resume is not None \
+        else pipeline.train(recipe, **kwargs)
 
 
 def seeded(seed: int = 0) -> torch.Generator:

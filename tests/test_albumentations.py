@@ -64,7 +64,7 @@ def test_albumentations_engine_trains(tmp_path):
 def test_the_albumentations_engines_last_epochs_see_the_images_as_they_are():
     from cnnlab.data.loader import DeviceLoader, normaliser
     from cnnlab.models import build_model
-    from cnnlab.train.trainer import Trainer
+    from cnnlab.training.trainer import Trainer
 
     data = separable_dataset(n_train=128)
     recipe = load_recipe("mnist-s5-10ep", [

@@ -11,10 +11,10 @@ from cnnlab.data.loader import normaliser
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models import build_model
 from cnnlab.models.cifar_speed import PatchWhitening, identity_init_conv
-from cnnlab.train.lookahead import Lookahead
-from cnnlab.train.optim import build_optimizer, build_schedule, lr_curve
-from cnnlab.train.trainer import evaluate
-from cnnlab.train.tta import tta_logits
+from cnnlab.training.lookahead import Lookahead
+from cnnlab.training.optim import build_optimizer, build_schedule, lr_curve
+from cnnlab.training.trainer import evaluate
+from cnnlab.training.tta import tta_logits
 from tests.conftest import train_run
 
 

@@ -18,7 +18,7 @@ from cnnlab.config import load_recipe
 from cnnlab.errors import TrainingError
 from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.checkpoint import load_checkpoint, save_atomic
-from cnnlab.train import trainer
+from cnnlab.training import trainer
 from tests.conftest import killed_in_epoch, separable_dataset, train_run
 
 

@@ -4,14 +4,14 @@ import sys
 
 import pytest
 
-from cnnlab.train import host_memory
+from cnnlab.training import host_memory
 
 # In a fresh process (the C library's settings are process-wide): page faults taken by ten
 # 64 MiB allocate-fill-free cycles before and after the call under test.
 FAULTS_AROUND = """
 import resource, torch
-from cnnlab.train.device import training_device
-from cnnlab.train.host_memory import keep_freed_memory
+from cnnlab.training.device import training_device
+from cnnlab.training.host_memory import keep_freed_memory
 
 def faults():
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt

@@ -1,4 +1,4 @@
-"""A model given as an object, as a notebook does (`cnnlab.run(recipe, model=Net)`): a class,
+"""A model given as an object, as a notebook does (`cnnlab.train(recipe, model=Net)`): a class,
 a builder function or an instance trains, inspects and checks; its run folder keeps the code
 and rebuilds the model in a fresh process, from another directory."""
 
@@ -103,7 +103,7 @@ def test_a_model_defined_in_a_script_keeps_its_definitions_not_the_code_around_t
         import cnnlab
         recipe = cnnlab.load_recipe("mnist-s5-10ep", ['data.path="{npz_recipe.data.path}"',
             'data.dataset="npz"', "data.batch_size=64", "train.epochs=1", "train.device=cpu"])
-        result = cnnlab.run(recipe, model=Net, out_dir={str(tmp_path / "runs")!r},
+        result = cnnlab.train(recipe, model=Net, out_dir={str(tmp_path / "runs")!r},
                             progress=False, report=False, check=False)
         print(result.run_dir)
     """))
@@ -113,7 +113,7 @@ def test_a_model_defined_in_a_script_keeps_its_definitions_not_the_code_around_t
     run_dir = done.stdout.strip().splitlines()[-1]
     kept = (tmp_path / "runs").joinpath(run_dir.rsplit("/", 1)[-1], SOURCE_FILE).read_text()
     assert "class Net" in kept and "WIDTH = 8" in kept and "def build" in kept
-    assert "cnnlab.run" not in kept and "print" not in kept  # nothing that trains or prints
+    assert "cnnlab.train(" not in kept and "print" not in kept  # nothing that trains or prints
     script.unlink()
     assert "README.md" in _rebuilt_elsewhere(run_dir, tmp_path)
 

@@ -9,7 +9,7 @@ from torch import nn
 
 from cnnlab.config import load_recipe
 from cnnlab.errors import ModelError
-from cnnlab.pipeline import run
+from cnnlab.pipeline import train
 from cnnlab.report import compare, gradcam, write_report
 from cnnlab.report.confusion import confusion_matrix, most_confused
 from tests.conftest import chromium_path, separable_dataset, train_run
@@ -65,7 +65,7 @@ def reported_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     recipe = load_recipe("mnist-s5-10ep", ["train.epochs=2", "data.batch_size=64",
                                         "train.device=cpu"])
-    result = run(recipe, dataset=separable_dataset(), out_dir=out, progress=False, echo=None,
+    result = train(recipe, dataset=separable_dataset(), out_dir=out, progress=False, echo=None,
                    html=True)
     return result
 

@@ -18,7 +18,7 @@ from cnnlab.run_folder import RunFolder
 from cnnlab.sweep import load_sweep, sweep
 from cnnlab.sweep.trial import counted
 from cnnlab.sweep.workers import max_untrained
-from cnnlab.train.trainer import Trainer
+from cnnlab.training.trainer import Trainer
 from tests.conftest import kill_cnnlab_when, separable_dataset, skip_unless_required
 
 optuna = pytest.importorskip("optuna")

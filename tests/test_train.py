@@ -10,10 +10,10 @@ from cnnlab.errors import ConfigError, RunFolderError, TrainingError
 from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.checkpoint import load_checkpoint
 from cnnlab.run_folder.history import first_reaching, seconds_to_target
-from cnnlab.train import trainer
-from cnnlab.train.device import describe_device
-from cnnlab.train.optim import build_optimizer, build_schedule
-from cnnlab.train.precision import run_precision
+from cnnlab.training import trainer
+from cnnlab.training.device import describe_device
+from cnnlab.training.optim import build_optimizer, build_schedule
+from cnnlab.training.precision import run_precision
 from tests.conftest import killed_in_epoch, separable_dataset, train_run, without_timings
 
 # EMA off unless a test turns it on: on a few dozen steps the average lags the raw weights.
@@ -126,7 +126,7 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_partial_checkpoint_exactl
     monkeypatch.setattr(trainer.Trainer, "step", real_step)
     (run_dir,) = (tmp_path / "killed" / "runs").iterdir()
     assert stopped.value.run_dir == run_dir  # offered for --resume, even inside epoch 1
-    assert str(stopped.value) == f"stopped by SIGINT; continue with cnnlab.run(resume='{run_dir}')"
+    assert str(stopped.value) == f"stopped by SIGINT; continue with cnnlab.resume('{run_dir}')"
     if epoch == 1:  # nothing to ship yet: said before any data or model is looked for
         for verb in (["export", str(run_dir), "--onnx"], ["app", str(run_dir)]):
             assert main(verb) == 2
@@ -362,7 +362,7 @@ def test_evaluation_builds_no_autograd_graph():
     ("bf16", "cpu", False, torch.bfloat16),
 ])
 def test_amp_picks_the_precision_the_device_has(monkeypatch, amp, device, bf16_units, expected):
-    from cnnlab.train.precision import autocast_dtype
+    from cnnlab.training.precision import autocast_dtype
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_units)
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):

@@ -12,11 +12,11 @@ from typing import Any
 
 from cnnlab.config import Recipe
 from cnnlab.data import Dataset
-from cnnlab.pipeline import run
+from cnnlab.pipeline import resume, train
 from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.history import History
-from cnnlab.train.precision import run_precision
-from cnnlab.train.trainer import Echo
+from cnnlab.training.precision import run_precision
+from cnnlab.training.trainer import Echo
 
 # What `train.amp = "auto"` can resolve to on a CPU, as the recipe setting that forces it.
 CPU_PRECISIONS = {"fp32": "off", "bf16": "bf16"}
@@ -95,12 +95,12 @@ def _trained(recipe: Recipe, seed: int, precision: str, folder: Path, data: Data
             if len(history) >= seeded.train.epochs:
                 return history, run_dir
             if existing.last_checkpoint.is_file():
-                result = run(resume=run_dir, dataset=data, progress=False, echo=None,
+                result = resume(run_dir, dataset=data, progress=False, echo=None,
                              report=False)
                 return result.history, run_dir
         # stopped before its first epoch, or a run of this design before the file was edited
         shutil.rmtree(run_dir)
-    result = run(seeded, out_dir=folder, run_name=name, dataset=data, progress=False,
+    result = train(seeded, out_dir=folder, run_name=name, dataset=data, progress=False,
                  echo=None, report=False)
     return result.history, result.run_dir
 

@@ -36,7 +36,7 @@ from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.prepare import prepare
 from cnnlab.sweep.study import require_optuna
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
-from cnnlab.train.trainer import Echo
+from cnnlab.training.trainer import Echo
 
 NEAR_MISS = 0.3  # points of validation accuracy below the target still worth confirming
 FEASIBILITY_SAMPLES = 48  # random designs tried against the budget before the search

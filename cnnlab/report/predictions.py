@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from cnnlab.data import Dataset, DeviceLoader
-from cnnlab.train.tta import tta_logits
+from cnnlab.training.tta import tta_logits
 
 
 @dataclass

@@ -30,7 +30,7 @@ from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.confined import FolderFile
 from cnnlab.run_folder.history import best_row, trained_on_spans
 from cnnlab.run_folder.lr_find_result import LRFindResult
-from cnnlab.train.optim import lr_curve
+from cnnlab.training.optim import lr_curve
 
 GRADCAM_IMAGES = 10
 LR_CURVE_POINTS = 20_000

@@ -1,6 +1,6 @@
 """TensorBoard logging of a run, in `<run>/tb/`: per epoch the losses, accuracies and learning
 rate; at the end the hyper-parameters beside the final metrics, and the confusion matrix.
-An epoch callback, like any other (`cnnlab.run(..., callbacks=...)`)."""
+An epoch callback, like any other (`cnnlab.train(..., callbacks=...)`)."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
 from cnnlab.sweep.sweep_report import write_sweep_report
 from cnnlab.sweep.trial import counted
 from cnnlab.sweep.workers import SweepPlace, max_untrained, run_workers, work
-from cnnlab.train.trainer import Echo
+from cnnlab.training.trainer import Echo
 
 HEARTBEAT_SECONDS = 10  # a running trial says it is alive this often
 

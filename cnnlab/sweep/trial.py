@@ -9,7 +9,7 @@ from typing import Any
 
 from cnnlab.data import Dataset
 from cnnlab.models.model_object import ModelObject
-from cnnlab.pipeline import run
+from cnnlab.pipeline import train
 from cnnlab.prepare import prepare
 from cnnlab.run_folder.history import seconds_to_target
 from cnnlab.sweep.sweep_file import SweepSpec, suggest
@@ -87,8 +87,8 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
                 raise optuna.TrialPruned(f"val acc {row['val_acc']:.2f}% at epoch {row['epoch']}")
 
         callbacks = (report_and_prune,)
-    result = run(prepared=prepared, out_dir=trials_dir, run_name=str(trial.number),
-                 progress=False, echo=None, report=False, callbacks=callbacks)
+    result = train(prepared=prepared, out_dir=trials_dir, run_name=str(trial.number),
+                   progress=False, echo=None, report=False, callbacks=callbacks)
     history = result.history
     window = history[-recipe.spec.last_epochs:]
     accuracy = min(row["val_acc"] for row in window)

@@ -25,7 +25,7 @@ from cnnlab.sweep.search_method import study_of
 from cnnlab.sweep.storage import open_storage
 from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
 from cnnlab.sweep.trial import Rejected, Repeated, counted, run_trial
-from cnnlab.train.trainer import Echo
+from cnnlab.training.trainer import Echo
 
 
 @dataclass(frozen=True)

@@ -22,12 +22,12 @@ from cnnlab.errors import DivergedError
 from cnnlab.models.cifar_speed import PatchWhitening
 from cnnlab.run_folder.checkpoint import restore_rng_states, rng_states, save_atomic
 from cnnlab.run_folder.history import best_row, epoch_log_line, test_line
-from cnnlab.train.device import describe_device, training_device
-from cnnlab.train.ema import WeightEMA
-from cnnlab.train.lookahead import Lookahead
-from cnnlab.train.optim import build_optimizer, build_schedule
-from cnnlab.train.precision import autocast_dtype, gradient_scaler, precision_name
-from cnnlab.train.tta import tta_logits
+from cnnlab.training.device import describe_device, training_device
+from cnnlab.training.ema import WeightEMA
+from cnnlab.training.lookahead import Lookahead
+from cnnlab.training.optim import build_optimizer, build_schedule
+from cnnlab.training.precision import autocast_dtype, gradient_scaler, precision_name
+from cnnlab.training.tta import tta_logits
 
 if TYPE_CHECKING:  # the run folder reads checkpoints: import it only for the types
     from cnnlab.run_folder import RunFolder

@@ -1,5 +1,5 @@
 """Train stage: the loop, optimisers and schedules, EMA, checkpoints, the LR range test."""
 
-from cnnlab.train.trainer import Trainer, evaluate
+from cnnlab.training.trainer import Trainer, evaluate
 
 __all__ = ["Trainer", "evaluate"]

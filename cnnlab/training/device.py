@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from cnnlab.errors import ConfigError
-from cnnlab.train.host_memory import keep_freed_memory
+from cnnlab.training.host_memory import keep_freed_memory
 
 
 def pick_device(name: str) -> torch.device:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 
 from cnnlab.config import AmpMode, Precision, TrainConfig
-from cnnlab.train.device import pick_device
+from cnnlab.training.device import pick_device
 
 
 def autocast_dtype(amp: AmpMode, device: torch.device) -> torch.dtype | None:
