@@ -416,6 +416,20 @@ def set_dotted(raw: dict[str, Any], key: str, value: Any) -> None:
         node[leaf] = value
 
 
+def get_dotted(raw: dict[str, Any], key: str) -> Any:
+    """The value at dotted `key` of the nested table `raw` (a number indexes a list); None
+    where there is none."""
+    node: Any = raw
+    for part in key.split("."):
+        if isinstance(node, list) and part.isdigit() and int(part) < len(node):
+            node = node[int(part)]
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        else:
+            return None
+    return node
+
+
 def _position(node: list, part: str, key: str) -> int:
     if not part.isdigit() or int(part) >= len(node):
         raise ConfigError(f"{key}: {part} is not a position in the recipe's list of "

@@ -396,7 +396,9 @@ def test_the_library_scales_its_nearest_designs_to_a_budget_it_never_held(tmp_pa
                 {k: v for k, v in entry["values"].items() if k != "optim.nesterov"}),
                 progress=False).inspection.summary.total_params
         points = starting_points(search, (1, 28, 28), budget, library)
-        assert len(points) == 3 and all("optim.nesterov" not in p for p in points)
+        # the three library designs, then the search's own base design scaled the same way
+        # (unless it scales to one of theirs)
+        assert len(points) in (3, 4) and all("optim.nesterov" not in p for p in points)
         sizes = [prepare(search.recipe_for(p), progress=False).inspection.summary.total_params
                  for p in points]
         assert all(0.75 * budget <= size <= budget for size in sizes), sizes
@@ -455,3 +457,20 @@ def test_a_design_file_of_a_dataset_and_a_spec_alone_runs_on_the_defaults(real_d
     record = json.loads((result.folder / "design.json").read_text())
     assert record["pick"] is None and record["input_shape"] == "1x28x28"
     assert "No pick" in (result.folder / "README.md").read_text()
+
+
+def test_with_an_empty_library_the_search_starts_from_its_own_base_scaled_to_the_budget(
+        tmp_path):
+    from cnnlab.design.library import starting_points
+    from cnnlab.prepare import prepare
+
+    space = ('"model.args.widths.0" = { int = [2, 40] }\n'
+             '"model.args.widths.1" = { int = [2, 40] }\n'
+             '"model.args.widths.2" = { int = [2, 40] }\n')
+    for budget in (1500, 12000):
+        search = _search_of(_design_file(tmp_path, space=space, spec=(
+            f"max_params = {budget}\nmax_epochs = 2\nmin_test_acc = 60.0\nlast_epochs = 1\n")),
+            tmp_path)
+        (point,) = starting_points(search, (1, 28, 28), budget, [])
+        size = prepare(search.recipe_for(point), progress=False).inspection.summary.total_params
+        assert 0.75 * budget <= size <= budget, (budget, point, size)

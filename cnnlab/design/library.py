@@ -25,7 +25,7 @@ from typing import Any
 
 import tomli_w
 
-from cnnlab.config import read_toml
+from cnnlab.config import get_dotted, read_toml
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.sweep.sweep_file import Dimension, SweepSpec
 
@@ -95,19 +95,19 @@ def _entry(record: dict) -> dict:
 
 def starting_points(search: SweepSpec, input_shape: tuple[int, int, int], budget: int | None,
                     library: list[dict] | None = None) -> list[dict[str, Any]]:
-    """The library's designs nearest `budget` (parameters), scaled to it and fitted to the
-    search's space: each a point to enqueue (only keys the space searches, values within its
-    ranges)."""
+    """The library's designs nearest `budget` (parameters), then the search's own base design,
+    each scaled to the budget and fitted to the search's space: points to enqueue (only keys
+    the space searches, values within its ranges). The base design comes last, so that a
+    budget the library holds nothing near still starts from a design that fits it."""
     from cnnlab.prepare import prepare
 
     designs = entries(input_shape) if library is None else library
-    if not designs:
-        return []
-    target = budget or max(d["params"] for d in designs)
+    base = _base_design(search)
+    target = budget or max(d["params"] for d in [*designs, base])
     nearest = sorted(designs, key=lambda d: abs(math.log(d["params"] / target)))[:STARTS]
     space = {d.key: d for d in search.space}
     points = []
-    for design in nearest:
+    for design in [*nearest, base]:
         factor = math.sqrt(target / design["params"])
         for _ in range(40):
             point = _fitted(scaled(design["values"], factor), space)
@@ -121,6 +121,17 @@ def starting_points(search: SweepSpec, input_shape: tuple[int, int, int], budget
                 break
             factor *= SHRINK
     return points
+
+
+def _base_design(search: SweepSpec) -> dict[str, Any]:
+    """The search's base recipe as a design: its values at the keys the space searches, and
+    its parameters."""
+    from cnnlab.prepare import prepare
+
+    raw = search.base.to_dict()
+    values = {dim.key: get_dotted(raw, dim.key) for dim in search.space}
+    params = prepare(search.base, progress=False).inspection.summary.total_params
+    return {"values": {k: v for k, v in values.items() if v is not None}, "params": params}
 
 
 def scaled(values: dict[str, Any], factor: float) -> dict[str, Any]:
