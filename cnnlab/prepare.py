@@ -17,7 +17,6 @@ from cnnlab.data import Dataset, data_facts, load_recipe_data
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.inspect import Inspection, inspect_model
 from cnnlab.models import build_for_data
-from cnnlab.models.cifar_speed import PatchWhitening
 from cnnlab.models.model_code import SOURCE_FILE, recorded, source_sha256
 from cnnlab.models.model_object import (
     ModelObject,
@@ -103,11 +102,8 @@ def prepare(
         raise ModelError(f"model {recipe.model.name!r} gives {outputs} per image but the data has "
                          f"{len(classes)} classes: it must end in {len(classes)} logits "
                          "(take a num_classes argument, which cnnlab fills in)")
-    if (folder is None and recipe.train.whitening_bias_epochs is not None
-            and not any(isinstance(layer, PatchWhitening) for layer in model.modules())):
-        raise ConfigError(f"train.whitening_bias_epochs does nothing for model "
-                          f"{recipe.model.name!r}: it holds the bias of a patch-whitening "
-                          "first layer (cifar_speed's), which this model lacks; remove it")
+    if folder is None:
+        _refuse_settings_no_layer_reads(recipe, model)
     return Prepared(recipe, model, inspection, text, data_dir, progress, dataset)
 
 
@@ -148,3 +144,13 @@ def as_the_run_sees_it(data: Dataset, recipe: Recipe) -> Dataset:
     """`data` with the recipe's limits applied and its validation split held out."""
     data = data.limited(recipe.data.train_limit, recipe.data.test_limit)
     return data.with_validation(recipe.data.val_split)
+
+
+def _refuse_settings_no_layer_reads(recipe: Recipe, model: nn.Module) -> None:
+    """A `train` setting that only a kind of layer acts on (the layer names it in its
+    `train_settings`, and reads it in `on_epoch_start`) is refused for a model without one."""
+    read = {name for layer in model.modules() for name in getattr(layer, "train_settings", ())}
+    for name in ("whitening_bias_epochs",):
+        if getattr(recipe.train, name) is not None and name not in read:
+            raise ConfigError(f"train.{name} does nothing for model {recipe.model.name!r}: no "
+                              "layer of it reads that setting; remove it")

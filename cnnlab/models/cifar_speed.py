@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnlab.config import TrainConfig
 from cnnlab.errors import ModelError
 from cnnlab.models.registration import register
 
@@ -16,13 +17,21 @@ from cnnlab.models.registration import register
 class PatchWhitening(nn.Conv2d):
     """A 2x2 convolution whose filters whiten the 12-dimensional 2x2x3 patches of the
     training images: each eigenvector of their covariance scaled by 1/sqrt(eigenvalue), and
-    its negative (so a following GELU keeps both signs). Weights stay fixed; the bias trains."""
+    its negative (so a following GELU keeps both signs). Weights stay fixed; the bias trains,
+    for the first `train.whitening_bias_epochs` epochs when a recipe sets it."""
+
+    train_settings = ("whitening_bias_epochs",)  # what prepare.py lets a recipe set for it
 
     def __init__(self, in_channels: int = 3, eps: float = 5e-4):
         patch = in_channels * 4
         super().__init__(in_channels, 2 * patch, kernel_size=2, padding=0, bias=True)
         self.eps = eps
         self.weight.requires_grad_(False)
+
+    def on_epoch_start(self, epoch: int, train: TrainConfig) -> None:
+        """The trainer's per-epoch hook: the bias trains until `whitening_bias_epochs`."""
+        if train.whitening_bias_epochs is not None:
+            self.bias.requires_grad_(epoch <= train.whitening_bias_epochs)
 
     @torch.no_grad()
     def init_from_data(self, images: torch.Tensor) -> None:

@@ -19,7 +19,6 @@ from cnnlab.data import Dataset, DeviceLoader
 from cnnlab.data.loader import normaliser
 from cnnlab.data.recipe_loaders import plain_train_loader, test_loader, train_loader
 from cnnlab.errors import DivergedError
-from cnnlab.models.cifar_speed import PatchWhitening
 from cnnlab.run_folder.checkpoint import restore_rng_states, rng_states, save_atomic
 from cnnlab.run_folder.history import best_row, epoch_log_line, test_line
 from cnnlab.training.device import describe_device, training_device
@@ -207,10 +206,10 @@ class Trainer:
         if self.plain_loader is not None and epoch >= self.first_plain_epoch:
             loader = self.plain_loader
         model.train()
-        if self.cfg.whitening_bias_epochs is not None:
-            for layer in model.modules():
-                if isinstance(layer, PatchWhitening):
-                    layer.bias.requires_grad_(epoch <= self.cfg.whitening_bias_epochs)
+        for layer in model.modules():  # a layer that trains differently by epoch says so
+            on_epoch_start = getattr(layer, "on_epoch_start", None)
+            if callable(on_epoch_start):
+                on_epoch_start(epoch, self.cfg)
         done_before = (epoch - 1) * len(loader)  # optimiser steps of the epochs before
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
