@@ -112,7 +112,8 @@ def successive_halving(search: SweepSpec, rungs: list[Rung], eta: int, folder: P
     designs: list[dict[str, Any]] = []
     first = rung_search(search, 0, rungs[0], search.trials, len(rungs) == 1)
     if starts and not (folder / first.name / "sweep.toml").is_file():
-        say(f"starting from {len(starts)} designs of the library, scaled to the budget")
+        say(f"starting from {len(starts)} designs (the library's nearest, then the space's own), "
+            "scaled to the budget")
         enqueue(first, folder, storage, list(starts), rungs[0])
     for number, rung in enumerate(rungs):
         last = number == len(rungs) - 1
