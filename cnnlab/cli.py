@@ -13,6 +13,8 @@ import signal
 import sys
 import tempfile
 import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlab import __version__
@@ -45,153 +47,10 @@ def _build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="cnnlab", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"cnnlab {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, parser_class=_Parser)
-
-    run = verbs.add_parser("train", help="train a recipe into runs/<recipe>-<time>/")
-    run.add_argument("recipe", nargs="?", help="built-in recipe name or path to a .toml file")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                     help="override a recipe key, e.g. --set train.epochs=3 (repeatable)")
-    run.add_argument("--data-dir", help=DATA_DIR_HELP)
-    run.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
-    run.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    run.add_argument("--seed", type=int, help="random seed (same as --set train.seed=N)")
-    run.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train")
-    run.add_argument("--no-progress", action="store_true", help="no progress bars")
-    run.add_argument("--no-check", action="store_true",
-                     help="train even if the model breaks the recipe's [spec]")
-    run.add_argument("--html", action="store_true", help="also write report.html")
-    run.add_argument("--tensorboard", action="store_true",
-                     help="also log to RUN_DIR/tb/ (same as --set train.tensorboard=true)")
-    _trust_flag(run)
-
-    report = verbs.add_parser("report", help="(re)write a run's plots, README.md and report.html")
-    report.add_argument("run_dir", metavar="RUN_DIR")
-    report.add_argument("--html", action="store_true", help="also write report.html")
-    report.add_argument("--layer", help="GradCAM layer (default: last conv with a map >= 4x4)")
-    report.add_argument("--mistakes", type=int, default=20, help="misclassified images shown")
-    report.add_argument("--data-dir", help=DATA_DIR_HELP)
-    _trust_flag(report)
-
-    finder = verbs.add_parser("lr-find", help="LR range test: suggest a max LR for One Cycle")
-    finder.add_argument("recipe", help="built-in recipe name or path to a .toml file")
-    finder.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a recipe key (repeatable)")
-    finder.add_argument("--start", type=float, default=1e-7, help="first lr (default 1e-7)")
-    finder.add_argument("--end", type=float, default=10.0, help="last lr (default 10)")
-    finder.add_argument("--steps", type=int, default=100, help="batches to sweep (default 100)")
-    _trust_flag(finder)
-    finder.add_argument("--data-dir", help=DATA_DIR_HELP)
-    finder.add_argument("--out", help="plot PNG (default: lr-find-<recipe>.png)")
-
-    overlay = verbs.add_parser("compare", help="overlay the curves of several runs")
-    overlay.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
-    overlay.add_argument("--out", default="compare.png", help="PNG to write (default: compare.png)")
-
-    table = verbs.add_parser("summary", help="layer table of a model or a recipe's model")
-    table.add_argument("target", metavar="MODEL|RECIPE")
-    table.add_argument("--input", metavar="C,H,W", help="input shape (default: the dataset's)")
-    table.add_argument("--columns", default="",
-                       help=f"extra columns, comma-separated: {','.join(SUMMARY_COLUMNS)}")
-    table.add_argument("--reshapes", action="store_true", help="also list flatten/view rows")
-    table.add_argument("--json", action="store_true", help="the table as JSON")
-
-    rf = verbs.add_parser("rf", help="receptive-field table of a model or a recipe's model")
-    rf.add_argument("target", metavar="MODEL|RECIPE")
-    rf.add_argument("--input", metavar="C,H,W", help="input shape (default: the dataset's)")
-    rf_format = rf.add_mutually_exclusive_group()
-    rf_format.add_argument("--json", action="store_true", help="one JSON object per row")
-    rf_format.add_argument("--markdown", action="store_true", help="a Markdown table")
-
-    verdict = verbs.add_parser("check", help="check a recipe against its [spec] budget")
-    verdict.add_argument("recipe", help="built-in recipe name or path to a .toml file")
-    verdict.add_argument("--run", metavar="RUN_DIR",
-                         help="also check a run's accuracy (decided once all its epochs ran; "
-                              "before, how far it got and whether it is still training)")
-    verdict.add_argument("--json", action="store_true", help="the verdicts as JSON")
-    _trust_flag(verdict)
-
-    search = verbs.add_parser("sweep", help="search a recipe's space on Optuna (sweeps/<name>/)")
-    search.add_argument("sweep_file", metavar="SWEEP", help="TOML file with a [sweep] table")
-    search.add_argument("--storage", metavar="URL",
-                        help="database shared by workers on many machines, e.g. "
-                             "postgresql://user:pw@host/db (default: SQLite in the sweep folder)")
-    search.add_argument("--workers", type=int, default=1,
-                        help="local worker processes; each gets cores/N threads (default 1)")
-    search.add_argument("--resume", action="store_true", help="continue the sweep in its folder")
-    search.add_argument("--out", default="sweeps", help="folder for sweeps (default: sweeps)")
-    search.add_argument("--data-dir", help=DATA_DIR_HELP)
-    search.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-    planner = verbs.add_parser("design",
-                               help="find the smallest compact CNN that meets a budget and a "
-                                    "target, confirmed on fresh seeds (designs/<name>/)")
-    planner.add_argument("design_file", metavar="DESIGN",
-                         help="TOML file with [design] (dataset, trials) and [spec] tables")
-    planner.add_argument("--storage", metavar="URL",
-                         help="the search's database, as for sweep (default: SQLite in the "
-                              "design folder)")
-    planner.add_argument("--workers", type=int, default=1,
-                         help="local worker processes for the search (default 1)")
-    planner.add_argument("--resume", action="store_true",
-                         help="continue the design in its folder")
-    planner.add_argument("--out", default="designs", help="folder for designs (default: designs)")
-    planner.add_argument("--data-dir", help=DATA_DIR_HELP)
-    planner.add_argument("--no-progress", action="store_true", help="no progress bar")
-    planner.set_defaults(handler=_design)
-
-    shelf = verbs.add_parser("design-library",
-                             help="add finished designs to the design library new designs "
-                                  "start from (cnnlab/design/library/)")
-    shelf.add_argument("design_dirs", metavar="DESIGN_DIR", nargs="+",
-                       help="finished design folders (designs/<name>, holding design.json)")
-    shelf.add_argument("--out", help="library folder to write (default: cnnlab's own)")
-    shelf.set_defaults(handler=_design_library)
-
-    board = verbs.add_parser("dashboard",
-                             help="optuna-dashboard on a sweep's study (live while it runs)")
-    board.add_argument("sweep_dir", metavar="SWEEP_DIR", nargs="?",
-                       help="the sweep's folder (sweeps/<name>), holding study.db")
-    board.add_argument("--storage", metavar="URL", help="the database the sweep ran on")
-    board.add_argument("--port", type=int, default=8080, help="local port (default 8080)")
-    board.add_argument("--host", default="127.0.0.1",
-                       help="address to listen on (default 127.0.0.1: this machine only)")
-    board.set_defaults(handler=_dashboard)
-
-    ship = verbs.add_parser("export",
-                            help="a run's model as ONNX (and best.safetensors if missing)")
-    ship.add_argument("run_dir", metavar="RUN_DIR")
-    ship.add_argument("--onnx", action="store_true", help="also write model.onnx")
-    ship.add_argument("--out", help="ONNX file to write (default: RUN_DIR/model.onnx)")
-    ship.add_argument("--int8", action="store_true",
-                      help="also write model.int8.onnx (static int8 quantization, ONNX Runtime) "
-                           "and its test accuracy beside the fp32 one")
-    ship.add_argument("--calibration", type=int, default=1024,
-                      help="training images the int8 ranges are calibrated on (default 1024)")
-    ship.add_argument("--data-dir", help=DATA_DIR_HELP)
-    _trust_flag(ship)
-
-    page = verbs.add_parser("app", help="a web page for a run: top-k, GradCAM, mistakes")
-    page.add_argument("run_dir", metavar="RUN_DIR")
-    page.add_argument("--port", type=int, default=7860, help="local port (default 7860)")
-    page.add_argument("--host", default="127.0.0.1",
-                      help="address to listen on (default 127.0.0.1: this machine only)")
-    page.add_argument("--data-dir", help=DATA_DIR_HELP)
-    page.add_argument("--int8", action="store_true",
-                      help="classify with the run's int8 model (cnnlab export RUN_DIR --int8)")
-    _trust_flag(page)
-
-    schema = verbs.add_parser("schema", help="the recipe JSON Schema, for editors")
-    schema.set_defaults(handler=_schema)
-
-    listing = verbs.add_parser("recipes", help="list the built-in recipes")
-    listing.set_defaults(handler=_recipes)
-    zoo = verbs.add_parser("models", help="list the registered models and their parameter counts")
-    zoo.set_defaults(handler=_models)
-    for lister in (listing, zoo):
-        lister.add_argument("--json", action="store_true", help="the list as JSON")
-    for parser_, handler in ((run, _train), (table, _summary), (rf, _rf), (verdict, _check),
-                             (report, _report), (overlay, _compare), (finder, _lr_find),
-                             (search, _sweep), (ship, _export), (page, _app)):
-        parser_.set_defaults(handler=handler)
+    for verb in VERBS:
+        verb_parser = verbs.add_parser(verb.name, help=verb.help)
+        verb.arguments(verb_parser)
+        verb_parser.set_defaults(handler=verb.handler)
     return parser
 
 
@@ -210,10 +69,46 @@ def _recipe(name_or_path: str, overrides: list[str] | tuple[str, ...], trust_cod
     return recipe
 
 
-def _trust_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--trust-code", action="store_true",
-                        help="run the model code a run folder from someone else names (read it "
-                             "first); signs the folder as trusted")
+def _trust_flag(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("--trust-code", action="store_true",
+                      help="run the model code a run folder from someone else names (read it "
+                           "first); signs the folder as trusted")
+
+
+def _data_dir_flag(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("--data-dir", help=DATA_DIR_HELP)
+
+
+def _set_flag(verb: argparse.ArgumentParser, help_text: str) -> None:
+    verb.add_argument("--set", dest="overrides", action="append", default=[],
+                      metavar="KEY=VALUE", help=help_text)
+
+
+def _serve_flags(verb: argparse.ArgumentParser, port: int) -> None:
+    verb.add_argument("--port", type=int, default=port, help=f"local port (default {port})")
+    verb.add_argument("--host", default="127.0.0.1",
+                      help="address to listen on (default 127.0.0.1: this machine only)")
+
+
+def _no_arguments(verb: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _train_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("recipe", nargs="?", help="built-in recipe name or path to a .toml file")
+    _set_flag(verb, "override a recipe key, e.g. --set train.epochs=3 (repeatable)")
+    _data_dir_flag(verb)
+    verb.add_argument("--out", default="runs", help="folder for run folders (default: runs)")
+    verb.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    verb.add_argument("--seed", type=int, help="random seed (same as --set train.seed=N)")
+    verb.add_argument("--device", choices=("auto", "cpu", "cuda"), help="where to train")
+    verb.add_argument("--no-progress", action="store_true", help="no progress bars")
+    verb.add_argument("--no-check", action="store_true",
+                      help="train even if the model breaks the recipe's [spec]")
+    verb.add_argument("--html", action="store_true", help="also write report.html")
+    verb.add_argument("--tensorboard", action="store_true",
+                      help="also log to RUN_DIR/tb/ (same as --set train.tensorboard=true)")
+    _trust_flag(verb)
 
 
 def _train(args: argparse.Namespace) -> None:
@@ -243,6 +138,15 @@ def _train(args: argparse.Namespace) -> None:
         print(verdict.line())
 
 
+def _summary_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("target", metavar="MODEL|RECIPE")
+    verb.add_argument("--input", metavar="C,H,W", help="input shape (default: the dataset's)")
+    verb.add_argument("--columns", default="",
+                      help=f"extra columns, comma-separated: {','.join(SUMMARY_COLUMNS)}")
+    verb.add_argument("--reshapes", action="store_true", help="also list flatten/view rows")
+    verb.add_argument("--json", action="store_true", help="the table as JSON")
+
+
 def _summary(args: argparse.Namespace) -> None:
     columns = tuple(c.strip() for c in args.columns.split(",") if c.strip())
     unknown = [c for c in columns if c not in SUMMARY_COLUMNS]
@@ -254,6 +158,14 @@ def _summary(args: argparse.Namespace) -> None:
     print(table.to_json() if args.json else table.to_text())
 
 
+def _rf_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("target", metavar="MODEL|RECIPE")
+    verb.add_argument("--input", metavar="C,H,W", help="input shape (default: the dataset's)")
+    form = verb.add_mutually_exclusive_group()
+    form.add_argument("--json", action="store_true", help="one JSON object per row")
+    form.add_argument("--markdown", action="store_true", help="a Markdown table")
+
+
 def _rf(args: argparse.Namespace) -> None:
     model, shape = load_subject(args.target, parse_input_shape(args.input))
     field = receptive_field(model, shape)
@@ -261,10 +173,28 @@ def _rf(args: argparse.Namespace) -> None:
           else field.to_text())
 
 
+def _check_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("recipe", help="built-in recipe name or path to a .toml file")
+    verb.add_argument("--run", metavar="RUN_DIR",
+                      help="also check a run's accuracy (decided once all its epochs ran; "
+                           "before, how far it got and whether it is still training)")
+    verb.add_argument("--json", action="store_true", help="the verdicts as JSON")
+    _trust_flag(verb)
+
+
 def _check(args: argparse.Namespace) -> int:
     report = check(_recipe(args.recipe, (), args.trust_code), run_dir=args.run)
     print(report.to_json() if args.json else report.to_text())
     return 0 if report.passed else 1
+
+
+def _report_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("run_dir", metavar="RUN_DIR")
+    verb.add_argument("--html", action="store_true", help="also write report.html")
+    verb.add_argument("--layer", help="GradCAM layer (default: last conv with a map >= 4x4)")
+    verb.add_argument("--mistakes", type=int, default=20, help="misclassified images shown")
+    _data_dir_flag(verb)
+    _trust_flag(verb)
 
 
 def _report(args: argparse.Namespace) -> None:
@@ -275,6 +205,17 @@ def _report(args: argparse.Namespace) -> None:
     print(f"wrote {readme}" + (f" and {readme.with_name('report.html')}" if args.html else ""))
 
 
+def _lr_find_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("recipe", help="built-in recipe name or path to a .toml file")
+    _set_flag(verb, "override a recipe key (repeatable)")
+    verb.add_argument("--start", type=float, default=1e-7, help="first lr (default 1e-7)")
+    verb.add_argument("--end", type=float, default=10.0, help="last lr (default 10)")
+    verb.add_argument("--steps", type=int, default=100, help="batches to sweep (default 100)")
+    _trust_flag(verb)
+    _data_dir_flag(verb)
+    verb.add_argument("--out", help="plot PNG (default: lr-find-<recipe>.png)")
+
+
 def _lr_find(args: argparse.Namespace) -> None:
     recipe = _recipe(args.recipe, args.overrides, args.trust_code)
     out = args.out or f"lr-find-{recipe.name}.png"
@@ -282,6 +223,19 @@ def _lr_find(args: argparse.Namespace) -> None:
                      steps=args.steps)
     print(result.summary_line())
     print(f"plot: {out}")
+
+
+def _export_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("run_dir", metavar="RUN_DIR")
+    verb.add_argument("--onnx", action="store_true", help="also write model.onnx")
+    verb.add_argument("--out", help="ONNX file to write (default: RUN_DIR/model.onnx)")
+    verb.add_argument("--int8", action="store_true",
+                      help="also write model.int8.onnx (static int8 quantization, ONNX Runtime) "
+                           "and its test accuracy beside the fp32 one")
+    verb.add_argument("--calibration", type=int, default=1024,
+                      help="training images the int8 ranges are calibrated on (default 1024)")
+    _data_dir_flag(verb)
+    _trust_flag(verb)
 
 
 def _export(args: argparse.Namespace) -> None:
@@ -300,6 +254,15 @@ def _export(args: argparse.Namespace) -> None:
         print(f"wrote {result.path}: {result.summary_line()}")
 
 
+def _app_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("run_dir", metavar="RUN_DIR")
+    _serve_flags(verb, 7860)
+    _data_dir_flag(verb)
+    verb.add_argument("--int8", action="store_true",
+                      help="classify with the run's int8 model (cnnlab export RUN_DIR --int8)")
+    _trust_flag(verb)
+
+
 def _app(args: argparse.Namespace) -> None:
     from cnnlab.ship.web_app import serve  # Gradio is an optional extra
 
@@ -307,11 +270,38 @@ def _app(args: argparse.Namespace) -> None:
           trust_code=args.trust_code, int8=args.int8)
 
 
+def _sweep_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("sweep_file", metavar="SWEEP", help="TOML file with a [sweep] table")
+    verb.add_argument("--storage", metavar="URL",
+                      help="database shared by workers on many machines, e.g. "
+                           "postgresql://user:pw@host/db (default: SQLite in the sweep folder)")
+    verb.add_argument("--workers", type=int, default=1,
+                      help="local worker processes; each gets cores/N threads (default 1)")
+    verb.add_argument("--resume", action="store_true", help="continue the sweep in its folder")
+    verb.add_argument("--out", default="sweeps", help="folder for sweeps (default: sweeps)")
+    _data_dir_flag(verb)
+    verb.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
 def _sweep(args: argparse.Namespace) -> None:
     from cnnlab.sweep import sweep  # Optuna is an optional extra
 
     sweep(args.sweep_file, out_dir=args.out, storage=args.storage, workers=args.workers,
           resume=args.resume, data_dir=args.data_dir, progress=not args.no_progress)
+
+
+def _design_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("design_file", metavar="DESIGN",
+                      help="TOML file with [design] (dataset, trials) and [spec] tables")
+    verb.add_argument("--storage", metavar="URL",
+                      help="the search's database, as for sweep (default: SQLite in the "
+                           "design folder)")
+    verb.add_argument("--workers", type=int, default=1,
+                      help="local worker processes for the search (default 1)")
+    verb.add_argument("--resume", action="store_true", help="continue the design in its folder")
+    verb.add_argument("--out", default="designs", help="folder for designs (default: designs)")
+    _data_dir_flag(verb)
+    verb.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _design(args: argparse.Namespace) -> int:
@@ -323,6 +313,12 @@ def _design(args: argparse.Namespace) -> int:
     return 0 if result.pick is not None else 1
 
 
+def _design_library_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("design_dirs", metavar="DESIGN_DIR", nargs="+",
+                      help="finished design folders (designs/<name>, holding design.json)")
+    verb.add_argument("--out", help="library folder to write (default: cnnlab's own)")
+
+
 def _design_library(args: argparse.Namespace) -> None:
     from cnnlab.design.library import write_library
 
@@ -330,10 +326,22 @@ def _design_library(args: argparse.Namespace) -> None:
         print(f"wrote {path}")
 
 
+def _dashboard_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("sweep_dir", metavar="SWEEP_DIR", nargs="?",
+                      help="the sweep's folder (sweeps/<name>), holding study.db")
+    verb.add_argument("--storage", metavar="URL", help="the database the sweep ran on")
+    _serve_flags(verb, 8080)
+
+
 def _dashboard(args: argparse.Namespace) -> None:
     from cnnlab.sweep.dashboard import serve_dashboard  # optuna-dashboard is an optional extra
 
     serve_dashboard(args.sweep_dir, args.storage, host=args.host, port=args.port)
+
+
+def _compare_arguments(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("run_dirs", metavar="RUN_DIR", nargs="+")
+    verb.add_argument("--out", default="compare.png", help="PNG to write (default: compare.png)")
 
 
 def _compare(args: argparse.Namespace) -> None:
@@ -343,6 +351,10 @@ def _compare(args: argparse.Namespace) -> None:
 
 def _schema(args: argparse.Namespace) -> None:
     print(json.dumps(recipe_schema(), indent=1))
+
+
+def _json_flag(verb: argparse.ArgumentParser) -> None:
+    verb.add_argument("--json", action="store_true", help="the list as JSON")
 
 
 def _recipes(args: argparse.Namespace) -> None:
@@ -376,6 +388,43 @@ def _models(args: argparse.Namespace) -> None:
         shape = ",".join(map(str, default_input_shape(name)))
         rows.append((name, f"{count_parameters(build_model(name)):,}", shape))
     _print_table(rows, right=(1,), as_json=args.json)
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    help: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Callable[[argparse.Namespace], int | None]
+
+
+# Every verb, in the order `cnnlab --help` lists them: its arguments and what runs it.
+VERBS = (
+    Verb("train", "train a recipe into runs/<recipe>-<time>/", _train_arguments, _train),
+    Verb("report", "(re)write a run's plots, README.md and report.html", _report_arguments,
+         _report),
+    Verb("lr-find", "LR range test: suggest a max LR for One Cycle", _lr_find_arguments,
+         _lr_find),
+    Verb("compare", "overlay the curves of several runs", _compare_arguments, _compare),
+    Verb("summary", "layer table of a model or a recipe's model", _summary_arguments, _summary),
+    Verb("rf", "receptive-field table of a model or a recipe's model", _rf_arguments, _rf),
+    Verb("check", "check a recipe against its [spec] budget", _check_arguments, _check),
+    Verb("sweep", "search a recipe's space on Optuna (sweeps/<name>/)", _sweep_arguments,
+         _sweep),
+    Verb("design", "find the smallest compact CNN that meets a budget and a target, confirmed "
+         "on fresh seeds (designs/<name>/)", _design_arguments, _design),
+    Verb("design-library", "add finished designs to the design library new designs start "
+         "from (cnnlab/design/library/)", _design_library_arguments, _design_library),
+    Verb("dashboard", "optuna-dashboard on a sweep's study (live while it runs)",
+         _dashboard_arguments, _dashboard),
+    Verb("export", "a run's model as ONNX (and best.safetensors if missing)", _export_arguments,
+         _export),
+    Verb("app", "a web page for a run: top-k, GradCAM, mistakes", _app_arguments, _app),
+    Verb("schema", "the recipe JSON Schema, for editors", _no_arguments, _schema),
+    Verb("recipes", "list the built-in recipes", _json_flag, _recipes),
+    Verb("models", "list the registered models and their parameter counts", _json_flag,
+         _models),
+)
 
 
 def main(argv: list[str] | None = None) -> int:
