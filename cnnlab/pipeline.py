@@ -27,7 +27,6 @@ from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.report.tensorboard_log import TensorBoardLog
 from cnnlab.run_folder import RunFolder, records
-from cnnlab.run_folder.checkpoint import save_atomic
 from cnnlab.run_folder.history import History, best_row, epoch_log_line, trained_on
 from cnnlab.run_folder.lr_find_result import LRFindResult
 from cnnlab.run_folder.shipped_weights import write_safetensors
@@ -200,7 +199,7 @@ def _continue(folder: RunFolder, trainer: Trainer, say: Callable[[str], None]) -
     """Put `trainer` where the folder's last checkpoint left it, and mend what a crash between
     the checkpoint and the other files may have left behind. Every file is read, and checked,
     before any is written."""
-    state, path = folder.resume_state()
+    state, path = folder.checkpoints.resume_state()
     folder.lr_find_record()  # read by the report at the end: refused now, not after training
     folder.int8_record()
     records.check_weights(trainer.model, state["model"], path)
@@ -215,7 +214,9 @@ def _continue(folder: RunFolder, trainer: Trainer, say: Callable[[str], None]) -
     for row in trainer.history:
         if row["epoch"] not in logged:
             folder.log(epoch_log_line(row, trainer.cfg.tta) + " (logged on resume)")
-    repair_best_checkpoint(folder, trainer, best_saved)
+    repaired = folder.checkpoints.repair_best(trainer.history, trainer.evaluated, best_saved)
+    if repaired is not None:
+        folder.log(repaired)
     if trainer.partway is None:
         folder.log(f"resumed after epoch {len(trainer.history)}")
     else:
@@ -259,20 +260,6 @@ class Interrupted(KeyboardInterrupt):
         if self.run_dir is None:
             return f"stopped by {self.reason} before anything was saved: nothing to resume"
         return f"stopped by {self.reason}; continue with cnnlab.resume({str(self.run_dir)!r})"
-
-
-def repair_best_checkpoint(folder: RunFolder, trainer: Trainer, saved_epoch: int | None
-                           ) -> None:
-    """After a crash between writing last.pt and best.pt, best.pt (which holds `saved_epoch`)
-    may hold an older epoch than the history's best; when the best is the last epoch, its
-    weights are in last.pt."""
-    if not trainer.history:
-        return
-    best = best_row(trainer.history)
-    if saved_epoch != best["epoch"] and best["epoch"] == len(trainer.history):
-        save_atomic({"epoch": best["epoch"], "model": trainer.evaluated.state_dict(),
-                     "test_acc": best["test_acc"]}, folder.best_checkpoint)
-        folder.log(f"best.pt repaired: epoch {best['epoch']} (it held {saved_epoch})")
 
 
 def _with_data_recorded(recipe: Recipe, data: Dataset) -> Recipe:

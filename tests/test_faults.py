@@ -16,7 +16,7 @@ import torch
 from cnnlab.cli import main
 from cnnlab.config import load_recipe
 from cnnlab.errors import TrainingError
-from cnnlab.run_folder import RunFolder
+from cnnlab.run_folder import RunFolder, checkpoint
 from cnnlab.run_folder.checkpoint import load_checkpoint, save_atomic
 from cnnlab.training import trainer
 from tests.conftest import killed_in_epoch, separable_dataset, train_run
@@ -53,7 +53,7 @@ def test_a_stale_best_checkpoint_is_repaired_on_resume(tmp_path, monkeypatch):
             recorded["best_1"] = state
         real_save(state, path)
 
-    monkeypatch.setattr(trainer, "save_atomic", keep_epoch_1)
+    monkeypatch.setattr(checkpoint, "save_atomic", keep_epoch_1)
     with pytest.raises(KeyboardInterrupt):
         train_run(_recipe(), dataset=separable_dataset(), out_dir=tmp_path)
     monkeypatch.setattr(trainer.Trainer, "train_epoch", real)

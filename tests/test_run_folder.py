@@ -345,10 +345,10 @@ def test_an_unanticipated_exception_is_one_line_a_kept_traceback_and_exit_70(
         monkeypatch, capsys, tmp_path):
     import cnnlab.cli
 
-    def bug(_args):
+    def bug():
         raise ZeroDivisionError("injected")
 
-    monkeypatch.setattr(cnnlab.cli, "_recipes", bug)
+    monkeypatch.setattr(cnnlab.cli, "builtin_recipes", bug)  # deep inside the verb's handler
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)
     assert main(["recipes"]) == 70

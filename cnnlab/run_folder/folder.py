@@ -24,7 +24,7 @@ from cnnlab.errors import ConfigError, RunFolderError, TrainingError, UntrustedC
 from cnnlab.models import is_registered
 from cnnlab.models.model_code import SOURCE_FILE, from_file, names_code, source_sha256
 from cnnlab.run_folder import confined, records, trust
-from cnnlab.run_folder.checkpoint import CHECKPOINT_BYTES, load_checkpoint
+from cnnlab.run_folder.checkpoint import CHECKPOINT_BYTES, Checkpoints, load_checkpoint
 from cnnlab.run_folder.confined import FolderFile
 from cnnlab.run_folder.history import History
 from cnnlab.run_folder.lr_find_result import LRFindResult
@@ -124,6 +124,10 @@ class RunFolder:
         return self.file("checkpoints/best.pt")
 
     @property
+    def checkpoints(self) -> Checkpoints:
+        return Checkpoints(self.last_checkpoint, self.best_checkpoint, self.partial_checkpoint)
+
+    @property
     def partial_checkpoint(self) -> FolderFile:
         """The training state partway through the epoch after last.pt's, saved inside long
         epochs and removed once that epoch is saved whole."""
@@ -184,28 +188,6 @@ class RunFolder:
         return {int(match[1]) for line in text.splitlines()
                 if (match := re.match(r"epoch (\d{1,6}):", line))}
 
-    def training_state(self) -> dict[str, Any]:
-        """checkpoints/last.pt: everything a resume needs."""
-        if not self.last_checkpoint.exists():
-            raise TrainingError(f"no checkpoint at {self.last_checkpoint}: nothing to resume "
-                                "from")
-        state = load_checkpoint(self.last_checkpoint)
-        return records.checkpoint(state, self.last_checkpoint, records.TRAINING_STATE)
-
-    def resume_state(self) -> tuple[dict[str, Any], FolderFile]:
-        """The newest training state and its file: partial.pt when it is partway through the
-        epoch after last.pt's (a crash between saving last.pt and removing partial.pt leaves
-        an older one, not used), else last.pt."""
-        if not self.partial_checkpoint.exists():  # (says so when last.pt is missing too)
-            return self.training_state(), self.last_checkpoint
-        last = self.training_state() if self.last_checkpoint.exists() else None
-        path = self.partial_checkpoint
-        partial = records.partway(
-            records.checkpoint(load_checkpoint(path), path, records.TRAINING_STATE), path)
-        if last is not None and partial["epoch"] < last["epoch"]:
-            return last, self.last_checkpoint
-        return partial, path
-
     def best_weights(self, model: nn.Module | None = None) -> dict[str, Any]:
         """checkpoints/best.pt: the best epoch's evaluated weights, its epoch and accuracy;
         given this run's `model`, the weights are checked to be its own."""
@@ -254,7 +236,7 @@ class RunFolder:
     def load_trained(self, model: nn.Module) -> nn.Module:
         """`model` (this run's, untrained) with the last epoch's evaluated weights (the EMA
         copy when the run kept one), in eval mode."""
-        state = self.training_state()
+        state = self.checkpoints.training_state()
         ema = state.get("ema")
         weights = ema.get("weights") if isinstance(ema, dict) else state["model"]
         return records.load_weights(model, weights, self.last_checkpoint).eval()

@@ -19,7 +19,7 @@ from cnnlab.data import Dataset, DeviceLoader
 from cnnlab.data.loader import normaliser
 from cnnlab.data.recipe_loaders import plain_train_loader, test_loader, train_loader
 from cnnlab.errors import DivergedError
-from cnnlab.run_folder.checkpoint import restore_rng_states, rng_states, save_atomic
+from cnnlab.run_folder.checkpoint import restore_rng_states, rng_states
 from cnnlab.run_folder.history import best_row, epoch_log_line, test_line
 from cnnlab.training.device import describe_device, training_device
 from cnnlab.training.ema import WeightEMA
@@ -149,12 +149,9 @@ class Trainer:
             echo(test_line(row))
             # Checkpoints, then history, then the log line: a crash between them leaves the
             # log behind, never ahead (a resumed epoch is not logged twice); a stale best.pt
-            # is repaired on resume (pipeline.repair_best_checkpoint).
-            save_atomic(self.state(), run.last_checkpoint)
-            run.partial_checkpoint.unlink(missing_ok=True)  # last.pt is newer now
-            if row["test_acc"] > best_before:
-                save_atomic({"epoch": epoch, "model": self.evaluated.state_dict(),
-                             "test_acc": row["test_acc"]}, run.best_checkpoint)
+            # is repaired on resume (Checkpoints.repair_best).
+            run.checkpoints.save_epoch(self.state(), row["test_acc"],
+                                       row["test_acc"] > best_before, self.evaluated)
             run.write_history(self.history)
             run.log(epoch_log_line(row, self.cfg.tta))
             for callback in callbacks:
@@ -257,7 +254,7 @@ class Trainer:
                     partway = {"step": step + 1, "order": order, "seen": seen,
                                "loss_sum": loss_sum, "correct": correct,
                                "seconds": shown_at - began}
-                    save_atomic({**self.state(), "partway": partway}, run.partial_checkpoint)
+                    run.checkpoints.save_partway(self.state(), partway)
                     saved_at = time.perf_counter()
         mean_loss = loss_sum.item() / seen
         _stop_if_diverged(mean_loss, epoch, len(loader) - 1, run, self.amp_dtype)
@@ -270,13 +267,7 @@ def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None
         return
     message = f"training diverged: loss is {value} at epoch {epoch}, batch {step}"
     if run is not None:
-        # A partial checkpoint of this epoch would resume into the same divergence.
-        run.partial_checkpoint.unlink(missing_ok=True)
-        if run.last_checkpoint.is_file():
-            message += (f"; the last good checkpoint (epoch {epoch - 1}) is kept in "
-                        f"{run.path / 'checkpoints'}")
-        else:
-            message += f" before any checkpoint: nothing in {run.path} to resume"
+        message += run.checkpoints.after_divergence(epoch)
     message += ". Lower the learning rate and retry"
     if amp_dtype is not None:  # low precision can be the cause, not the learning rate
         message += (f"; it trained in {precision_name(amp_dtype)}: if it diverges at a lower "
