@@ -13,10 +13,10 @@ budget, and the seconds spent; then `design_feedback ...` with the medians.
 from __future__ import annotations
 
 import argparse
+import copy
 import statistics
 import tempfile
 import time
-import tomllib
 from pathlib import Path
 
 import tomli_w
@@ -27,7 +27,7 @@ from cnnlab.sweep import sweep
 
 def search(design_file: str, trials: int, seed: int, constraints: bool, root: Path,
            max_params: int | None) -> tuple:
-    document = tomllib.loads(load_design(design_file).sweep_document)
+    document = copy.deepcopy(load_design(design_file).sweep_document)
     if max_params is not None:  # a tighter budget: more of the space over it
         document["spec"]["max_params"] = max_params
     document["train"]["epochs"] = 1  # what is measured is the proposals, not the accuracy

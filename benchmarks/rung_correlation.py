@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+import tomli_w
+
 from cnnlab.config import parse_recipe
 from cnnlab.data import load_recipe_data
 from cnnlab.design.design import _random_value
@@ -153,7 +155,7 @@ def load_sweep_of(design_file: str, out: Path):
     spec = load_design(design_file)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "search.toml"
-    path.write_text(spec.sweep_document, encoding="utf-8")
+    path.write_text(tomli_w.dumps(spec.sweep_document), encoding="utf-8")
     return load_sweep(path)
 
 

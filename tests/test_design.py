@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import tomli_w
 
 from cnnlab import receptive_field
 from cnnlab.cli import main
@@ -86,7 +87,7 @@ def test_a_sweep_key_can_index_a_list_of_the_base_recipe(tmp_path):
 
     spec = load_design(_design_file(tmp_path))
     search_file = tmp_path / "search.toml"
-    search_file.write_text(spec.sweep_document)
+    search_file.write_text(tomli_w.dumps(spec.sweep_document))
     search = load_sweep(search_file)
     recipe = search.recipe_for({"model.args.widths.1": 9})
     assert recipe.model.args["widths"] == [8, 9, 16]  # the default base, its second replaced
@@ -239,7 +240,7 @@ def test_the_default_mnist_start_trains_its_candidates_channels_first_in_both_pr
     path = tmp_path / "d.toml"
     path.write_text(f'[design]\ndataset = "mnist"\n{extra}\n[spec]\nmin_test_acc = 99.0\n')
     search_file = tmp_path / "search.toml"
-    search_file.write_text(load_design(path).sweep_document)
+    search_file.write_text(tomli_w.dumps(load_design(path).sweep_document))
     base = load_sweep(search_file).base
     own = load_recipe("mnist-s5-10ep")
     for precision in ("fp32", "bf16"):
@@ -260,7 +261,7 @@ def test_the_default_colour_space_holds_designs_within_the_s9_rules(tmp_path):
                     'forbid = ["maxpool"]\n')
     spec = load_design(path)
     search_file = tmp_path / "search.toml"
-    search_file.write_text(spec.sweep_document)
+    search_file.write_text(tomli_w.dumps(spec.sweep_document))
     search = load_sweep(search_file)
     _some_design_fits(search, path)  # raises if none of the sampled designs fits
     base = prepare(search.base, progress=False).inspection
@@ -369,7 +370,7 @@ def _search_of(path: Path, tmp_path: Path):
     from cnnlab.sweep.sweep_file import load_sweep
 
     doc = tmp_path / "search.toml"
-    doc.write_text(load_design(path).sweep_document)
+    doc.write_text(tomli_w.dumps(load_design(path).sweep_document))
     return load_sweep(doc)
 
 

@@ -339,7 +339,7 @@ def test_a_sweep_resumed_from_a_file_that_changed_its_recipe_is_refused(tmp_path
     url = f"sqlite:///{folder / 'study.db'}"
     started = load_sweep(path)
     open_study(started, url, 10, create=True)  # as `cnnlab sweep` starts it
-    (folder / "sweep.toml").write_text(started.source)
+    (folder / "sweep.toml").write_text(started.to_toml())
     more_trials = _sweep_file(tmp_path, trials=8)  # a budget, not what a trial trains with
     open_study(load_sweep(more_trials), url, 10, create=True)
 
@@ -348,5 +348,5 @@ def test_a_sweep_resumed_from_a_file_that_changed_its_recipe_is_refused(tmp_path
     err = capsys.readouterr().err
     assert "sweep small: its trials trained with train.epochs = 1, this file gives 2" in err
     assert len(err.strip().splitlines()) == 1
-    assert (folder / "sweep.toml").read_text() == started.source  # the record is unchanged
+    assert (folder / "sweep.toml").read_text() == started.to_toml()  # the record is unchanged
     assert sorted(p.name for p in folder.iterdir()) == ["study.db", "sweep.toml"]  # no trial

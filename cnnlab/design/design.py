@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,7 @@ from cnnlab.design.rungs import SEED_KEY, RungResult, plan, ranking, successive_
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.prepare import prepare
 from cnnlab.sweep.study import require_optuna
-from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
+from cnnlab.sweep.sweep_file import SweepSpec, sweep_from_document
 from cnnlab.training.trainer import Echo
 
 NEAR_MISS = 0.3  # points of validation accuracy below the target still worth confirming
@@ -78,14 +77,9 @@ def design(
                           "give the design another name (design.name)")
     if resume and not (folder / "design.toml").is_file():
         raise ConfigError(f"nothing to resume: {folder} holds no design")
-    with tempfile.TemporaryDirectory() as scratch:  # checked whole before the folder is made
-        checked = _written(Path(scratch) / "search.toml", spec.sweep_document)
-        try:
-            search = load_sweep(checked)
-        except ConfigError as exc:  # said of the user's file, in its words
-            raise ConfigError(str(exc).replace(str(checked), str(design_file))
-                              .replace("sweep.space", "design.space")) from None
-        _some_design_fits(search, design_file)
+    # checked whole before the folder is made, and said of the user's file in its words
+    search = sweep_from_document(spec.sweep_document, Path(design_file), where="design")
+    _some_design_fits(search, design_file)
     folder.mkdir(parents=True, exist_ok=True)
     _written(folder / "design.toml", spec.source)
     say = echo or (lambda line: None)

@@ -38,8 +38,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import tomli_w
-
 from cnnlab.config import (
     Count,
     DatasetName,
@@ -87,7 +85,7 @@ class DesignTable:
 @dataclass(frozen=True)
 class DesignSpec:
     name: str
-    sweep_document: str  # the search, as a sweep file (TOML)
+    sweep_document: dict[str, Any]  # the search, as a sweep file's tables
     candidates: int
     seeds: tuple[int, ...]  # the confirmation's: never the search's own
     source: str  # the design file's text
@@ -157,6 +155,6 @@ def load_design(path: str | Path) -> DesignSpec:
     first = design.seed + 1
     rungs = tuple(design.rungs) if design.rungs is not None else (start.rungs if start else ())
     gaps = start.rung_gaps if start else {}
-    return DesignSpec(base["name"], tomli_w.dumps({**base, "sweep": sweep}), design.candidates,
+    return DesignSpec(base["name"], {**base, "sweep": sweep}, design.candidates,
                       tuple(range(first, first + design.seeds)), text, rungs, gaps,
                       design.eta, tuple(dict.fromkeys(design.precisions)))

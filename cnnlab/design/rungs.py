@@ -24,6 +24,7 @@ any sweep.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 from collections.abc import Callable
@@ -31,12 +32,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
-from cnnlab.config import read_toml
 from cnnlab.sweep import sweep
+from cnnlab.sweep.objectives import smallest_at_target
 from cnnlab.sweep.sweep_file import Dimension, SweepSpec
-from cnnlab.sweep.trial import counted, smallest_at_target
+from cnnlab.sweep.trial import counted
 
 SEED_KEY = "train.seed"
 SECOND_SEED = 100  # the last rung's second seed, after the search's own: never a confirmation's
@@ -73,7 +72,7 @@ def rung_search(search: SweepSpec, number: int, rung: Rung, trials: int, last: b
     if len(rung.seeds) > 1:
         space = (*space, Dimension(SEED_KEY, "choice", values=rung.seeds))
     name = search.name if number == 0 else f"{search.name}-rung{number}"
-    document = read_toml(search.source, search.name)
+    document = copy.deepcopy(search.document)
     # Only a search of one rung stops trials early: in a rung of promoted designs, trained
     # on two seeds, a second seed stopped at epoch 4 (One Cycle's peak, where figures swing)
     # would lose the very estimate of its spread the rung exists for.
@@ -89,7 +88,7 @@ def rung_search(search: SweepSpec, number: int, rung: Rung, trials: int, last: b
         document["sweep"].pop("hours", None)
     return dataclasses.replace(
         search, name=name, base=base, space=space, trials=trials, val_target=rung.target,
-        pruner=pruner, source=tomli_w.dumps(document),
+        pruner=pruner, document=document,
         hours=search.hours if number == 0 else None)
 
 
@@ -171,7 +170,7 @@ def enqueue(spec: SweepSpec, folder: Path, storage: str | None,
     (folder / spec.name).mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(folder / spec.name / 'study.db').resolve()}"
     study = open_study(spec, url, HEARTBEAT_SECONDS, create=True)
-    (folder / spec.name / "sweep.toml").write_text(spec.source, encoding="utf-8")
+    (folder / spec.name / "sweep.toml").write_text(spec.to_toml(), encoding="utf-8")
     for params in designs:
         for seed in rung.seeds:
             point = {**params, SEED_KEY: seed} if len(rung.seeds) > 1 else params

@@ -64,7 +64,7 @@ def sweep(
     folder.mkdir(parents=True, exist_ok=True)
     url = storage or f"sqlite:///{(folder / 'study.db').resolve()}"
     study = open_study(spec, url, heartbeat_seconds, create=True)  # refuses changed settings
-    (folder / "sweep.toml").write_text(spec.source, encoding="utf-8")
+    (folder / "sweep.toml").write_text(spec.to_toml(), encoding="utf-8")
     say = echo or (lambda line: None)
     say(f"sweep {spec.name}: {spec.trials} trials, objective {spec.objective}, storage "
         f"{shown(url)}, {workers} worker{'s' if workers > 1 else ''}")

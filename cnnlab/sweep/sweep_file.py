@@ -56,13 +56,9 @@ from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.inert_settings import idle_settings
 from cnnlab.models.model_object import model_name_of
 from cnnlab.prepare import prepare
+from cnnlab.sweep.objectives import OBJECTIVES, ObjectiveName
 
-Objective = Literal["accuracy", "accuracy_and_params", "time_to_target", "smallest_at_target"]
 Pruner = Literal["median", "hyperband", "hopeless", "none"]
-# Stops trials early only where the study's direction is the accuracy's (median, hyperband
-# compare trials' validation accuracy as values to maximise); `hopeless` does for any objective.
-DEFAULT_PRUNER = {"accuracy": "median", "accuracy_and_params": "none",
-                  "time_to_target": "hopeless", "smallest_at_target": "hopeless"}
 KINDS = ("log", "float", "int", "choice")
 
 
@@ -75,8 +71,8 @@ class SweepTable:
     set: list[str] = field(default_factory=list)
     trials: Count = 20
     hours: Positive | None = None
-    objective: Objective = "accuracy"
-    pruner: Pruner | None = None  # default: DEFAULT_PRUNER[objective]
+    objective: ObjectiveName = "accuracy"
+    pruner: Pruner | None = None  # default: the objective's (objectives.py)
     val_split: Count = 5000
     val_target: Percent | None = None  # default: the recipe's spec.min_test_acc
     seed: NonNegativeInt = 0
@@ -110,10 +106,10 @@ class SweepSpec:
     base: Recipe  # with `set` and val_split applied
     space: tuple[Dimension, ...]
     trials: int
-    objective: Objective
+    objective: ObjectiveName
     pruner: Pruner
     seed: int
-    source: str  # the sweep file as TOML, self-contained (name and base recipe path resolved)
+    document: dict[str, Any]  # the sweep file, self-contained (name and base recipe resolved)
     # the validation accuracy the search aims at: time_to_target races to it, and the Pareto
     # pick is the smallest model that reaches it (default: the assignment's test target)
     val_target: float | None = None
@@ -124,9 +120,11 @@ class SweepSpec:
 
     @property
     def directions(self) -> list[str]:
-        return {"accuracy": ["maximize"], "accuracy_and_params": ["maximize", "minimize"],
-                "time_to_target": ["minimize"], "smallest_at_target": ["minimize"]
-                }[self.objective]
+        return list(OBJECTIVES[self.objective].directions)
+
+    def to_toml(self) -> str:
+        """The sweep as a file (the sweep folder's sweep.toml, which workers read)."""
+        return tomli_w.dumps(self.document)
 
     def trained_with(self) -> dict[str, Any]:
         """What the figures of every trial depend on besides its searched values: the
@@ -149,12 +147,20 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"sweep file {path} not found")
-    raw = read_toml(path.read_text(encoding="utf-8"), path)
-    document = copy.deepcopy(raw)
+    return sweep_from_document(read_toml(path.read_text(encoding="utf-8"), path), path, model)
+
+
+def sweep_from_document(document: dict[str, Any], path: Path, model: Any = None,
+                        where: str = "sweep") -> SweepSpec:
+    """The sweep a document describes (a sweep file's tables, or those `cnnlab design` builds
+    for its search); `path` is the file it came from, which messages name, and `where` the
+    table they name ("design" when the user wrote a design file)."""
+    raw = copy.deepcopy(document)
+    document = copy.deepcopy(document)
     sweep = raw.pop("sweep", None)
     if not isinstance(sweep, dict):
         raise ConfigError(f"{path} has no [sweep] table: see `cnnlab sweep --help`")
-    table = parse_table(SweepTable, sweep, "sweep.", str(path))
+    table = parse_table(SweepTable, sweep, f"{where}.", str(path))
     if table.recipe is not None:
         if raw:
             raise ConfigError(f"{path}: give either sweep.recipe or the recipe's own tables, "
@@ -168,81 +174,82 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
     else:
         raw.setdefault("name", path.stem)
         base = recipe_from_table(raw, table.set, str(path))
-    objective = table.objective
-    pruner = table.pruner or DEFAULT_PRUNER[objective]
-    if pruner != "none" and objective == "accuracy_and_params":
+    objective = OBJECTIVES[table.objective]
+    pruner = table.pruner or objective.default_pruner
+    if pruner != "none" and len(objective.directions) > 1:
         raise ConfigError(f"{path}: a sweep with two objectives stops no trial early: use "
                           "pruner none")
-    if pruner in ("median", "hyperband") and objective != "accuracy":
+    if pruner in ("median", "hyperband") and not objective.by_accuracy:
         raise ConfigError(f"{path}: pruner {pruner} ranks trials by accuracy, which objective "
-                          f"{objective} does not maximise: use pruner hopeless or none")
+                          f"{objective.name} does not maximise: use pruner hopeless or none")
     val_target = table.val_target if table.val_target is not None else base.spec.min_test_acc
-    if objective in ("time_to_target", "smallest_at_target") and val_target is None:
-        raise ConfigError(f"{path}: objective {objective} needs sweep.val_target (the "
+    if objective.needs_target and val_target is None:
+        raise ConfigError(f"{path}: objective {objective.name} needs {where}.val_target (the "
                           "validation accuracy to reach), or the recipe's spec.min_test_acc")
     raw_base = {**base.to_dict(),
                 "data": {**base.to_dict()["data"], "val_split": table.val_split}}
     if model is not None:  # the trials name `model`, with the searched args alone
         raw_base["model"] = {"name": model_name_of(model), "args": {}}
     base = parse_recipe(raw_base, str(path))
-    space = tuple(_dimensions(table.space, path))
+    space = tuple(_dimensions(table.space, path, f"{where}.space"))
     if not space:
-        raise ConfigError(f"{path}: [sweep.space] is empty: name at least one recipe key to "
+        raise ConfigError(f"{path}: [{where}.space] is empty: name at least one recipe key to "
                           'search, e.g. "optim.lr" = { log = [1e-3, 0.3] }')
     name = table.name or path.stem
     document["sweep"]["name"] = name  # the copy in the sweep folder names the same study
-    spec = SweepSpec(name, base, space, table.trials, objective, pruner, table.seed,
-                     tomli_w.dumps(document), val_target, table.hours, table.constraints)
-    _check_every_corner(spec, path, model)
+    spec = SweepSpec(name, base, space, table.trials, objective.name, pruner, table.seed,
+                     document, val_target, table.hours, table.constraints)
+    _check_every_corner(spec, path, f"{where}.space", model)
     return spec
 
 
-def _dimensions(table: Any, path: Path, prefix: str = "") -> list[Dimension]:
-    """Flatten [sweep.space]: quoted dotted keys or nested tables, down to the distributions."""
+def _dimensions(table: Any, path: Path, where: str, prefix: str = "") -> list[Dimension]:
+    """Flatten [sweep.space] (`where`): quoted dotted keys or nested tables, down to the
+    distributions."""
     if not isinstance(table, dict):
-        raise ConfigError(f"{path}: sweep.space{'.' + prefix if prefix else ''} must be a table")
+        raise ConfigError(f"{path}: {where}{'.' + prefix if prefix else ''} must be a table")
     dims = []
     for key, value in table.items():
         full = f"{prefix}{key}"
         if isinstance(value, dict) and any(kind in value for kind in KINDS):
-            dims.append(_dimension(full, value, path))
+            dims.append(_dimension(full, value, path, where))
         elif isinstance(value, dict):
-            dims += _dimensions(value, path, f"{full}.")
+            dims += _dimensions(value, path, where, f"{full}.")
         else:
-            raise ConfigError(f"{path}: sweep.space {full} = {value!r}: give a range, e.g. "
+            raise ConfigError(f"{path}: {where} {full} = {value!r}: give a range, e.g. "
                               "{ log = [1e-3, 0.3] }, { int = [4, 16] } or { choice = [0, 5] }")
     return dims
 
 
-def _dimension(key: str, table: dict[str, Any], path: Path) -> Dimension:
+def _dimension(key: str, table: dict[str, Any], path: Path, where: str) -> Dimension:
     kinds = [kind for kind in KINDS if kind in table]
     extra = [k for k in table if k not in (*KINDS, "step")]
     if len(kinds) != 1 or extra:
-        raise ConfigError(f"{path}: sweep.space {key}: give exactly one of {', '.join(KINDS)} "
+        raise ConfigError(f"{path}: {where} {key}: give exactly one of {', '.join(KINDS)} "
                           "(and step for int)")
     kind, bounds = kinds[0], table[kinds[0]]
     if kind == "choice":
         if not isinstance(bounds, list) or not bounds:
-            raise ConfigError(f"{path}: sweep.space {key}: choice needs a non-empty list")
+            raise ConfigError(f"{path}: {where} {key}: choice needs a non-empty list")
         return Dimension(key, kind, values=tuple(bounds))
     if not (isinstance(bounds, list) and len(bounds) == 2
             and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)):
-        raise ConfigError(f"{path}: sweep.space {key}: {kind} needs [low, high]")
+        raise ConfigError(f"{path}: {where} {key}: {kind} needs [low, high]")
     low, high = bounds
     if not low < high:
-        raise ConfigError(f"{path}: sweep.space {key}: the range [{low}, {high}] is empty: "
+        raise ConfigError(f"{path}: {where} {key}: the range [{low}, {high}] is empty: "
                           "low must be below high")
     if kind == "log" and low <= 0:
-        raise ConfigError(f"{path}: sweep.space {key}: a log range must be above 0")
+        raise ConfigError(f"{path}: {where} {key}: a log range must be above 0")
     if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
-        raise ConfigError(f"{path}: sweep.space {key}: an int range needs whole numbers")
+        raise ConfigError(f"{path}: {where} {key}: an int range needs whole numbers")
     step = table.get("step", 1)
     if not isinstance(step, int) or step < 1 or kind != "int" and "step" in table:
-        raise ConfigError(f"{path}: sweep.space {key}: step is a whole number >= 1, for int")
+        raise ConfigError(f"{path}: {where} {key}: step is a whole number >= 1, for int")
     return Dimension(key, kind, float(low), float(high), step)
 
 
-def _check_every_corner(spec: SweepSpec, path: Path, model: Any = None) -> None:
+def _check_every_corner(spec: SweepSpec, path: Path, where: str, model: Any = None) -> None:
     """Build the recipe at every corner value of every dimension: a key the recipe lacks or a
     value of the wrong type fails here, not in trial 17; so does a dimension that does nothing
     in any trial (Nesterov searched for Adam, with the optimiser not searched)."""
@@ -254,12 +261,12 @@ def _check_every_corner(spec: SweepSpec, path: Path, model: Any = None) -> None:
                 if dim.key.startswith("model."):
                     prepare(recipe, model=model, progress=False)
             except CnnlabError as exc:
-                raise ConfigError(f"{path}: sweep.space {dim.key} = {value!r} does not make a "
+                raise ConfigError(f"{path}: {where} {dim.key} = {value!r} does not make a "
                                   f"valid recipe: {exc}") from None
             idle = [s for s in idle_settings(recipe)
                     if s.key == dim.key and s.rule.on not in searched]
             if idle:
-                raise ConfigError(f"{path}: sweep.space {dim.key} does nothing in any trial: "
+                raise ConfigError(f"{path}: {where} {dim.key} does nothing in any trial: "
                                   f"it acts only where {idle[0].rule.condition}")
 
 

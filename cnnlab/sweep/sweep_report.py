@@ -14,8 +14,9 @@ from matplotlib.figure import Figure
 from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_html, to_markdown
 from cnnlab.report.png import save_png
 from cnnlab.report.run_report import write_report
+from cnnlab.sweep.objectives import OBJECTIVES, UNREACHED
 from cnnlab.sweep.sweep_file import SweepSpec
-from cnnlab.sweep.trial import UNREACHED, counted
+from cnnlab.sweep.trial import counted
 
 SHOWN = 10  # trials in the table
 
@@ -123,7 +124,8 @@ def _plots(study: Any, done: list, spec: SweepSpec, plots: Path) -> list:
     blocks = [Heading("Optimisation history")]
     figure = Figure(figsize=(7, 4), layout="constrained")
     axes = figure.subplots()
-    if spec.objective == "smallest_at_target":  # the designs that missed have no size to plot
+    objective = OBJECTIVES[spec.objective]
+    if objective.reaches_target:  # the designs that missed have no size to plot
         done_plotted = [t for t in done if t.values[0] < UNREACHED]
     else:
         done_plotted = done
@@ -135,15 +137,11 @@ def _plots(study: Any, done: list, spec: SweepSpec, plots: Path) -> list:
     for value in first:
         running.append(value if not running else better(running[-1], value))
     axes.plot(numbers, running, "-", label="best so far")
-    axes.set(xlabel="trial", ylabel={"accuracy": "val accuracy (%)",
-                                     "accuracy_and_params": "val accuracy (%)",
-                                     "time_to_target": "seconds to target",
-                                     "smallest_at_target": "parameters, at the target"
-                                     }[spec.objective])
+    axes.set(xlabel="trial", ylabel=objective.axis)
     axes.legend()
     save_png(figure, plots / "history.png")
     blocks.append(Image("plots/history.png", "objective per trial"))
-    if len(spec.directions) == 2 or spec.objective == "smallest_at_target":
+    if len(spec.directions) == 2 or objective.reaches_target:
         front = {t.number for t in _front(done)}
         figure = Figure(figsize=(7, 4.5), layout="constrained")
         axes = figure.subplots()

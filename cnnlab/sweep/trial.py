@@ -3,7 +3,6 @@ training, then an ordinary run folder under the sweep, steered by the validation
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +10,7 @@ from cnnlab.data import Dataset
 from cnnlab.models.model_object import ModelObject
 from cnnlab.pipeline import train
 from cnnlab.prepare import prepare
-from cnnlab.run_folder.history import seconds_to_target
+from cnnlab.sweep.objectives import OBJECTIVES, Trained
 from cnnlab.sweep.sweep_file import SweepSpec, suggest
 
 
@@ -67,10 +66,7 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
         trial.set_user_attr("rejected", reason)
         if spec.constraints:
             trial.set_constraint("budget", float(len(verdicts.failures)))  # rules broken
-        worst = {"accuracy": [0.0], "accuracy_and_params": [0.0, float(params)],
-                 "time_to_target": [math.inf], "smallest_at_target": [math.inf]
-                 }[spec.objective]
-        raise Rejected(reason, worst)
+        raise Rejected(reason, OBJECTIVES[spec.objective].worst(params))
     if spec.constraints:
         trial.set_constraint("budget", 0.0)
 
@@ -97,13 +93,7 @@ def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
     trial.set_user_attr("epochs", len(history))
     trial.set_user_attr("seconds", round(sum(row["seconds"] for row in history), 1))
     trial.set_user_attr("run_dir", str(result.run_dir))
-    if spec.objective == "accuracy":
-        return [accuracy]
-    if spec.objective == "accuracy_and_params":
-        return [accuracy, float(params)]
-    if spec.objective == "smallest_at_target":
-        return [smallest_at_target(params, accuracy, spec.val_target)]
-    return [seconds_to_target(history, spec.val_target, key="val_acc")]
+    return OBJECTIVES[spec.objective].value(Trained(accuracy, params, history, spec.val_target))
 
 
 def _trained_twin(trial: Any) -> Any | None:
@@ -115,13 +105,3 @@ def _trained_twin(trial: Any) -> Any | None:
         if other.params == trial.params and counted(other):
             return other
     return None
-
-
-UNREACHED = 1e12  # above any parameter count: every design that reaches the target ranks first
-
-
-def smallest_at_target(params: int, accuracy: float, target: float) -> float:
-    """The value `smallest_at_target` minimises: the parameter count of a design that reaches
-    the target; for one that does not, a value above every such design, lower the closer it
-    came (so the sampler still learns which way the target lies)."""
-    return float(params) if accuracy >= target else UNREACHED * (1 + (target - accuracy) / 100)
