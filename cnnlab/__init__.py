@@ -8,7 +8,7 @@ from cnnlab.config import Recipe, builtin_recipes, load_recipe
 from cnnlab.data import Dataset, load_dataset
 from cnnlab.design import design
 from cnnlab.errors import CnnlabError
-from cnnlab.inspect import receptive_field, summary
+from cnnlab.inspection import receptive_field, summary
 from cnnlab.models import build_model, count_parameters, model_names, register
 from cnnlab.pipeline import RunResult, lr_find, resume, train
 from cnnlab.report import compare, write_report

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from cnnlab.config import Recipe
-from cnnlab.inspect.spec import CheckReport, Verdict, check_history, check_int8
+from cnnlab.inspection.spec import CheckReport, Verdict, check_history, check_int8
 from cnnlab.models.model_object import ModelObject
 from cnnlab.prepare import prepare
 from cnnlab.run_folder import RunFolder

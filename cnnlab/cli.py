@@ -21,8 +21,8 @@ from cnnlab import __version__
 from cnnlab.check import check
 from cnnlab.config import Recipe, builtin_recipes, load_recipe
 from cnnlab.errors import CnnlabError, ConfigError, DivergedError, SpecError
-from cnnlab.inspect import receptive_field, summary
-from cnnlab.inspect.summary import COLUMNS as SUMMARY_COLUMNS
+from cnnlab.inspection import receptive_field, summary
+from cnnlab.inspection.summary import COLUMNS as SUMMARY_COLUMNS
 from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
 from cnnlab.pipeline import lr_find, resume, train
 from cnnlab.prepare import prepare
@@ -130,7 +130,8 @@ def _train(args: argparse.Namespace) -> None:
     else:
         recipe = _recipe(args.recipe, overrides, args.trust_code)
         result = train(recipe, data_dir=args.data_dir, out_dir=args.out,
-                       progress=not args.no_progress, check=not args.no_check, html=args.html)
+                       progress=not args.no_progress, enforce_spec=not args.no_check,
+                       html=args.html)
     best = best_row(result.history)
     print(f"final test accuracy {result.final_accuracy:.2f}%, best {best['test_acc']:.2f}% "
           f"(epoch {best['epoch']}); report: {result.run_dir / 'README.md'}")

@@ -63,7 +63,7 @@ DatasetName = Literal["mnist", "fashion_mnist", "kmnist", "cifar10", "cifar100",
                       "folder"]
 USER_DATASETS = ("npz", "folder")
 TTAMode = Literal["none", "flip", "flip_shift", "shift"]  # train/tta.py
-LRPick = Literal["minimum", "valley", "steepest"]  # train/lr_find.py
+LRPick = Literal["minimum", "valley", "steepest"]  # training/range_test.py
 AmpMode = Literal["auto", "bf16", "fp16", "off"]  # train/precision.py
 Precision = Literal["fp32", "bf16", "fp16"]  # what train.amp resolves to on a device
 
@@ -198,7 +198,7 @@ class SpecConfig:
     min_rf: Count | None = None
     min_test_acc: Annotated[float, Range(0, 100)] | None = None  # percent
     last_epochs: Count = 1  # min_test_acc must hold in each of the last N epochs
-    require: list[str] = field(default_factory=list)  # layer features: cnnlab/inspect/spec.py
+    require: list[str] = field(default_factory=list)  # layer features: cnnlab/inspection/spec.py
     forbid: list[str] = field(default_factory=list)
 
 

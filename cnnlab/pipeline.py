@@ -17,8 +17,8 @@ from torch import nn
 from cnnlab.config import USER_DATASETS, Recipe
 from cnnlab.data import Dataset
 from cnnlab.errors import ConfigError, SpecError
-from cnnlab.inspect import CheckReport
-from cnnlab.inspect.spec import check_history
+from cnnlab.inspection import CheckReport
+from cnnlab.inspection.spec import check_history
 from cnnlab.models import count_parameters
 from cnnlab.models.model_code import from_file
 from cnnlab.models.model_object import ModelObject
@@ -32,7 +32,7 @@ from cnnlab.run_folder.lr_find_result import LRFindResult
 from cnnlab.run_folder.shipped_weights import write_safetensors
 from cnnlab.ship.onnx_export import onnx_bytes
 from cnnlab.training.device import pick_device
-from cnnlab.training.lr_find import lr_find as range_test
+from cnnlab.training.range_test import range_test
 from cnnlab.training.trainer import Echo, EpochCallback, Trainer
 
 
@@ -79,7 +79,7 @@ def train(
     dataset: Dataset | None = None,
     model: ModelObject | None = None,
     prepared: Prepared | None = None,
-    check: bool = True,
+    enforce_spec: bool = True,
     progress: bool = True,
     echo: Echo | None = print,
     report: bool = True,
@@ -94,7 +94,7 @@ def train(
     class, a builder function or an instance (say, from a notebook cell), replaces the
     recipe's model, and the run folder keeps its source where Python can find it. `prepared`
     is `prepare(recipe, ...)` already done by the caller (a sweep trial checks the budget on
-    it first). With `check`, a model or recipe that breaks the recipe's `[spec]` is refused
+    it first). With `enforce_spec`, a model or recipe that breaks the recipe's `[spec]` is refused
     before anything is written. `echo` receives the log lines (the epoch header, the seeds'
     "Test set: ..." line), `None` silences them. After each epoch, each of `callbacks` gets
     `(row, trainer)`: the epoch's history row and the Trainer.
@@ -104,8 +104,8 @@ def train(
             raise ConfigError("give a recipe to train (or resume a run folder)")
         prepared = prepare(recipe, model=model, dataset=dataset, data_dir=data_dir,
                            progress=progress)
-    return _fit(prepared, None, check, _Output(progress, echo, report, html, tuple(callbacks)),
-                out_dir, run_name)
+    output = _Output(progress, echo, report, html, tuple(callbacks))
+    return _fit(prepared, None, enforce_spec, output, out_dir, run_name)
 
 
 def resume(
@@ -126,10 +126,11 @@ def resume(
     folder, or `trust_code`. The other arguments are `train`'s."""
     folder = RunFolder.existing(run_dir)
     folder.require_writable()  # nothing is written into a folder a later write refuses
-    check = folder.start_options().get("check", True)
+    enforce_spec = folder.start_options().get("check", True)  # run.json's key
     prepared = prepare(None, folder=folder, dataset=dataset, data_dir=data_dir,
                        progress=progress, trust_code=trust_code)
-    return _fit(prepared, folder, check, _Output(progress, echo, report, html, tuple(callbacks)))
+    output = _Output(progress, echo, report, html, tuple(callbacks))
+    return _fit(prepared, folder, enforce_spec, output)
 
 
 @dataclass(frozen=True)
@@ -143,13 +144,13 @@ class _Output:
     callbacks: tuple[EpochCallback, ...]
 
 
-def _fit(prepared: Prepared, resumed: RunFolder | None, check: bool, output: _Output,
+def _fit(prepared: Prepared, resumed: RunFolder | None, enforce_spec: bool, output: _Output,
          out_dir: str | Path = "runs", run_name: str | None = None) -> RunResult:
     """Train what `prepare` made, into a new folder under `out_dir` or on in `resumed`."""
     recipe, model, inspection = prepared.recipe, prepared.model, prepared.inspection
     say: Callable[[str], None] = output.echo or (lambda line: None)
     pick_device(recipe.train.device)  # fail early on a device this machine lacks
-    if check and not inspection.check.passed:
+    if enforce_spec and not inspection.check.passed:
         raise SpecError("\n".join(
             [f"{recipe.name} breaks its [spec] (train anyway with --no-check):"]
             + [f"  {v.line()}" for v in inspection.check.failures]
@@ -167,7 +168,7 @@ def _fit(prepared: Prepared, resumed: RunFolder | None, check: bool, output: _Ou
     trainer = Trainer(recipe, data, model)
     # The run folder is made only once everything above has been validated.
     folder = resumed or _new_run_folder(out_dir, recipe, trainer, prepared, found, run_name,
-                                        {"check": check, "lr_find": found is not None})
+                                        {"check": enforce_spec, "lr_find": found is not None})
     board = TensorBoardLog(folder, recipe) if recipe.train.tensorboard else None
     callbacks = (*output.callbacks, board) if board is not None else output.callbacks
     with folder.training_lock():

@@ -15,7 +15,7 @@ from torch import nn
 from cnnlab.config import USER_DATASETS, Recipe
 from cnnlab.data import Dataset, data_facts, load_recipe_data
 from cnnlab.errors import ConfigError, ModelError
-from cnnlab.inspect import Inspection, inspect_model
+from cnnlab.inspection import Inspection, inspect_model
 from cnnlab.models import build_for_data
 from cnnlab.models.model_code import SOURCE_FILE, recorded, source_sha256
 from cnnlab.models.model_object import (

@@ -11,7 +11,7 @@ from cnnlab.config import AugmentConfig, load_recipe
 from cnnlab.data import BatchAugment, cifar_files, load_dataset
 from cnnlab.data.augment import random_affine, random_crop, random_cutout, random_gray
 from cnnlab.errors import DataError
-from cnnlab.inspect import receptive_field, summary
+from cnnlab.inspection import receptive_field, summary
 from cnnlab.models import build_model, count_parameters
 from tests.conftest import seeded, train_run
 

@@ -33,10 +33,10 @@ def test_a_no_check_run_resumes_as_one(tmp_path, monkeypatch):
     recipe = _recipe("spec.max_params=100")  # mnist_pool breaks it
     real = killed_in_epoch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
-        train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path, check=False)
+        train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path, enforce_spec=False)
     monkeypatch.setattr(trainer.Trainer, "train_epoch", real)
     (run_dir,) = tmp_path.iterdir()
-    result = train_run(resume=run_dir, dataset=separable_dataset())  # no check=False given
+    result = train_run(resume=run_dir, dataset=separable_dataset())  # no enforce_spec=False given
     assert len(result.history) == 3
 
 
@@ -149,7 +149,8 @@ def test_a_divergence_before_any_checkpoint_says_so(tmp_path):
     path.write_text(DIVERGES_AT_ONCE)
     recipe = _recipe(f'model.name="{path}:build"', "schedule.max_lr=1e30", epochs=2)
     with pytest.raises(TrainingError, match="before any checkpoint: nothing in .* to resume"):
-        train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path / "runs", check=False)
+        train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path / "runs",
+                  enforce_spec=False)
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert "diverged" in (run_dir / "log.txt").read_text()
 

@@ -5,9 +5,9 @@ from torch import nn
 from cnnlab.check import check
 from cnnlab.config import load_recipe
 from cnnlab.errors import ConfigError, ModelError, SpecError
-from cnnlab.inspect import check_model, receptive_field, summary, trace
-from cnnlab.inspect.graph import ModelGraph, Node
-from cnnlab.inspect.receptive_field import receptive_field_of
+from cnnlab.inspection import check_model, receptive_field, summary, trace
+from cnnlab.inspection.graph import ModelGraph, Node
+from cnnlab.inspection.receptive_field import receptive_field_of
 from cnnlab.models import build_model
 from tests.conftest import separable_dataset, train_run
 from tests.seed_tables import SEED_TABLES, SEED_TOTALS, parse
@@ -189,7 +189,7 @@ def test_check_fails_too_many_params_and_a_forbidden_maxpool():
 
 
 def test_the_accuracy_rule_waits_for_the_runs_last_planned_epoch():
-    from cnnlab.inspect.spec import check_history
+    from cnnlab.inspection.spec import check_history
 
     recipe = _recipe(min_test_acc=99.0, last_epochs=1)  # 3 epochs, the last one decides
     rows = [{"test_acc": acc} for acc in (98.0, 98.5, 99.2)]
@@ -288,7 +288,7 @@ class _Residual(torch.nn.Module):
 def test_multiply_adds_and_peak_activations_match_a_count_by_hand():
     from torch import nn
 
-    from cnnlab.inspect.cost import peak_activation_bytes, total_mult_adds
+    from cnnlab.inspection.cost import peak_activation_bytes, total_mult_adds
 
     chain = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                           nn.Flatten(), nn.Linear(4, 2))
@@ -316,7 +316,7 @@ def test_device_budgets_are_decided_before_training():
 
 
 def test_int8_flash_and_ram_bytes_match_a_count_by_hand():
-    from cnnlab.inspect.cost import int8_flash_bytes, int8_ram_bytes, peak_activation_bytes
+    from cnnlab.inspection.cost import int8_flash_bytes, int8_ram_bytes, peak_activation_bytes
 
     # conv -> BN (folded into the conv) -> ReLU -> conv -> ReLU -> BN (kept: after ReLU)
     chain = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
@@ -339,7 +339,7 @@ def test_int8_budgets_are_decided_before_training_and_the_int8_accuracy_after_ex
     flash = [line for line in lines if "int8 flash" in line][0]
     ram = [line for line in lines if "int8 RAM" in line][0]
     assert flash.startswith("✗") and ram.startswith("✓") and "10,816" in ram  # 43,264 / 4
-    from cnnlab.inspect.spec import check_int8
+    from cnnlab.inspection.spec import check_int8
 
     (undecided,) = check_int8(recipe, None)
     assert undecided.ok is None and "--int8" in undecided.line()

@@ -13,8 +13,7 @@ from cnnlab.pipeline import lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.lr_find_result import LRFindResult
-from cnnlab.training.lr_find import _suggestions
-from cnnlab.training.lr_find import lr_find as range_test
+from cnnlab.training.range_test import _suggestions, range_test
 from cnnlab.training.trainer import Trainer
 from tests.conftest import separable_dataset, train_run
 

@@ -81,7 +81,7 @@ def test_a_model_object_trains_and_its_folder_rebuilds_it_in_a_fresh_process(
     model = {"class": user_module.Net, "builder": user_module.build,
              "instance": user_module.Net()}[given]
     before = model.conv.weight.detach().clone() if given == "instance" else None
-    result = train_run(npz_recipe, model=model, out_dir=tmp_path / "runs", check=False)
+    result = train_run(npz_recipe, model=model, out_dir=tmp_path / "runs", enforce_spec=False)
     assert len(result.history) == 2
     config = result.run_dir / "config.toml"
     expected = "build" if given == "builder" else "Net"
@@ -104,7 +104,7 @@ def test_a_model_defined_in_a_script_keeps_its_definitions_not_the_code_around_t
         recipe = cnnlab.load_recipe("mnist-s5-10ep", ['data.path="{npz_recipe.data.path}"',
             'data.dataset="npz"', "data.batch_size=64", "train.epochs=1", "train.device=cpu"])
         result = cnnlab.train(recipe, model=Net, out_dir={str(tmp_path / "runs")!r},
-                            progress=False, report=False, check=False)
+                            progress=False, report=False, enforce_spec=False)
         print(result.run_dir)
     """))
     done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
@@ -136,7 +136,7 @@ def test_a_model_whose_source_cannot_be_found_still_trains_and_says_what_its_fol
     with pytest.warns(UserWarning, match="cannot be kept"):
         result = train_run(load_recipe("mnist-s5-10ep", ["train.epochs=1", "train.device=cpu"]),
                            model=namespace["Net"], dataset=separable_dataset(64, 32),
-                           out_dir=tmp_path, check=False)
+                           out_dir=tmp_path, enforce_spec=False)
     assert (result.run_dir / "best.safetensors").is_file()
     pytest.importorskip("onnx")
     assert (result.run_dir / "model.onnx").stat().st_size > 1000  # shipped instead

@@ -49,7 +49,7 @@ def test_a_run_result_shows_its_figures_curves_and_verdicts(tmp_path):
 
     recipe = load_recipe("mnist-s5-10ep", ["train.epochs=1", "train.device=cpu"])
     result = train_run(recipe, dataset=separable_dataset(128, 64), out_dir=tmp_path,
-                       report=True, check=False)
+                       report=True, enforce_spec=False)
     html = result._repr_html_()
     assert f"<strong>{result.final_accuracy:.2f}%</strong>" in html
     assert '<img alt="curves"' in html and "base64," in html

@@ -185,7 +185,7 @@ def test_a_report_rebuilt_from_the_folder_states_the_data_the_run_trained_on(tmp
                                            'data.dataset="npz"',
                                            "data.val_split=60", "data.train_limit=280",
                                            "train.epochs=1", "train.device=cpu"])
-    result = train_run(recipe, out_dir=tmp_path / "runs", report=True, check=False)
+    result = train_run(recipe, out_dir=tmp_path / "runs", report=True, enforce_spec=False)
     readme = result.run_dir / "README.md"
     said = [line for line in readme.read_text().splitlines() if line.startswith("Data:")]
     assert "220 training and 64 test images" in said[0]  # 280 kept, 60 held out

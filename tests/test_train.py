@@ -231,7 +231,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     path.write_text(DIVERGING_MODEL)
     recipe = _recipe(f'model.name="{path}:build"', "model.args.good_steps=10", epochs=3)
     with pytest.raises(TrainingError, match="diverged.*epoch 2"):
-        _run(recipe, tmp_path, check=False)  # 8 steps per epoch: step 11 is in epoch 2
+        _run(recipe, tmp_path, enforce_spec=False)  # 8 steps per epoch: step 11 is in epoch 2
     (run_dir,) = (tmp_path / "runs").iterdir()
     assert not (run_dir / "checkpoints" / "partial.pt").exists()
     state = load_checkpoint(run_dir / "checkpoints" / "last.pt")

@@ -27,14 +27,14 @@ from cnnlab.config import Recipe
 from cnnlab.data import load_recipe_data
 from cnnlab.data.catalog import dataset_info
 from cnnlab.design.confirm import Confirmation, confirm
-from cnnlab.design.design_file import DesignSpec, load_design
+from cnnlab.design.design_file import DesignPlan, load_design
 from cnnlab.design.design_report import write_design_report
 from cnnlab.design.library import RECORD_FILE, shape_name, starting_points
 from cnnlab.design.rungs import SEED_KEY, RungResult, plan, ranking, successive_halving
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.prepare import prepare
 from cnnlab.sweep.study import require_optuna
-from cnnlab.sweep.sweep_file import SweepSpec, sweep_from_document
+from cnnlab.sweep.sweep_file import SweepPlan, sweep_from_document
 from cnnlab.training.trainer import Echo
 
 NEAR_MISS = 0.3  # points of validation accuracy below the target still worth confirming
@@ -119,7 +119,7 @@ def _written(path: Path, text: str) -> Path:
     return path
 
 
-def _some_design_fits(search: SweepSpec, design_file: str | Path) -> None:
+def _some_design_fits(search: SweepPlan, design_file: str | Path) -> None:
     """Try the space's smallest corner and random designs against the budget: a space with
     none that fits fails here, in seconds, instead of after the sweep rejected fifty."""
     rng = random.Random(search.seed)
@@ -150,7 +150,7 @@ def _random_value(dim: Any, rng: random.Random) -> Any:
     return rng.uniform(dim.low, dim.high)
 
 
-def _candidates(last: RungResult, search: SweepSpec, spec: DesignSpec) -> list[Confirmation]:
+def _candidates(last: RungResult, search: SweepPlan, spec: DesignPlan) -> list[Confirmation]:
     """The smallest distinct designs whose figure at the last rung (the lowest over its seeds)
     reached the target on validation, smallest first; then, where fewer did, those that came
     within NEAR_MISS of it, closest first."""
@@ -174,7 +174,7 @@ def _candidates(last: RungResult, search: SweepSpec, spec: DesignSpec) -> list[C
     return chosen
 
 
-def _record(folder: Path, spec: DesignSpec, search: SweepSpec, shape: tuple[int, int, int],
+def _record(folder: Path, spec: DesignPlan, search: SweepPlan, shape: tuple[int, int, int],
             candidates: list[Confirmation], pick: Confirmation | None) -> None:
     """design.json: what `cnnlab design-library` keeps of this study."""
     def runs(candidate: Confirmation) -> list[dict]:
@@ -198,7 +198,7 @@ def _record(folder: Path, spec: DesignSpec, search: SweepSpec, shape: tuple[int,
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 
-def _ship(pick: Confirmation, folder: Path, spec: DesignSpec) -> Path:
+def _ship(pick: Confirmation, folder: Path, spec: DesignPlan) -> Path:
     seeds = ", ".join(str(r.seed) for r in pick.runs)
     header = (f"# Designed by `cnnlab design` ({folder / 'design.toml'}): the smallest design\n"
               f"# of its search that met [spec] on every confirmation seed ({seeds}).\n"

@@ -83,7 +83,7 @@ class DesignTable:
 
 
 @dataclass(frozen=True)
-class DesignSpec:
+class DesignPlan:
     name: str
     sweep_document: dict[str, Any]  # the search, as a sweep file's tables
     candidates: int
@@ -95,7 +95,7 @@ class DesignSpec:
     precisions: tuple[str, ...] = ("fp32", "bf16")
 
 
-def load_design(path: str | Path) -> DesignSpec:
+def load_design(path: str | Path) -> DesignPlan:
     """The design file at `path`, turned into the sweep that searches it."""
     path = Path(path)
     if not path.is_file():
@@ -155,6 +155,6 @@ def load_design(path: str | Path) -> DesignSpec:
     first = design.seed + 1
     rungs = tuple(design.rungs) if design.rungs is not None else (start.rungs if start else ())
     gaps = start.rung_gaps if start else {}
-    return DesignSpec(base["name"], {**base, "sweep": sweep}, design.candidates,
+    return DesignPlan(base["name"], {**base, "sweep": sweep}, design.candidates,
                       tuple(range(first, first + design.seeds)), text, rungs, gaps,
                       design.eta, tuple(dict.fromkeys(design.precisions)))

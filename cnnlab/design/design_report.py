@@ -8,15 +8,15 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.design.confirm import Confirmation
-from cnnlab.design.design_file import DesignSpec
+from cnnlab.design.design_file import DesignPlan
 from cnnlab.design.rungs import RungResult, ranking
 from cnnlab.prepare import prepare
 from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_markdown
-from cnnlab.sweep.sweep_file import SweepSpec
+from cnnlab.sweep.sweep_file import SweepPlan
 from cnnlab.sweep.trial import counted
 
 
-def write_design_report(folder: Path, spec: DesignSpec, search: SweepSpec,
+def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                         rungs: list[RungResult], candidates: list[Confirmation],
                         pick: Confirmation | None, recipe_path: Path | None,
                         starts: list[dict[str, Any]] = ()) -> Path:
@@ -122,7 +122,7 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 3600:.2f} hours" if seconds >= 3600 else f"{seconds / 60:.1f} minutes"
 
 
-def _budget(search: SweepSpec) -> str:
+def _budget(search: SweepPlan) -> str:
     spec = search.base.spec
     parts = [f"{key.replace('_', ' ')} {value:,}" for key, value in
              (("max_params", spec.max_params), ("max_epochs", spec.max_epochs),

@@ -27,7 +27,7 @@ import tomli_w
 
 from cnnlab.config import get_dotted, read_toml
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.sweep.sweep_file import Dimension, SweepSpec
+from cnnlab.sweep.sweep_file import Dimension, SweepPlan
 
 RECORD_FILE = "design.json"
 WIDTH_KEY = re.compile(r"model\.args\.widths\.\d+")
@@ -93,7 +93,7 @@ def _entry(record: dict) -> dict:
             "failed_candidates": record.get("failed", [])}
 
 
-def starting_points(search: SweepSpec, input_shape: tuple[int, int, int], budget: int | None,
+def starting_points(search: SweepPlan, input_shape: tuple[int, int, int], budget: int | None,
                     library: list[dict] | None = None) -> list[dict[str, Any]]:
     """The library's designs nearest `budget` (parameters), then the search's own base design,
     each scaled to the budget and fitted to the search's space: points to enqueue (only keys
@@ -123,7 +123,7 @@ def starting_points(search: SweepSpec, input_shape: tuple[int, int, int], budget
     return points
 
 
-def _base_design(search: SweepSpec) -> dict[str, Any]:
+def _base_design(search: SweepPlan) -> dict[str, Any]:
     """The search's base recipe as a design: its values at the keys the space searches, and
     its parameters."""
     from cnnlab.prepare import prepare

@@ -34,7 +34,7 @@ from typing import Any
 
 from cnnlab.sweep import sweep
 from cnnlab.sweep.objectives import smallest_at_target
-from cnnlab.sweep.sweep_file import Dimension, SweepSpec
+from cnnlab.sweep.sweep_file import Dimension, SweepPlan
 from cnnlab.sweep.trial import counted
 
 SEED_KEY = "train.seed"
@@ -59,8 +59,8 @@ def plan(full_epochs: int, short: tuple[int, ...], gaps: dict[int, float], targe
     return [*rungs, Rung(full_epochs, target, seeds)]
 
 
-def rung_search(search: SweepSpec, number: int, rung: Rung, trials: int, last: bool
-                ) -> SweepSpec:
+def rung_search(search: SweepPlan, number: int, rung: Rung, trials: int, last: bool
+                ) -> SweepPlan:
     """The search's sweep at `rung`: the same space and base recipe, trained for the rung's
     epochs, its figure the last epoch's validation accuracy (the full rung keeps the spec's
     last-epochs rule), aiming at the rung's target; rung 0 samples, later rungs train the
@@ -95,12 +95,12 @@ def rung_search(search: SweepSpec, number: int, rung: Rung, trials: int, last: b
 @dataclass
 class RungResult:
     rung: Rung
-    search: SweepSpec
+    search: SweepPlan
     study: Any
     promoted: list[dict[str, Any]]  # the designs (params without the seed) sent on
 
 
-def successive_halving(search: SweepSpec, rungs: list[Rung], eta: int, folder: Path,
+def successive_halving(search: SweepPlan, rungs: list[Rung], eta: int, folder: Path,
                        *, storage: str | None, workers: int, data_dir: str | Path | None,
                        progress: bool, echo: Callable[[str], None] | None,
                        starts: list[dict[str, Any]] = ()) -> list[RungResult]:
@@ -161,7 +161,7 @@ def ranking(study: Any, rung: Rung) -> list[tuple[dict[str, Any], int, float]]:
     return ranked
 
 
-def enqueue(spec: SweepSpec, folder: Path, storage: str | None,
+def enqueue(spec: SweepPlan, folder: Path, storage: str | None,
             designs: list[dict[str, Any]], rung: Rung) -> None:
     """Put `designs` (each on each of the rung's seeds) first in the rung's study, once: a
     resumed rung finds them there."""

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab.errors import ModelError
-from cnnlab.inspect.graph import ModelGraph
+from cnnlab.inspection.graph import ModelGraph
 from cnnlab.report.mistakes import show_image
 from cnnlab.report.png import save_png
 

@@ -12,8 +12,8 @@ from cnnlab.config import Recipe
 from cnnlab.data import Dataset, DeviceLoader, load_recipe_data
 from cnnlab.display_text import for_code_span, for_markdown
 from cnnlab.errors import ModelError, TrainingError
-from cnnlab.inspect import Inspection
-from cnnlab.inspect.spec import check_history
+from cnnlab.inspection import Inspection
+from cnnlab.inspection.spec import check_history
 from cnnlab.prepare import as_the_run_sees_it, prepare
 from cnnlab.report.confusion import (
     confusion_matrix,

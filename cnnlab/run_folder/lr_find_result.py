@@ -1,5 +1,5 @@
 """What an LR range test found, as a run folder keeps it in lr_find.json: the learning rates
-tried, the smoothed losses, and the three suggestions (train/lr_find.py says how each is
+tried, the smoothed losses, and the three suggestions (training/range_test.py says how each is
 found)."""
 
 from __future__ import annotations

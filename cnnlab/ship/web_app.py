@@ -14,7 +14,7 @@ from PIL import Image
 
 from cnnlab.data import Dataset, load_recipe_data
 from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.inspect import trace
+from cnnlab.inspection import trace
 from cnnlab.prepare import as_the_run_sees_it
 from cnnlab.report.gradcam import default_layer, gradcam
 from cnnlab.report.predictions import predict

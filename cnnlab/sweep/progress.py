@@ -11,7 +11,7 @@ from typing import Any
 
 from tqdm.auto import tqdm  # a widget in Jupyter, text in a terminal
 
-from cnnlab.sweep.sweep_file import SweepSpec
+from cnnlab.sweep.sweep_file import SweepPlan
 from cnnlab.sweep.trial import counted
 
 POLL_SECONDS = 1.0
@@ -40,7 +40,7 @@ def every(seconds: float, action: Callable[[], None]) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def sweep_progress(study: Any, spec: SweepSpec, say: Callable[[str], None], progress: bool
+def sweep_progress(study: Any, spec: SweepPlan, say: Callable[[str], None], progress: bool
                    ) -> Iterator[None]:
     finished = [t for t in study.get_trials(deepcopy=False) if t.state.is_finished()]
     seen: set[int] = {t.number for t in finished}

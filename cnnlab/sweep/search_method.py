@@ -9,10 +9,10 @@ from typing import Any
 
 from cnnlab.errors import ConfigError
 from cnnlab.sweep.storage import database_errors
-from cnnlab.sweep.sweep_file import SweepSpec
+from cnnlab.sweep.sweep_file import SweepPlan
 
 
-def study_of(spec: SweepSpec, storage: Any, *, create: bool = False, worker: int = 0) -> Any:
+def study_of(spec: SweepPlan, storage: Any, *, create: bool = False, worker: int = 0) -> Any:
     """The sweep's optuna.Study in `storage` (created if `create`), with its sampler and
     pruner. Each local `worker` seeds its sampler apart, so workers starting together do not
     propose the same first designs."""
@@ -29,7 +29,7 @@ def study_of(spec: SweepSpec, storage: Any, *, create: bool = False, worker: int
                                  sampler=_sampler(spec, worker), pruner=_pruner(spec))
 
 
-def _refuse_other_settings(study: Any, spec: SweepSpec) -> None:
+def _refuse_other_settings(study: Any, spec: SweepPlan) -> None:
     """A study remembers what its trials trained with; resumed from a file that changed it
     (the base recipe's epochs, say), new trials would not compare with the old, and a design
     already trained under the old settings would pass for one trained under the new."""
@@ -50,7 +50,7 @@ def _refuse_other_settings(study: Any, spec: SweepSpec) -> None:
             "another name (sweep.name)")
 
 
-def _sampler(spec: SweepSpec, worker: int) -> Any:
+def _sampler(spec: SweepPlan, worker: int) -> Any:
     """The sampler; each trial carries a "budget" constraint (trial.py), > 0 where the design
     broke the budget, so the sampler stops proposing designs like it."""
     import optuna
@@ -60,7 +60,7 @@ def _sampler(spec: SweepSpec, worker: int) -> Any:
     return optuna.samplers.TPESampler(seed=spec.seed + worker)
 
 
-def _pruner(spec: SweepSpec) -> Any:
+def _pruner(spec: SweepPlan) -> Any:
     import optuna
 
     if spec.pruner == "none":

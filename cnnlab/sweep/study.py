@@ -17,7 +17,7 @@ from cnnlab.models.model_object import ModelObject
 from cnnlab.sweep.progress import sweep_progress
 from cnnlab.sweep.search_method import study_of
 from cnnlab.sweep.storage import open_storage, shown
-from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
+from cnnlab.sweep.sweep_file import SweepPlan, load_sweep
 from cnnlab.sweep.sweep_report import write_sweep_report
 from cnnlab.sweep.trial import counted
 from cnnlab.sweep.workers import SweepPlace, max_untrained, run_workers, work
@@ -27,7 +27,7 @@ HEARTBEAT_SECONDS = 10  # a running trial says it is alive this often
 
 
 def sweep(
-    sweep_file: str | Path | SweepSpec,
+    sweep_file: str | Path | SweepPlan,
     *,
     out_dir: str | Path = "sweeps",
     storage: str | None = None,
@@ -39,7 +39,7 @@ def sweep(
     heartbeat_seconds: int = HEARTBEAT_SECONDS,
     model: ModelObject | None = None,
 ) -> Any:
-    """Run the sweep `sweep_file` (a file, or a SweepSpec already loaded and checked) until its
+    """Run the sweep `sweep_file` (a file, or a SweepPlan already loaded and checked) until its
     study holds the trials it asks for; return the optuna.Study. `storage` (an SQLAlchemy
     URL, e.g. postgresql://user@host/db) replaces the sweep folder's SQLite file: any number
     of machines can run the same sweep against it.
@@ -54,7 +54,7 @@ def sweep(
         raise ConfigError("a sweep over model= needs a class or builder function (called with "
                           "each trial's model.args) and one worker: worker processes cannot "
                           "import a notebook's classes; name a model file for several")
-    spec = sweep_file if isinstance(sweep_file, SweepSpec) else load_sweep(sweep_file, model)
+    spec = sweep_file if isinstance(sweep_file, SweepPlan) else load_sweep(sweep_file, model)
     folder = Path(out_dir) / spec.name
     if folder.exists() and not resume and storage is None:
         raise ConfigError(f"{folder} holds a sweep already: continue it with --resume, or "
@@ -104,7 +104,7 @@ class SweepResult:
         return (self.folder / "report.html").read_text(encoding="utf-8")
 
 
-def open_study(spec: SweepSpec, url: str, heartbeat_seconds: int, create: bool = False) -> Any:
+def open_study(spec: SweepPlan, url: str, heartbeat_seconds: int, create: bool = False) -> Any:
     """The sweep's optuna.Study on the database at `url` (created if `create`)."""
     return study_of(spec, open_storage(url, heartbeat_seconds), create=create)
 

@@ -101,7 +101,7 @@ class Dimension:
 
 
 @dataclass(frozen=True)
-class SweepSpec:
+class SweepPlan:
     name: str
     base: Recipe  # with `set` and val_split applied
     space: tuple[Dimension, ...]
@@ -141,7 +141,7 @@ class SweepSpec:
         return self.base.with_values({**named, **values}, f"sweep {self.name}")
 
 
-def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
+def load_sweep(path: str | Path, model: Any = None) -> SweepPlan:
     """The sweep file at `path`, checked at every corner of its space (with `model`, a class
     or builder, in place of the recipe's model)."""
     path = Path(path)
@@ -151,7 +151,7 @@ def load_sweep(path: str | Path, model: Any = None) -> SweepSpec:
 
 
 def sweep_from_document(document: dict[str, Any], path: Path, model: Any = None,
-                        where: str = "sweep") -> SweepSpec:
+                        where: str = "sweep") -> SweepPlan:
     """The sweep a document describes (a sweep file's tables, or those `cnnlab design` builds
     for its search); `path` is the file it came from, which messages name, and `where` the
     table they name ("design" when the user wrote a design file)."""
@@ -197,7 +197,7 @@ def sweep_from_document(document: dict[str, Any], path: Path, model: Any = None,
                           'search, e.g. "optim.lr" = { log = [1e-3, 0.3] }')
     name = table.name or path.stem
     document["sweep"]["name"] = name  # the copy in the sweep folder names the same study
-    spec = SweepSpec(name, base, space, table.trials, objective.name, pruner, table.seed,
+    spec = SweepPlan(name, base, space, table.trials, objective.name, pruner, table.seed,
                      document, val_target, table.hours, table.constraints)
     _check_every_corner(spec, path, f"{where}.space", model)
     return spec
@@ -249,7 +249,7 @@ def _dimension(key: str, table: dict[str, Any], path: Path, where: str) -> Dimen
     return Dimension(key, kind, float(low), float(high), step)
 
 
-def _check_every_corner(spec: SweepSpec, path: Path, where: str, model: Any = None) -> None:
+def _check_every_corner(spec: SweepPlan, path: Path, where: str, model: Any = None) -> None:
     """Build the recipe at every corner value of every dimension: a key the recipe lacks or a
     value of the wrong type fails here, not in trial 17; so does a dimension that does nothing
     in any trial (Nesterov searched for Adam, with the optimiser not searched)."""

@@ -15,13 +15,13 @@ from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_ht
 from cnnlab.report.png import save_png
 from cnnlab.report.run_report import write_report
 from cnnlab.sweep.objectives import OBJECTIVES, UNREACHED
-from cnnlab.sweep.sweep_file import SweepSpec
+from cnnlab.sweep.sweep_file import SweepPlan
 from cnnlab.sweep.trial import counted
 
 SHOWN = 10  # trials in the table
 
 
-def write_sweep_report(folder: Path, study: Any, spec: SweepSpec,
+def write_sweep_report(folder: Path, study: Any, spec: SweepPlan,
                        data_dir: str | Path | None = None) -> Path:
     from optuna.trial import TrialState
 
@@ -88,7 +88,7 @@ def _ranked(study: Any, done: list, two: bool) -> list:
     return sorted(done, key=lambda t: t.values[0], reverse=reverse)
 
 
-def _smallest_meeting(front: list, spec: SweepSpec) -> Any:
+def _smallest_meeting(front: list, spec: SweepPlan) -> Any:
     """The smallest model on the front whose validation accuracy meets the target."""
     target = spec.val_target
     meeting = [t for t in front if target is None or t.user_attrs.get("val_acc", 0) >= target]
@@ -118,7 +118,7 @@ def _best_trial_blocks(trial: Any, folder: Path, data_dir: str | Path | None, wh
                       f"Its run report: [{relative}/README.md]({relative}/README.md).")]
 
 
-def _plots(study: Any, done: list, spec: SweepSpec, plots: Path) -> list:
+def _plots(study: Any, done: list, spec: SweepPlan, plots: Path) -> list:
     if not done:
         return []
     blocks = [Heading("Optimisation history")]

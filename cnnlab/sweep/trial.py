@@ -11,7 +11,7 @@ from cnnlab.models.model_object import ModelObject
 from cnnlab.pipeline import train
 from cnnlab.prepare import prepare
 from cnnlab.sweep.objectives import OBJECTIVES, Trained
-from cnnlab.sweep.sweep_file import SweepSpec, suggest
+from cnnlab.sweep.sweep_file import SweepPlan, suggest
 
 
 def counted(trial: Any) -> bool:
@@ -38,7 +38,7 @@ class Rejected(Exception):
         self.worst = worst
 
 
-def run_trial(spec: SweepSpec, trial: Any, data: Dataset, trials_dir: Path,
+def run_trial(spec: SweepPlan, trial: Any, data: Dataset, trials_dir: Path,
               model: ModelObject | None = None) -> list[float]:
     """Train the recipe at the point `trial` (an optuna.Trial) samples; return its objective
     values. A recipe that breaks the budget raises Rejected before training, with the reason

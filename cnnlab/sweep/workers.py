@@ -23,7 +23,7 @@ from cnnlab.models.model_object import ModelObject
 from cnnlab.sweep.progress import every, sweep_progress
 from cnnlab.sweep.search_method import study_of
 from cnnlab.sweep.storage import open_storage
-from cnnlab.sweep.sweep_file import SweepSpec, load_sweep
+from cnnlab.sweep.sweep_file import SweepPlan, load_sweep
 from cnnlab.sweep.trial import Rejected, Repeated, counted, run_trial
 from cnnlab.training.trainer import Echo
 
@@ -39,7 +39,7 @@ class SweepPlace:
     heartbeat_seconds: int
 
 
-def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None,
+def work(spec: SweepPlan, place: SweepPlace, model: ModelObject | None = None,
          worker: int = 0) -> None:
     """One worker: ask for trials and run them until the study holds enough, or the sweep's
     hours (counted from this worker's start) are spent (with `model` in place of the
@@ -98,13 +98,13 @@ def work(spec: SweepSpec, place: SweepPlace, model: ModelObject | None = None,
         study.tell(trial, values)
 
 
-def max_untrained(spec: SweepSpec) -> int:
+def max_untrained(spec: SweepPlan) -> int:
     """Designs over the budget, or already trained, that a sweep proposes before it gives up
     on finding the trials it asks for (each costs a trace at most, not a training)."""
     return max(50, 10 * spec.trials)
 
 
-def run_workers(spec: SweepSpec, place: SweepPlace, workers: int, study: Any, say: Echo,
+def run_workers(spec: SweepPlan, place: SweepPlace, workers: int, study: Any, say: Echo,
                 progress: bool) -> None:
     """`workers` local processes, each with its share of the cores or a GPU of its own."""
     import torch

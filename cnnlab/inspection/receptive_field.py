@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from torch import nn
 
 from cnnlab.html_table import html_lines, html_table
-from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
+from cnnlab.inspection.graph import ModelGraph, Node, collapses_space, trace
 from cnnlab.markdown import markdown_table
 from cnnlab.models.model_object import ModelObject, instance_of
 

@@ -10,7 +10,7 @@ import math
 
 from torch import nn
 
-from cnnlab.inspect.graph import ModelGraph, Node
+from cnnlab.inspection.graph import ModelGraph, Node
 
 BYTES_PER_VALUE = 4  # fp32 activations; an int8-quantised model needs a quarter
 

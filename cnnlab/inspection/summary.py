@@ -16,15 +16,15 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.html_table import html_lines, html_table
-from cnnlab.inspect.cost import (
+from cnnlab.inspection.cost import (
     int8_flash_bytes,
     int8_ram_bytes,
     mult_adds,
     peak_activation_bytes,
     total_mult_adds,
 )
-from cnnlab.inspect.graph import ModelGraph, Node, trace
-from cnnlab.inspect.receptive_field import receptive_field_of
+from cnnlab.inspection.graph import ModelGraph, Node, trace
+from cnnlab.inspection.receptive_field import receptive_field_of
 from cnnlab.models import count_parameters
 from cnnlab.models.model_object import ModelObject, instance_of
 

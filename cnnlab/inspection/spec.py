@@ -17,14 +17,14 @@ from torch import nn
 from cnnlab.config import Recipe
 from cnnlab.errors import ConfigError
 from cnnlab.html_table import html_table
-from cnnlab.inspect.cost import (
+from cnnlab.inspection.cost import (
     int8_flash_bytes,
     int8_ram_bytes,
     peak_activation_bytes,
     total_mult_adds,
 )
-from cnnlab.inspect.graph import ModelGraph, Node, collapses_space, trace
-from cnnlab.inspect.receptive_field import ReceptiveField, receptive_field_of
+from cnnlab.inspection.graph import ModelGraph, Node, collapses_space, trace
+from cnnlab.inspection.receptive_field import ReceptiveField, receptive_field_of
 from cnnlab.markdown import markdown_table
 from cnnlab.models import count_parameters
 

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from torch import nn
 
 from cnnlab.config import Recipe
-from cnnlab.inspect.graph import ModelGraph, trace
-from cnnlab.inspect.receptive_field import ReceptiveField, receptive_field_of
-from cnnlab.inspect.spec import CheckReport, check_graph
-from cnnlab.inspect.summary import Summary, summary_of
+from cnnlab.inspection.graph import ModelGraph, trace
+from cnnlab.inspection.receptive_field import ReceptiveField, receptive_field_of
+from cnnlab.inspection.spec import CheckReport, check_graph
+from cnnlab.inspection.summary import Summary, summary_of
 
 
 @dataclass

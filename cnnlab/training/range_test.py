@@ -29,7 +29,7 @@ SMOOTHING = 0.98  # weight of the running average of the loss
 DIVERGED = 4.0  # stop once the smoothed loss exceeds this many times its minimum
 
 
-def lr_find(
+def range_test(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     loader: DeviceLoader,
