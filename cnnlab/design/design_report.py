@@ -47,8 +47,9 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
     ]
     if starts:
         blocks.append(Paragraph(
-            f"It started from {len(starts)} designs of the library (cnnlab/design/library/), "
-            "scaled to the budget: " + "; ".join(
+            f"It started from {len(starts)} design{'s' if len(starts) > 1 else ''}, scaled to "
+            "the budget (the design library's nearest, cnnlab/design/library/, then the "
+            "space's own base design, last): " + "; ".join(
                 "widths " + ", ".join(str(v) for k, v in sorted(s.items()) if ".widths." in k)
                 for s in starts) + "."))
     if len(rungs) > 1:

@@ -105,7 +105,8 @@ def successive_halving(search: SweepPlan, rungs: list[Rung], eta: int, folder: P
                        progress: bool, echo: Callable[[str], None] | None,
                        starts: list[dict[str, Any]] = ()) -> list[RungResult]:
     """Run the rungs in turn; each rung's best 1/eta designs go on to the next. `starts`
-    (designs of the library, scaled to the budget) are rung 0's first designs."""
+    (the library's nearest designs and the space's own, scaled to the budget) are rung 0's
+    first designs."""
     say = echo or (lambda line: None)
     results: list[RungResult] = []
     designs: list[dict[str, Any]] = []
