@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from cnnlab import pipeline
+from cnnlab.config import Recipe, load_recipe
 from cnnlab.data import Dataset, idx_files
 from cnnlab.pipeline import RunResult
 
@@ -133,6 +134,16 @@ def separable_dataset(n_train=512, n_test=256, seed=0) -> Dataset:
 
     return Dataset("mnist", *split(n_train), *split(n_test), (0.1307,), (0.3081,),
                    tuple(str(i) for i in range(10)))
+
+
+# mnist-s5-10ep made small and plain for tests: batch 64, test batches of 100, the CPU, no EMA
+SMALL = ("data.batch_size=64", "data.eval_batch_size=100", "train.device=cpu",
+         "train.ema_decay=0.0")
+
+
+def small_recipe(*overrides: str, epochs: int = 2) -> Recipe:
+    """The default recipe, small (SMALL), for `epochs` epochs, then `overrides` (--set's)."""
+    return load_recipe("mnist-s5-10ep", [*SMALL, f"train.epochs={epochs}", *overrides])
 
 
 def train_run(recipe=None, resume=None, **kwargs) -> RunResult:

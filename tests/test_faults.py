@@ -19,13 +19,11 @@ from cnnlab.errors import TrainingError
 from cnnlab.run_folder import RunFolder, checkpoint
 from cnnlab.run_folder.checkpoint import load_checkpoint, save_atomic
 from cnnlab.training import trainer
-from tests.conftest import killed_in_epoch, separable_dataset, train_run
+from tests.conftest import killed_in_epoch, separable_dataset, small_recipe, train_run
 
 
 def _recipe(*overrides, epochs=3):
-    return load_recipe("mnist-s5-10ep", ["data.batch_size=64", "train.device=cpu",
-                                      "train.ema_decay=0.0", f"train.epochs={epochs}",
-                                      *overrides])
+    return small_recipe(*overrides, epochs=epochs)
 
 
 @pytest.mark.slow

@@ -9,7 +9,7 @@ from cnnlab.inspection import check_model, receptive_field, summary, trace
 from cnnlab.inspection.graph import ModelGraph, Node
 from cnnlab.inspection.receptive_field import receptive_field_of
 from cnnlab.models import build_model
-from tests.conftest import separable_dataset, train_run
+from tests.conftest import separable_dataset, small_recipe, train_run
 from tests.seed_tables import SEED_TABLES, SEED_TOTALS, parse
 
 
@@ -168,8 +168,7 @@ def test_untraceable_model_falls_back_to_hooks_and_says_so():
 
 def _recipe(**spec):
     overrides = [f"spec.{k}={v}" for k, v in spec.items()]
-    return load_recipe("mnist-s5-10ep", ["train.epochs=3", "data.batch_size=64",
-                                      'model.name="mnist_pool"', *overrides])  # has a MaxPool
+    return small_recipe('model.name="mnist_pool"', *overrides, epochs=3)  # has a MaxPool
 
 
 def test_check_passes_the_default_recipe_and_names_each_rule():

@@ -15,11 +15,11 @@ from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.lr_find_result import LRFindResult
 from cnnlab.training.range_test import _suggestions, range_test
 from cnnlab.training.trainer import Trainer
-from tests.conftest import separable_dataset, train_run
+from tests.conftest import separable_dataset, small_recipe, train_run
 
 
 def _recipe(*overrides):
-    return load_recipe("mnist-s5-10ep", ["data.batch_size=32", "train.device=cpu", *overrides])
+    return small_recipe("data.batch_size=32", *overrides)
 
 
 @pytest.mark.slow

@@ -14,31 +14,30 @@ from cnnlab.training import trainer
 from cnnlab.training.device import describe_device
 from cnnlab.training.optim import build_optimizer, build_schedule
 from cnnlab.training.precision import run_precision
-from tests.conftest import killed_in_epoch, separable_dataset, train_run, without_timings
+from tests.conftest import (
+    killed_in_epoch,
+    separable_dataset,
+    small_recipe,
+    train_run,
+    without_timings,
+)
+
 
 # EMA off unless a test turns it on: on a few dozen steps the average lags the raw weights.
-SMALL = ["data.batch_size=64", "data.eval_batch_size=100", "train.device=cpu",
-         "train.ema_decay=0.0"]
-
-
-def _recipe(*overrides, epochs=2):
-    return load_recipe("mnist-s5-10ep", [*SMALL, f"train.epochs={epochs}", *overrides])
-
-
 def _run(recipe, tmp_path, **kwargs):
     return train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path / "runs", **kwargs)
 
 
 @pytest.mark.slow
 def test_training_learns_and_writes_the_run_folder(tmp_path):
-    result = _run(_recipe(epochs=5), tmp_path)
+    result = _run(small_recipe(epochs=5), tmp_path)
     history = result.history
     assert [row["epoch"] for row in history] == [1, 2, 3, 4, 5]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
     assert history[-1]["test_acc"] > 90.0
     run = RunFolder(result.run_dir)
     assert run.history() == history
-    recipe = _recipe(epochs=5)
+    recipe = small_recipe(epochs=5)
     assert run.recipe() == recipe.for_precision(run_precision(recipe.train))  # as it trained
     assert load_checkpoint(run.last_checkpoint)["epoch"] == 5
     best = load_checkpoint(run.best_checkpoint)
@@ -50,7 +49,7 @@ def test_training_learns_and_writes_the_run_folder(tmp_path):
 @pytest.mark.slow
 def test_log_lines_use_the_seed_format(tmp_path):
     lines = []
-    train_run(_recipe(epochs=1), dataset=separable_dataset(), out_dir=tmp_path,
+    train_run(small_recipe(epochs=1), dataset=separable_dataset(), out_dir=tmp_path,
               echo=lines.append)
     assert lines[0] == "Epoch : 1/1"
     assert lines[1].startswith("Test set: Average loss: ")
@@ -60,9 +59,9 @@ def test_log_lines_use_the_seed_format(tmp_path):
 
 @pytest.mark.slow
 def test_same_seed_gives_identical_histories(tmp_path):
-    first = _run(_recipe(), tmp_path / "a").history
-    second = _run(_recipe(), tmp_path / "b").history
-    other = _run(_recipe("train.seed=1"), tmp_path / "c").history
+    first = _run(small_recipe(), tmp_path / "a").history
+    second = _run(small_recipe(), tmp_path / "b").history
+    other = _run(small_recipe("train.seed=1"), tmp_path / "c").history
     assert without_timings(first) == without_timings(second)
     assert first[-1]["train_loss"] != other[-1]["train_loss"]
 
@@ -80,7 +79,7 @@ def _run_killed_in_epoch(epoch: int, recipe, tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_same_result(tmp_path, monkeypatch):
     # Dropout, augmentation, OneCycle and EMA all draw on state that a resume must restore.
-    recipe = _recipe("train.ema_decay=0.9", "train.lookahead_every=3", epochs=3)
+    recipe = small_recipe("train.ema_decay=0.9", "train.lookahead_every=3", epochs=3)
     straight = _run(recipe, tmp_path / "straight")
 
     run_dir = _run_killed_in_epoch(3, recipe, tmp_path / "killed", monkeypatch)
@@ -118,7 +117,7 @@ def _killed_at_step(doomed: int, monkeypatch):
 def test_a_run_killed_inside_an_epoch_resumes_from_its_partial_checkpoint_exactly(
         tmp_path, monkeypatch, capsys, epoch):
     # 512 images in batches of 64: 8 steps an epoch; killed as batch 5 of `epoch` starts.
-    recipe = _recipe("train.ema_decay=0.9", "train.lookahead_every=3", epochs=2)
+    recipe = small_recipe("train.ema_decay=0.9", "train.lookahead_every=3", epochs=2)
     straight = _run(recipe, tmp_path / "straight")
     real_step = _killed_at_step(8 * (epoch - 1) + 6, monkeypatch)
     with pytest.raises(KeyboardInterrupt) as stopped:
@@ -146,7 +145,7 @@ def test_a_run_killed_inside_an_epoch_resumes_from_its_partial_checkpoint_exactl
 @pytest.mark.slow
 def test_a_partial_checkpoint_older_than_the_last_epoch_is_passed_over(tmp_path, monkeypatch):
     # A crash between saving an epoch's last.pt and removing partial.pt leaves both.
-    recipe = _recipe(epochs=3)
+    recipe = small_recipe(epochs=3)
     straight = _run(recipe, tmp_path / "straight")
     run_dir = _run_killed_in_epoch(3, recipe, tmp_path / "killed", monkeypatch)
     folder = RunFolder(run_dir)
@@ -168,7 +167,7 @@ def _bf16_units(monkeypatch, present: bool) -> None:
 def test_a_resume_elsewhere_is_noted_and_each_epoch_says_where_it_ran(tmp_path, monkeypatch):
     # train.amp = "auto" on a CPU without bf16 units, resumed on one with them: bf16 from then on.
     _bf16_units(monkeypatch, False)
-    recipe = _recipe("train.amp=auto", epochs=3)
+    recipe = small_recipe("train.amp=auto", epochs=3)
     run_dir = _run_killed_in_epoch(2, recipe, tmp_path, monkeypatch)
     _bf16_units(monkeypatch, True)
     said = []
@@ -229,7 +228,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     _partial_checkpoint_after_every_step(monkeypatch)
     path = tmp_path / "bad_model.py"
     path.write_text(DIVERGING_MODEL)
-    recipe = _recipe(f'model.name="{path}:build"', "model.args.good_steps=10", epochs=3)
+    recipe = small_recipe(f'model.name="{path}:build"', "model.args.good_steps=10", epochs=3)
     with pytest.raises(TrainingError, match="diverged.*epoch 2"):
         _run(recipe, tmp_path, enforce_spec=False)  # 8 steps per epoch: step 11 is in epoch 2
     (run_dir,) = (tmp_path / "runs").iterdir()
@@ -249,7 +248,7 @@ def test_cuda_request_without_cuda_is_a_clear_error(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(ConfigError, match="CUDA is not available"):
-        _run(_recipe("train.device=cuda"), tmp_path)
+        _run(small_recipe("train.device=cuda"), tmp_path)
     assert not (tmp_path / "runs").exists()  # nothing written before the error
 
 
@@ -303,10 +302,10 @@ def test_amp_off_is_plain_fp32_and_bf16_runs_when_asked(tmp_path):
     from cnnlab.models import build_model
 
     data = separable_dataset()
-    plain = trainer.Trainer(_recipe("train.amp=off"), data, build_model("mnist_pool"))
+    plain = trainer.Trainer(small_recipe("train.amp=off"), data, build_model("mnist_pool"))
     assert plain.amp_dtype is None and plain.forward is plain.model
     assert not plain.scaler.is_enabled()
-    result = _run(_recipe("train.amp=bf16", epochs=2), tmp_path)  # the GPU path's autocast
+    result = _run(small_recipe("train.amp=bf16", epochs=2), tmp_path)  # the GPU path's autocast
     assert result.history[-1]["train_loss"] < result.history[0]["train_loss"]
     assert all(p.dtype == torch.float32 for p in result.model.parameters())
 
@@ -322,7 +321,7 @@ def test_the_bar_reads_the_loss_every_20_steps_and_on_slow_steps_every_step(
     monkeypatch.setattr(trainer, "_stop_if_diverged", lambda value, epoch, step, *_:
                         reads.append(step))
     data = separable_dataset(n_train=64 * 16)
-    run = trainer.Trainer(_recipe("data.batch_size=16", "train.channels_last=false"), data,
+    run = trainer.Trainer(small_recipe("data.batch_size=16", "train.channels_last=false"), data,
                           build_model("mnist_strided", width=4))
     run.train_epoch(1, None, progress=False)
     assert reads == [*synced, 63]  # and the epoch's mean loss, checked once at its end
@@ -331,8 +330,8 @@ def test_the_bar_reads_the_loss_every_20_steps_and_on_slow_steps_every_step(
 @pytest.mark.slow
 def test_the_test_time_augmentation_changes_nothing_the_run_trains(tmp_path):
     # what lets a benchmark test plain each epoch and add the TTA figure once, at the end
-    plain = _run(_recipe("train.tta=none"), tmp_path / "plain").history
-    views = _run(_recipe("train.tta=flip_shift"), tmp_path / "views").history
+    plain = _run(small_recipe("train.tta=none"), tmp_path / "plain").history
+    views = _run(small_recipe("train.tta=flip_shift"), tmp_path / "views").history
     assert [row["train_loss"] for row in views] == [row["train_loss"] for row in plain]
     assert [row["test_acc_no_tta"] for row in views] == [row["test_acc"] for row in plain]
     assert "test_acc_no_tta" not in plain[-1]
@@ -372,7 +371,7 @@ def test_amp_picks_the_precision_the_device_has(monkeypatch, amp, device, bf16_u
 
 @pytest.mark.slow
 def test_fp16_trains_through_the_gradient_scaler_and_resumes_with_it(tmp_path, monkeypatch):
-    recipe = _recipe("train.amp=fp16", epochs=2)
+    recipe = small_recipe("train.amp=fp16", epochs=2)
     steps = []
     real_step = torch.amp.GradScaler.step
 
@@ -401,7 +400,7 @@ def test_seconds_to_target_counts_the_epochs_up_to_the_first_that_reaches_it():
 def test_a_run_trains_with_its_precisions_settings_and_records_them(tmp_path, monkeypatch,
                                                                     precision):
     monkeypatch.setattr("cnnlab.prepare.run_precision", lambda train: precision)
-    recipe = _recipe("train.amp=off", epochs=1).to_dict()
+    recipe = small_recipe("train.amp=off", epochs=1).to_dict()
     recipe["by_precision"] = {"fp32": {"data": {"batch_size": 32}},
                               "bf16": {"data": {"batch_size": 64}}}
     result = _run(parse_recipe(recipe), tmp_path)
@@ -416,7 +415,7 @@ def test_the_last_epochs_train_on_the_images_as_they_are():
     from cnnlab.models import build_model
 
     data = separable_dataset(n_train=256)
-    recipe = _recipe("augment.translate=2.0", "augment.off_last_epochs=1",
+    recipe = small_recipe("augment.translate=2.0", "augment.off_last_epochs=1",
                      "train.channels_last=false", "train.amp=off", epochs=3)
     run = trainer.Trainer(recipe, data, build_model("mnist_pool"))
     assert run.plain_loader.images is run.train_loader.images  # one copy on the device
