@@ -94,11 +94,14 @@ def test_a_sweep_key_can_index_a_list_of_the_base_recipe(tmp_path):
     assert search.base.model.args["widths"] == [8, 12, 16]  # the base itself untouched
     with pytest.raises(ConfigError, match="not a position in the recipe's list of 3"):
         search.recipe_for({"model.args.widths.3": 9})
-    # no val_target: the spec's test target less the shape's measured validation offset
+    # no val_target: the spec's test target less the shape's measured validation offset,
+    # plus the margin its seed spread asks for
     from cnnlab.design.spaces import start_for
 
-    offset = start_for((1, 28, 28)).val_offset
-    assert search.objective == "smallest_at_target" and search.val_target == 60.0 - offset
+    start = start_for((1, 28, 28))
+    assert search.objective == "smallest_at_target" and search.val_target == pytest.approx(
+        60.0 - start.val_offset + start.seed_margin)
+    assert start.seed_margin > 0
     assert spec.seeds == (1, 2) and search.base.train.seed == 0  # fresh seeds confirm
 
 
@@ -450,10 +453,11 @@ def test_a_design_file_of_a_dataset_and_a_spec_alone_runs_on_the_defaults(real_d
                     progress=False, echo=None)
     start = start_for((1, 28, 28))
     # the shape's rungs below the spec's 12 epochs, then 12 on two seeds; each rung aims at
-    # the validation target (the test target less the shape's offset) less its gap
+    # the validation target (the test target less the shape's offset, plus its seed margin)
+    # less its gap
     assert [(r.rung.epochs, r.rung.seeds) for r in result.rungs][:1] == [(2, (0,))]
     assert result.rungs[0].rung.target == pytest.approx(
-        99.0 - start.val_offset - start.rung_gaps[2])
+        99.0 - start.val_offset + start.seed_margin - start.rung_gaps[2])
     assert result.pick is None and not result.candidates  # the hours ran out at once
     record = json.loads((result.folder / "design.json").read_text())
     assert record["pick"] is None and record["input_shape"] == "1x28x28"

@@ -12,7 +12,8 @@ file is a dataset and a spec:
     val_target = 99.0    # optional: the validation accuracy a design must hold to count as
                          # reaching the target (default: spec.min_test_acc less the input
                          # shape's measured offset, spaces.py: held-out training images can
-                         # be harder than the test split, as MNIST's are)
+                         # be harder than the test split, as MNIST's are; plus the margin
+                         # the seed spread asks for, so that confirmation rarely fails)
     # optional: recipe (the training settings), set (overrides of them), model_args (the
     # family's base arguments), val_split (5000), seed (the search's, 0), rungs (epochs of
     # the short trainings designs go through first: rungs.py; default per input shape) and
@@ -144,8 +145,8 @@ def load_design(path: str | Path) -> DesignPlan:
              "val_split": design.val_split, "seed": design.seed, "space": space,
              "constraints": design.constraints}
     val_target = design.val_target
-    if val_target is None and start is not None and start.val_offset:
-        val_target = round(spec["min_test_acc"] - start.val_offset, 2)
+    if val_target is None and start is not None and (start.val_offset or start.seed_margin):
+        val_target = round(spec["min_test_acc"] - start.val_offset + start.seed_margin, 2)
     for key, value in (("hours", design.hours), ("val_target", val_target)):
         if value is not None:
             sweep[key] = value
