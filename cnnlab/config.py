@@ -193,7 +193,7 @@ class SpecConfig:
     max_activation_bytes: Count | None = None  # peak for one image, fp32 (inspect/cost.py)
     # the model quantized to int8 (cnnlab export --int8), as a microcontroller holds it:
     max_flash_bytes: Count | None = None  # int8 weights, int32 biases, scales (cost.py)
-    max_ram_bytes: Count | None = None  # peak int8 activations for one image (cost.py)
+    max_ram_bytes: Count | None = None  # int8 activation arena, one image (cost.py)
     min_int8_acc: Annotated[float, Range(0, 100)] | None = None  # test %, of the int8 model
     min_rf: Count | None = None
     min_test_acc: Annotated[float, Range(0, 100)] | None = None  # percent

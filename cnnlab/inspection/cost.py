@@ -54,9 +54,62 @@ def int8_flash_bytes(graph: ModelGraph) -> int:
     return total
 
 
+ARENA_ALIGNMENT = 16  # bytes: TFLite Micro aligns each buffer of its arena to this
+# Calls that make no tensor of their own on a microcontroller runtime: they pass the one they
+# read on (dropout and identity at inference, a reshape that only relabels the same bytes).
+_PASS_THROUGH = {"Dropout", "Dropout2d", "Identity", "flatten", "view", "reshape", "Flatten"}
+_ACTIVATIONS = {"ReLU", "ReLU6", "relu", "relu6"}
+
+
 def int8_ram_bytes(graph: ModelGraph) -> int:
-    """The activation memory of the int8 model: `peak_activation_bytes` at one byte a value."""
-    return peak_activation_bytes(graph, bytes_per_value=1)
+    """The activation arena of the int8 model as TFLite Micro lays it out for one image: the
+    input and each operation's output, after the fusions a converter makes (a BatchNorm right
+    after a convolution or linear layer folds into it, and a ReLU after either fuses with it;
+    any other BatchNorm becomes a multiply then an add, two tensors; dropout, identity and
+    reshapes pass their input on), each alive from the operation that writes it to the last
+    that reads it, placed by the runtime's greedy planner: largest first, each at the lowest
+    16-byte-aligned offset clear of the buffers alive beside it."""
+    owner: dict[str, str] = {}  # node -> the tensor that holds its output
+    tail: dict[str, str] = {}  # tensor -> what its last op was: "layer", "folded", "other"
+    lives: dict[str, list[int]] = {}  # tensor -> [first, last] step (two steps per node)
+    sizes: dict[str, int] = {}
+    for index, node in enumerate(graph.nodes):
+        step = 2 * index
+        source = owner.get(node.inputs[0]) if len(node.inputs) == 1 else None
+        for name in node.inputs:
+            lives[owner[name]][1] = max(lives[owner[name]][1], step)
+        state = tail.get(source)
+        if source is not None and (
+                node.kind in _PASS_THROUGH
+                or node.kind.startswith("BatchNorm") and state == "layer"
+                or node.kind in _ACTIVATIONS and state in ("layer", "folded")):
+            owner[node.name] = source
+            tail[source] = state if node.kind in _PASS_THROUGH else \
+                "folded" if node.kind.startswith("BatchNorm") else "other"
+            continue
+        owner[node.name] = node.name
+        sizes[node.name] = math.prod(node.shape)
+        tail[node.name] = "layer" if node.kind in ("Conv2d", "Linear") else "other"
+        lives[node.name] = [step, step]
+        if node.kind.startswith("BatchNorm"):  # multiply, then add: the product lives between
+            product = f"{node.name}/scaled"
+            sizes[product], lives[product] = sizes[node.name], [step, step + 1]
+            lives[node.name] = [step + 1, step + 1]
+    placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
+    for tensor in sorted(sizes, key=lambda t: -sizes[t]):  # stable: ties in graph order
+        size, (start, end) = sizes[tensor], lives[tensor]
+        beside = sorted((o, n) for o, n, f, la in placed if f <= end and start <= la)
+        offset = 0
+        for other_offset, other_size in beside:
+            if offset + size <= other_offset:
+                break
+            offset = max(offset, _aligned(other_offset + other_size))
+        placed.append((offset, size, start, end))
+    return max((o + n for o, n, _, _ in placed), default=0)
+
+
+def _aligned(offset: int) -> int:
+    return -(-offset // ARENA_ALIGNMENT) * ARENA_ALIGNMENT
 
 
 def peak_activation_bytes(graph: ModelGraph, bytes_per_value: int = BYTES_PER_VALUE) -> int:
