@@ -39,9 +39,16 @@ CONVERT_AND_RUN = r'''
 import json, os, subprocess, sys, numpy as np
 work = sys.argv[1]
 onnx2tf = os.path.join(os.path.dirname(sys.executable), "onnx2tf")
+# For a 3-channel input onnx2tf test-runs the model on sample images it downloads unless the
+# file is in its working folder: give it 20 of the calibration images, at the size it wants.
+sample = np.load(f"{work}/calibration.npy")[:20]
+if sample.shape[-1] == 3:
+    side = 128 // sample.shape[1]
+    np.save(f"{work}/calibration_image_sample_data_20x128x128x3_float32.npy",
+            sample.repeat(side, 1).repeat(side, 2).astype(np.float32))
 subprocess.run([onnx2tf, "-i", f"{work}/model.onnx", "-o", f"{work}/tf", "-b", "1", "-oiqt",
                 "-qt", "per-channel", "-cind", "images", f"{work}/calibration.npy", "[0.0]",
-                "[1.0]", "-n"], check=True, capture_output=True)
+                "[1.0]", "-n"], check=True, capture_output=True, cwd=work)
 from tflite_micro.python.tflite_micro import runtime
 path = f"{work}/tf/model_full_integer_quant.tflite"
 interpreter = runtime.Interpreter.from_file(path, arena_size=4 << 20)
