@@ -366,6 +366,11 @@ def test_designs_go_through_the_rungs_best_first_and_candidates_come_from_the_la
     assert all(c.params in promoted_sizes for c in result.candidates)
     readme = (result.folder / "README.md").read_text()
     assert "## Rungs" in readme and "| 1 | 3 | 0, 100 |" in readme
+    # what the rungs rely on: the shape's measured rank correlation of each short length
+    from cnnlab.design.spaces import start_for
+
+    spearman = start_for((1, 28, 28)).rung_spearman
+    assert f"{spearman[2]:.2f} at 2 epochs" in readme
 
 
 def _search_of(path: Path, tmp_path: Path):

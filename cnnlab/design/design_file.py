@@ -94,6 +94,7 @@ class DesignPlan:
     rung_gaps: dict[int, float] = field(default_factory=dict)
     eta: int = 3
     precisions: tuple[str, ...] = ("fp32", "bf16")
+    rung_spearman: dict[int, float] = field(default_factory=dict)
 
 
 def load_design(path: str | Path) -> DesignPlan:
@@ -158,4 +159,5 @@ def load_design(path: str | Path) -> DesignPlan:
     gaps = start.rung_gaps if start else {}
     return DesignPlan(base["name"], {**base, "sweep": sweep}, design.candidates,
                       tuple(range(first, first + design.seeds)), text, rungs, gaps,
-                      design.eta, tuple(dict.fromkeys(design.precisions)))
+                      design.eta, tuple(dict.fromkeys(design.precisions)),
+                      start.rung_spearman if start else {})

@@ -62,7 +62,12 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                              "measured them for this input shape ("
                              + ", ".join(f"{e} epochs: {g:.2f}" for e, g in
                                          sorted(spec.rung_gaps.items())) + "). "
-                             "The last rung trains at full length on two seeds; a design's "
+                             + ("The order they rely on: Spearman's rank correlation of each "
+                                "length's figure with the full training's, " + ", ".join(
+                                    f"{r:.2f} at {e} epochs" for e, r in
+                                    sorted(spec.rung_spearman.items())) + ". "
+                                if spec.rung_spearman else "")
+                             + "The last rung trains at full length on two seeds; a design's "
                              "figure there is the lower."),
                    Table(["rung", "epochs", "seeds", "on course at (val %)", "trainings",
                           "on course", "went on", "training"],

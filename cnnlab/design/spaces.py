@@ -22,6 +22,9 @@ class Start:
     # trains at full length.
     rungs: tuple[int, ...] = ()
     rung_gaps: dict[int, float] = field(default_factory=dict)
+    # ... and how well each length ranks designs as the full training does (Spearman's rank
+    # correlation over the same designs): what the rungs rely on, said in the design README
+    rung_spearman: dict[int, float] = field(default_factory=dict)
     # Points by which a design's test accuracy runs above its validation accuracy (held-out
     # training images can be harder than the test split, as MNIST's are): the default
     # validation target is the spec's test target less this (median over the same designs).
@@ -65,6 +68,7 @@ _GREY_28 = Start(
     set=("train.channels_last=false",),
     rungs=(2, 5),
     rung_gaps={2: 0.75, 5: 0.11},
+    rung_spearman={2: 0.53, 5: 0.57},
     val_offset=0.21,
     seed_margin=0.10,
 )
