@@ -90,8 +90,11 @@ def test_a_sweep_key_can_index_a_list_of_the_base_recipe(tmp_path):
     search_file.write_text(tomli_w.dumps(spec.sweep_document))
     search = load_sweep(search_file)
     recipe = search.recipe_for({"model.args.widths.1": 9})
-    assert recipe.model.args["widths"] == [8, 9, 16]  # the default base, its second replaced
-    assert search.base.model.args["widths"] == [8, 12, 16]  # the base itself untouched
+    from cnnlab.design.spaces import start_for
+
+    widths = start_for((1, 28, 28)).model_args["widths"]
+    assert recipe.model.args["widths"] == [widths[0], 9, widths[2]]  # its second replaced
+    assert search.base.model.args["widths"] == widths  # the base itself untouched
     with pytest.raises(ConfigError, match="not a position in the recipe's list of 3"):
         search.recipe_for({"model.args.widths.3": 9})
     # no val_target: the spec's test target less the shape's measured validation offset,

@@ -137,6 +137,10 @@ def load_design(path: str | Path) -> DesignPlan:
     base["train"] = {**base["train"], "seed": design.seed}
     if "max_epochs" in spec:
         base["train"]["epochs"] = spec["max_epochs"]
+        user_tail = any(s.startswith("augment.off_last_epochs") for s in design.set)
+        if start_set and not user_tail:  # the start's plain tail is for 15 epochs: a third
+            tail = base["augment"].get("off_last_epochs", 0)  # of a shorter run at most
+            base["augment"]["off_last_epochs"] = min(tail, (spec["max_epochs"] - 1) // 3)
     try:
         parse_recipe(base, str(path))  # the spec's keys and values, said against the file
     except CnnlabError as exc:
