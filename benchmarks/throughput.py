@@ -43,7 +43,7 @@ def cnnlab_loop(args, data, steps):
     trainer = Trainer(recipe, data.limited(steps * args.batch, 10), cnnlab.build_model(args.model))
     with redirect_stderr(io.StringIO()):  # its tqdm bar runs, as in real use, but unseen
         started = time.perf_counter()
-        trainer.train_epoch(1, run=None, progress=True)
+        trainer.train_epoch(1, folder=None, progress=True)
     return steps * args.batch / (time.perf_counter() - started)
 
 

@@ -55,22 +55,22 @@ def export_int8(run_dir: str | Path, data_dir: str | Path | None = None,
     require_ort()
     if calibration < 1:
         raise ConfigError("--calibration must be 1 image or more")
-    run = RunFolder.existing(run_dir)
-    run.require_writable()
+    folder = RunFolder.existing(run_dir)
+    folder.require_writable()
     loaded = load_run(run_dir, trust_code)
-    data = prepare(folder=run, data_dir=data_dir, trust_code=trust_code, progress=False).data()
+    data = prepare(folder=folder, data_dir=data_dir, trust_code=trust_code, progress=False).data()
     fp32 = onnx_bytes(loaded.model, loaded.input_shape)
     order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(0))
     chosen = data.train_images[order[:calibration]]
     int8 = quantized(fp32, _normalised(loaded, chosen))
     test_fp32 = accuracy(fp32, loaded, data.test_images, data.test_labels)
     test_int8 = accuracy(int8, loaded, data.test_images, data.test_labels)
-    result = Int8Result(run.file(INT8_FILE).path, test_int8, test_fp32, flash_bytes(int8),
+    result = Int8Result(folder.file(INT8_FILE).path, test_int8, test_fp32, flash_bytes(int8),
                         len(chosen), len(data.test_labels))
-    run.write_bytes(INT8_FILE, int8)
+    folder.write_bytes(INT8_FILE, int8)
     record = {k: v for k, v in asdict(result).items() if k != "path"}
-    run.write_text(INT8_RECORD, json.dumps(record, indent=1) + "\n")
-    run.log(f"int8 export: {result.summary_line()}")
+    folder.write_text(INT8_RECORD, json.dumps(record, indent=1) + "\n")
+    folder.log(f"int8 export: {result.summary_line()}")
     return result
 
 

@@ -105,19 +105,19 @@ def load_run(run_dir: str | Path, trust_code: bool = False) -> LoadedRun:
     """The best epoch's model of a run folder, from best.safetensors (else checkpoints/best.pt),
     with its class names, normalisation and input shape. Model code the folder names runs only
     if the folder is trusted: this user's own run, or `trust_code` (which signs it)."""
-    run = RunFolder.existing(run_dir)
-    recipe = run.recipe()
-    if run.shipped_path.exists():
-        shipped = run.shipped()
-        weights, source = shipped.weights, run.shipped_path
+    folder = RunFolder.existing(run_dir)
+    recipe = folder.recipe()
+    if folder.shipped_path.exists():
+        shipped = folder.shipped()
+        weights, source = shipped.weights, folder.shipped_path
         classes, mean, std, shape = (shipped.classes, shipped.mean, shipped.std,
                                      shipped.input_shape)
     else:  # (best_weights says when there are none yet)
-        weights, source = run.best_weights()["model"], run.best_checkpoint
+        weights, source = folder.best_weights()["model"], folder.best_checkpoint
         classes, mean, std, shape = _facts(recipe)
-    model = build_run_model(recipe, shape[0], len(classes), run.model_source(recipe, trust_code))
+    model = build_run_model(recipe, shape[0], len(classes), folder.model_source(recipe, trust_code))
     load_weights(model, weights, source)
-    return LoadedRun(model.eval(), classes, mean, std, shape, recipe, run)
+    return LoadedRun(model.eval(), classes, mean, std, shape, recipe, folder)
 
 
 def _facts(recipe: Recipe) -> tuple[tuple[str, ...], tuple, tuple, tuple[int, int, int]]:

@@ -26,9 +26,9 @@ def export_onnx(run_dir: str | Path, out: str | Path | None = None,
     loaded = load_run(run_dir, trust_code)
     model = onnx_bytes(loaded.model, loaded.input_shape)
     if out is None:
-        run = RunFolder.existing(run_dir)
-        run.write_bytes("model.onnx", model)
-        return run.file("model.onnx").path
+        folder = RunFolder.existing(run_dir)
+        folder.write_bytes("model.onnx", model)
+        return folder.file("model.onnx").path
     with atomic_write(Path(out)) as handle:
         handle.write(model)
     return Path(out)

@@ -1,5 +1,5 @@
 """The training loop: plain PyTorch, seeded, resumable, with the seeds' log format. What a run
-does around it (inspect, range test, run folder, report) is `cnnlab.pipeline.run`."""
+does around it (inspect, range test, run folder, report) is `cnnlab.pipeline`'s train and resume."""
 
 from __future__ import annotations
 
@@ -129,7 +129,7 @@ class Trainer:
             if order is not None and tuple(order.shape) != (loader.num_samples,):
                 raise ValueError(f"its epoch's order is not one of {loader.num_samples} images")
 
-    def fit(self, run: RunFolder, progress: bool, echo: Echo,
+    def fit(self, folder: RunFolder, progress: bool, echo: Echo,
             callbacks: tuple[EpochCallback, ...] = ()) -> None:
         """Train the remaining epochs; after each, log it, checkpoint it, write the history,
         then call each `callback(row, trainer)` (an exception there stops the run, with the
@@ -138,7 +138,7 @@ class Trainer:
         for epoch in range(len(self.history) + 1, epochs + 1):
             echo(f"Epoch : {epoch}/{epochs}")
             started = time.perf_counter() - self.partway_seconds()
-            train_loss, train_acc = self.train_epoch(epoch, run, progress)
+            train_loss, train_acc = self.train_epoch(epoch, folder, progress)
             train_seconds = time.perf_counter() - started
             row = {"epoch": epoch, "train_loss": train_loss, "train_acc": train_acc,
                    **self.validate(), **self.test(), "lr": self.optimizer.param_groups[0]["lr"],
@@ -150,10 +150,10 @@ class Trainer:
             # Checkpoints, then history, then the log line: a crash between them leaves the
             # log behind, never ahead (a resumed epoch is not logged twice); a stale best.pt
             # is repaired on resume (Checkpoints.repair_best).
-            run.checkpoints.save_epoch(self.state(), row["test_acc"],
+            folder.checkpoints.save_epoch(self.state(), row["test_acc"],
                                        row["test_acc"] > best_before, self.evaluated)
-            run.write_history(self.history)
-            run.log(epoch_log_line(row, self.cfg.tta))
+            folder.write_history(self.history)
+            folder.log(epoch_log_line(row, self.cfg.tta))
             for callback in callbacks:
                 callback(row, self)
 
@@ -195,9 +195,9 @@ class Trainer:
         self.scaler.update()
         return out.detach(), loss.detach()
 
-    def train_epoch(self, epoch: int, run: RunFolder | None, progress: bool
+    def train_epoch(self, epoch: int, folder: RunFolder | None, progress: bool
                     ) -> tuple[float, float]:
-        """One pass over the training set; returns mean loss and accuracy (percent). `run`
+        """One pass over the training set; returns mean loss and accuracy (percent). `folder`
         (if any) gets a line in its log when the loss diverges."""
         model, optimizer, loader = self.model, self.optimizer, self.train_loader
         if self.plain_loader is not None and epoch >= self.first_plain_epoch:
@@ -223,7 +223,7 @@ class Trainer:
             self.partway = None
         elif resumable:
             order = loader.new_order()
-        partial = run is not None and resumable
+        partial = folder is not None and resumable
         batches = loader.batches(order, first) if resumable else loader
         shown_at = saved_at = time.perf_counter()
         bar = tqdm(batches, total=len(loader), initial=first, disable=not progress,
@@ -243,7 +243,7 @@ class Trainer:
                     or time.perf_counter() - shown_at >= BAR_SECONDS):
                 shown_at = time.perf_counter()
                 value = loss.item()
-                _stop_if_diverged(value, epoch, step, run, self.amp_dtype)
+                _stop_if_diverged(value, epoch, step, folder, self.amp_dtype)
                 bar.set_description(
                     f"loss={value:.4f} batch_id={step} acc={100.0 * correct.item() / seen:.2f} "
                     f"lr={optimizer.param_groups[0]['lr']:.4g}", refresh=False
@@ -254,26 +254,26 @@ class Trainer:
                     partway = {"step": step + 1, "order": order, "seen": seen,
                                "loss_sum": loss_sum, "correct": correct,
                                "seconds": shown_at - began}
-                    run.checkpoints.save_partway(self.state(), partway)
+                    folder.checkpoints.save_partway(self.state(), partway)
                     saved_at = time.perf_counter()
         mean_loss = loss_sum.item() / seen
-        _stop_if_diverged(mean_loss, epoch, len(loader) - 1, run, self.amp_dtype)
+        _stop_if_diverged(mean_loss, epoch, len(loader) - 1, folder, self.amp_dtype)
         return mean_loss, 100.0 * correct.item() / seen
 
 
-def _stop_if_diverged(value: float, epoch: int, step: int, run: RunFolder | None,
+def _stop_if_diverged(value: float, epoch: int, step: int, folder: RunFolder | None,
                       amp_dtype: torch.dtype | None) -> None:
     if math.isfinite(value):
         return
     message = f"training diverged: loss is {value} at epoch {epoch}, batch {step}"
-    if run is not None:
-        message += run.checkpoints.after_divergence(epoch)
+    if folder is not None:
+        message += folder.checkpoints.after_divergence(epoch)
     message += ". Lower the learning rate and retry"
     if amp_dtype is not None:  # low precision can be the cause, not the learning rate
         message += (f"; it trained in {precision_name(amp_dtype)}: if it diverges at a lower "
                     "rate too, try train.amp=\"off\" (or train.channels_last=false)")
-    if run is not None:
-        run.log(message)
+    if folder is not None:
+        folder.log(message)
     raise DivergedError(message)
 
 
