@@ -10,8 +10,9 @@ from cnnlab.design import design
 from cnnlab.errors import CnnlabError
 from cnnlab.inspection import receptive_field, summary
 from cnnlab.models import build_model, count_parameters, model_names, register
-from cnnlab.pipeline import RunResult, lr_find, resume, train
+from cnnlab.pipeline import lr_find, resume, train
 from cnnlab.report import compare, write_report
+from cnnlab.run_result import RunResult
 from cnnlab.ship import export_onnx, load_run
 from cnnlab.sweep import sweep
 

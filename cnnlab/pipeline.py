@@ -5,9 +5,7 @@ before made, in memory; nothing is traced, checked or loaded twice. The CLI's `t
 
 from __future__ import annotations
 
-import base64
 import copy
-import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +15,6 @@ from torch import nn
 from cnnlab.config import USER_DATASETS, Recipe
 from cnnlab.data import Dataset
 from cnnlab.errors import ConfigError, SpecError
-from cnnlab.inspection import CheckReport
 from cnnlab.inspection.spec import check_history
 from cnnlab.models import count_parameters
 from cnnlab.models.model_code import from_file
@@ -27,47 +24,14 @@ from cnnlab.report.curves import plot_lr_find
 from cnnlab.report.run_report import write_report
 from cnnlab.report.tensorboard_log import TensorBoardLog
 from cnnlab.run_folder import RunFolder, records
-from cnnlab.run_folder.history import History, best_row, epoch_log_line, trained_on
+from cnnlab.run_folder.history import epoch_log_line, trained_on
 from cnnlab.run_folder.lr_find_result import LRFindResult
 from cnnlab.run_folder.shipped_weights import write_safetensors
+from cnnlab.run_result import RunResult
 from cnnlab.ship.onnx_export import onnx_bytes
 from cnnlab.training.device import pick_device
 from cnnlab.training.range_test import range_test
 from cnnlab.training.trainer import Echo, EpochCallback, Trainer
-
-
-@dataclass
-class RunResult:
-    run_dir: Path
-    history: History
-    model: nn.Module  # the evaluated model (the EMA copy when EMA is on)
-    check: CheckReport  # the recipe's [spec]: verdicts before and after training
-    dataset: Dataset  # what it was trained and tested on
-
-    @property
-    def final_accuracy(self) -> float:
-        return self.history[-1]["test_acc"]
-
-    @property
-    def best_accuracy(self) -> float:
-        return best_row(self.history)["test_acc"]
-
-    def _repr_html_(self) -> str:  # in Jupyter: the figures, the curves, the verdicts
-        best = best_row(self.history)
-        curves = self.run_dir / "plots" / "curves.png"
-        image = (f'<img alt="curves" style="max-width:100%" src="data:image/png;base64,'
-                 f'{base64.b64encode(curves.read_bytes()).decode("ascii")}">'
-                 if curves.is_file() else "")
-        return (f"<p><strong>{self.final_accuracy:.2f}%</strong> final test accuracy, best "
-                f"{best['test_acc']:.2f}% (epoch {best['epoch']}), {len(self.history)} epochs; "
-                f"report: <code>{html.escape(str(self.run_dir / 'README.md'))}</code></p>"
-                + image + self.check._repr_html_())
-
-    def _repr_markdown_(self) -> str:  # where a front end shows Markdown only
-        best = best_row(self.history)
-        return (f"**{self.final_accuracy:.2f}%** final test accuracy, best "
-                f"{best['test_acc']:.2f}% (epoch {best['epoch']}), {len(self.history)} epochs; "
-                f"report: `{self.run_dir / 'README.md'}`\n\n{self.check.to_markdown()}")
 
 
 def train(

@@ -16,7 +16,7 @@ import torch
 from cnnlab import pipeline
 from cnnlab.config import Recipe, load_recipe
 from cnnlab.data import Dataset, idx_files
-from cnnlab.pipeline import RunResult
+from cnnlab.run_result import RunResult
 
 REAL_DATA = Path(os.environ.get("CNNLAB_DATA", "")) if os.environ.get("CNNLAB_DATA") else None
 # What this test run must have rather than skip without: .ci/run sets "data,browser".
