@@ -173,6 +173,9 @@ class TrainConfig:
     # A patch-whitening first layer (models/cifar_speed.py) trains its bias only in the first N
     # epochs, then holds it: the rest of the net adapts to a fixed input; unset = throughout
     whitening_bias_epochs: Count | None = None
+    # The last N epochs simulate the int8 model `cnnlab export --int8` writes (training/qat.py):
+    # quantization-aware training, for nets whose int8 export loses accuracy; unset = off
+    qat_epochs: Count | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = True  # NHWC activations: faster convolutions for most models
     # auto: bf16 autocast where the device has bf16 units (Ampere+ GPUs, CPUs with AVX512-BF16
@@ -352,6 +355,13 @@ def parse_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
         raise ConfigError(f"{source}: name = {recipe.name!r} must be a plain folder name (letters, "
                           "digits, '.', '-', '_'; not starting with '.'): it names the run "
                           "folder")
+    train = recipe.train
+    if train.qat_epochs is not None and train.qat_epochs > train.epochs:
+        raise ConfigError(f"{source}: train.qat_epochs = {train.qat_epochs} is more than the "
+                          f"run's {train.epochs} epochs")
+    if train.qat_epochs is not None and train.compile:
+        raise ConfigError(f"{source}: train.qat_epochs and train.compile: the int8 simulation "
+                          "changes the layers a compiled model was traced with; drop one")
     data = recipe.data
     if data.dataset in USER_DATASETS and not data.path:
         what = ("the .npz file" if data.dataset == "npz"

@@ -56,6 +56,19 @@ def killed_in_epoch(monkeypatch, doomed: int):
     return real
 
 
+def run_killed_in_epoch(epoch: int, recipe, tmp_path, monkeypatch) -> Path:
+    """Train `recipe` on the separable data under tmp_path/runs until Ctrl-C arrives at the
+    start of `epoch`; returns its run folder."""
+    from cnnlab.training import trainer
+
+    real_epoch = killed_in_epoch(monkeypatch, epoch)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(recipe, dataset=separable_dataset(), out_dir=tmp_path / "runs")
+    monkeypatch.setattr(trainer.Trainer, "train_epoch", real_epoch)
+    (run_dir,) = (tmp_path / "runs").iterdir()
+    return run_dir
+
+
 @pytest.fixture(autouse=True)
 def private_cache(tmp_path, tmp_path_factory, monkeypatch):
     """Each test gets its own verification cache, so no test sees another's verdicts, and its

@@ -15,7 +15,7 @@ from cnnlab.training.device import describe_device
 from cnnlab.training.optim import build_optimizer, build_schedule
 from cnnlab.training.precision import run_precision
 from tests.conftest import (
-    killed_in_epoch,
+    run_killed_in_epoch,
     separable_dataset,
     small_recipe,
     train_run,
@@ -66,23 +66,13 @@ def test_same_seed_gives_identical_histories(tmp_path):
     assert first[-1]["train_loss"] != other[-1]["train_loss"]
 
 
-def _run_killed_in_epoch(epoch: int, recipe, tmp_path, monkeypatch):
-    """Train `recipe` until Ctrl-C arrives at the start of `epoch`; returns its run folder."""
-    real_epoch = killed_in_epoch(monkeypatch, epoch)
-    with pytest.raises(KeyboardInterrupt):
-        _run(recipe, tmp_path)
-    monkeypatch.setattr(trainer.Trainer, "train_epoch", real_epoch)
-    (run_dir,) = (tmp_path / "runs").iterdir()
-    return run_dir
-
-
 @pytest.mark.slow
 def test_kill_and_resume_gives_the_same_result(tmp_path, monkeypatch):
     # Dropout, augmentation, OneCycle and EMA all draw on state that a resume must restore.
     recipe = small_recipe("train.ema_decay=0.9", "train.lookahead_every=3", epochs=3)
     straight = _run(recipe, tmp_path / "straight")
 
-    run_dir = _run_killed_in_epoch(3, recipe, tmp_path / "killed", monkeypatch)
+    run_dir = run_killed_in_epoch(3, recipe, tmp_path / "killed", monkeypatch)
     assert len(RunFolder(run_dir).history()) == 2
     resumed = train_run(resume=run_dir, dataset=separable_dataset())
     assert without_timings(resumed.history) == without_timings(straight.history)
@@ -147,7 +137,7 @@ def test_a_partial_checkpoint_older_than_the_last_epoch_is_passed_over(tmp_path,
     # A crash between saving an epoch's last.pt and removing partial.pt leaves both.
     recipe = small_recipe(epochs=3)
     straight = _run(recipe, tmp_path / "straight")
-    run_dir = _run_killed_in_epoch(3, recipe, tmp_path / "killed", monkeypatch)
+    run_dir = run_killed_in_epoch(3, recipe, tmp_path / "killed", monkeypatch)
     folder = RunFolder(run_dir)
     stale = {**load_checkpoint(folder.last_checkpoint), "epoch": 1,
              "partway": {"step": 3, "order": None, "seen": 192, "loss_sum": torch.tensor(9.0),
@@ -168,7 +158,7 @@ def test_a_resume_elsewhere_is_noted_and_each_epoch_says_where_it_ran(tmp_path, 
     # train.amp = "auto" on a CPU without bf16 units, resumed on one with them: bf16 from then on.
     _bf16_units(monkeypatch, False)
     recipe = small_recipe("train.amp=auto", epochs=3)
-    run_dir = _run_killed_in_epoch(2, recipe, tmp_path, monkeypatch)
+    run_dir = run_killed_in_epoch(2, recipe, tmp_path, monkeypatch)
     _bf16_units(monkeypatch, True)
     said = []
     resumed = train_run(resume=run_dir, dataset=separable_dataset(), echo=said.append)

@@ -21,6 +21,7 @@ from cnnlab.data.recipe_loaders import plain_train_loader, test_loader, train_lo
 from cnnlab.errors import DivergedError
 from cnnlab.run_folder.checkpoint import restore_rng_states, rng_states
 from cnnlab.run_folder.history import best_row, epoch_log_line, test_line
+from cnnlab.training import qat
 from cnnlab.training.device import describe_device, training_device
 from cnnlab.training.ema import WeightEMA
 from cnnlab.training.lookahead import Lookahead
@@ -88,6 +89,8 @@ class Trainer:
                           if cfg.lookahead_every else None)
         self.ema = WeightEMA(self.model, cfg.ema_decay) if cfg.ema_decay else None
         self.evaluated = self.ema.model if self.ema is not None else self.model
+        self.first_int8_epoch = (cfg.epochs - cfg.qat_epochs + 1 if cfg.qat_epochs
+                                 else cfg.epochs + 1)  # quantization-aware from here on
         self.history: list[dict[str, Any]] = []
         self.partway: dict[str, Any] | None = None  # where a partial checkpoint left an epoch
 
@@ -102,6 +105,8 @@ class Trainer:
             state["ema"] = self.ema.state_dict()
         if self.lookahead is not None:
             state["lookahead"] = self.lookahead.state_dict()
+        if qat.is_enabled(self.model):
+            state["int8_ranges"] = qat.ranges(self.model)
         return state
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -114,6 +119,13 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         if self.lookahead is not None:
             self.lookahead.load_state_dict(state["lookahead"])
+        if state.get("int8_ranges") is not None:  # stopped inside the quantization-aware epochs
+            saved = state["int8_ranges"]
+            if not isinstance(saved, list) or not all(
+                    r is None or isinstance(r, torch.Tensor) and r.shape == (2,) for r in saved):
+                raise ValueError("its int8 ranges are not pairs of numbers")
+            self._simulate_int8()
+            qat.set_ranges(self.model, saved)
         restore_rng_states(state["rng"], self.generator)
         self.history = list(state["history"])
         self.train_loader.epoch = len(self.history)  # alternating flips continue in phase
@@ -156,6 +168,10 @@ class Trainer:
             folder.log(epoch_log_line(row, self.cfg.tta))
             for callback in callbacks:
                 callback(row, self)
+
+    def _simulate_int8(self) -> None:
+        qat.enable(self.model)
+        qat.enable(self.evaluated)  # the EMA copy, evaluated with the training model's ranges
 
     def partway_seconds(self) -> float:
         """The training seconds a partial checkpoint holds of the epoch it resumes."""
@@ -203,6 +219,8 @@ class Trainer:
         if self.plain_loader is not None and epoch >= self.first_plain_epoch:
             loader = self.plain_loader
         model.train()
+        if epoch >= self.first_int8_epoch and not qat.is_enabled(model):
+            self._simulate_int8()
         for layer in model.modules():  # a layer that trains differently by epoch says so
             on_epoch_start = getattr(layer, "on_epoch_start", None)
             if callable(on_epoch_start):
@@ -256,6 +274,8 @@ class Trainer:
                                "seconds": shown_at - began}
                     folder.checkpoints.save_partway(self.state(), partway)
                     saved_at = time.perf_counter()
+        if self.evaluated is not model and qat.is_enabled(model):
+            qat.set_ranges(self.evaluated, qat.ranges(model))
         mean_loss = loss_sum.item() / seen
         _stop_if_diverged(mean_loss, epoch, len(loader) - 1, folder, self.amp_dtype)
         return mean_loss, 100.0 * correct.item() / seen
