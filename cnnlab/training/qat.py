@@ -52,9 +52,10 @@ def set_ranges(model: nn.Module, values: list[torch.Tensor | None]) -> None:
 
 def fake_int8(x: torch.Tensor, low_high: torch.Tensor) -> torch.Tensor:
     """`x` rounded to the int8 grid spanning `low_high` (widened to hold 0)."""
-    low, high = min(float(low_high[0]), 0.0), max(float(low_high[1]), 0.0)
-    scale = max((high - low) / 255.0, 1e-8)
-    zero = int(min(max(round(-128 - low / scale), -128), 127))
+    # kept as tensors, so that a GPU never waits to hand a number back
+    low, high = low_high[0].clamp(max=0.0), low_high[1].clamp(min=0.0)
+    scale = ((high - low) / 255.0).clamp(min=1e-8)
+    zero = (-128 - low / scale).round().clamp(-128, 127).to(torch.int32)
     rounded = torch.fake_quantize_per_tensor_affine(x.float(), scale, zero, -128, 127)
     return rounded.to(x.dtype)
 
