@@ -32,7 +32,7 @@ def test_the_wheel_installs_into_a_fresh_venv_and_trains(tmp_path, real_data_roo
     pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet",
            "--disable-pip-version-check", "-c", str(PROJECT / "constraints.txt"), str(wheel)]
     subprocess.run(pip, check=True, capture_output=True, cwd=tmp_path)
-    env = {**os.environ, "CNNLAB_DATA": str(real_data_root), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "CNNLAB_DATA": str(real_data_root.resolve()), "OMP_NUM_THREADS": "1"}
     env.pop("PYTHONPATH", None)
     cnnlab = str(venv / "bin" / "cnnlab")
     where = subprocess.run([str(venv / "bin" / "python"), "-c",
