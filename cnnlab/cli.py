@@ -6,13 +6,9 @@ Every error a user can cause prints one line and exits 2; no tracebacks.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
-import os
 import signal
 import sys
-import tempfile
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +16,8 @@ from pathlib import Path
 from cnnlab import __version__
 from cnnlab.check import check
 from cnnlab.config import Recipe, builtin_recipes, load_recipe
-from cnnlab.errors import CnnlabError, ConfigError, DivergedError, SpecError
+from cnnlab.errors import ConfigError
+from cnnlab.exit_status import exit_status, terminated
 from cnnlab.inspection import receptive_field, summary
 from cnnlab.inspection.summary import COLUMNS as SUMMARY_COLUMNS
 from cnnlab.models import build_model, count_parameters, default_input_shape, model_names
@@ -429,33 +426,15 @@ VERBS = (
 
 
 def main(argv: list[str] | None = None) -> int:
-    previous = signal.signal(signal.SIGTERM, _terminated)  # schedulers, docker stop
-    args = None
+    previous = signal.signal(signal.SIGTERM, terminated)  # schedulers, docker stop
+    parsed: list[argparse.Namespace] = []
+
+    def run() -> int | None:
+        parsed.append(_build_parser().parse_args(argv))
+        return parsed[0].handler(parsed[0])
+
     try:
-        args = _build_parser().parse_args(argv)
-        return args.handler(args) or 0
-    except (SpecError, DivergedError) as exc:
-        print(f"cnnlab: {exc}", file=sys.stderr)
-        return 1
-    except CnnlabError as exc:
-        print(f"cnnlab: error: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:  # output piped into `head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
-    except OSError as exc:  # a path the user gave: read-only, missing, full
-        print(f"cnnlab: error: {_os_error_line(exc)}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt as exc:
-        reason = getattr(exc, "reason", exc.args[0] if exc.args else "SIGINT") or "SIGINT"
-        print(f"cnnlab: stopped by {reason}{_resume_hint(args, exc)}", file=sys.stderr)
-        return 143 if reason == "SIGTERM" else 130
-    except Exception as exc:  # a bug: one line for the user, the traceback kept for the report
-        if os.environ.get("CNNLAB_DEBUG") == "1":
-            raise
-        print(f"cnnlab: internal error: {type(exc).__name__}: {_first_line(exc)}; traceback "
-              f"written to {_keep_traceback()}; please report it", file=sys.stderr)
-        return INTERNAL_ERROR
+        return exit_status(run, lambda stop: _resume_hint(parsed[0] if parsed else None, stop))
     finally:
         signal.signal(signal.SIGTERM, previous)
 
@@ -470,42 +449,6 @@ def _resume_hint(args: argparse.Namespace | None, stop: KeyboardInterrupt) -> st
         return f"; continue with: cnnlab {verb} {file} --out {args.out}{storage} --resume"
     run_dir = getattr(stop, "run_dir", None)
     return f"; continue with: cnnlab train --resume {run_dir}" if run_dir else ""
-
-
-INTERNAL_ERROR = 70  # EX_SOFTWARE (sysexits.h): cnnlab's fault, not the user's
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "(no message)"
-
-
-def _keep_traceback() -> str:
-    """The current exception's traceback, in a file of its own under the temp folder."""
-    fd, path = tempfile.mkstemp(prefix="cnnlab-crash-", suffix=".txt")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(f"cnnlab {__version__}, python {sys.version.split()[0]}, argv {sys.argv}\n")
-        traceback.print_exc(file=handle)
-    return path
-
-
-def _os_error_line(exc: OSError) -> str:
-    """One line: which path, what went wrong, what to do."""
-    where = f"{exc.filename}: " if exc.filename else ""
-    if exc.errno == errno.ENOSPC:
-        return (f"{where}the disk is full; free some space (every file written so far is "
-                "whole) and run again, or --resume the run")
-    if exc.errno in (errno.EEXIST, errno.ENOTDIR):
-        return f"{where}is a file, not a folder; choose another --out"
-    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-        return f"{where}cannot write here ({exc.strerror}); choose another --out"
-    return f"{where}{exc.strerror or exc}"
-
-
-def _terminated(_signum: int, _frame: object) -> None:
-    """SIGTERM stops a run the way Ctrl-C does: the write in flight completes or is dropped
-    whole, the run folder says so in its log, and it can be resumed."""
-    raise KeyboardInterrupt("SIGTERM")
 
 
 if __name__ == "__main__":
