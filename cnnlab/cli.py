@@ -270,15 +270,7 @@ def _app(args: argparse.Namespace) -> None:
 
 def _sweep_arguments(verb: argparse.ArgumentParser) -> None:
     verb.add_argument("sweep_file", metavar="SWEEP", help="TOML file with a [sweep] table")
-    verb.add_argument("--storage", metavar="URL",
-                      help="database shared by workers on many machines, e.g. "
-                           "postgresql://user:pw@host/db (default: SQLite in the sweep folder)")
-    verb.add_argument("--workers", type=int, default=1,
-                      help="local worker processes; each gets cores/N threads (default 1)")
-    verb.add_argument("--resume", action="store_true", help="continue the sweep in its folder")
-    verb.add_argument("--out", default="sweeps", help="folder for sweeps (default: sweeps)")
-    _data_dir_flag(verb)
-    verb.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _search_flags(verb, "sweep")
 
 
 def _sweep(args: argparse.Namespace) -> None:
@@ -291,13 +283,19 @@ def _sweep(args: argparse.Namespace) -> None:
 def _design_arguments(verb: argparse.ArgumentParser) -> None:
     verb.add_argument("design_file", metavar="DESIGN",
                       help="TOML file with [design] (dataset, trials) and [spec] tables")
+    _search_flags(verb, "design")
+
+
+def _search_flags(verb: argparse.ArgumentParser, kind: str) -> None:
+    """What a sweep and a design (a sweep of layouts) both take: where the study lives, how
+    many local workers, resume, the output folder, data and progress."""
     verb.add_argument("--storage", metavar="URL",
-                      help="the search's database, as for sweep (default: SQLite in the "
-                           "design folder)")
+                      help="database shared by workers on many machines, e.g. "
+                           f"postgresql://user:pw@host/db (default: SQLite in the {kind} folder)")
     verb.add_argument("--workers", type=int, default=1,
-                      help="local worker processes for the search (default 1)")
-    verb.add_argument("--resume", action="store_true", help="continue the design in its folder")
-    verb.add_argument("--out", default="designs", help="folder for designs (default: designs)")
+                      help="local worker processes; each gets cores/N threads (default 1)")
+    verb.add_argument("--resume", action="store_true", help=f"continue the {kind} in its folder")
+    verb.add_argument("--out", default=f"{kind}s", help=f"folder for {kind}s (default: {kind}s)")
     _data_dir_flag(verb)
     verb.add_argument("--no-progress", action="store_true", help="no progress bar")
 

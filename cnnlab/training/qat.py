@@ -68,11 +68,13 @@ def fake_int8_weights(weight: torch.Tensor) -> torch.Tensor:
 
 
 def _int8_forward(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    seen = torch.stack([x.detach().min(), x.detach().max()]).float()
-    if self.training:
-        self.int8_range = seen if self.int8_range is None else \
-            torch.lerp(self.int8_range, seen, RANGE_MOMENTUM)
-    x = fake_int8(x, self.int8_range if self.int8_range is not None else seen)
+    low_high = self.int8_range
+    if self.training or low_high is None:  # evaluation reads the range training followed
+        seen = torch.stack([x.detach().min(), x.detach().max()]).float()
+        low_high = seen if low_high is None else torch.lerp(low_high, seen, RANGE_MOMENTUM)
+        if self.training:
+            self.int8_range = low_high
+    x = fake_int8(x, low_high)
     weight = fake_int8_weights(self.weight)
     if isinstance(self, nn.Conv2d):
         return self._conv_forward(x, weight, self.bias)
