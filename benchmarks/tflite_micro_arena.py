@@ -29,7 +29,7 @@ from cnnlab.inspection.cost import int8_ram_bytes
 from cnnlab.models import count_parameters
 from cnnlab.prepare import prepare
 from cnnlab.run_folder import RunFolder
-from cnnlab.ship.int8_export import CALIBRATION_IMAGES
+from cnnlab.ship.int8_export import calibration_images
 from cnnlab.ship.loaded_run import load_run
 from cnnlab.ship.onnx_export import onnx_bytes
 from machine import machine_line
@@ -83,10 +83,7 @@ def main() -> None:
         estimate = int8_ram_bytes(prepared.inspection.graph)
         with tempfile.TemporaryDirectory(prefix="cnnlab-tflm-") as work:
             (Path(work) / "model.onnx").write_bytes(onnx_bytes(loaded.model, loaded.input_shape))
-            order = torch.randperm(len(data.train_labels),
-                                   generator=torch.Generator().manual_seed(0))
-            np.save(f"{work}/calibration.npy", _nhwc(loaded, data.train_images[
-                order[:CALIBRATION_IMAGES]]))
+            np.save(f"{work}/calibration.npy", _nhwc(loaded, calibration_images(data)))
             count = args.images or len(data.test_labels)
             np.save(f"{work}/test.npy", _nhwc(loaded, data.test_images[:count]))
             np.save(f"{work}/labels.npy", data.test_labels[:count].numpy())

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from cnnlab.data import Dataset
 from cnnlab.errors import ConfigError
 from cnnlab.prepare import prepare
 from cnnlab.run_folder import RunFolder
@@ -60,8 +61,7 @@ def export_int8(run_dir: str | Path, data_dir: str | Path | None = None,
     loaded = load_run(run_dir, trust_code)
     data = prepare(folder=folder, data_dir=data_dir, trust_code=trust_code, progress=False).data()
     fp32 = onnx_bytes(loaded.model, loaded.input_shape)
-    order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(0))
-    chosen = data.train_images[order[:calibration]]
+    chosen = calibration_images(data, calibration)
     int8 = quantized(fp32, _normalised(loaded, chosen))
     test_fp32 = accuracy(fp32, loaded, data.test_images, data.test_labels)
     test_int8 = accuracy(int8, loaded, data.test_images, data.test_labels)
@@ -72,6 +72,13 @@ def export_int8(run_dir: str | Path, data_dir: str | Path | None = None,
     folder.write_text(INT8_RECORD, json.dumps(record, indent=1) + "\n")
     folder.log(f"int8 export: {result.summary_line()}")
     return result
+
+
+def calibration_images(data: Dataset, count: int = CALIBRATION_IMAGES) -> torch.Tensor:
+    """The training images (uint8) the int8 ranges are calibrated on: `count` of them, drawn
+    the same way every time, so that any converter calibrates on what the export did."""
+    order = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(0))
+    return data.train_images[order[:count]]
 
 
 def quantized(fp32: bytes, calibration: np.ndarray) -> bytes:
