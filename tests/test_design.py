@@ -297,7 +297,7 @@ def test_confirmation_reuses_a_seeds_run_only_if_the_design_is_unchanged(tmp_pat
 def test_a_rung_ranks_designs_on_course_by_size_then_the_rest_by_how_close_they_came():
     import optuna
 
-    from cnnlab.design.rungs import Rung, plan, ranking
+    from cnnlab.design.rungs import Rung, plan, promoted, ranking
 
     study = optuna.create_study()
     dist = {"w": optuna.distributions.IntDistribution(1, 99),
@@ -317,6 +317,12 @@ def test_a_rung_ranks_designs_on_course_by_size_then_the_rest_by_how_close_they_
     assert [(p["w"], size, figure) for p, size, figure in ranked[:3]] == [
         (3, 4000, 99.0), (1, 5000, 99.2), (2, 3000, 98.8)]
     assert ranked[3][0] == {"w": 4} and ranked[3][2] < 0  # not on every seed: last
+    # Sent on: the smallest on course and the most accurate, in turn.
+    short = [({"w": 6}, 3500, 99.1), ({"w": 7}, 3900, 99.05), ({"w": 8}, 4900, 99.4),
+             ({"w": 9}, 2000, 98.0)]
+    assert [p["w"] for p, _, _ in promoted(short, 2)] == [6, 8]
+    assert [p["w"] for p, _, _ in promoted(short, 3)] == [6, 8, 7]
+    assert [p["w"] for p, _, _ in promoted(ranked, 1)] == [3]
     # The short rungs below the full length, each aiming its gap below the target; the full
     # rung on two seeds, or on one where no short rung goes before it.
     assert plan(15, (5, 20), {5: 0.4}, 99.0, 0) == [Rung(5, 98.6, (0,)),
@@ -347,7 +353,7 @@ def test_each_rung_is_a_sweep_of_its_length_and_only_a_one_rung_search_stops_tri
 def test_designs_go_through_the_rungs_best_first_and_candidates_come_from_the_last(
         real_data_root, tmp_path):
     from cnnlab.design import design
-    from cnnlab.design.rungs import ranking
+    from cnnlab.design.rungs import promoted, ranking
 
     path = _design_file(tmp_path, trials=4, extra="rungs = [1]\neta = 2")
     path.write_text(path.read_text().replace("max_epochs = 2", "max_epochs = 3"))
@@ -357,7 +363,7 @@ def test_designs_go_through_the_rungs_best_first_and_candidates_come_from_the_la
     assert first.rung.epochs == 1 and last.rung.epochs == 3 and last.rung.seeds == (0, 100)
     trained = [t for t in first.study.get_trials(deepcopy=False) if counted(t)]
     assert len(trained) == 4 and all(t.user_attrs["epochs"] == 1 for t in trained)
-    best_half = [params for params, _, _ in ranking(first.study, first.rung)[:2]]
+    best_half = [params for params, _, _ in promoted(ranking(first.study, first.rung), 2)]
     assert first.promoted == best_half
     runs = last.study.get_trials(deepcopy=False)
     assert sorted((t.params["model.args.widths.0"], t.params["model.args.widths.2"],

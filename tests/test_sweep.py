@@ -17,7 +17,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.run_folder import RunFolder
 from cnnlab.sweep import load_sweep, sweep
 from cnnlab.sweep.trial import counted
-from cnnlab.sweep.workers import max_untrained
+from cnnlab.sweep.workers import max_untrained, retry_enqueued
 from cnnlab.training.trainer import Trainer
 from tests.conftest import kill_cnnlab_when, separable_dataset, skip_unless_required
 
@@ -164,6 +164,27 @@ def test_a_killed_worker_loses_only_its_trial_and_resume_completes(real_data_roo
                   echo=None, heartbeat_seconds=1)
     states = [t.state.name for t in study.trials]
     assert states[0] == "FAIL" and states.count("COMPLETE") == 3 and len(states) == 4
+
+
+def test_a_failed_enqueued_trial_is_asked_again_and_a_sampled_one_is_not():
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    distribution = optuna.distributions.IntDistribution(1, 100)
+    study.enqueue_trial({"width": 7})  # a promoted design
+    study.enqueue_trial({"width": 9})  # one the budget rejects
+    killed = study.ask({"width": distribution})
+    rejected = study.ask({"width": distribution})
+    rejected.set_user_attr("rejected", "over max_params")
+    sampled = study.ask({"width": distribution})
+    for trial in (killed, rejected, sampled):
+        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    retry_enqueued(study)
+    retry_enqueued(study)  # a second look enqueues nothing more
+    waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    assert [t.system_attrs["fixed_params"] for t in waiting] == [{"width": 7}]
+    assert study.ask({"width": distribution}).params == {"width": 7}
 
 
 @pytest.mark.slow

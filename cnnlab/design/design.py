@@ -180,7 +180,9 @@ def _record(folder: Path, spec: DesignPlan, search: SweepPlan, shape: tuple[int,
     def runs(candidate: Confirmation) -> list[dict]:
         last = candidate.recipe.spec.last_epochs
         return [{"seed": r.seed, "precision": r.precision,
-                 "last_test_acc": r.last_accuracies(last)} for r in candidate.runs]
+                 "last_test_acc": r.last_accuracies(last),
+                 **({"int8_test_acc": r.int8_acc} if r.int8_acc is not None else {})}
+                for r in candidate.runs]
 
     record: dict[str, Any] = {
         "name": spec.name, "dataset": search.base.data.dataset, "input_shape": shape_name(shape),

@@ -32,7 +32,9 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
     blocks: list = [
         Heading(f"Design {spec.name}", 1),
         Paragraph(f"The target: at least {rule.min_test_acc}% test accuracy in each of the "
-                  f"last {rule.last_epochs} of {search.base.train.epochs} epochs, on every "
+                  f"last {rule.last_epochs} of {search.base.train.epochs} epochs"
+                  + (f" and at least {rule.min_int8_acc}% for its int8 model"
+                     if rule.min_int8_acc is not None else "") + ", on every "
                   f"one of seeds {', '.join(map(str, spec.seeds))}, within the budget of "
                   f"`[spec]` ({_budget(search)})."),
         Paragraph(f"The search trained {len(trained)} design{'' if len(trained) == 1 else 's'} "
@@ -97,9 +99,10 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
     if candidates:
         blocks += [Heading("Confirmation"),
                    Table(["trial", "params", "seed", "precision",
-                          f"last {rule.last_epochs} epochs (test %)", "met"],
-                         [_seed_row(c, r, rule.last_epochs) for c in candidates
-                          for r in c.runs])]
+                          f"last {rule.last_epochs} epochs (test %)",
+                          *(["int8 (test %)"] if rule.min_int8_acc is not None else []), "met"],
+                         [_seed_row(c, r, rule.last_epochs, rule.min_int8_acc is not None)
+                          for c in candidates for r in c.runs])]
         failed = [c for c in candidates if not c.confirmed and c.runs]
         blocks.append(Paragraph(
             f"{len(failed)} of {len(candidates)} candidates failed confirmation"
@@ -133,7 +136,9 @@ def _budget(search: SweepPlan) -> str:
     parts = [f"{key.replace('_', ' ')} {value:,}" for key, value in
              (("max_params", spec.max_params), ("max_epochs", spec.max_epochs),
               ("max_mult_adds", spec.max_mult_adds),
-              ("max_activation_bytes", spec.max_activation_bytes), ("min_rf", spec.min_rf))
+              ("max_activation_bytes", spec.max_activation_bytes),
+              ("max_flash_bytes", spec.max_flash_bytes), ("max_ram_bytes", spec.max_ram_bytes),
+              ("min_rf", spec.min_rf))
              if value is not None]
     parts += [f"requires {', '.join(spec.require)}"] if spec.require else []
     parts += [f"forbids {', '.join(spec.forbid)}"] if spec.forbid else []
@@ -145,11 +150,13 @@ def _arguments(pick: Confirmation) -> str:
     return "\n".join(f"{key} = {value!r}" for key, value in args.items())
 
 
-def _seed_row(candidate: Confirmation, seed_run: Any, last: int) -> list[str]:
+def _seed_row(candidate: Confirmation, seed_run: Any, last: int, int8: bool) -> list[str]:
     accuracies = ", ".join(f"{a:.2f}" for a in seed_run.last_accuracies(last))
     met = (candidate.failed_on, candidate.failed_in) != (seed_run.seed, seed_run.precision)
+    int8_cell = ([f"{seed_run.int8_acc:.2f}" if seed_run.int8_acc is not None else "-"]
+                 if int8 else [])
     return [str(candidate.trial), f"{candidate.params:,}", str(seed_run.seed),
-            seed_run.precision, accuracies, "✓" if met else "✗"]
+            seed_run.precision, accuracies, *int8_cell, "✓" if met else "✗"]
 
 
 def _runs(count: int) -> str:

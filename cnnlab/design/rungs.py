@@ -9,7 +9,10 @@ pick. So the designs are first trained short, and only the most promising go on,
   a design on course (its validation figure at or above the rung's target) ranks by its
   parameter count, smallest first; one off course ranks after all of those, by how far short
   it fell (`smallest_at_target`, the design search's objective, at the rung's target).
-  The best 1/eta go on to the next rung.
+  1/eta of them go on to the next rung, taken in turn from that order and from the most
+  accurate: at a short rung nearly every design is on course, and the smallest alone would
+  send on only the designs with the least to spare, while those with a margin to hold the
+  rule at full length and on other seeds never got there.
 - The last rung trains at the spec's full length, on two seeds: a design's figure there is the
   lower of the two, the seed spread known before confirmation spends its three runs.
 
@@ -131,7 +134,7 @@ def successive_halving(search: SweepPlan, rungs: list[Rung], eta: int, folder: P
                       data_dir=data_dir, progress=progress, echo=echo).study
         ranked = ranking(study, rung)
         keep = len(ranked) if last else max(1, math.ceil(len(ranked) / eta))
-        designs = [params for params, _, _ in ranked[:keep]]
+        designs = [params for params, _, _ in promoted(ranked, keep)]
         results.append(RungResult(rung, spec, study, designs))
     return results
 
@@ -160,6 +163,19 @@ def ranking(study: Any, rung: Rung) -> list[tuple[dict[str, Any], int, float]]:
         ranked.append((params, size, figure))
     ranked.sort(key=lambda d: (smallest_at_target(d[1], d[2], rung.target), -d[2]))
     return ranked
+
+
+def promoted(ranked: list[tuple[dict[str, Any], int, float]], keep: int
+             ) -> list[tuple[dict[str, Any], int, float]]:
+    """`keep` of a rung's `ranked` designs, taken in turn from its order (on course, then
+    smallest) and from the most accurate first."""
+    most_accurate = sorted(ranked, key=lambda d: -d[2])
+    chosen: list[tuple[dict[str, Any], int, float]] = []
+    for pair in zip(ranked, most_accurate):
+        for design in pair:
+            if design not in chosen and len(chosen) < keep:
+                chosen.append(design)
+    return chosen
 
 
 def enqueue(spec: SweepPlan, folder: Path, storage: str | None,

@@ -50,16 +50,19 @@ class Int8Result:
 
 
 def export_int8(run_dir: str | Path, data_dir: str | Path | None = None,
-                trust_code: bool = False, calibration: int = CALIBRATION_IMAGES) -> Int8Result:
+                trust_code: bool = False, calibration: int = CALIBRATION_IMAGES,
+                dataset: Dataset | None = None) -> Int8Result:
     """Quantize the run's best model to int8, measure it on the test split, and write
-    `model.int8.onnx` and `int8.json` into the run folder."""
+    `model.int8.onnx` and `int8.json` into the run folder. `dataset`: the run's data, already
+    read (else read from `data_dir` as the run names it)."""
     require_ort()
     if calibration < 1:
         raise ConfigError("--calibration must be 1 image or more")
     folder = RunFolder.existing(run_dir)
     folder.require_writable()
     loaded = load_run(run_dir, trust_code)
-    data = prepare(folder=folder, data_dir=data_dir, trust_code=trust_code, progress=False).data()
+    data = dataset or prepare(folder=folder, data_dir=data_dir, trust_code=trust_code,
+                              progress=False).data()
     fp32 = onnx_bytes(loaded.model, loaded.input_shape)
     chosen = calibration_images(data, calibration)
     int8 = quantized(fp32, _normalised(loaded, chosen))

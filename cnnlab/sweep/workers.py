@@ -2,7 +2,8 @@
 the result, and goes on until the study holds the trials asked for. Local workers share the
 CPU cores (two trainings with all threads each run 10x slower on 2 cores) or take a GPU each.
 A worker that dies loses only its current trial: its heartbeat stops, and the next worker to
-look marks the trial failed and runs a replacement."""
+look marks the trial failed and runs a replacement: a sampled trial is replaced by a new
+sample, an enqueued one (a design promoted into a rung) by itself."""
 
 from __future__ import annotations
 
@@ -53,6 +54,7 @@ def work(spec: SweepPlan, place: SweepPlace, model: ModelObject | None = None,
     while True:
         with _counting_lock(place.folder):
             optuna.storages.fail_stale_trials(study)
+            retry_enqueued(study)
             everything = study.get_trials(deepcopy=False, states=_counted_states())
             active = [t for t in everything if counted(t)]
             untrained = sum(not counted(t) for t in study.get_trials(deepcopy=False))
@@ -96,6 +98,23 @@ def work(spec: SweepPlan, place: SweepPlace, model: ModelObject | None = None,
                 study.tell(trial, state=optuna.trial.TrialState.FAIL)
                 raise
         study.tell(trial, values)
+
+
+def retry_enqueued(study: Any) -> None:
+    """Enqueue again each enqueued trial that failed (its worker killed, or stopped by an
+    error), once: a design promoted into a rung is trained, not replaced by whatever the
+    sampler proposes next. A design rejected over the budget is not retried."""
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    pending = [t.system_attrs["fixed_params"] for t in trials
+               if "fixed_params" in t.system_attrs and t.state != TrialState.FAIL]
+    for trial in trials:
+        fixed = trial.system_attrs.get("fixed_params")
+        if (trial.state == TrialState.FAIL and fixed is not None and fixed not in pending
+                and "rejected" not in trial.user_attrs):
+            study.enqueue_trial(fixed)
+            pending.append(fixed)
 
 
 def max_untrained(spec: SweepPlan) -> int:
