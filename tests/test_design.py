@@ -12,7 +12,7 @@ import tomli_w
 from cnnlab import receptive_field
 from cnnlab.cli import main
 from cnnlab.config import load_recipe
-from cnnlab.design.confirm import Confirmation, confirm
+from cnnlab.design.confirm import Confirmation, SeedRun, confirm
 from cnnlab.errors import ConfigError, ModelError
 from cnnlab.models import build_model, count_parameters
 from cnnlab.run_folder import RunFolder
@@ -292,6 +292,31 @@ def test_confirmation_reuses_a_seeds_run_only_if_the_design_is_unchanged(tmp_pat
     edited = confirmed("optim.weight_decay=0.001")  # the design file changed since
     assert edited.run_dir == first.run_dir and history.stat().st_mtime_ns != written
     assert RunFolder(edited.run_dir).recipe().optim.weight_decay == 0.001
+
+
+def test_a_spec_with_min_int8_acc_confirms_each_run_by_its_int8_export(tmp_path):
+    pytest.importorskip("onnxruntime")
+    from cnnlab.design.confirm import rule_met
+
+    recipe = load_recipe("mnist-s5-10ep", ["data.batch_size=64", "train.epochs=1",
+                                           "train.device=cpu", "spec.min_test_acc=1",
+                                           "spec.min_int8_acc=1"])
+    data, folder = separable_dataset(), tmp_path / "trial3"
+    candidate = confirm(Confirmation(3, 16754, recipe), (1,), folder, data, None)
+    (run,) = candidate.runs
+    exported = RunFolder(run.run_dir).int8_record()
+    assert candidate.confirmed and (run.run_dir / "model.int8.onnx").is_file()
+    assert run.int8_acc == exported["test_acc_int8"]
+    written = (run.run_dir / "int8.json").stat().st_mtime_ns
+    again = confirm(Confirmation(3, 16754, recipe), (1,), folder, data, None).runs[0]
+    assert again.int8_acc == run.int8_acc  # a resumed confirmation reads it, not re-exports
+    assert (run.run_dir / "int8.json").stat().st_mtime_ns == written
+    # the int8 figure decides beside the test accuracy, and says by how much it missed
+    strict = recipe.with_values({"spec.min_int8_acc": 50.0})
+    assert rule_met(run.history, strict, 50.0) and not rule_met(run.history, strict, 49.9)
+    assert not rule_met(run.history, recipe, None)  # no int8 figure: not met
+    short = SeedRun(1, run.run_dir, run.history, "fp32", 49.5)
+    assert short.shortfall(strict) == pytest.approx(0.5)
 
 
 def test_a_rung_ranks_designs_on_course_by_size_then_the_rest_by_how_close_they_came():
