@@ -171,7 +171,7 @@ def promoted(ranked: list[tuple[dict[str, Any], int, float]], keep: int
     smallest) and from the most accurate first."""
     most_accurate = sorted(ranked, key=lambda d: -d[2])
     chosen: list[tuple[dict[str, Any], int, float]] = []
-    for pair in zip(ranked, most_accurate):
+    for pair in zip(ranked, most_accurate, strict=True):
         for design in pair:
             if design not in chosen and len(chosen) < keep:
                 chosen.append(design)
