@@ -355,6 +355,16 @@ def test_a_rung_ranks_designs_on_course_by_size_then_the_rest_by_how_close_they_
     assert plan(2, (5,), {}, 60.0, 3) == [Rung(2, 60.0, (3,))]
 
 
+def test_a_designs_hours_leave_the_later_rungs_and_a_confirmation_their_share():
+    from cnnlab.design.rungs import first_rung_hours, plan
+
+    rungs = plan(15, (2, 5), {}, 99.0, 0)
+    # 24 designs x 2 epochs, then 8 x 5, then 3 x 15 on two seeds, then 6 runs of 15
+    assert first_rung_hours(2.0, rungs, 24, 3, 6) == pytest.approx(2.0 * 48 / (48 + 40 + 90 + 90))
+    # one rung: every design at full length, then the confirmation's runs
+    assert first_rung_hours(1.0, plan(15, (), {}, 99.0, 0), 10, 3, 6) == pytest.approx(10 / 16)
+
+
 def test_each_rung_is_a_sweep_of_its_length_and_only_a_one_rung_search_stops_trials(tmp_path):
     from cnnlab.design.rungs import SEED_KEY, plan, rung_search
 

@@ -30,7 +30,14 @@ from cnnlab.design.confirm import Confirmation, confirm
 from cnnlab.design.design_file import DesignPlan, load_design
 from cnnlab.design.design_report import write_design_report
 from cnnlab.design.library import RECORD_FILE, shape_name, starting_points
-from cnnlab.design.rungs import SEED_KEY, RungResult, plan, ranking, successive_halving
+from cnnlab.design.rungs import (
+    SEED_KEY,
+    RungResult,
+    first_rung_hours,
+    plan,
+    ranking,
+    successive_halving,
+)
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.prepare import prepare
 from cnnlab.sweep.study import require_optuna
@@ -85,6 +92,8 @@ def design(
     say = echo or (lambda line: None)
     planned = plan(search.base.train.epochs, spec.rungs, spec.rung_gaps, search.val_target,
                    search.seed)
+    if search.hours is not None:
+        search = _first_rung_limited(search, planned, spec, say)
     shape = dataset_info(search.base.data.dataset).input_shape
     starts = starting_points(search, shape, search.base.spec.max_params)
     rungs = successive_halving(search, planned, spec.eta, folder, storage=storage,
@@ -112,6 +121,17 @@ def design(
                                  starts)
     say(f"design report: {readme}" + (f"; the pick: {recipe_path}" if recipe_path else ""))
     return DesignResult(folder, rungs[0].study, candidates, pick, recipe_path, rungs)
+
+
+def _first_rung_limited(search: SweepPlan, planned: list, spec: DesignPlan, say: Echo
+                        ) -> SweepPlan:
+    """`design.hours` is the whole design's: the search's first rung samples for its share."""
+    hours = first_rung_hours(search.hours, planned, search.trials, spec.eta,
+                             len(spec.seeds) * len(spec.precisions))
+    say(f"of the design's {search.hours * 60:.0f} minutes, the first rung samples designs for "
+        f"{hours * 60:.0f}; the later rungs and the confirmation take the rest")
+    document = {**search.document, "sweep": {**search.document["sweep"], "hours": hours}}
+    return dataclasses.replace(search, hours=hours, document=document)
 
 
 def _written(path: Path, text: str) -> Path:

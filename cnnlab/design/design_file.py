@@ -6,7 +6,8 @@ file is a dataset and a spec:
     dataset = "mnist"
     trials = 24          # designs trained by the search (those over the budget cost nothing
                          # and are counted beside)
-    hours = 2.0          # optional: start no search trial after this long
+    hours = 2.0          # optional: the design's time; its first rung samples designs for
+                         # the share that leaves the later rungs and a confirmation the rest
     candidates = 3       # the best designs retrained on the full training split ...
     seeds = 3            # ... on this many seeds the search never used
     val_target = 99.0    # optional: the validation accuracy a design must hold to count as

@@ -62,6 +62,21 @@ def plan(full_epochs: int, short: tuple[int, ...], gaps: dict[int, float], targe
     return [*rungs, Rung(full_epochs, target, seeds)]
 
 
+def first_rung_hours(hours: float, rungs: list[Rung], trials: int, eta: int,
+                     confirm_runs: int) -> float:
+    """The part of a design's `hours` its first rung samples for: its share of the epochs the
+    plan trains with `trials` designs (each later rung 1/eta of the one before, on its seeds,
+    then one candidate's `confirm_runs` at full length), so that the later rungs and a
+    confirmation fit in the rest. A first rung cut short by it sends fewer designs on, so
+    the rest takes less."""
+    designs, epochs = trials, []
+    for number, rung in enumerate(rungs):
+        if number:
+            designs = max(1, math.ceil(designs / eta))
+        epochs.append(designs * len(rung.seeds) * rung.epochs)
+    return hours * epochs[0] / (sum(epochs) + confirm_runs * rungs[-1].epochs)
+
+
 def rung_search(search: SweepPlan, number: int, rung: Rung, trials: int, last: bool
                 ) -> SweepPlan:
     """The search's sweep at `rung`: the same space and base recipe, trained for the rung's
