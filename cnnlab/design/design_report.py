@@ -56,9 +56,9 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                 for s in starts) + "."))
     if len(rungs) > 1:
         blocks += [Heading("Rungs"),
-                   Paragraph(f"Each design trained short first; the best 1/{spec.eta} of a "
-                             "rung (on course for the rung's target, then the smallest) went "
-                             "on to the next. A short rung's target is the validation target "
+                   Paragraph(f"Each design trained short first; 1/{spec.eta} of a rung went "
+                             "on to the next, taken in turn from the smallest on course for "
+                             "the rung's target and the most accurate. A short rung's target is the validation target "
                              f"({search.val_target:.2f}%) less the points such a rung leaves "
                              "to the full training, as `benchmarks/rung_correlation.py` "
                              "measured them for this input shape ("
