@@ -60,8 +60,9 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                              "on to the next, taken in turn from the smallest on course for "
                              "the rung's target and the most accurate. A short rung's target "
                              f"is the validation target ({search.val_target:.2f}%) less the "
-                             "points such a rung leaves to the full training, as `benchmarks/rung_correlation.py` "
-                             "measured them for this input shape ("
+                             "points such a rung leaves to the full training, as "
+                             "`benchmarks/rung_correlation.py` measured them for this input "
+                             "shape ("
                              + ", ".join(f"{e} epochs: {g:.2f}" for e, g in
                                          sorted(spec.rung_gaps.items())) + "). "
                              + ("The order they rely on: Spearman's rank correlation of each "
