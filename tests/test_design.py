@@ -192,7 +192,7 @@ def test_a_small_design_searches_confirms_on_fresh_seeds_and_ships_a_recipe(
     assert shipped.spec.max_params == 4000 and shipped.train.seed == 0
     readme = (result.folder / "README.md").read_text()
     assert f"**{result.pick.params:,} parameters**" in readme
-    assert "| trial | params | seed | precision | last 1 epochs (test %) | met |" in readme
+    assert "| trial | params | seed | precision | last epoch (test %) | met |" in readme
     assert "final receptive field" in readme
     assert (result.folder / "tiny-search" / "README.md").is_file()
     assert "![validation accuracy against parameters" in readme

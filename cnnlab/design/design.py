@@ -28,7 +28,7 @@ from cnnlab.data import load_recipe_data
 from cnnlab.data.catalog import dataset_info
 from cnnlab.design.confirm import Confirmation, confirm
 from cnnlab.design.design_file import DesignPlan, load_design
-from cnnlab.design.design_report import write_design_report
+from cnnlab.design.design_report import last_epochs_phrase, write_design_report
 from cnnlab.design.library import RECORD_FILE, shape_name, starting_points
 from cnnlab.design.rungs import (
     SEED_KEY,
@@ -221,9 +221,12 @@ def _record(folder: Path, spec: DesignPlan, search: SweepPlan, shape: tuple[int,
 
 
 def _ship(pick: Confirmation, folder: Path, spec: DesignPlan) -> Path:
-    seeds = ", ".join(str(r.seed) for r in pick.runs)
+    distinct = list(dict.fromkeys(r.seed for r in pick.runs))
+    seeds = f"seed{'s' if len(distinct) > 1 else ''} {', '.join(map(str, distinct))}"
+    precisions = " and ".join(dict.fromkeys(r.precision for r in pick.runs))
     header = (f"# Designed by `cnnlab design` ({folder / 'design.toml'}): the smallest design\n"
-              f"# of its search that met [spec] on every confirmation seed ({seeds}).\n"
+              f"# of its search that met [spec] on every confirmation run ({seeds}, in\n"
+              f"# {precisions}).\n"
               f"# The search and the per-seed results: {folder / 'README.md'}.\n")
     path = folder / f"{spec.name}.toml"
     path.write_text(header + _described(pick.recipe).to_toml(), encoding="utf-8")
@@ -231,6 +234,6 @@ def _ship(pick: Confirmation, folder: Path, spec: DesignPlan) -> Path:
 
 
 def _described(recipe: Recipe) -> Recipe:
+    rule = last_epochs_phrase(recipe.spec.last_epochs, recipe.train.epochs)
     return recipe.with_values({"description": f"compact_cnn designed for {recipe.data.dataset}: "
-                                              f"{recipe.spec.min_test_acc}% in each of the last "
-                                              f"{recipe.spec.last_epochs} epochs"})
+                                              f"{recipe.spec.min_test_acc}% {rule}"})

@@ -31,12 +31,12 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
     confirm_seconds = sum(row["seconds"] for c in candidates for r in c.runs for row in r.history)
     blocks: list = [
         Heading(f"Design {spec.name}", 1),
-        Paragraph(f"The target: at least {rule.min_test_acc}% test accuracy in each of the "
-                  f"last {rule.last_epochs} of {search.base.train.epochs} epochs"
+        Paragraph(f"The target: at least {rule.min_test_acc}% test accuracy "
+                  f"{last_epochs_phrase(rule.last_epochs, search.base.train.epochs)}"
                   + (f" and at least {rule.min_int8_acc}% for its int8 model"
-                     if rule.min_int8_acc is not None else "") + ", on every "
-                  f"one of seeds {', '.join(map(str, spec.seeds))}, within the budget of "
-                  f"`[spec]` ({_budget(search)})."),
+                     if rule.min_int8_acc is not None else "")
+                  + f", {_on_seeds(spec.seeds)}, within the budget of `[spec]` "
+                  f"({_budget(search)})."),
         Paragraph(f"The search trained {len(trained)} design{'' if len(trained) == 1 else 's'} "
                   "of `compact_cnn` on "
                   f"{search.base.data.dataset} ({pruned} of them stopped early as hopeless) and "
@@ -59,12 +59,14 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                    Paragraph(f"Each design trained short first; 1/{spec.eta} of a rung went "
                              "on to the next, taken in turn from the smallest on course for "
                              "the rung's target and the most accurate. A short rung's target "
-                             f"is the validation target ({search.val_target:.2f}%) less the "
-                             "points such a rung leaves to the full training, as "
-                             "`benchmarks/rung_correlation.py` measured them for this input "
-                             "shape ("
-                             + ", ".join(f"{e} epochs: {g:.2f}" for e, g in
-                                         sorted(spec.rung_gaps.items())) + "). "
+                             f"is the validation target ({search.val_target:.2f}%) "
+                             + (("less the points such a rung leaves to the full training, as "
+                                 "`benchmarks/rung_correlation.py` measured them for this input "
+                                 "shape (" + ", ".join(f"{e} epochs: {g:.2f}" for e, g in
+                                                       sorted(spec.rung_gaps.items())) + "). ")
+                                if spec.rung_gaps else
+                                "itself: no gap to the full training is measured for this "
+                                "input shape. ")
                              + ("The order they rely on: Spearman's rank correlation of each "
                                 "length's figure with the full training's, " + ", ".join(
                                     f"{r:.2f} at {e} epochs" for e, r in
@@ -100,7 +102,8 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
     if candidates:
         blocks += [Heading("Confirmation"),
                    Table(["trial", "params", "seed", "precision",
-                          f"last {rule.last_epochs} epochs (test %)",
+                          (f"last {rule.last_epochs} epochs (test %)" if rule.last_epochs > 1
+                           else "last epoch (test %)"),
                           *(["int8 (test %)"] if rule.min_int8_acc is not None else []), "met"],
                          [_seed_row(c, r, rule.last_epochs, rule.min_int8_acc is not None)
                           for c in candidates for r in c.runs])]
@@ -126,6 +129,16 @@ def _rung_row(number: int, result: RungResult, last: bool) -> list[str]:
             f"{result.rung.target:.2f}", str(len(trained)), str(on_course),
             "-" if last else str(len(result.promoted)),
             _duration(sum(t.user_attrs["seconds"] for t in trained))]
+
+
+def last_epochs_phrase(last: int, epochs: int) -> str:
+    return (f"in the last of {epochs} epochs" if last == 1
+            else f"in each of the last {last} of {epochs} epochs")
+
+
+def _on_seeds(seeds: tuple[int, ...]) -> str:
+    return (f"on seed {seeds[0]}" if len(seeds) == 1
+            else f"on every one of seeds {', '.join(map(str, seeds))}")
 
 
 def _duration(seconds: float) -> str:
