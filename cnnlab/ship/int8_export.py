@@ -61,8 +61,8 @@ def export_int8(run_dir: str | Path, data_dir: str | Path | None = None,
     folder = RunFolder.existing(run_dir)
     folder.require_writable()
     loaded = load_run(run_dir, trust_code)
-    data = dataset or prepare(folder=folder, data_dir=data_dir, trust_code=trust_code,
-                              progress=False).data()
+    data = dataset if dataset is not None else prepare(
+        folder=folder, data_dir=data_dir, trust_code=trust_code, progress=False).data()
     fp32 = onnx_bytes(loaded.model, loaded.input_shape)
     chosen = calibration_images(data, calibration)
     int8 = quantized(fp32, _normalised(loaded, chosen))
