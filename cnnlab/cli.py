@@ -230,13 +230,21 @@ def _export_arguments(verb: argparse.ArgumentParser) -> None:
     verb.add_argument("--int8", action="store_true",
                       help="also write model.int8.onnx (static int8 quantization, ONNX Runtime) "
                            "and its test accuracy beside the fp32 one")
+    verb.add_argument("--tflite", action="store_true",
+                      help="also write model.int8.tflite (full-integer, via onnx2tf) and run it "
+                           "in TFLite Micro: its test accuracy and arena bytes")
     verb.add_argument("--calibration", type=int, default=1024,
                       help="training images the int8 ranges are calibrated on (default 1024)")
+    verb.add_argument("--no-progress", action="store_true", help="no progress bar")
     _data_dir_flag(verb)
     _trust_flag(verb)
 
 
 def _export(args: argparse.Namespace) -> None:
+    if args.tflite:  # the extra first: before anything is read or written
+        from cnnlab.ship.tflite_export import require_tflite
+
+        require_tflite()
     run = RunFolder.existing(args.run_dir)
     run.require_writable()
     run.require_weights()
@@ -250,6 +258,12 @@ def _export(args: argparse.Namespace) -> None:
 
         result = export_int8(args.run_dir, args.data_dir, args.trust_code, args.calibration)
         print(f"wrote {result.path}: {result.summary_line()}")
+    if args.tflite:
+        from cnnlab.ship.tflite_export import export_tflite
+
+        converted = export_tflite(args.run_dir, args.data_dir, args.trust_code, args.calibration,
+                                  progress=not args.no_progress)
+        print(f"wrote {converted.path}: {converted.summary_line()}")
 
 
 def _app_arguments(verb: argparse.ArgumentParser) -> None:

@@ -48,3 +48,7 @@ class DivergedError(TrainingError):
 class SpecError(CnnlabError):
     """The model or recipe breaks a rule of the recipe's `[spec]` (one line per rule; exit 1,
     as `cnnlab check` exits on a broken rule)."""
+
+
+class ConversionError(CnnlabError):
+    """A converter (onnx2tf, say) cannot turn this model into the format asked for."""

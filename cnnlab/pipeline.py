@@ -167,6 +167,7 @@ def _continue(folder: RunFolder, trainer: Trainer, say: Callable[[str], None]) -
     state, path = folder.checkpoints.resume_state()
     folder.lr_find_record()  # read by the report at the end: refused now, not after training
     folder.int8_record()
+    folder.tflite_record()
     records.check_weights(trainer.model, state["model"], path)
     with records.reading(path, "does not fit this run"):
         trainer.load_state(state)

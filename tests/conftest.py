@@ -10,10 +10,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from cnnlab import pipeline
+from cnnlab.cli import main
 from cnnlab.config import Recipe, load_recipe
 from cnnlab.data import Dataset, idx_files
 from cnnlab.run_result import RunResult
@@ -147,6 +149,26 @@ def separable_dataset(n_train=512, n_test=256, seed=0) -> Dataset:
 
     return Dataset("mnist", *split(n_train), *split(n_test), (0.1307,), (0.3081,),
                    tuple(str(i) for i in range(10)))
+
+
+def trained_array_run(root: Path) -> tuple[Path, np.ndarray, np.ndarray]:
+    """A 2-epoch mnist_s5 run trained through the CLI on 640 digits-like images saved as arrays
+    under `root` (an export reads a run's data as the run did); its folder, then the 260 test
+    images and labels."""
+    rng = np.random.default_rng(0)
+    labels = np.arange(900) % 10
+    images = (rng.random((900, 28, 28)) * 60).astype(np.uint8)
+    images[np.arange(900), labels * 2 + 4, 4:24] = 255  # a bright row per class
+    np.savez(root / "data.npz", x_train=images[:640], y_train=labels[:640],
+             x_test=images[640:], y_test=labels[640:])
+    recipe = root / "arrays.toml"
+    recipe.write_text(f'name = "arrays"\n[data]\ndataset = "npz"\npath = "{root / "data.npz"}"\n'
+                      'batch_size = 64\n[model]\nname = "mnist_s5"\n'
+                      '[train]\nepochs = 2\ndevice = "cpu"\n')
+    assert main(["train", str(recipe), "--out", str(root / "runs"), "--no-progress",
+                 "--no-check"]) == 0
+    (run,) = (root / "runs").iterdir()
+    return run, images[640:], labels[640:]
 
 
 # mnist-s5-10ep made small and plain for tests: batch 64, test batches of 100, the CPU, no EMA

@@ -4,12 +4,12 @@ run-folder file is."""
 
 import json
 
-import numpy as np
 import pytest
 import torch
 
 import cnnlab
 from cnnlab.cli import main
+from tests.conftest import trained_array_run
 
 pytest.importorskip("onnxruntime")
 
@@ -18,23 +18,11 @@ pytest.importorskip("onnxruntime")
 def exported(tmp_path_factory):
     """A run trained on arrays on disk (export reads its data as the run did), exported."""
     root = tmp_path_factory.mktemp("int8")
-    rng = np.random.default_rng(0)
-    labels = np.arange(900) % 10
-    images = (rng.random((900, 28, 28)) * 60).astype(np.uint8)
-    images[np.arange(900), labels * 2 + 4, 4:24] = 255  # a bright row per class
-    np.savez(root / "data.npz", x_train=images[:640], y_train=labels[:640],
-             x_test=images[640:], y_test=labels[640:])
-    recipe = root / "arrays.toml"
-    recipe.write_text(f'name = "arrays"\n[data]\ndataset = "npz"\npath = "{root / "data.npz"}"\n'
-                      'batch_size = 64\n[model]\nname = "mnist_s5"\n'
-                      '[train]\nepochs = 2\ndevice = "cpu"\n')
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("CNNLAB_CONFIG_DIR", str(root / "config"))
-        assert main(["train", str(recipe), "--out", str(root / "runs"), "--no-progress",
-                     "--no-check"]) == 0
-        (run,) = (root / "runs").iterdir()
+        run, images, labels = trained_array_run(root)
         assert main(["export", str(run), "--int8", "--calibration", "256"]) == 0
-    return root, run, images[640:], labels[640:]
+    return root, run, images, labels
 
 
 @pytest.mark.slow

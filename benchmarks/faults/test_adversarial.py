@@ -355,6 +355,21 @@ def link_int8_model_out(s: Scene) -> int:
     return 2
 
 
+def huge_tflite_arena(s: Scene) -> int:
+    """A tflite.json whose arena is not a number: what the report shows."""
+    (s.run / "tflite.json").write_text('{"test_acc_tflm": 99.0, "arena_bytes": 1e999, '
+                                       '"arena_total_bytes": 1, "ram_estimate_bytes": 1, '
+                                       '"tflite_bytes": 1, "calibration_images": 1, '
+                                       '"test_images": 1}')
+    return 2
+
+
+def link_tflite_model_out(s: Scene) -> int:
+    """model.int8.tflite a link to a file outside: an export would write through it."""
+    (s.run / "model.int8.tflite").symlink_to(s.outside / "canary.txt")
+    return 2
+
+
 def code_naming_config(s: Scene) -> int:
     config = s.config_toml()
     config["model"] = {"name": "os:system", "args": {"command": f"touch {s.root}/pwned"}}
@@ -369,7 +384,8 @@ ATTACKS: list[Callable[[Scene], int]] = [
     classes_as_text, nan_std, int64_weights, ansi_class_names, device_with_newlines,
     bad_accuracies, negative_accuracy, billion_steps, endless_epochs, million_rows,
     markup_in_text, math_in_class_names, constructing_transforms, empty_key_signature,
-    nan_int8_record, link_int8_model_out, code_naming_config,
+    nan_int8_record, link_int8_model_out, huge_tflite_arena, link_tflite_model_out,
+    code_naming_config,
 ]
 
 
@@ -438,8 +454,11 @@ WRITERS = ("report", "export", "train --resume")
 READERS = ("check --run", "load_run", "predict", "app")
 UNTOUCHED = {
     (a, v) for a in ("link_log_to_pth", "link_plots_out", "link_tb_out", "link_readme_out",
-                     "readme_a_folder", "link_int8_model_out") for v in READERS} | {
+                     "readme_a_folder", "link_int8_model_out", "link_tflite_model_out")
+    for v in READERS} | {
     ("nan_int8_record", v) for v in ("export", "load_run", "predict", "app")} | {
+    ("huge_tflite_arena", v) for v in ("export", "check --run", "load_run", "predict", "app")
+    } | {
     ("link_checkpoints_out", v) for v in READERS} | {("link_weights_out", "check --run")} | {
     ("fifo_history", v) for v in ("load_run", "predict", "app")} | {
     ("nested_history", v) for v in ("export", "train --resume", "load_run", "predict", "app")

@@ -62,7 +62,8 @@ def write_report(
     if not history:
         raise TrainingError(f"{run.path} has no finished epoch to report on")
     # every file read before any is written
-    recipe, found, int8 = run.recipe(), run.lr_find_record(), run.int8_record()
+    recipe, found = run.recipe(), run.lr_find_record()
+    int8, tflite = run.int8_record(), run.tflite_record()
     if model is None or inspection is None:
         prepared = prepare(folder=run, data_dir=data_dir, trust_code=trust_code)
         model = run.load_trained(prepared.model) if model is None else model
@@ -99,6 +100,7 @@ def write_report(
             f"{len(history)} epochs in {sum(r['seconds'] for r in history):.0f} s."
         ),
         *([Paragraph(_int8_line(int8))] if int8 else []),
+        *([Paragraph(_tflite_line(tflite))] if tflite else []),
         Paragraph(_data_line(recipe, dataset)),
         Paragraph(_trained_on_line(history)),
         Heading("Budget"),
@@ -161,6 +163,16 @@ def _int8_line(int8: dict) -> str:
             f"for the fp32 model on the same images "
             f"({int8['test_acc_int8'] - int8['test_acc_fp32']:+.2f}); "
             f"{int8['flash_bytes']:,} bytes of weights and quantization parameters.")
+
+
+def _tflite_line(tflite: dict) -> str:
+    """What the microcontroller runtime measured: its accuracy and the arena it allocated,
+    beside cnnlab's estimate of the activations' share."""
+    return (f"TFLite Micro (`cnnlab export --tflite`, `model.int8.tflite`, "
+            f"{tflite['tflite_bytes']:,} bytes): **{tflite['test_acc_tflm']:.2f}%** on the "
+            f"{tflite['test_images']:,} test images; its arena holds "
+            f"{tflite['arena_bytes']:,} bytes of activations (cnnlab's estimate: "
+            f"{tflite['ram_estimate_bytes']:,}) and {tflite['arena_total_bytes']:,} in all.")
 
 
 def _data_line(recipe: Recipe, data: Dataset) -> str:

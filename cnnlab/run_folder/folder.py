@@ -40,7 +40,8 @@ SUBFOLDERS = ("checkpoints", "plots", "tb")
 WRITTEN_FILES = frozenset({
     "config.toml", START_OPTIONS_FILE, SOURCE_FILE, trust.SIGNATURE_FILE, "log.txt",
     "history.jsonl", "summary.txt", "rf.md", "check.md", "lr_find.json", SHIPPED_FILE,
-    "model.onnx", "model.int8.onnx", "int8.json", "README.md", "report.html",
+    "model.onnx", "model.int8.onnx", "int8.json", "model.int8.tflite", "tflite.json",
+    "README.md", "report.html",
     "checkpoints/last.pt", "checkpoints/best.pt", "checkpoints/partial.pt", "plots/curves.png",
     "plots/misclassified.png", "plots/confusion.png", "plots/gradcam.png", "plots/lr-find.png"})
 
@@ -216,6 +217,14 @@ class RunFolder:
         if not path.exists():
             return None
         return records.int8_record(records.read_text(path, records.SMALL_JSON_BYTES), path)
+
+    def tflite_record(self) -> dict[str, Any] | None:
+        """tflite.json: TFLite Micro's accuracy and arena for the run's .tflite (None: not
+        exported)."""
+        path = self.file("tflite.json")
+        if not path.exists():
+            return None
+        return records.tflite_record(records.read_text(path, records.SMALL_JSON_BYTES), path)
 
     def int8_model(self) -> bytes:
         """model.int8.onnx's bytes (the caller's runtime checks they are a model)."""

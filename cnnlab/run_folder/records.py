@@ -216,13 +216,29 @@ INT8_FIELDS = {"test_acc_int8": float, "test_acc_fp32": float, "flash_bytes": in
 
 def int8_record(text: str, path: FolderFile) -> dict[str, Any]:
     """int8.json: the int8 model's test accuracy beside the fp32 one, its flash bytes."""
+    return _figures(text, path, INT8_FIELDS, "--int8")
+
+
+def _figures(text: str, path: FolderFile, fields: dict[str, type], flag: str) -> dict[str, Any]:
+    """An export's record: each of `fields` present, of its type, finite, not negative, and an
+    accuracy no more than 100."""
     value = json_object(text, path, {})
-    for key, kind in INT8_FIELDS.items():
+    for key, kind in fields.items():
         if not _fits(value.get(key), kind) or not math.isfinite(value[key]) or value[key] < 0 \
                 or (key.startswith("test_acc") and value[key] > 100):
             raise RunFolderError(f"{path}: {key} is missing or out of range: the file is "
-                                 "damaged; export it again with `cnnlab export RUN_DIR --int8`")
+                                 f"damaged; export it again with `cnnlab export RUN_DIR {flag}`")
     return value
+
+
+TFLITE_FIELDS = {"test_acc_tflm": float, "arena_bytes": int, "arena_total_bytes": int,
+                 "ram_estimate_bytes": int, "tflite_bytes": int, "calibration_images": int,
+                 "test_images": int}
+
+
+def tflite_record(text: str, path: FolderFile) -> dict[str, Any]:
+    """tflite.json: TFLite Micro's test accuracy, its arena and cnnlab's estimate of it."""
+    return _figures(text, path, TFLITE_FIELDS, "--tflite")
 
 
 def _positive(value: Any) -> bool:

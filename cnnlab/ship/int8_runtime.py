@@ -11,7 +11,7 @@ def require_ort() -> None:
         import onnx  # noqa: F401
         import onnxruntime  # noqa: F401
     except ImportError:
-        raise ConfigError("int8 export needs ONNX Runtime: pip install 'cnnlab[onnx]'") from None
+        raise ConfigError("int8 export needs ONNX Runtime: pip install 'cnnlab[int8]'") from None
 
 
 def session(model: bytes, source: object = "the int8 model"):
