@@ -83,3 +83,26 @@ def test_a_damaged_tflite_record_is_one_line(converted, tmp_path, capsys):
     assert main(["report", str(copy)]) == 2
     said = capsys.readouterr().err.strip().splitlines()
     assert len(said) == 1 and "tflite.json" in said[0] and "--tflite" in said[0]
+
+
+@pytest.mark.slow
+def test_a_model_the_converter_refuses_is_one_line_and_writes_nothing(converted, tmp_path,
+                                                                       monkeypatch, capsys):
+    import shutil
+
+    from cnnlab.ship import tflite_export
+
+    run, _, _ = converted
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    for name in ("model.int8.tflite", "tflite.json"):
+        (copy / name).unlink()
+    refusing = tmp_path / "refusing.py"
+    refusing.write_text("import sys\nprint('Traceback (most recent call last):', file=sys.stderr)\n"
+                        "print('NotImplementedError: op GridSample', file=sys.stderr)\n"
+                        "sys.exit(1)\n")
+    monkeypatch.setattr(tflite_export, "CHILD", refusing)
+    assert main(["export", str(copy), "--tflite", "--no-progress"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "NotImplementedError: op GridSample" in said[0]
+    assert not (copy / "model.int8.tflite").exists() and not (copy / "tflite.json").exists()

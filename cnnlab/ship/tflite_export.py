@@ -107,13 +107,14 @@ def _run_child(work: Path, images: int, progress: bool) -> dict:
     its last line is the figures. A failure is one line: the converter's last words."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONWARNINGS": "ignore"}
     with tempfile.TemporaryFile("w+") as errors, \
-            tqdm(total=images, desc="TFLite Micro", unit="img", disable=not progress,
+            tqdm(total=images, desc="converting (onnx2tf)", unit="img", disable=not progress,
                  file=sys.stderr, leave=False) as bar:
         child = subprocess.Popen([sys.executable, str(CHILD), str(work)], stdout=subprocess.PIPE,
                                  stderr=errors, text=True, env=env)
         last = deque(maxlen=1)
         for line in child.stdout:
             if line.startswith("images "):
+                bar.set_description("TFLite Micro", refresh=False)
                 bar.update(int(line.split()[1]) - bar.n)
             elif line.startswith("{"):
                 last.append(line)
