@@ -28,7 +28,7 @@ from cnnlab.data import load_recipe_data
 from cnnlab.data.catalog import dataset_info
 from cnnlab.design.confirm import Confirmation, confirm
 from cnnlab.design.design_file import DesignPlan, load_design
-from cnnlab.design.design_report import last_epochs_phrase, write_design_report
+from cnnlab.design.design_report import write_design_report
 from cnnlab.design.library import RECORD_FILE, shape_name, starting_points
 from cnnlab.design.rungs import (
     SEED_KEY,
@@ -39,6 +39,7 @@ from cnnlab.design.rungs import (
     successive_halving,
 )
 from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.inspection.spec import last_epochs_phrase
 from cnnlab.prepare import prepare
 from cnnlab.sweep.study import require_optuna
 from cnnlab.sweep.sweep_file import SweepPlan, sweep_from_document

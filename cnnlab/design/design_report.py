@@ -10,6 +10,7 @@ from typing import Any
 from cnnlab.design.confirm import Confirmation
 from cnnlab.design.design_file import DesignPlan
 from cnnlab.design.rungs import RungResult, ranking
+from cnnlab.inspection.spec import last_epochs_phrase
 from cnnlab.prepare import prepare
 from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_markdown
 from cnnlab.sweep.sweep_file import SweepPlan
@@ -129,11 +130,6 @@ def _rung_row(number: int, result: RungResult, last: bool) -> list[str]:
             f"{result.rung.target:.2f}", str(len(trained)), str(on_course),
             "-" if last else str(len(result.promoted)),
             _duration(sum(t.user_attrs["seconds"] for t in trained))]
-
-
-def last_epochs_phrase(last: int, epochs: int) -> str:
-    return (f"in the last of {epochs} epochs" if last == 1
-            else f"in each of the last {last} of {epochs} epochs")
 
 
 def _on_seeds(seeds: tuple[int, ...]) -> str:

@@ -181,6 +181,13 @@ def check_int8(recipe: Recipe, int8: dict | None) -> list[Verdict]:
     return [Verdict(rule, int8["test_acc_int8"] >= limit, f"{int8['test_acc_int8']:.2f}%")]
 
 
+def last_epochs_phrase(last: int, epochs: int | None = None) -> str:
+    """Where the accuracy rule is judged, in words: "in each of the last 3 (of 15) epochs"."""
+    of = f" of {epochs}" if epochs else ""
+    return (f"in the last{of} epochs" if last == 1 and epochs else
+            "in the last epoch" if last == 1 else f"in each of the last {last}{of} epochs")
+
+
 def check_history(recipe: Recipe, history: list[dict], planned_epochs: int | None = None,
                   training: bool | None = None) -> list[Verdict]:
     """The rules a finished run decides: the target accuracy over the last N epochs. A run
@@ -191,8 +198,7 @@ def check_history(recipe: Recipe, history: list[dict], planned_epochs: int | Non
         return []
     n = spec.last_epochs
     planned = planned_epochs or recipe.train.epochs
-    rule = (f"test accuracy >= {spec.min_test_acc}%"
-            + (f" in each of the last {n} epochs" if n > 1 else " in the last epoch"))
+    rule = f"test accuracy >= {spec.min_test_acc}% {last_epochs_phrase(n)}"
     if planned < n:
         return [Verdict(rule, None, f"needs a run of at least {n} epochs")]
     if len(history) < planned:
