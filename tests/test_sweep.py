@@ -180,8 +180,9 @@ def test_a_failed_enqueued_trial_is_asked_again_and_a_sampled_one_is_not():
     sampled = study.ask({"width": distribution})
     for trial in (killed, rejected, sampled):
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
-    retry_enqueued(study)
-    retry_enqueued(study)  # a second look enqueues nothing more
+    assert retry_enqueued(study, study.get_trials(deepcopy=False))
+    # a second look enqueues nothing more
+    assert not retry_enqueued(study, study.get_trials(deepcopy=False))
     waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     assert [t.system_attrs["fixed_params"] for t in waiting] == [{"width": 7}]
     assert study.ask({"width": distribution}).params == {"width": 7}

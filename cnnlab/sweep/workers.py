@@ -54,10 +54,11 @@ def work(spec: SweepPlan, place: SweepPlace, model: ModelObject | None = None,
     while True:
         with _counting_lock(place.folder):
             optuna.storages.fail_stale_trials(study)
-            retry_enqueued(study)
-            everything = study.get_trials(deepcopy=False, states=_counted_states())
-            active = [t for t in everything if counted(t)]
-            untrained = sum(not counted(t) for t in study.get_trials(deepcopy=False))
+            trials = study.get_trials(deepcopy=False)
+            if retry_enqueued(study, trials):
+                trials = study.get_trials(deepcopy=False)
+            active = [t for t in trials if t.state in _counted_states() and counted(t)]
+            untrained = sum(not counted(t) for t in trials)
             running = [t for t in active if t.state == optuna.trial.TrialState.RUNNING]
             if untrained >= max_untrained(spec) and not running:
                 return  # the space proposes little that fits and is new: the report says so
@@ -100,21 +101,24 @@ def work(spec: SweepPlan, place: SweepPlace, model: ModelObject | None = None,
         study.tell(trial, values)
 
 
-def retry_enqueued(study: Any) -> None:
-    """Enqueue again each enqueued trial that failed (its worker killed, or stopped by an
-    error), once: a design promoted into a rung is trained, not replaced by whatever the
-    sampler proposes next. A design rejected over the budget is not retried."""
+def retry_enqueued(study: Any, trials: list) -> bool:
+    """Enqueue again each enqueued trial of `trials` (the study's, just read) that failed (its
+    worker killed, or stopped by an error), once: a design promoted into a rung is trained,
+    not replaced by whatever the sampler proposes next. A design rejected over the budget is
+    not retried. Whether any was enqueued."""
     from optuna.trial import TrialState
 
-    trials = study.get_trials(deepcopy=False)
     pending = [t.system_attrs["fixed_params"] for t in trials
                if "fixed_params" in t.system_attrs and t.state != TrialState.FAIL]
+    enqueued = False
     for trial in trials:
         fixed = trial.system_attrs.get("fixed_params")
         if (trial.state == TrialState.FAIL and fixed is not None and fixed not in pending
                 and "rejected" not in trial.user_attrs):
             study.enqueue_trial(fixed)
             pending.append(fixed)
+            enqueued = True
+    return enqueued
 
 
 def max_untrained(spec: SweepPlan) -> int:
