@@ -380,6 +380,14 @@ def test_each_rung_is_a_sweep_of_its_length_and_only_a_one_rung_search_stops_tri
     assert first.val_target == 58.5 and last.val_target == 60.0
     assert first.pruner == last.pruner == "none"  # a second seed is never stopped early
     assert [d.key for d in last.space][-1] == SEED_KEY and first.hours == search.hours
+    timed = rung_search(search.with_sweep(hours=0.5), 0, short, 12, last=False)
+    later = rung_search(search.with_sweep(hours=0.5), 1, full, 4, last=True)
+    assert (timed.hours, later.hours) == (0.5, None)  # only the sampling rung has a clock
+    for rung in (first, last, timed, later):  # the file the workers read says the same
+        sweep = rung.document["sweep"]
+        assert (sweep["name"], sweep["trials"], sweep["val_target"], sweep["pruner"],
+                sweep.get("hours")) == (rung.name, rung.trials, rung.val_target, rung.pruner,
+                                        rung.hours)
     (only,) = plan(6, (), {}, 60.0, 0)
     assert rung_search(search, 0, only, 12, last=True).pruner == "hopeless"
 

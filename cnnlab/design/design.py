@@ -131,8 +131,7 @@ def _first_rung_limited(search: SweepPlan, planned: list, spec: DesignPlan, say:
                              len(spec.seeds) * len(spec.precisions))
     say(f"of the design's {search.hours * 60:.0f} minutes, the first rung samples designs for "
         f"{hours * 60:.0f}; the later rungs and the confirmation take the rest")
-    document = {**search.document, "sweep": {**search.document["sweep"], "hours": hours}}
-    return dataclasses.replace(search, hours=hours, document=document)
+    return search.with_sweep(hours=hours)
 
 
 def _written(path: Path, text: str) -> Path:

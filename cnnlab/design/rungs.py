@@ -90,24 +90,20 @@ def rung_search(search: SweepPlan, number: int, rung: Rung, trials: int, last: b
     if len(rung.seeds) > 1:
         space = (*space, Dimension(SEED_KEY, "choice", values=rung.seeds))
     name = search.name if number == 0 else f"{search.name}-rung{number}"
-    document = copy.deepcopy(search.document)
     # Only a search of one rung stops trials early: in a rung of promoted designs, trained
     # on two seeds, a second seed stopped at epoch 4 (One Cycle's peak, where figures swing)
     # would lose the very estimate of its spread the rung exists for.
     pruner = "hopeless" if number == 0 and last else "none"
-    document["sweep"].update(name=name, trials=trials, val_target=rung.target, pruner=pruner)
+    search = search.with_sweep(name=name, trials=trials, val_target=rung.target, pruner=pruner,
+                               hours=search.hours if number == 0 else None)
+    document = copy.deepcopy(search.document)
     document["train"] = {**document.get("train", {}), "epochs": rung.epochs}
     if not last:
         document["spec"] = {**document.get("spec", {}), "last_epochs": 1}
     if len(rung.seeds) > 1:
         document["sweep"]["space"] = {**document["sweep"]["space"],
                                       SEED_KEY: {"choice": list(rung.seeds)}}
-    if number > 0:
-        document["sweep"].pop("hours", None)
-    return dataclasses.replace(
-        search, name=name, base=base, space=space, trials=trials, val_target=rung.target,
-        pruner=pruner, document=document,
-        hours=search.hours if number == 0 else None)
+    return dataclasses.replace(search, base=base, space=space, document=document)
 
 
 @dataclass

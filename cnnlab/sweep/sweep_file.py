@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -121,6 +121,14 @@ class SweepPlan:
     @property
     def directions(self) -> list[str]:
         return list(OBJECTIVES[self.objective].directions)
+
+    def with_sweep(self, **changes: Any) -> SweepPlan:
+        """This plan with `changes` to the scalars of its [sweep] table (name, trials, hours,
+        val_target, pruner), in its fields and its document alike (None: the file's default)."""
+        sweep = {**self.document["sweep"], **changes}
+        for key in [key for key, value in changes.items() if value is None]:
+            sweep.pop(key)
+        return replace(self, **changes, document={**self.document, "sweep": sweep})
 
     def to_toml(self) -> str:
         """The sweep as a file (the sweep folder's sweep.toml, which workers read)."""
