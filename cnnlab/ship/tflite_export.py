@@ -92,6 +92,9 @@ def export_tflite(run_dir: str | Path, data_dir: str | Path | None = None,
         figures = _run_child(work, len(data.test_labels), progress)
         model = (work / TFLITE_FILE).read_bytes()
     arena = figures["arena"]
+    if not {"head", "total"} <= arena.keys():  # the recording allocator's report changed
+        raise ConversionError(f"TFLite Micro ran the model but reported no arena ({arena}): "
+                              "check the tflite-micro version (cnnlab reads its allocations)")
     result = TfliteResult(folder.file(TFLITE_FILE).path, figures["accuracy"], arena["head"],
                           arena["total"], int8_ram_bytes(prepared.inspection.graph),
                           len(model), len(chosen), figures["images"])
