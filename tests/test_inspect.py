@@ -335,6 +335,14 @@ def test_int8_flash_and_ram_bytes_match_a_count_by_hand():
     odd = nn.Sequential(nn.Conv2d(1, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 3, 3, padding=1),
                         nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
     assert int8_ram_bytes(trace(odd, (1, 5, 5))) == 80 + 75
+    # a stride-2 conv padded 1 on an even map pads as "same" would not (0 and 1): the
+    # converter pads first, so its 2x10x10 input lives beside the 2x8x8 map it pads
+    strided = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(),
+                            nn.Conv2d(2, 4, 3, stride=2, padding=1), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2))
+    assert int8_ram_bytes(trace(strided, (1, 8, 8))) == 208 + 128  # the pad at 0, then the map
+    # on a 7x7 map "same" pads 1 and 1 too: no pad, the 2x7x7 map and the 4x4x4 output
+    assert int8_ram_bytes(trace(strided, (1, 7, 7))) == 112 + 64
     table = summary(chain, (1, 8, 8))
     assert f"int8: flash {weights + per_channel:,} bytes" in table.to_text()
 

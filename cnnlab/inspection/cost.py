@@ -59,44 +59,55 @@ ARENA_ALIGNMENT = 16  # bytes: TFLite Micro aligns each buffer of its arena to t
 # read on (dropout and identity at inference, a reshape that only relabels the same bytes).
 _PASS_THROUGH = {"Dropout", "Dropout2d", "Identity", "flatten", "view", "reshape", "Flatten"}
 _ACTIVATIONS = {"ReLU", "ReLU6", "relu", "relu6"}
+# Element-wise ops that, like a convolution, carry a fused activation in TFLite (ADD's RELU)
+_FUSING_SUMS = {"add", "iadd", "sub", "mul"}
 
 
 def int8_ram_bytes(graph: ModelGraph) -> int:
-    """The activation arena of the int8 model as TFLite Micro lays it out for one image: the
-    input and each operation's output, after the fusions a converter makes (a BatchNorm right
-    after a convolution or linear layer folds into it, and a ReLU after either fuses with it;
-    any other BatchNorm becomes a multiply then an add, two tensors; dropout, identity and
-    reshapes pass their input on), each alive from the operation that writes it to the last
-    that reads it, placed by the runtime's greedy planner: largest first, each at the lowest
+    """The activation arena of the int8 model as TFLite Micro lays it out for one image, after
+    `cnnlab export --tflite`'s conversion: the input and each operation's output, after the
+    fusions a converter makes (a BatchNorm right after a convolution or linear layer folds into
+    it, and a ReLU after either fuses with it; any other BatchNorm becomes a multiply then an
+    add, two tensors; dropout, identity and reshapes pass their input on; a convolution padded
+    other than TensorFlow's "same" or "valid" pads its input first, a tensor of its own), each
+    alive from the operation that writes it to the last that reads it, placed by the runtime's
+    greedy planner: largest first, equal sizes the last made first, each at the lowest
     16-byte-aligned offset clear of the buffers alive beside it."""
     owner: dict[str, str] = {}  # node -> the tensor that holds its output
     tail: dict[str, str] = {}  # tensor -> what its last op was: "layer", "folded", "other"
-    lives: dict[str, list[int]] = {}  # tensor -> [first, last] step (two steps per node)
-    sizes: dict[str, int] = {}
+    lives: dict[str, list[int]] = {}  # tensor -> [first, last] step (three steps per node)
+    sizes: dict[str, int] = {}  # in the order the converted model makes them
     for index, node in enumerate(graph.nodes):
-        step = 2 * index
+        step = 3 * index + 1  # step - 1: a pad before the node; step + 1: a BatchNorm's add
         source = owner.get(node.inputs[0]) if len(node.inputs) == 1 else None
+        padded = _explicit_pad(node, graph)
         for name in node.inputs:
-            lives[owner[name]][1] = max(lives[owner[name]][1], step)
+            lives[owner[name]][1] = max(lives[owner[name]][1], step - 1 if padded else step)
         state = tail.get(source)
         if source is not None and (
                 node.kind in _PASS_THROUGH
                 or node.kind.startswith("BatchNorm") and state == "layer"
-                or node.kind in _ACTIVATIONS and state in ("layer", "folded")):
+                or node.kind in _ACTIVATIONS and state in ("layer", "folded", "sum")):
             owner[node.name] = source
             tail[source] = state if node.kind in _PASS_THROUGH else \
                 "folded" if node.kind.startswith("BatchNorm") else "other"
             continue
+        if padded:
+            pad = f"{node.name}/padded"
+            sizes[pad], lives[pad] = padded, [step - 1, step]
         owner[node.name] = node.name
-        sizes[node.name] = math.prod(node.shape)
-        tail[node.name] = "layer" if node.kind in ("Conv2d", "Linear") else "other"
-        lives[node.name] = [step, step]
+        tail[node.name] = ("layer" if node.kind in ("Conv2d", "Linear") else
+                           "sum" if node.kind in _FUSING_SUMS else "other")
         if node.kind.startswith("BatchNorm"):  # multiply, then add: the product lives between
             product = f"{node.name}/scaled"
-            sizes[product], lives[product] = sizes[node.name], [step, step + 1]
-            lives[node.name] = [step + 1, step + 1]
+            sizes[product], lives[product] = math.prod(node.shape), [step, step + 1]
+            sizes[node.name], lives[node.name] = math.prod(node.shape), [step + 1, step + 1]
+        else:
+            sizes[node.name], lives[node.name] = math.prod(node.shape), [step, step]
+    # TFLite Micro lists its buffers from the last, then sorts them by size, keeping ties
+    made_last_first = list(reversed(sizes))
     placed: list[tuple[int, int, int, int]] = []  # offset, size, first, last
-    for tensor in sorted(sizes, key=lambda t: -sizes[t]):  # stable: ties in graph order
+    for tensor in sorted(made_last_first, key=lambda t: -sizes[t]):
         size, (start, end) = sizes[tensor], lives[tensor]
         beside = sorted((o, n) for o, n, f, la in placed if f <= end and start <= la)
         offset = 0
@@ -106,6 +117,25 @@ def int8_ram_bytes(graph: ModelGraph) -> int:
             offset = max(offset, _aligned(other_offset + other_size))
         placed.append((offset, size, start, end))
     return max((o + n for o, n, _, _ in placed), default=0)
+
+
+def _explicit_pad(node: Node, graph: ModelGraph) -> int:
+    """The bytes of the padded input a convolution reads after conversion, or 0: TensorFlow
+    pads "same" as (total // 2, the rest), so PyTorch's symmetric padding of a strided
+    convolution on an even map (1 on each side; "same" would be 0 and 1) becomes a PAD op and
+    an unpadded convolution, as does any padding that is neither."""
+    conv = node.module
+    if not isinstance(conv, nn.Conv2d) or isinstance(conv.padding, str) or not any(conv.padding):
+        return 0
+    channels, *spatial = graph.node(node.inputs[0]).shape
+    for size, pad, kernel, stride, dilation in zip(spatial, conv.padding, conv.kernel_size,
+                                                   conv.stride, conv.dilation, strict=True):
+        reach = dilation * (kernel - 1) + 1
+        total = max((-(-size // stride) - 1) * stride + reach - size, 0)
+        if conv.padding_mode != "zeros" or (pad, pad) != (total // 2, total - total // 2):
+            return channels * math.prod(s + 2 * p for s, p in zip(spatial, conv.padding,
+                                                                   strict=True))
+    return 0
 
 
 def _aligned(offset: int) -> int:
