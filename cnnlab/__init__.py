@@ -13,7 +13,7 @@ from cnnlab.models import build_model, count_parameters, model_names, register
 from cnnlab.pipeline import lr_find, resume, train
 from cnnlab.report import compare, write_report
 from cnnlab.run_result import RunResult
-from cnnlab.ship import export_onnx, load_run
+from cnnlab.ship import export_int8, export_onnx, export_tflite, load_run
 from cnnlab.sweep import sweep
 
 try:
@@ -23,7 +23,8 @@ except PackageNotFoundError:  # run from a source tree that was never installed
 
 __all__ = [
     "CnnlabError", "Dataset", "Recipe", "RunResult", "build_model", "builtin_recipes", "check",
-    "compare", "count_parameters", "design", "export_onnx", "load_dataset", "load_recipe",
+    "compare", "count_parameters", "design", "export_int8", "export_onnx", "export_tflite",
+    "load_dataset", "load_recipe",
     "load_run", "lr_find", "model_names", "receptive_field", "register", "resume", "summary",
     "sweep", "train", "write_report",
 ]
