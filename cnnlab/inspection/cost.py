@@ -74,7 +74,7 @@ def int8_ram_bytes(graph: ModelGraph) -> int:
     greedy planner: largest first, equal sizes the last made first, each at the lowest
     16-byte-aligned offset clear of the buffers alive beside it."""
     owner: dict[str, str] = {}  # node -> the tensor that holds its output
-    tail: dict[str, str] = {}  # tensor -> what its last op was: "layer", "folded", "other"
+    tail: dict[str, str] = {}  # tensor -> its last op: "layer", "folded", "sum", "other"
     lives: dict[str, list[int]] = {}  # tensor -> [first, last] step (three steps per node)
     sizes: dict[str, int] = {}  # in the order the converted model makes them
     for index, node in enumerate(graph.nodes):
