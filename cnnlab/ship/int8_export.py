@@ -56,11 +56,7 @@ def export_int8(run_dir: str | Path, data_dir: str | Path | None = None,
     `model.int8.onnx` and `int8.json` into the run folder. `dataset`: the run's data, already
     read (else read from `data_dir` as the run names it)."""
     require_ort()
-    if calibration < 1:
-        raise ConfigError("--calibration must be 1 image or more")
-    folder = RunFolder.existing(run_dir)
-    folder.require_writable()
-    loaded = load_run(run_dir, trust_code)
+    folder, loaded = run_to_export(run_dir, trust_code, calibration)
     data = dataset if dataset is not None else prepare(
         folder=folder, data_dir=data_dir, trust_code=trust_code, progress=False).data()
     fp32 = onnx_bytes(loaded.model, loaded.input_shape)
@@ -75,6 +71,17 @@ def export_int8(run_dir: str | Path, data_dir: str | Path | None = None,
     folder.write_text(INT8_RECORD, json.dumps(record, indent=1) + "\n")
     folder.log(f"int8 export: {result.summary_line()}")
     return result
+
+
+def run_to_export(run_dir: str | Path, trust_code: bool, calibration: int
+                  ) -> tuple[RunFolder, LoadedRun]:
+    """What every int8 export starts from, checked before anything is read: the run folder, open
+    for writing, and its best model loaded."""
+    if calibration < 1:
+        raise ConfigError("--calibration must be 1 image or more")
+    folder = RunFolder.existing(run_dir)
+    folder.require_writable()
+    return folder, load_run(run_dir, trust_code)
 
 
 def calibration_images(data: Dataset, count: int = CALIBRATION_IMAGES) -> torch.Tensor:

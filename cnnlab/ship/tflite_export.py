@@ -33,9 +33,8 @@ from cnnlab.data import Dataset
 from cnnlab.errors import ConfigError, ConversionError
 from cnnlab.inspection.cost import int8_ram_bytes
 from cnnlab.prepare import prepare
-from cnnlab.run_folder import RunFolder
-from cnnlab.ship.int8_export import CALIBRATION_IMAGES, calibration_images
-from cnnlab.ship.loaded_run import LoadedRun, load_run
+from cnnlab.ship.int8_export import CALIBRATION_IMAGES, calibration_images, run_to_export
+from cnnlab.ship.loaded_run import LoadedRun
 from cnnlab.ship.onnx_export import onnx_bytes
 
 TFLITE_FILE = "model.int8.tflite"
@@ -75,11 +74,7 @@ def export_tflite(run_dir: str | Path, data_dir: str | Path | None = None,
     """Convert the run's best model to a full-integer `.tflite`, run it on the test split in
     TFLite Micro, and write `model.int8.tflite` and `tflite.json` into the run folder."""
     require_tflite()
-    if calibration < 1:
-        raise ConfigError("--calibration must be 1 image or more")
-    folder = RunFolder.existing(run_dir)
-    folder.require_writable()
-    loaded = load_run(run_dir, trust_code)
+    folder, loaded = run_to_export(run_dir, trust_code, calibration)
     prepared = prepare(folder=folder, data_dir=data_dir, trust_code=trust_code, progress=False)
     data = dataset if dataset is not None else prepared.data()
     chosen = calibration_images(data, calibration)
