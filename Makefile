@@ -18,11 +18,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache  # the layers of DESIGN.md (pyproject.toml)
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n logical --dist loadfile  # one worker per core, a test file to each
 	$(VENV)/bin/pytest benchmarks/faults -m adversarial  # hostile run folders, every verb
 
 test-fast: $(VENV)/.installed  # the same minus every test that trains or starts a process
-	$(VENV)/bin/pytest -m "not slow"
+	$(VENV)/bin/pytest -n logical --dist loadfile -m "not slow"
 
 docs: $(VENV)/.installed  # the documentation site, into site/ (mkdocs.yml)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict

@@ -20,6 +20,14 @@ from cnnlab.config import Recipe, load_recipe
 from cnnlab.data import Dataset, idx_files
 from cnnlab.run_result import RunResult
 
+# `make test` runs the test files in parallel workers (pytest-xdist, one per core): each worker
+# and the processes its tests start take their share of the cores, since two workers with
+# every core each run several times slower than one alone.
+if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+    _threads = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ["OMP_NUM_THREADS"] = str(_threads)
+    torch.set_num_threads(_threads)
+
 REAL_DATA = Path(os.environ.get("CNNLAB_DATA", "")) if os.environ.get("CNNLAB_DATA") else None
 # What this test run must have rather than skip without: .ci/run sets "data,browser".
 REQUIRED = {w.strip() for w in os.environ.get("CNNLAB_TEST_REQUIRE", "").split(",") if w.strip()}
