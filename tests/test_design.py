@@ -255,6 +255,29 @@ def test_the_default_mnist_start_trains_its_candidates_channels_first_in_both_pr
         assert base.for_precision(precision).train.channels_last is expected
 
 
+@pytest.mark.parametrize("spec, tail", [
+    ("max_epochs = 15\nlast_epochs = 3", 4),  # the judged epochs and the one before them
+    ("max_epochs = 10\nlast_epochs = 3", 4),
+    ("max_epochs = 15\nlast_epochs = 1", 2),
+    ("max_epochs = 6\nlast_epochs = 3", 3),  # half the run at most
+])
+def test_the_default_mnist_start_trains_the_judged_epochs_on_plain_images(tmp_path, spec, tail):
+    from cnnlab.design.design_file import load_design
+
+    path = tmp_path / "d.toml"
+    path.write_text(f'[design]\ndataset = "mnist"\n[spec]\nmin_test_acc = 99.0\n{spec}\n')
+    search_file = tmp_path / "search.toml"
+    search_file.write_text(tomli_w.dumps(load_design(path).sweep_document))
+    search = load_sweep(search_file)
+    assert search.base.augment.off_last_epochs == tail
+    assert "augment.off_last_epochs" not in {d.key for d in search.space}  # set, not searched
+    # a tail the user sets stands
+    path.write_text(f'[design]\ndataset = "mnist"\nset = ["augment.off_last_epochs=1"]\n'
+                    f'[spec]\nmin_test_acc = 99.0\n{spec}\n')
+    search_file.write_text(tomli_w.dumps(load_design(path).sweep_document))
+    assert load_sweep(search_file).base.augment.off_last_epochs == 1
+
+
 def test_the_default_colour_space_holds_designs_within_the_s9_rules(tmp_path):
     from cnnlab.design.design import _some_design_fits
     from cnnlab.design.design_file import load_design

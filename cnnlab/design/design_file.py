@@ -57,6 +57,16 @@ from cnnlab.design.spaces import start_for
 from cnnlab.errors import CnnlabError, ConfigError
 
 
+def plain_tail(spec: dict[str, Any]) -> int:
+    """The epochs a start with a plain tail trains last on the images as they are: the epochs
+    the rule judges and the one before them, so that the step from augmented to plain images
+    (a tail's first epoch is its lowest) is never judged; half the run at most. A training
+    setting the [spec] decides, not one to search: a design whose tail leaves a judged epoch
+    augmented loses that epoch (docs/benchmarks/design.md, "The plain tail from the spec")."""
+    last = spec.get("last_epochs", 1)
+    return min(last + 1, spec["max_epochs"] // 2)
+
+
 @dataclass(frozen=True)
 class DesignTable:
     """The [design] table as written, checked as a recipe's tables are (config.parse_table)."""
@@ -139,9 +149,8 @@ def load_design(path: str | Path) -> DesignPlan:
     if "max_epochs" in spec:
         base["train"]["epochs"] = spec["max_epochs"]
         user_tail = any(s.startswith("augment.off_last_epochs") for s in design.set)
-        if start_set and not user_tail:  # the start's plain tail is for 15 epochs: a third
-            tail = base["augment"].get("off_last_epochs", 0)  # of a shorter run at most
-            base["augment"]["off_last_epochs"] = min(tail, (spec["max_epochs"] - 1) // 3)
+        if start_set and base["augment"].get("off_last_epochs") and not user_tail:
+            base["augment"]["off_last_epochs"] = plain_tail(spec)
     try:
         parse_recipe(base, str(path))  # the spec's keys and values, said against the file
     except CnnlabError as exc:

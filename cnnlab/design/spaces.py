@@ -65,11 +65,11 @@ _GREY_28 = Start(
         "augment.rotate": {"float": [3.0, 12.0]},
         "augment.translate": {"float": [1.0, 2.5]},
         "augment.scale": {"float": [0.0, 0.15]},
-        "augment.off_last_epochs": {"int": [0, 4]},
     },
     # nets this small, at channel counts the widths' steps of one make odd, train faster
     # channels-first on a CPU in either precision (docs/benchmarks/cpu-tunings.md: compact_cnn);
-    # the rest are the base design's training settings
+    # the rest are the base design's training settings; its plain tail is not searched but
+    # set from the [spec] (design_file.plain_tail: the judged epochs and one before them)
     set=("train.channels_last=false", "schedule.max_lr=0.2", "schedule.pct_start=0.2",
          "augment.rotate=10.0", "augment.translate=2.0", "augment.scale=0.1",
          "augment.off_last_epochs=4"),
