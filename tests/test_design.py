@@ -119,6 +119,8 @@ def test_bad_design_files_are_one_line_and_exit_2_before_any_training(tmp_path, 
             "block = 'x' is not one of",
         _design_file(tmp_path, "notarget", spec="max_params = 4000\n"): "needs min_test_acc",
         _design_file(tmp_path, "typo", extra="trails = 3\n"): "unknown key design.trails",
+        _design_file(tmp_path, "text", spec='max_epochs = 15\nlast_epochs = "3"\n'
+                     'min_test_acc = 99.0\n'): "spec.last_epochs must be an integer",
     }
     cases[_design_file(tmp_path, "workers")] = "--workers must be at least 1"
     for path, message in cases.items():

@@ -47,6 +47,7 @@ from cnnlab.config import (
     Percent,
     Positive,
     Range,
+    SpecConfig,
     load_recipe,
     parse_recipe,
     parse_table,
@@ -57,14 +58,13 @@ from cnnlab.design.spaces import start_for
 from cnnlab.errors import CnnlabError, ConfigError
 
 
-def plain_tail(spec: dict[str, Any]) -> int:
+def plain_tail(spec: SpecConfig) -> int:
     """The epochs a start with a plain tail trains last on the images as they are: the epochs
     the rule judges and the one before them, so that the step from augmented to plain images
     (a tail's first epoch is its lowest) is never judged; half the run at most. A training
     setting the [spec] decides, not one to search: a design whose tail leaves a judged epoch
     augmented loses that epoch (docs/benchmarks/design.md, "The plain tail from the spec")."""
-    last = spec.get("last_epochs", 1)
-    return min(last + 1, spec["max_epochs"] // 2)
+    return min(spec.last_epochs + 1, spec.max_epochs // 2)
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,8 @@ def load_design(path: str | Path) -> DesignPlan:
         base["train"]["epochs"] = spec["max_epochs"]
         user_tail = any(s.startswith("augment.off_last_epochs") for s in design.set)
         if start_set and base["augment"].get("off_last_epochs") and not user_tail:
-            base["augment"]["off_last_epochs"] = plain_tail(spec)
+            checked = parse_table(SpecConfig, spec, "spec.", str(path))  # numbers, not text
+            base["augment"]["off_last_epochs"] = plain_tail(checked)
     try:
         parse_recipe(base, str(path))  # the spec's keys and values, said against the file
     except CnnlabError as exc:
