@@ -4,6 +4,8 @@ VENV ?= .venv
 PYTHON ?= python3
 RECIPE ?= mnist-s5-10ep
 ARGS ?=  # e.g. make demo ARGS="--set train.epochs=2 --html"
+# the test files run in one worker per core, a file (and its module fixtures) to each
+PARALLEL = -n logical --dist loadfile
 
 .PHONY: demo test test-fast docs wheel
 
@@ -18,11 +20,11 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports --no-cache  # the layers of DESIGN.md (pyproject.toml)
-	$(VENV)/bin/pytest -n logical --dist loadfile  # one worker per core, a test file to each
+	$(VENV)/bin/pytest $(PARALLEL)
 	$(VENV)/bin/pytest benchmarks/faults -m adversarial  # hostile run folders, every verb
 
 test-fast: $(VENV)/.installed  # the same minus every test that trains or starts a process
-	$(VENV)/bin/pytest -n logical --dist loadfile -m "not slow"
+	$(VENV)/bin/pytest $(PARALLEL) -m "not slow"
 
 docs: $(VENV)/.installed  # the documentation site, into site/ (mkdocs.yml)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
