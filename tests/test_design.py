@@ -198,6 +198,13 @@ def test_a_small_design_searches_confirms_on_fresh_seeds_and_ships_a_recipe(
     assert "final receptive field" in readme
     assert (result.folder / "tiny-search" / "README.md").is_file()
     assert "![validation accuracy against parameters" in readme
+    # the record the library is written from: every design confirmed, with its runs
+    record = json.loads((result.folder / "design.json").read_text())
+    assert record["pick"]["params"] == result.pick.params and record["pick"]["met"]
+    assert [c["params"] for c in record["candidates"]] == [
+        c.params for c in result.candidates if c.runs]
+    assert [(r["seed"], r["precision"]) for r in record["pick"]["runs"]] == [
+        (1, "fp32"), (1, "bf16"), (2, "fp32"), (2, "bf16")]
     assert (result.folder / "tiny-search" / "plots" / "pareto.png").is_file()
 
 
@@ -515,10 +522,22 @@ def test_the_library_is_written_from_finished_design_folders(tmp_path):
     assert write_library([tmp_path / "a", tmp_path / "b"], library) == [library / "1x28x28.toml"]
     assert write_library([tmp_path / "a"], library)  # added again: replaced, not doubled
     (entry,) = entries((1, 28, 28), library)
-    assert entry["params"] == 2900 and entry["confirmed"][0]["precision"] == "bf16"
+    assert entry["params"] == 2900 and entry["runs"][0]["precision"] == "bf16" and entry["met"]
     assert entry["failed_candidates"][0]["short_by"] == 0.02
     assert entries((3, 32, 32), library) == []
     assert main(["design-library", str(tmp_path / "library")]) == 2  # no design.json there
+
+    # a study with no pick teaches its nearest miss, marked as one
+    def candidate(params: int, short_by: float) -> dict:
+        return {**record["pick"], "params": params, "met": False, "short_by": short_by}
+
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "design.json").write_text(json.dumps(
+        {**record, "name": "near", "pick": None,
+         "candidates": [candidate(2400, 0.04), candidate(2200, 0.01), candidate(2100, 0.3)]}))
+    write_library([tmp_path / "c"], library)
+    near = [e for e in entries((1, 28, 28), library) if e["name"] == "near"]
+    assert [(e["params"], e["met"]) for e in near] == [(2200, False)]
 
 
 @pytest.mark.slow

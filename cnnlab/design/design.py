@@ -196,27 +196,31 @@ def _candidates(last: RungResult, search: SweepPlan, spec: DesignPlan) -> list[C
 
 def _record(folder: Path, spec: DesignPlan, search: SweepPlan, shape: tuple[int, int, int],
             candidates: list[Confirmation], pick: Confirmation | None) -> None:
-    """design.json: what `cnnlab design-library` keeps of this study."""
-    def runs(candidate: Confirmation) -> list[dict]:
+    """design.json: what `cnnlab design-library` keeps of this study: every design that went
+    to confirmation, with its runs, whether it met the rule or not (a near miss is where the
+    next study of that budget should start)."""
+    def confirmed(candidate: Confirmation) -> dict[str, Any]:
         last = candidate.recipe.spec.last_epochs
-        return [{"seed": r.seed, "precision": r.precision,
-                 "last_test_acc": r.last_accuracies(last),
-                 **({"int8_test_acc": r.int8_acc} if r.int8_acc is not None else {})}
-                for r in candidate.runs]
+        summary = prepare(candidate.recipe, progress=False).inspection.summary
+        return {"values": candidate.values, "params": candidate.params,
+                "mult_adds": summary.mult_adds,
+                "activation_bytes": summary.peak_activation_bytes,
+                "val_acc": candidate.val_acc, "met": candidate.confirmed,
+                "short_by": round(max(r.shortfall(candidate.recipe) for r in candidate.runs), 3),
+                "runs": [{"seed": r.seed, "precision": r.precision,
+                          "last_test_acc": r.last_accuracies(last),
+                          **({"int8_test_acc": r.int8_acc} if r.int8_acc is not None else {})}
+                         for r in candidate.runs]}
 
+    tried = [c for c in candidates if c.runs]
     record: dict[str, Any] = {
         "name": spec.name, "dataset": search.base.data.dataset, "input_shape": shape_name(shape),
         "spec": search.base.to_dict()["spec"],
-        "pick": None,
+        "pick": confirmed(pick) if pick is not None else None,
+        "candidates": [confirmed(c) for c in tried],
         "failed": [{"params": c.params, "seed": c.failed_on, "precision": c.failed_in,
                     "short_by": round(c.runs[-1].shortfall(c.recipe), 3)}
-                   for c in candidates if c.runs and not c.confirmed]}
-    if pick is not None:
-        summary = prepare(pick.recipe, progress=False).inspection.summary
-        record["pick"] = {"values": pick.values, "params": pick.params,
-                          "mult_adds": summary.mult_adds,
-                          "activation_bytes": summary.peak_activation_bytes,
-                          "val_acc": pick.val_acc, "runs": runs(pick)}
+                   for c in tried if not c.confirmed]}
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 
 

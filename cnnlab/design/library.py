@@ -3,7 +3,8 @@ next study starts from it instead of from nothing.
 
 One TOML file per input shape in `cnnlab/design/library/` (`1x28x28.toml`, ...), written by
 `cnnlab design-library DESIGN_DIR...` from finished design folders (each keeps its record in
-`design.json`), never by hand. Each entry holds the design's searched values (layout and
+`design.json`), never by hand. An entry is a study's pick or, where it had none, the design
+that came nearest the rule in confirmation (`met = false`): its searched values (layout and
 training settings), its budget figures (parameters, mult-adds, activation bytes), the spec it
 was searched for, its validation figures at the last rung and its confirmation runs (seed,
 precision, last epochs' test accuracies).
@@ -65,7 +66,7 @@ def write_library(design_dirs: list[str | Path], folder: Path | None = None) -> 
             record = json.loads(record_path.read_text(encoding="utf-8"))
         except ValueError:
             raise ConfigError(f"{record_path} is not JSON: the design folder is damaged") from None
-        if record.get("pick") is None:
+        if _design_of(record) is None:
             continue  # a study that confirmed nothing teaches no starting point
         by_shape.setdefault(record["input_shape"], []).append(record)
     written = []
@@ -84,13 +85,22 @@ def write_library(design_dirs: list[str | Path], folder: Path | None = None) -> 
     return written
 
 
+def _design_of(record: dict) -> dict | None:
+    """What a study teaches the next one: its pick; else the design that came nearest the
+    rule in confirmation (a near miss at a budget is a better start than a design scaled to
+    it from elsewhere); None where nothing was confirmed."""
+    if record.get("pick") is not None:
+        return record["pick"]
+    return min(record.get("candidates", []), key=lambda c: c["short_by"], default=None)
+
+
 def _entry(record: dict) -> dict:
-    pick = record["pick"]
+    design = _design_of(record)
     return {"name": record["name"], "dataset": record["dataset"], "spec": record["spec"],
-            "values": pick["values"], "params": pick["params"],
-            "mult_adds": pick["mult_adds"], "activation_bytes": pick["activation_bytes"],
-            "val_acc": pick["val_acc"], "confirmed": pick["runs"],
-            "failed_candidates": record.get("failed", [])}
+            "values": design["values"], "params": design["params"],
+            "mult_adds": design["mult_adds"], "activation_bytes": design["activation_bytes"],
+            "val_acc": design["val_acc"], "met": design.get("met", True),
+            "runs": design["runs"], "failed_candidates": record.get("failed", [])}
 
 
 def starting_points(search: SweepPlan, input_shape: tuple[int, int, int], budget: int | None,
