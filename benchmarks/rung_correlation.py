@@ -4,7 +4,8 @@ sampled from a design file's space (the shipped default space when the file give
 that fit its budget. `cnnlab design` chooses its rungs from this table (BENCHMARKS.md).
 
 A rung trains the design with the recipe's whole schedule compressed into fewer epochs
-(One Cycle's warm-up and decay both happen); its figure is the last epoch's validation
+(One Cycle's warm-up and decay both happen, and a plain tail shrinks with it, as in
+`cnnlab design`); its figure is the last epoch's validation
 accuracy. The full figure is the design's, as the
 search ranks it: the lowest validation accuracy over the spec's last `last_epochs` epochs.
 
@@ -30,6 +31,7 @@ from cnnlab.config import parse_recipe
 from cnnlab.data import load_recipe_data
 from cnnlab.design.design import _random_value
 from cnnlab.design.design_file import load_design
+from cnnlab.design.rungs import compressed_tail
 from cnnlab.errors import CnnlabError
 from cnnlab.pipeline import train
 from cnnlab.prepare import prepare
@@ -114,6 +116,9 @@ def main() -> int:
             recipe = search.recipe_for(design["values"], name=f"d{number}")
             raw = recipe.to_dict()
             raw["train"]["epochs"] = epochs
+            if rung != "full" and raw["augment"]["off_last_epochs"]:  # as the rungs do
+                raw["augment"]["off_last_epochs"] = compressed_tail(
+                    raw["augment"]["off_last_epochs"], full, epochs)
             raw["spec"] = {}
             started = time.monotonic()
             result = train(parse_recipe(raw, "rung"), dataset=data, out_dir=args.out / "runs",

@@ -424,6 +424,25 @@ def test_each_rung_is_a_sweep_of_its_length_and_only_a_one_rung_search_stops_tri
     assert rung_search(search, 0, only, 12, last=True).pruner == "hopeless"
 
 
+def test_a_short_rung_compresses_the_plain_tail_as_it_compresses_the_schedule(tmp_path):
+    from cnnlab.design.rungs import compressed_tail, plan, rung_search
+
+    path = tmp_path / "d.toml"
+    path.write_text('[design]\ndataset = "mnist"\n[spec]\nmin_test_acc = 99.0\n'
+                    'max_epochs = 15\nlast_epochs = 3\n')
+    search = _search_of(path, tmp_path)
+    assert search.base.augment.off_last_epochs == 4  # the full run: 11 augmented, 4 plain
+    two, five, full = plan(15, (2, 5), {2: 0.7, 5: 0.1}, 99.0, 0)
+    tails = [rung_search(search, n, rung, 8, last=rung is full).base.augment.off_last_epochs
+             for n, rung in enumerate((two, five, full))]
+    assert tails == [1, 1, 4]  # never the whole short rung on plain images
+    for rung in (two, five):
+        rung_doc = rung_search(search, 1, rung, 8, last=False).document
+        assert rung_doc["augment"]["off_last_epochs"] == 1  # what a resumed rung reads
+    assert [compressed_tail(4, 10, e) for e in (1, 2, 5, 9)] == [0, 1, 2, 4]
+    assert compressed_tail(8, 15, 5) == 3 and compressed_tail(1, 15, 14) == 1
+
+
 @pytest.mark.slow
 def test_designs_go_through_the_rungs_best_first_and_candidates_come_from_the_last(
         real_data_root, tmp_path):

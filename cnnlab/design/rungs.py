@@ -4,7 +4,8 @@ A design search spends most of its time training designs that were never going t
 pick. So the designs are first trained short, and only the most promising go on, rung by rung:
 
 - Rung 0 samples `trials` designs (TPE, budget fed back as for any sweep) and trains each
-  with the recipe's whole schedule compressed into the rung's epochs.
+  with the recipe's whole schedule compressed into the rung's epochs, its plain tail
+  (`augment.off_last_epochs`) too.
 - Each rung ranks its designs by whether they are on course for the target, then by size:
   a design on course (its validation figure at or above the rung's target) ranks by its
   parameter count, smallest first; one off course ranks after all of those, by how far short
@@ -83,9 +84,13 @@ def rung_search(search: SweepPlan, number: int, rung: Rung, trials: int, last: b
     epochs, its figure the last epoch's validation accuracy (the full rung keeps the spec's
     last-epochs rule), aiming at the rung's target; rung 0 samples, later rungs train the
     designs enqueued into them (and the last, each on its seeds)."""
-    base = search.base.with_values({"train.epochs": rung.epochs,
-                                    **({} if last else {"spec.last_epochs": 1})},
-                                   f"design {search.name}")
+    compressed = {"train.epochs": rung.epochs}
+    if not last:
+        compressed["spec.last_epochs"] = 1
+        if search.base.augment.off_last_epochs:
+            compressed["augment.off_last_epochs"] = compressed_tail(
+                search.base.augment.off_last_epochs, search.base.train.epochs, rung.epochs)
+    base = search.base.with_values(compressed, f"design {search.name}")
     space = search.space
     if len(rung.seeds) > 1:
         space = (*space, Dimension(SEED_KEY, "choice", values=rung.seeds))
@@ -97,13 +102,22 @@ def rung_search(search: SweepPlan, number: int, rung: Rung, trials: int, last: b
     search = search.with_sweep(name=name, trials=trials, val_target=rung.target, pruner=pruner,
                                hours=search.hours if number == 0 else None)
     document = copy.deepcopy(search.document)
-    document["train"] = {**document.get("train", {}), "epochs": rung.epochs}
-    if not last:
-        document["spec"] = {**document.get("spec", {}), "last_epochs": 1}
+    for key, value in compressed.items():
+        table, name = key.split(".")
+        document[table] = {**document.get(table, {}), name: value}
     if len(rung.seeds) > 1:
         document["sweep"]["space"] = {**document["sweep"]["space"],
                                       SEED_KEY: {"choice": list(rung.seeds)}}
     return dataclasses.replace(search, base=base, space=space, document=document)
+
+
+def compressed_tail(tail: int, full_epochs: int, epochs: int) -> int:
+    """The plain tail (augment.off_last_epochs) of a rung of `epochs`, compressed as the
+    schedule is: the same share of the run, at least one epoch and at most all but one, so a
+    short rung trains on augmented images first and on plain ones last, as the full run."""
+    if epochs < 2:
+        return 0
+    return min(epochs - 1, max(1, round(tail * epochs / full_epochs)))
 
 
 @dataclass
