@@ -209,6 +209,31 @@ def test_a_small_design_searches_confirms_on_fresh_seeds_and_ships_a_recipe(
 
 
 @pytest.mark.slow
+def test_a_study_with_no_pick_keeps_its_nearest_miss_for_the_library(real_data_root,
+                                                                      tmp_path):
+    from cnnlab.design import design
+    from cnnlab.design.library import entries, write_library
+
+    # every design reaches the validation target; none can hold 100% on the test split
+    path = _design_file(tmp_path, trials=2, extra="val_target = 10.0\nrungs = []")
+    path.write_text(path.read_text().replace("min_test_acc = 60.0", "min_test_acc = 100.0"))
+    result = design(path, out_dir=tmp_path / "designs", data_dir=real_data_root,
+                    progress=False, echo=None)
+    assert result.pick is None and len(result.candidates) == 2
+    record = json.loads((result.folder / "design.json").read_text())
+    shortfalls = {c.params: c.short_by for c in result.candidates}
+    assert [(c["params"], c["met"], c["short_by"]) for c in record["candidates"]] == [
+        (c.params, False, round(c.short_by, 3)) for c in result.candidates]
+    nearest = min(result.candidates, key=lambda c: c.short_by)
+    assert f"The nearest miss, trial {nearest.trial} ({nearest.params:,} parameters" in (
+        result.folder / "README.md").read_text()
+    write_library([result.folder], tmp_path / "library")
+    (entry,) = entries((1, 28, 28), tmp_path / "library")
+    assert (entry["params"], entry["met"]) == (nearest.params, False)
+    assert entry["runs"][0]["seed"] == 1 and shortfalls[entry["params"]] > 0
+
+
+@pytest.mark.slow
 def test_a_killed_design_resumes_where_it_stopped(real_data_root, tmp_path):
     path = _design_file(tmp_path, trials=2)
     path.write_text(path.read_text().replace("max_epochs = 2", "max_epochs = 6"))

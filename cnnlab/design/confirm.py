@@ -60,6 +60,11 @@ class Confirmation:
     def confirmed(self) -> bool:
         return self.failed_on is None and bool(self.runs)
 
+    @property
+    def short_by(self) -> float:
+        """Points by which its worst run missed the target (<= 0: every run met it)."""
+        return max(r.shortfall(self.recipe) for r in self.runs)
+
 
 def rule_met(history: History, recipe: Recipe, int8_acc: float | None = None) -> bool:
     """The spec's "reached": every one of the last `last_epochs` epochs at or above

@@ -206,7 +206,7 @@ def _record(folder: Path, spec: DesignPlan, search: SweepPlan, shape: tuple[int,
                 "mult_adds": summary.mult_adds,
                 "activation_bytes": summary.peak_activation_bytes,
                 "val_acc": candidate.val_acc, "met": candidate.confirmed,
-                "short_by": round(max(r.shortfall(candidate.recipe) for r in candidate.runs), 3),
+                "short_by": round(candidate.short_by, 3),
                 "runs": [{"seed": r.seed, "precision": r.precision,
                           "last_test_acc": r.last_accuracies(last),
                           **({"int8_test_acc": r.int8_acc} if r.int8_acc is not None else {})}

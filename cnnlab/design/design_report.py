@@ -91,10 +91,16 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
             Heading("Budget", 3), Paragraph(prepared.inspection.check.to_markdown()),
         ]
     else:
+        tried = [c for c in candidates if c.runs]
+        nearest = min(tried, key=lambda c: c.short_by, default=None)
         blocks += [Heading("No pick"),
                    Paragraph("No design met the rule on every confirmation seed"
                              + ("" if candidates else " (none reached the target on the "
-                                "validation split in the search)") + ".")]
+                                "validation split in the search)") + "."
+                             + (f" The nearest miss, trial {nearest.trial} ({nearest.params:,} "
+                                f"parameters, short by {nearest.short_by:.2f} points), is what "
+                                "`cnnlab design-library` keeps of this study for the next one "
+                                "to start from." if nearest else ""))]
     pareto = folder / search.name / "plots" / "pareto.png"
     if pareto.is_file():
         blocks += [Heading("The search: accuracy against size"),
