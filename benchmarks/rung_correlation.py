@@ -12,7 +12,8 @@ search ranks it: the lowest validation accuracy over the spec's last `last_epoch
     OMP_NUM_THREADS=1 CNNLAB_DATA=../shared/data .venv/bin/python benchmarks/rung_correlation.py \\
         DESIGN.toml --designs 12 --rungs 2 5 --out /work/runs-bg/rungs
 
-Each training is kept in `--out` (results.jsonl), so a stopped run continues where it was.
+Each training is kept in `--out` (results.jsonl), so a stopped run continues where it was,
+the training it was in resumed from its last epoch.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import statistics
 import sys
 import time
@@ -33,8 +35,9 @@ from cnnlab.design.design import _random_value
 from cnnlab.design.design_file import load_design
 from cnnlab.design.rungs import compressed_tail
 from cnnlab.errors import CnnlabError
-from cnnlab.pipeline import train
+from cnnlab.pipeline import resume, train
 from cnnlab.prepare import prepare
+from cnnlab.run_folder import RunFolder
 from cnnlab.sweep.sweep_file import load_sweep
 from machine import machine_line
 
@@ -121,10 +124,8 @@ def main() -> int:
                     raw["augment"]["off_last_epochs"], full, epochs)
             raw["spec"] = {}
             started = time.monotonic()
-            result = train(parse_recipe(raw, "rung"), dataset=data, out_dir=args.out / "runs",
-                         run_name=f"d{number}-{rung.replace(' ', '_')}", progress=False,
-                         echo=None, report=False, enforce_spec=False)
-            history = result.history
+            history = _trained(parse_recipe(raw, "rung"), data, args.out / "runs",
+                               f"d{number}-{rung.replace(' ', '_')}")
             figure = (min(r["val_acc"] for r in history[-last:]) if rung == "full"
                       else history[-1]["val_acc"])
             row = {"design": number, "rung": rung, "params": design["params"],
@@ -135,6 +136,21 @@ def main() -> int:
             print(json.dumps(row), flush=True)
     report(done, rungs)
     return 0
+
+
+def _trained(recipe, data, runs: Path, name: str):
+    """The history of `recipe` trained into `runs/name`: a run a stopped benchmark left there
+    resumes from its last checkpoint (a CIFAR-10 design is an hour on one core)."""
+    folder = runs / name
+    if (folder / "checkpoints" / "last.pt").is_file():
+        history = RunFolder.existing(folder).history()
+        if len(history) >= recipe.train.epochs:
+            return history  # finished, but stopped before results.jsonl said so
+        return resume(folder, dataset=data, progress=False, echo=None, report=False).history
+    if folder.exists():
+        shutil.rmtree(folder)  # stopped before its first epoch
+    return train(recipe, dataset=data, out_dir=runs, run_name=name, progress=False, echo=None,
+                 report=False, enforce_spec=False).history
 
 
 def report(done: dict, rungs: list[str]) -> None:
