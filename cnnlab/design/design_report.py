@@ -114,9 +114,11 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                           *(["int8 (test %)"] if rule.min_int8_acc is not None else []), "met"],
                          [_seed_row(c, r, rule.last_epochs, rule.min_int8_acc is not None)
                           for c in candidates for r in c.runs])]
-        failed = [c for c in candidates if not c.confirmed and c.runs]
+        tried = [c for c in candidates if c.runs]  # confirmation stops at the first pick
+        failed = [c for c in tried if not c.confirmed]
         blocks.append(Paragraph(
-            f"{len(failed)} of {len(candidates)} candidates failed confirmation"
+            f"{len(tried)} of {len(candidates)} candidates went to confirmation (it stops at "
+            f"the first that meets the rule); {len(failed)} failed"
             + (": " + "; ".join(
                 f"trial {c.trial} ({c.params:,} parameters) missed the rule on seed "
                 f"{c.failed_on} in {c.failed_in}, by {c.runs[-1].shortfall(c.recipe):.2f} "
