@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import shutil
 import statistics
 import sys
 import time
@@ -31,13 +30,12 @@ import tomli_w
 
 from cnnlab.config import parse_recipe
 from cnnlab.data import load_recipe_data
+from cnnlab.design.confirm import trained_in
 from cnnlab.design.design import _random_value
 from cnnlab.design.design_file import load_design
-from cnnlab.design.rungs import compressed_tail
+from cnnlab.design.rungs import rung_values
 from cnnlab.errors import CnnlabError
-from cnnlab.pipeline import resume, train
 from cnnlab.prepare import prepare
-from cnnlab.run_folder import RunFolder
 from cnnlab.sweep.sweep_file import load_sweep
 from machine import machine_line
 
@@ -117,15 +115,11 @@ def main() -> int:
             if (number, rung) in done:
                 continue
             recipe = search.recipe_for(design["values"], name=f"d{number}")
-            raw = recipe.to_dict()
-            raw["train"]["epochs"] = epochs
-            if rung != "full" and raw["augment"]["off_last_epochs"]:  # as the rungs do
-                raw["augment"]["off_last_epochs"] = compressed_tail(
-                    raw["augment"]["off_last_epochs"], full, epochs)
+            raw = recipe.with_values(rung_values(recipe, epochs, last=rung == "full")).to_dict()
             raw["spec"] = {}
             started = time.monotonic()
-            history = _trained(parse_recipe(raw, "rung"), data, args.out / "runs",
-                               f"d{number}-{rung.replace(' ', '_')}")
+            history, _ = trained_in(parse_recipe(raw, "rung"), args.out / "runs",
+                                    f"d{number}-{rung.replace(' ', '_')}", data)
             figure = (min(r["val_acc"] for r in history[-last:]) if rung == "full"
                       else history[-1]["val_acc"])
             row = {"design": number, "rung": rung, "params": design["params"],
@@ -136,21 +130,6 @@ def main() -> int:
             print(json.dumps(row), flush=True)
     report(done, rungs)
     return 0
-
-
-def _trained(recipe, data, runs: Path, name: str):
-    """The history of `recipe` trained into `runs/name`: a run a stopped benchmark left there
-    resumes from its last checkpoint (a CIFAR-10 design is an hour on one core)."""
-    folder = runs / name
-    if (folder / "checkpoints" / "last.pt").is_file():
-        history = RunFolder.existing(folder).history()
-        if len(history) >= recipe.train.epochs:
-            return history  # finished, but stopped before results.jsonl said so
-        return resume(folder, dataset=data, progress=False, echo=None, report=False).history
-    if folder.exists():
-        shutil.rmtree(folder)  # stopped before its first epoch
-    return train(recipe, dataset=data, out_dir=runs, run_name=name, progress=False, echo=None,
-                 report=False, enforce_spec=False).history
 
 
 def report(done: dict, rungs: list[str]) -> None:

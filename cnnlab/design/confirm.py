@@ -106,13 +106,18 @@ def confirm(candidate: Confirmation, seeds: tuple[int, ...], folder: Path, data:
 def _trained(recipe: Recipe, seed: int, precision: str, folder: Path, data: Dataset
              ) -> tuple[History, Path]:
     name = f"seed{seed}" if precision == "fp32" else f"seed{seed}-{precision}"
+    return trained_in(_with_seed(recipe, seed, CPU_PRECISIONS[precision]), folder, name, data)
+
+
+def trained_in(recipe: Recipe, folder: Path, name: str, data: Dataset) -> tuple[History, Path]:
+    """`recipe` trained into `folder/name`, quietly: a run of the same recipe already there
+    is reused, or resumed from its last checkpoint; anything else there is replaced."""
     run_dir = folder / name
-    seeded = _with_seed(recipe, seed, CPU_PRECISIONS[precision])
     if run_dir.is_dir():
         existing = RunFolder.existing(run_dir)
-        if _as_recorded(existing.recipe()) == _as_recorded(seeded):
+        if _as_recorded(existing.recipe()) == _as_recorded(recipe):
             history = existing.history()
-            if len(history) >= seeded.train.epochs:
+            if len(history) >= recipe.train.epochs:
                 return history, run_dir
             if existing.last_checkpoint.is_file():
                 result = resume(run_dir, dataset=data, progress=False, echo=None,
@@ -120,7 +125,7 @@ def _trained(recipe: Recipe, seed: int, precision: str, folder: Path, data: Data
                 return result.history, run_dir
         # stopped before its first epoch, or a run of this design before the file was edited
         shutil.rmtree(run_dir)
-    result = train(seeded, out_dir=folder, run_name=name, dataset=data, progress=False,
+    result = train(recipe, out_dir=folder, run_name=name, dataset=data, progress=False,
                  echo=None, report=False)
     return result.history, result.run_dir
 

@@ -219,7 +219,7 @@ def _record(folder: Path, spec: DesignPlan, search: SweepPlan, shape: tuple[int,
         "pick": confirmed(pick) if pick is not None else None,
         "candidates": [confirmed(c) for c in tried],
         "failed": [{"params": c.params, "seed": c.failed_on, "precision": c.failed_in,
-                    "short_by": round(c.runs[-1].shortfall(c.recipe), 3)}
+                    "short_by": round(c.short_by, 3)}
                    for c in tried if not c.confirmed]}
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 

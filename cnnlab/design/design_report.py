@@ -22,6 +22,7 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                         pick: Confirmation | None, recipe_path: Path | None,
                         starts: list[dict[str, Any]] = ()) -> Path:
     rule = search.base.spec
+    tried = [c for c in candidates if c.runs]  # confirmation stops at the first pick
     trials = rungs[0].study.get_trials(deepcopy=False)
     rejected = sum("rejected" in t.user_attrs for t in trials)
     trained = [t for t in trials if counted(t) and "seconds" in t.user_attrs]
@@ -91,7 +92,6 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
             Heading("Budget", 3), Paragraph(prepared.inspection.check.to_markdown()),
         ]
     else:
-        tried = [c for c in candidates if c.runs]
         nearest = min(tried, key=lambda c: c.short_by, default=None)
         blocks += [Heading("No pick"),
                    Paragraph("No design met the rule on every confirmation seed"
@@ -114,14 +114,13 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                           *(["int8 (test %)"] if rule.min_int8_acc is not None else []), "met"],
                          [_seed_row(c, r, rule.last_epochs, rule.min_int8_acc is not None)
                           for c in candidates for r in c.runs])]
-        tried = [c for c in candidates if c.runs]  # confirmation stops at the first pick
         failed = [c for c in tried if not c.confirmed]
         blocks.append(Paragraph(
             f"{len(tried)} of {len(candidates)} candidates went to confirmation (it stops at "
             f"the first that meets the rule); {len(failed)} failed"
             + (": " + "; ".join(
                 f"trial {c.trial} ({c.params:,} parameters) missed the rule on seed "
-                f"{c.failed_on} in {c.failed_in}, by {c.runs[-1].shortfall(c.recipe):.2f} "
+                f"{c.failed_on} in {c.failed_in}, by {c.short_by:.2f} "
                 "points" for c in failed) if failed else "") + "."))
     blocks += [Heading("Reproduce"), Code(f"cnnlab design {folder / 'design.toml'} --resume")]
     readme = folder / "README.md"

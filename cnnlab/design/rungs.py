@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab.config import Recipe
 from cnnlab.sweep import sweep
 from cnnlab.sweep.objectives import smallest_at_target
 from cnnlab.sweep.sweep_file import Dimension, SweepPlan
@@ -84,12 +85,7 @@ def rung_search(search: SweepPlan, number: int, rung: Rung, trials: int, last: b
     epochs, its figure the last epoch's validation accuracy (the full rung keeps the spec's
     last-epochs rule), aiming at the rung's target; rung 0 samples, later rungs train the
     designs enqueued into them (and the last, each on its seeds)."""
-    compressed = {"train.epochs": rung.epochs}
-    if not last:
-        compressed["spec.last_epochs"] = 1
-        if search.base.augment.off_last_epochs:
-            compressed["augment.off_last_epochs"] = compressed_tail(
-                search.base.augment.off_last_epochs, search.base.train.epochs, rung.epochs)
+    compressed = rung_values(search.base, rung.epochs, last)
     base = search.base.with_values(compressed, f"design {search.name}")
     space = search.space
     if len(rung.seeds) > 1:
@@ -109,6 +105,19 @@ def rung_search(search: SweepPlan, number: int, rung: Rung, trials: int, last: b
         document["sweep"]["space"] = {**document["sweep"]["space"],
                                       SEED_KEY: {"choice": list(rung.seeds)}}
     return dataclasses.replace(search, base=base, space=space, document=document)
+
+
+def rung_values(recipe: Recipe, epochs: int, last: bool) -> dict[str, Any]:
+    """The settings `recipe` (trained at full length) trains with at a rung of `epochs`: the
+    schedule compressed into them, its plain tail too; a short rung's figure is its last
+    epoch's."""
+    values: dict[str, Any] = {"train.epochs": epochs}
+    if not last:
+        values["spec.last_epochs"] = 1
+        if recipe.augment.off_last_epochs:
+            values["augment.off_last_epochs"] = compressed_tail(
+                recipe.augment.off_last_epochs, recipe.train.epochs, epochs)
+    return values
 
 
 def compressed_tail(tail: int, full_epochs: int, epochs: int) -> int:
