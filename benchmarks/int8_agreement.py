@@ -20,6 +20,7 @@ from cnnlab.prepare import prepare
 from cnnlab.run_folder import RunFolder
 from cnnlab.ship.int8_runtime import session
 from cnnlab.ship.loaded_run import load_run
+from cnnlab.ship.tflite_runtime import tflite_predictions
 from machine import machine_line
 
 
@@ -40,7 +41,7 @@ def main() -> None:
         ort = session(folder.int8_model())
         onnx_int8 = np.concatenate([ort.run(None, {"images": x[i:i + 1000]})[0].argmax(1)
                                     for i in range(0, len(x), 1000)])
-        tflite = _tflite(folder.path / "model.int8.tflite", x.transpose(0, 2, 3, 1))
+        tflite = tflite_predictions(folder.path / "model.int8.tflite", x.transpose(0, 2, 3, 1))
         found = {"fp32": fp32, "onnx_int8": onnx_int8, "tflite": tflite}
         accuracy = " ".join(f"{k}={100 * (v == labels).mean():.2f}" for k, v in found.items())
         apart = " ".join(f"{a}_vs_{b}={int((found[a] != found[b]).sum())}"
@@ -48,23 +49,6 @@ def main() -> None:
                                       ("onnx_int8", "tflite")))
         print(f"int8_agreement run={Path(run_dir).name} {accuracy} {apart} images={len(labels)}",
               flush=True)
-
-
-def _tflite(path: Path, images: np.ndarray) -> np.ndarray:
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-
-    interpreter = Interpreter(model_path=str(path),  # the reference kernels, as TFLite Micro's
-                              experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    interpreter.allocate_tensors()
-    given, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
-    scale, zero = given["quantization"]
-    predicted = []
-    for image in images:
-        interpreter.set_tensor(given["index"], np.clip(np.round(image[None] / scale + zero),
-                                                       -128, 127).astype(np.int8))
-        interpreter.invoke()
-        predicted.append(int(interpreter.get_tensor(out["index"]).argmax()))
-    return np.array(predicted)
 
 
 if __name__ == "__main__":
