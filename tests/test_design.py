@@ -103,9 +103,47 @@ def test_a_sweep_key_can_index_a_list_of_the_base_recipe(tmp_path):
 
     start = start_for((1, 28, 28))
     assert search.objective == "smallest_at_target" and search.val_target == pytest.approx(
-        60.0 - start.val_offset + start.seed_margin)
-    assert start.seed_margin > 0
+        60.0 - start.val_offset + spec.seed_margin)
+    assert spec.seed_margin > 0 and spec.seed_margin_source
     assert spec.seeds == (1, 2) and search.base.train.seed == 0  # fresh seeds confirm
+
+
+def test_the_seed_margin_is_learned_from_the_library_s_confirmation_runs(tmp_path,
+                                                                         monkeypatch):
+    from statistics import NormalDist
+
+    from cnnlab.design import library
+    from cnnlab.design.design_file import load_design
+    from cnnlab.design.spaces import start_for
+
+    def entry(lows: list[float]) -> dict:  # each run's last epochs, its lowest given
+        return {"params": 3000, "runs": [{"seed": seed, "precision": "fp32",
+                                          "last_test_acc": [low + 0.05, low]}
+                                         for seed, low in enumerate(lows, 1)]}
+
+    folder = tmp_path / "library"
+    folder.mkdir()
+    monkeypatch.setattr(library, "library_folder", lambda: folder)
+    start = start_for((1, 28, 28))
+
+    def margin_with(designs: list[dict]) -> tuple[float, float]:
+        (folder / "1x28x28.toml").write_text(tomli_w.dumps({"design": designs}))
+        plan = load_design(_design_file(tmp_path))  # 2 seeds x 2 precisions: 4 runs
+        return plan.seed_margin, plan.sweep_document["sweep"]["val_target"]
+
+    # runs 0.1 either side of each design's own level, whatever the level: a spread of 0.1
+    levels = [entry([level - 0.1, level, level + 0.1]) for level in (99.0, 99.3, 99.5, 98.2)]
+    one_run = entry([95.0])  # a design confirmed once says nothing of its spread
+    margin, val_target = margin_with([*levels, one_run])
+    expected = 0.1 * NormalDist().inv_cdf(0.8 ** (1 / 4))
+    assert margin == pytest.approx(expected, abs=0.005) and margin != start.seed_margin
+    assert val_target == pytest.approx(60.0 - start.val_offset + margin)
+    # a wider spread asks for more; too few runs to stand on: the default space's margin
+    wide = [entry([level - 0.2, level, level + 0.2]) for level in (99.0, 99.3, 99.5, 98.2)]
+    assert margin_with(wide)[0] == pytest.approx(2 * expected, abs=0.01)
+    assert margin_with(levels[:3])[0] == start.seed_margin  # 6 degrees of freedom, under 8
+    (folder / "1x28x28.toml").unlink()
+    assert margin_with([])[0] == start.seed_margin
 
 
 def test_bad_design_files_are_one_line_and_exit_2_before_any_training(tmp_path, capsys):
@@ -588,6 +626,7 @@ def test_the_library_is_written_from_finished_design_folders(tmp_path):
 def test_a_design_file_of_a_dataset_and_a_spec_alone_runs_on_the_defaults(real_data_root,
                                                                            tmp_path):
     from cnnlab.design import design
+    from cnnlab.design.design_file import load_design
     from cnnlab.design.spaces import start_for
 
     path = tmp_path / "bare.toml"
@@ -601,12 +640,14 @@ def test_a_design_file_of_a_dataset_and_a_spec_alone_runs_on_the_defaults(real_d
     # the validation target (the test target less the shape's offset, plus its seed margin)
     # less its gap
     assert [(r.rung.epochs, r.rung.seeds) for r in result.rungs][:1] == [(2, (0,))]
+    margin = load_design(path).seed_margin  # the library's, or the space's
     assert result.rungs[0].rung.target == pytest.approx(
-        99.0 - start.val_offset + start.seed_margin - start.rung_gaps[2])
+        99.0 - start.val_offset + margin - start.rung_gaps[2])
     assert result.pick is None and not result.candidates  # the hours ran out at once
     record = json.loads((result.folder / "design.json").read_text())
     assert record["pick"] is None and record["input_shape"] == "1x28x28"
-    assert "No pick" in (result.folder / "README.md").read_text()
+    readme = (result.folder / "README.md").read_text()
+    assert "No pick" in readme and f"plus a seed margin of {margin:.2f}" in readme
 
 
 def test_with_an_empty_library_the_search_starts_from_its_own_base_scaled_to_the_budget(

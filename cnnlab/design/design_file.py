@@ -14,7 +14,8 @@ file is a dataset and a spec:
                          # reaching the target (default: spec.min_test_acc less the input
                          # shape's measured offset, spaces.py: held-out training images can
                          # be harder than the test split, as MNIST's are; plus the margin
-                         # the seed spread asks for, so that confirmation rarely fails)
+                         # the seed spread asks for, so that confirmation rarely fails: from
+                         # the design library's confirmation runs, library.py)
     # optional: recipe (the training settings), set (overrides of them), model_args (the
     # family's base arguments), val_split (5000), seed (the search's, 0), rungs (epochs of
     # the short trainings designs go through first: rungs.py; default per input shape) and
@@ -54,7 +55,8 @@ from cnnlab.config import (
     read_toml,
 )
 from cnnlab.data.catalog import dataset_info
-from cnnlab.design.spaces import start_for
+from cnnlab.design.library import CONFIRMATION_HOLDS, SPREAD_DOF, seed_margin, seed_spread
+from cnnlab.design.spaces import Start, start_for
 from cnnlab.errors import CnnlabError, ConfigError
 
 
@@ -106,6 +108,10 @@ class DesignPlan:
     eta: int = 3
     precisions: tuple[str, ...] = ("fp32", "bf16")
     rung_spearman: dict[int, float] = field(default_factory=dict)
+    # the points the default validation target aims above the spec's for the seed spread, and
+    # where they come from, in words for the README ("": no margin, or a val_target given)
+    seed_margin: float = 0.0
+    seed_margin_source: str = ""
 
 
 def load_design(path: str | Path) -> DesignPlan:
@@ -160,9 +166,12 @@ def load_design(path: str | Path) -> DesignPlan:
              "objective": "smallest_at_target", "pruner": "hopeless",
              "val_split": design.val_split, "seed": design.seed, "space": space,
              "constraints": design.constraints}
-    val_target = design.val_target
+    val_target, margin, margin_source = design.val_target, 0.0, ""
+    precisions = tuple(dict.fromkeys(design.precisions))
     if val_target is None and start is not None and (start.val_offset or start.seed_margin):
-        val_target = round(spec["min_test_acc"] - start.val_offset + start.seed_margin, 2)
+        margin, margin_source = _aimed_margin(start, dataset_info(design.dataset).input_shape,
+                                              design.seeds * len(precisions))
+        val_target = round(spec["min_test_acc"] - start.val_offset + margin, 2)
     for key, value in (("hours", design.hours), ("val_target", val_target)):
         if value is not None:
             sweep[key] = value
@@ -174,5 +183,20 @@ def load_design(path: str | Path) -> DesignPlan:
     gaps = start.rung_gaps if start else {}
     return DesignPlan(base["name"], {**base, "sweep": sweep}, design.candidates,
                       tuple(range(first, first + design.seeds)), text, rungs, gaps,
-                      design.eta, tuple(dict.fromkeys(design.precisions)),
-                      start.rung_spearman if start else {})
+                      design.eta, precisions, start.rung_spearman if start else {},
+                      margin, margin_source)
+
+
+def _aimed_margin(start: Start, input_shape: tuple[int, int, int], runs: int
+                  ) -> tuple[float, str]:
+    """The seed margin a study aims with: learned from the design library's confirmation runs
+    where they are enough to stand on, else the start's own (spaces.py)."""
+    spread, dof = seed_spread(input_shape)
+    if dof < SPREAD_DOF:
+        return start.seed_margin, ("the default space's, from the confirmations of one design "
+                                   "(cnnlab/design/spaces.py)")
+    margin = round(seed_margin(spread, runs), 2)
+    return margin, (f"{seed_margin(1.0, runs):.2f} standard deviations of the spread between a "
+                    f"design's confirmation runs, {spread:.3f} points as the design library's "
+                    f"designs show it ({dof} degrees of freedom): all {runs} confirmation runs "
+                    f"then meet the target together {CONFIRMATION_HOLDS:.0%} of the time")

@@ -13,6 +13,9 @@ A new study first tries the library's designs nearest its budget, scaled to it: 
 times sqrt(budget / parameters) (a conv stack's parameters grow with the square of its
 widths), rounded, then shrunk 3% at a time until the design fits the budget. They are
 enqueued as the first designs of rung 0; the sampler searches around them.
+
+The library's confirmation runs also say how far one design's judged figure moves from seed
+to seed and precision to precision: the margin a new study aims above the target.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import math
 import re
 from importlib import resources
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import tomli_w
@@ -34,6 +38,10 @@ RECORD_FILE = "design.json"
 WIDTH_KEY = re.compile(r"model\.args\.widths\.\d+")
 STARTS = 3  # library designs a study starts from
 SHRINK = 0.97
+# A learned seed margin stands on this many degrees of freedom at least (below: the start's);
+# and aims for every confirmation run to meet the target this often.
+SPREAD_DOF = 8
+CONFIRMATION_HOLDS = 0.8
 
 
 def shape_name(input_shape: tuple[int, int, int]) -> str:
@@ -50,6 +58,29 @@ def entries(input_shape: tuple[int, int, int], folder: Path | None = None) -> li
     if not path.is_file():
         return []
     return read_toml(path.read_text(encoding="utf-8"), path).get("design", [])
+
+
+def seed_spread(input_shape: tuple[int, int, int], folder: Path | None = None
+                ) -> tuple[float, int]:
+    """How far a design's judged figure (the lowest of its last epochs' test accuracy) moves
+    between its confirmation runs (seeds and precisions): the standard deviation within each
+    library design's runs, pooled over the designs of `input_shape`, and the degrees of freedom
+    it rests on (0 where no design has two runs)."""
+    squares, dof = 0.0, 0
+    for entry in entries(input_shape, folder):
+        lows = [min(run["last_test_acc"]) for run in entry.get("runs", [])]
+        if len(lows) > 1:
+            mean = sum(lows) / len(lows)
+            squares += sum((low - mean) ** 2 for low in lows)
+            dof += len(lows) - 1
+    return (math.sqrt(squares / dof) if dof else 0.0), dof
+
+
+def seed_margin(spread: float, runs: int) -> float:
+    """Points a design must hold above the target, on average over seeds, for each of `runs`
+    confirmation runs to meet it CONFIRMATION_HOLDS of the time, its runs spreading by
+    `spread` (a standard deviation) about that average."""
+    return spread * NormalDist().inv_cdf(CONFIRMATION_HOLDS ** (1 / runs))
 
 
 def write_library(design_dirs: list[str | Path], folder: Path | None = None) -> list[Path]:

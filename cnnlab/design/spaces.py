@@ -32,8 +32,10 @@ class Start:
     # Points a design must hold above the target, on average over seeds, for every one of the
     # confirmation's runs (3 seeds x 2 precisions, each the lowest of its last epochs) to meet
     # it four times in five: 1.8 standard deviations of that lowest value across seeds (from
-    # the confirmations of this shape's designs; docs/benchmarks/design.md). Added to the
-    # default validation target, so that the search aims where confirmation holds.
+    # the confirmations of one design of this shape; docs/benchmarks/design.md). Added to the
+    # default validation target, so that the search aims where confirmation holds. Once the
+    # design library holds enough confirmation runs of this shape, their spread decides it
+    # instead (library.seed_spread).
     seed_margin: float = 0.0
 
 
