@@ -38,8 +38,8 @@ RECORD_FILE = "design.json"
 WIDTH_KEY = re.compile(r"model\.args\.widths\.\d+")
 STARTS = 3  # library designs a study starts from
 SHRINK = 0.97
-# A learned seed margin stands on this many degrees of freedom at least (below: the start's);
-# and aims for every confirmation run to meet the target this often.
+# A learned seed margin stands on this many degrees of freedom at least (below: the start's),
+# and aims for all of a confirmation's runs to meet the target together this often.
 SPREAD_DOF = 8
 CONFIRMATION_HOLDS = 0.8
 
@@ -77,9 +77,9 @@ def seed_spread(input_shape: tuple[int, int, int], folder: Path | None = None
 
 
 def seed_margin(spread: float, runs: int) -> float:
-    """Points a design must hold above the target, on average over seeds, for each of `runs`
-    confirmation runs to meet it CONFIRMATION_HOLDS of the time, its runs spreading by
-    `spread` (a standard deviation) about that average."""
+    """Points a design must hold above the target, on average over seeds, for all `runs`
+    confirmation runs to meet it together CONFIRMATION_HOLDS of the time, its runs spreading
+    by `spread` (a standard deviation) about that average, independently."""
     return spread * NormalDist().inv_cdf(CONFIRMATION_HOLDS ** (1 / runs))
 
 
