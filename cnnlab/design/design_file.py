@@ -195,8 +195,9 @@ def _aimed_margin(start: Start, input_shape: tuple[int, int, int], runs: int
     if dof < SPREAD_DOF:
         return start.seed_margin, ("the default space's, from the confirmations of one design "
                                    "(cnnlab/design/spaces.py)")
-    margin = round(seed_margin(spread, runs), 2)
-    return margin, (f"{seed_margin(1.0, runs):.2f} standard deviations of the spread between a "
-                    f"design's confirmation runs, {spread:.3f} points as the design library's "
-                    f"designs show it ({dof} degrees of freedom): all {runs} confirmation runs "
-                    f"then meet the target together {CONFIRMATION_HOLDS:.0%} of the time")
+    deviations = seed_margin(1.0, runs)  # the margin in standard deviations of the spread
+    return round(deviations * spread, 2), (
+        f"{deviations:.2f} standard deviations of the spread between a design's confirmation "
+        f"runs, {spread:.3f} points as the design library's designs show it ({dof} degrees of "
+        f"freedom): all {runs} confirmation runs then meet the target together "
+        f"{CONFIRMATION_HOLDS:.0%} of the time")
