@@ -152,6 +152,10 @@ class ScheduleConfig:
     div_factor: Positive = 25.0  # onecycle: start lr = max_lr / div_factor
     final_div_factor: Positive = 1e4  # onecycle: final lr = start lr / final_div_factor
     anneal: Literal["cos", "linear"] = "cos"  # onecycle: the curve between those three points
+    # onecycle: the cycle ends this many epochs before the run, which trains on at its final
+    # rate: the epochs a rule judges (the last few) then evaluate one settled model rather
+    # than one still annealing
+    hold_epochs: NonNegativeInt = 0
     # onecycle: momentum falls to 0.85 as the lr rises, and back to 0.95 (torch's default);
     # false keeps optim.momentum throughout
     cycle_momentum: bool = True

@@ -327,13 +327,15 @@ def test_the_default_mnist_start_trains_its_candidates_channels_first_in_both_pr
         assert base.for_precision(precision).train.channels_last is expected
 
 
-@pytest.mark.parametrize("spec, tail", [
-    ("max_epochs = 15\nlast_epochs = 3", 4),  # the judged epochs and the one before them
-    ("max_epochs = 10\nlast_epochs = 3", 4),
-    ("max_epochs = 15\nlast_epochs = 1", 2),
-    ("max_epochs = 6\nlast_epochs = 3", 3),  # half the run at most
+@pytest.mark.parametrize("spec, tail, hold", [
+    # the judged epochs and the one before them plain; the judged ones after the first held
+    ("max_epochs = 15\nlast_epochs = 3", 4, 2),
+    ("max_epochs = 10\nlast_epochs = 3", 4, 2),
+    ("max_epochs = 15\nlast_epochs = 1", 2, 0),
+    ("max_epochs = 6\nlast_epochs = 3", 3, 1),  # half the run plain, under a third held
 ])
-def test_the_default_mnist_start_trains_the_judged_epochs_on_plain_images(tmp_path, spec, tail):
+def test_the_default_mnist_start_trains_the_judged_epochs_on_plain_images_at_a_held_rate(
+        tmp_path, spec, tail, hold):
     from cnnlab.design.design_file import load_design
 
     path = tmp_path / "d.toml"
@@ -342,12 +344,16 @@ def test_the_default_mnist_start_trains_the_judged_epochs_on_plain_images(tmp_pa
     search_file.write_text(tomli_w.dumps(load_design(path).sweep_document))
     search = load_sweep(search_file)
     assert search.base.augment.off_last_epochs == tail
-    assert "augment.off_last_epochs" not in {d.key for d in search.space}  # set, not searched
-    # a tail the user sets stands
-    path.write_text(f'[design]\ndataset = "mnist"\nset = ["augment.off_last_epochs=1"]\n'
+    assert search.base.schedule.hold_epochs == hold
+    searched = {d.key for d in search.space}
+    assert not searched & {"augment.off_last_epochs", "schedule.hold_epochs"}  # set
+    # what the user sets stands
+    path.write_text(f'[design]\ndataset = "mnist"\n'
+                    f'set = ["augment.off_last_epochs=1", "schedule.hold_epochs=1"]\n'
                     f'[spec]\nmin_test_acc = 99.0\n{spec}\n')
     search_file.write_text(tomli_w.dumps(load_design(path).sweep_document))
     assert load_sweep(search_file).base.augment.off_last_epochs == 1
+    assert load_sweep(search_file).base.schedule.hold_epochs == 1
 
 
 def test_the_default_colour_space_holds_designs_within_the_s9_rules(tmp_path):
@@ -499,6 +505,9 @@ def test_a_short_rung_compresses_the_plain_tail_as_it_compresses_the_schedule(tm
     tails = [rung_search(search, n, rung, 8, last=rung is full).base.augment.off_last_epochs
              for n, rung in enumerate((two, five, full))]
     assert tails == [1, 1, 4]  # never the whole short rung on plain images
+    holds = [rung_search(search, n, rung, 8, last=rung is full).base.schedule.hold_epochs
+             for n, rung in enumerate((two, five, full))]
+    assert holds == [0, 0, 2]  # a short rung is judged on its last epoch: nothing to hold for
     for rung in (two, five):
         rung_doc = rung_search(search, 1, rung, 8, last=False).document
         assert rung_doc["augment"]["off_last_epochs"] == 1  # what a resumed rung reads

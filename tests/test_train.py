@@ -278,6 +278,16 @@ def test_schedules_have_their_shapes():
     assert set(_lrs(ScheduleConfig(name="constant"))) == {0.1}
 
 
+def test_a_held_one_cycle_ends_early_and_keeps_its_final_rate():
+    held = _lrs(ScheduleConfig(name="onecycle", max_lr=0.4, pct_start=0.3, hold_epochs=2),
+                epochs=5)
+    short = _lrs(ScheduleConfig(name="onecycle", max_lr=0.4, pct_start=0.3), epochs=3)
+    assert held[:30] == pytest.approx(short)  # the cycle of the first 3 epochs, as it was
+    assert set(held[29:]) == {short[-1]}  # then its last rate, to the end of the run
+    with pytest.raises(ConfigError, match="hold_epochs = 3 leaves no epoch of the 3"):
+        _lrs(ScheduleConfig(name="onecycle", hold_epochs=3))
+
+
 @pytest.mark.parametrize(("name", "kind"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
                                             ("adamw", torch.optim.AdamW)])
 def test_optimizers(name, kind):

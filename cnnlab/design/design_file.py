@@ -69,6 +69,15 @@ def plain_tail(spec: SpecConfig) -> int:
     return min(spec.last_epochs + 1, spec.max_epochs // 2)
 
 
+def held_epochs(spec: SpecConfig) -> int:
+    """The epochs a start with a held schedule trains last at its cycle's final rate: the
+    judged epochs after the first, so that the cycle ends where the rule starts judging and
+    every judged epoch evaluates the one settled model (a judged epoch still annealing is
+    the window's lowest: docs/benchmarks/design.md, "A held schedule"); less than a third
+    of the run."""
+    return max(0, min(spec.last_epochs - 1, (spec.max_epochs - 1) // 3))
+
+
 @dataclass(frozen=True)
 class DesignTable:
     """The [design] table as written, checked as a recipe's tables are (config.parse_table)."""
@@ -154,10 +163,12 @@ def load_design(path: str | Path) -> DesignPlan:
     base["train"] = {**base["train"], "seed": design.seed}
     if "max_epochs" in spec:
         base["train"]["epochs"] = spec["max_epochs"]
-        user_tail = any(s.startswith("augment.off_last_epochs") for s in design.set)
-        if start_set and base["augment"].get("off_last_epochs") and not user_tail:
-            checked = parse_table(SpecConfig, spec, "spec.", str(path))  # numbers, not text
-            base["augment"]["off_last_epochs"] = plain_tail(checked)
+        checked = parse_table(SpecConfig, spec, "spec.", str(path))  # numbers, not text
+        for table, key, from_spec in (("augment", "off_last_epochs", plain_tail),
+                                      ("schedule", "hold_epochs", held_epochs)):
+            user_set = any(s.startswith(f"{table}.{key}") for s in design.set)
+            if start_set and base[table].get(key) and not user_set:
+                base[table][key] = from_spec(checked)
     try:
         parse_recipe(base, str(path))  # the spec's keys and values, said against the file
     except CnnlabError as exc:

@@ -5,7 +5,8 @@ pick. So the designs are first trained short, and only the most promising go on,
 
 - Rung 0 samples `trials` designs (TPE, budget fed back as for any sweep) and trains each
   with the recipe's whole schedule compressed into the rung's epochs, its plain tail
-  (`augment.off_last_epochs`) too.
+  (`augment.off_last_epochs`) too; a held rate at the end (`schedule.hold_epochs`) is for
+  the full length's judged epochs and not held in a short rung, judged on its last alone.
 - Each rung ranks its designs by whether they are on course for the target, then by size:
   a design on course (its validation figure at or above the rung's target) ranks by its
   parameter count, smallest first; one off course ranks after all of those, by how far short
@@ -117,6 +118,8 @@ def rung_values(recipe: Recipe, epochs: int, last: bool) -> dict[str, Any]:
         if recipe.augment.off_last_epochs:
             values["augment.off_last_epochs"] = compressed_tail(
                 recipe.augment.off_last_epochs, recipe.train.epochs, epochs)
+        if recipe.schedule.hold_epochs:  # one judged epoch: nothing to settle for
+            values["schedule.hold_epochs"] = 0
     return values
 
 

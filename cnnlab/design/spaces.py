@@ -70,11 +70,12 @@ _GREY_28 = Start(
     },
     # nets this small, at channel counts the widths' steps of one make odd, train faster
     # channels-first on a CPU in either precision (docs/benchmarks/cpu-tunings.md: compact_cnn);
-    # the rest are the base design's training settings; its plain tail is not searched but
-    # set from the [spec] (design_file.plain_tail: the judged epochs and one before them)
+    # the rest are the base design's training settings; its plain tail and its held rate
+    # are not searched but set from the [spec] (design_file.plain_tail: the judged epochs and
+    # one before them; design_file.held_epochs: the judged epochs after the first)
     set=("train.channels_last=false", "schedule.max_lr=0.2", "schedule.pct_start=0.2",
          "augment.rotate=10.0", "augment.translate=2.0", "augment.scale=0.1",
-         "augment.off_last_epochs=4"),
+         "augment.off_last_epochs=4", "schedule.hold_epochs=2"),
     rungs=(2, 5),
     rung_gaps={2: 0.75, 5: 0.13},
     rung_spearman={2: 0.84, 5: 0.98},

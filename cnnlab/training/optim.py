@@ -41,13 +41,18 @@ def build_schedule(
     total = steps_per_epoch * epochs
     base_lr = optimizer.param_groups[0]["lr"]
     if config.name == "onecycle":
+        if config.hold_epochs >= epochs:
+            raise ConfigError(f"schedule.hold_epochs = {config.hold_epochs} leaves no epoch of "
+                              f"the {epochs} for the cycle: give it fewer than train.epochs")
+        total -= config.hold_epochs * steps_per_epoch
         warmup_end = float(config.pct_start * total) - 1  # where torch's first phase ends
         if warmup_end == 0 or total - 1 - warmup_end == 0:  # an empty phase divides by 0
             raise ConfigError(f"One Cycle needs a few steps in each phase, and this run has "
-                              f"{total} ({steps_per_epoch} per epoch x {epochs}): give it more "
-                              "data, epochs or a smaller batch, or another schedule.name")
+                              f"{total} ({steps_per_epoch} per epoch x "
+                              f"{epochs - config.hold_epochs}): give it more data, epochs or a "
+                              "smaller batch, or another schedule.name")
         peak = config.max_lr or base_lr
-        return torch.optim.lr_scheduler.OneCycleLR(
+        return _HeldOneCycle(
             optimizer, max_lr=[peak * group.get("lr_scale", 1.0)
                                for group in optimizer.param_groups],
             total_steps=total, pct_start=config.pct_start, div_factor=config.div_factor,
@@ -75,3 +80,12 @@ def lr_curve(config: ScheduleConfig, optim: OptimConfig, steps_per_epoch: int, e
         optimizer.step()  # keeps torch from warning that the schedule stepped first
         schedule.step()
     return lrs
+
+
+class _HeldOneCycle(torch.optim.lr_scheduler.OneCycleLR):
+    """One Cycle that, past its last step, holds its final rate (and momentum) for the rest of
+    the run (schedule.hold_epochs) instead of failing."""
+
+    def step(self, epoch: int | None = None) -> None:
+        if self.last_epoch < self.total_steps - 1:
+            super().step(epoch)
