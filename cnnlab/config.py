@@ -21,7 +21,11 @@ from typing import Annotated, Any, Literal
 import tomli_w
 
 from cnnlab.errors import ConfigError
-from cnnlab.inert_settings import idle_settings, refuse_idle_settings, refuse_unaugmented_run
+from cnnlab.inert_settings import (
+    idle_settings,
+    refuse_idle_settings,
+    refuse_tails_as_long_as_the_run,
+)
 
 
 @dataclass(frozen=True)
@@ -330,7 +334,7 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
             if key == "model.name":  # the args were written for the model it replaces
                 _drop_key(raw["by_precision"], f"{precision}.model.args")
     recipe = _without_settings_overrides_idled(raw, {key for key, _ in pairs}, source)
-    refuse_unaugmented_run(recipe, source)
+    refuse_tails_as_long_as_the_run(recipe, source)
     return recipe
 
 

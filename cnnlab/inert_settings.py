@@ -34,7 +34,8 @@ RULES = (
     Rule(("optim.momentum", "optim.nesterov"), "optim.name", lambda name: name == "sgd",
          'optim.name = "sgd"'),
     Rule(("schedule.max_lr", "schedule.pct_start", "schedule.div_factor",
-          "schedule.final_div_factor", "schedule.anneal", "schedule.cycle_momentum"),
+          "schedule.final_div_factor", "schedule.anneal", "schedule.cycle_momentum",
+          "schedule.hold_epochs"),
          "schedule.name", lambda name: name == "onecycle", 'schedule.name = "onecycle"'),
     Rule(("schedule.find_pick",), "schedule.max_lr", lambda peak: peak == "find",
          'schedule.max_lr = "find"'),
@@ -89,13 +90,18 @@ def refuse_idle_settings(recipe: Recipe, source: str) -> None:
         raise ConfigError(idle[0].line(source))
 
 
-def refuse_unaugmented_run(recipe: Recipe, source: str) -> None:
-    """augment.off_last_epochs counts the last epochs on plain images; all of them is a slip."""
+def refuse_tails_as_long_as_the_run(recipe: Recipe, source: str) -> None:
+    """augment.off_last_epochs counts the last epochs on plain images, schedule.hold_epochs
+    those after the cycle: all of the run is a slip."""
     for where, resolved in _resolutions(recipe):
-        plain, epochs = resolved.augment.off_last_epochs, resolved.train.epochs
+        epochs = resolved.train.epochs
+        plain, held = resolved.augment.off_last_epochs, resolved.schedule.hold_epochs
         if plain >= epochs:
             raise ConfigError(f"{source}{where}: augment.off_last_epochs = {plain} leaves none "
                               f"of the {epochs} epochs augmented: keep it below train.epochs")
+        if held >= epochs:
+            raise ConfigError(f"{source}{where}: schedule.hold_epochs = {held} leaves no epoch "
+                              f"of the {epochs} for the cycle: keep it below train.epochs")
 
 
 def _resolutions(recipe: Recipe) -> list[tuple[str, Recipe]]:

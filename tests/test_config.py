@@ -221,6 +221,8 @@ def test_a_bad_precision_table_is_named_when_the_recipe_loads(tmp_path, table, s
     (["augment.cutout_p=0.5"], "unless augment.cutout > 0"),
     (["data.image_size=32"], 'unless data.dataset = "folder"'),
     (["augment.off_last_epochs=10"], "leaves none of the 10 epochs augmented"),
+    (["schedule.hold_epochs=10"], "leaves no epoch of the 10 for the cycle"),
+    (["schedule.name=cosine", "schedule.hold_epochs=1"], 'unless schedule.name = "onecycle"'),
 ])
 def test_a_setting_that_would_do_nothing_is_refused_with_what_it_needs(overrides, says):
     with pytest.raises(ConfigError, match=re.escape(says)):

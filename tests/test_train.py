@@ -288,6 +288,23 @@ def test_a_held_one_cycle_ends_early_and_keeps_its_final_rate():
         _lrs(ScheduleConfig(name="onecycle", hold_epochs=3))
 
 
+def test_a_held_one_cycle_resumes_within_its_hold():
+    config = ScheduleConfig(name="onecycle", max_lr=0.4, hold_epochs=2)
+    optimizer = build_optimizer(torch.nn.Linear(2, 2), OptimConfig(lr=0.1))
+    schedule = build_schedule(optimizer, config, 10, 5)
+    for _ in range(35):  # into the hold
+        optimizer.step()
+        schedule.step()
+    state, held = schedule.state_dict(), optimizer.param_groups[0]["lr"]
+    again = build_optimizer(torch.nn.Linear(2, 2), OptimConfig(lr=0.1))
+    resumed = build_schedule(again, config, 10, 5)
+    resumed.load_state_dict(state)
+    for _ in range(15):  # to the run's end and one step past it: no error, the same rate
+        again.step()
+        resumed.step()
+        assert resumed.get_last_lr()[0] == held
+
+
 @pytest.mark.parametrize(("name", "kind"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
                                             ("adamw", torch.optim.AdamW)])
 def test_optimizers(name, kind):
