@@ -305,6 +305,23 @@ def test_a_held_one_cycle_resumes_within_its_hold():
         assert resumed.get_last_lr()[0] == held
 
 
+def test_held_epochs_average_the_batchnorm_statistics_over_every_held_batch():
+    from cnnlab.models import build_model
+
+    data = separable_dataset(n_train=64 * 4)
+    run = trainer.Trainer(small_recipe("data.batch_size=64", "schedule.hold_epochs=1",
+                                       epochs=3), data, build_model("mnist_strided", width=4))
+    norms = [m for m in run.model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    run.train_epoch(2, None, progress=False)  # in the cycle: a momentum average
+    assert norms[0].momentum == 0.1 and int(norms[0].num_batches_tracked) == 4
+    sums = []
+    norms[0].register_forward_hook(lambda layer, inputs, _: sums.append(
+        inputs[0].detach().float().mean((0, 2, 3))))
+    run.train_epoch(3, None, progress=False)  # held: restarted, the plain mean of its batches
+    assert norms[0].momentum is None and int(norms[0].num_batches_tracked) == 4
+    assert torch.allclose(norms[0].running_mean, torch.stack(sums).mean(0), atol=1e-5)
+
+
 @pytest.mark.parametrize(("name", "kind"), [("sgd", torch.optim.SGD), ("adam", torch.optim.Adam),
                                             ("adamw", torch.optim.AdamW)])
 def test_optimizers(name, kind):

@@ -24,6 +24,7 @@ from cnnlab.run_folder.history import best_row, epoch_log_line, test_line
 from cnnlab.training import qat
 from cnnlab.training.device import describe_device, training_device
 from cnnlab.training.ema import WeightEMA
+from cnnlab.training.held_statistics import settle_batchnorm
 from cnnlab.training.lookahead import Lookahead
 from cnnlab.training.optim import build_optimizer, build_schedule
 from cnnlab.training.precision import autocast_dtype, gradient_scaler, precision_name
@@ -60,6 +61,7 @@ class Trainer:
         self.train_loader = train_loader(recipe, data, self.device, self.generator)
         # The last augment.off_last_epochs epochs see the images as the test split shows them.
         self.first_plain_epoch = cfg.epochs - recipe.augment.off_last_epochs + 1
+        self.first_held_epoch = cfg.epochs - recipe.schedule.hold_epochs + 1
         self.plain_loader = (plain_train_loader(self.train_loader, recipe, data, self.device,
                                                 self.generator)
                              if recipe.augment.off_last_epochs else None)
@@ -221,6 +223,9 @@ class Trainer:
         model.train()
         if epoch >= self.first_int8_epoch and not qat.is_enabled(model):
             self._simulate_int8()
+        if epoch >= self.first_held_epoch:
+            settle_batchnorm(model, restart=epoch == self.first_held_epoch
+                             and self.partway is None)
         for layer in model.modules():  # a layer that trains differently by epoch says so
             on_epoch_start = getattr(layer, "on_epoch_start", None)
             if callable(on_epoch_start):
