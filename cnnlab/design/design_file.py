@@ -121,6 +121,7 @@ class DesignPlan:
     # where they come from, in words for the README ("": no margin, or a val_target given)
     seed_margin: float = 0.0
     seed_margin_source: str = ""
+    val_offset: float = 0.0  # ... and the points it takes off for the validation split
 
 
 def load_design(path: str | Path) -> DesignPlan:
@@ -177,12 +178,13 @@ def load_design(path: str | Path) -> DesignPlan:
              "objective": "smallest_at_target", "pruner": "hopeless",
              "val_split": design.val_split, "seed": design.seed, "space": space,
              "constraints": design.constraints}
-    val_target, margin, margin_source = design.val_target, 0.0, ""
+    val_target, margin, margin_source, offset = design.val_target, 0.0, "", 0.0
     precisions = tuple(dict.fromkeys(design.precisions))
     if val_target is None and start is not None and (start.val_offset or start.seed_margin):
         margin, margin_source = _aimed_margin(start, dataset_info(design.dataset).input_shape,
                                               design.seeds * len(precisions))
-        val_target = round(spec["min_test_acc"] - start.val_offset + margin, 2)
+        offset = start.val_offset
+        val_target = round(spec["min_test_acc"] - offset + margin, 2)
     for key, value in (("hours", design.hours), ("val_target", val_target)):
         if value is not None:
             sweep[key] = value
@@ -195,7 +197,7 @@ def load_design(path: str | Path) -> DesignPlan:
     return DesignPlan(base["name"], {**base, "sweep": sweep}, design.candidates,
                       tuple(range(first, first + design.seeds)), text, rungs, gaps,
                       design.eta, precisions, start.rung_spearman if start else {},
-                      margin, margin_source)
+                      margin, margin_source, offset)
 
 
 def _aimed_margin(start: Start, input_shape: tuple[int, int, int], runs: int

@@ -57,11 +57,10 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                 "widths " + ", ".join(str(v) for k, v in sorted(s.items()) if ".widths." in k)
                 for s in starts) + "."))
     if spec.seed_margin_source:
-        offset = rule.min_test_acc + spec.seed_margin - search.val_target
         blocks.append(Paragraph(
             f"The validation target, {search.val_target:.2f}%, is the spec's "
-            f"{rule.min_test_acc}% less {offset:.2f} (the points by which this input shape's "
-            "held-out training images run below its test split), plus a seed margin of "
+            f"{rule.min_test_acc}% less {spec.val_offset:.2f} (the points by which this input "
+            "shape's held-out training images run below its test split), plus a seed margin of "
             f"{spec.seed_margin:.2f}: {spec.seed_margin_source}."))
     if len(rungs) > 1:
         blocks += [Heading("Rungs"),
