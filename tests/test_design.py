@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import tomli_w
+import torch
 
 from cnnlab import receptive_field
 from cnnlab.cli import main
@@ -54,7 +55,36 @@ def test_family_layout_features():
         16, 4, 8]
 
 
+@pytest.mark.parametrize("padding", ["valid", "same"])
+def test_a_reused_conv_adds_depth_and_receptive_field_for_a_batchnorm(padding):
+    from cnnlab.inspection.summary import summary
+
+    args = {"widths": [6, 8], "depths": 2, "padding": padding, "transition": "maxpool"}
+    plain = build_model("compact_cnn", **args)
+    reused = build_model("compact_cnn", **args, reuse=[0, 2])
+    # two more applications of stage 2's last conv: its weights once, a BatchNorm each
+    assert count_parameters(reused) == count_parameters(plain) + 2 * 2 * 8
+    convs = [m for m in reused.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4  # the module, not a copy: one set of weights, trained by 3 calls
+    calls = []
+    convs[-1].register_forward_hook(lambda m, i, o: calls.append(tuple(o.shape[-2:])))
+    assert reused(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+    assert len(calls) == 3 and len(set(calls)) == 1  # padded: the map keeps its size
+    before = receptive_field(plain, input_shape=(1, 28, 28)).final
+    after = receptive_field(reused, input_shape=(1, 28, 28)).final
+    assert after == before + 2 * 2 * 2  # two 3x3 convs at a jump of 2 (after the pool)
+    plain_cost, reused_cost = summary(plain, (1, 28, 28)), summary(reused, (1, 28, 28))
+    assert reused_cost.mult_adds > plain_cost.mult_adds  # computed three times ...
+    # ... stored once: the int8 weights grow by the two BatchNorms' scales and shifts only
+    assert reused_cost.int8_flash_bytes == plain_cost.int8_flash_bytes + 2 * 8 * 8
+
+
 @pytest.mark.parametrize(("args", "message"), [
+    ({"widths": [8, 16], "depths": 1, "reuse": [0, 1]},
+     "stage 2 reuses its last conv, which maps 8 to 16 channels"),
+    ({"widths": [8, 8], "depths": 1, "transition": "strided", "reuse": [0, 1]},
+     "with stride 2: a conv applied again must keep both"),
+    ({"widths": [8, 8], "reuse": -1}, "reuse counts the extra applications"),
     ({"block": "fancy"}, "block = 'fancy' is not one of plain, separable"),
     ({"widths": 8}, "widths is a list with one entry per stage"),
     ({"widths": [8, 8], "transition": ["strided", "strided", "none"]},

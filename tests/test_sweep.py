@@ -233,6 +233,31 @@ def test_a_setting_searched_with_what_it_needs_is_accepted(tmp_path):
     assert [dim.key for dim in spec.space] == ["schedule.gamma", "schedule.name"]
 
 
+def test_a_point_of_the_space_the_model_cannot_be_built_at_is_rejected_untrained(tmp_path):
+    import optuna
+
+    from cnnlab.sweep.trial import Rejected, run_trial
+
+    # each value builds with the recipe's others (checked at load); together they do not:
+    # a one-conv first stage maps 1 to 7 channels, and a reused conv must keep its channels
+    space = ('"model.args.depths.0" = { choice = [1, 2] }\n'
+             '"model.args.reuse.0" = { choice = [0, 1] }\n')
+    path = tmp_path / "reuse.toml"
+    path.write_text('[sweep]\nrecipe = "mnist-s5-5k"\nset = ["augment.off_last_epochs=0", '
+                    '"model.args.reuse=[0, 0, 0]", '
+                    f'{", ".join(SLICE)}]\ntrials = 2\n[sweep.space]\n{space}')
+    spec = load_sweep(path)
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    study.enqueue_trial({"model.args.depths.0": 1, "model.args.reuse.0": 1})
+    trial = study.ask()
+    with pytest.raises(Rejected):
+        run_trial(spec, trial, separable_dataset(), tmp_path / "trials")
+    reason = trial.user_attrs["rejected"]
+    assert "building model 'compact_cnn' failed" in reason
+    assert "stage 1 reuses its last conv, which maps 1 to 7 channels" in reason
+    assert not (tmp_path / "trials").exists()  # nothing trained, nothing written
+
+
 def test_an_unreachable_database_is_one_line(tmp_path, capsys):
     path = _sweep_file(tmp_path)
     with socket.socket() as probe:  # a port nothing listens on

@@ -43,23 +43,27 @@ class Start:
 # between them, GAP then FC (what the S4/S5 rules require). The base design, which every
 # study starts from scaled to its budget, is the best this family has shown under the S4/S5
 # rule (mnist-s5-5k's layout and training: docs/benchmarks/design.md): trained hard, then its
-# last epochs on the images as they are.
+# last epochs on the images as they are; its middle stage's last conv applied twice (reuse),
+# and twice the steps (batch 64): a net this small is short of parameters, not of compute.
 _GREY_28 = Start(
     recipe="mnist-s5-10ep",
     model_args={"widths": [7, 13, 16], "depths": [2, 2, 1],
                 "block": ["plain", "plain", "plain"], "transition": ["maxpool", "maxpool"],
-                "padding": ["valid", "valid", "same"], "dropout": 0.04, "dropout_at": "head"},
+                "padding": ["valid", "valid", "same"], "reuse": [0, 1, 0], "dropout": 0.04,
+                "dropout_at": "head"},
     space={
         "model.args.widths.0": {"int": [4, 12]},
         "model.args.widths.1": {"int": [6, 16]},
         "model.args.widths.2": {"int": [8, 24]},
         "model.args.depths.0": {"int": [1, 2]},
-        "model.args.depths.1": {"int": [1, 3]},
+        "model.args.depths.1": {"int": [2, 3]},  # its last conv keeps its width: reusable
         "model.args.depths.2": {"int": [1, 3]},
         "model.args.transition.0": {"choice": ["maxpool", "strided"]},
         "model.args.transition.1": {"choice": ["maxpool", "strided"]},
         "model.args.padding.0": {"choice": ["valid", "same"]},
         "model.args.block.2": {"choice": ["plain", "separable"]},
+        "model.args.reuse.0": {"int": [0, 1]},
+        "model.args.reuse.1": {"int": [0, 2]},
         "model.args.dropout": {"float": [0.01, 0.1]},
         # how hard a small net can be pushed is part of its design: the rate and the
         # augmentation that suit 18k parameters are not the best for 4k (BENCHMARKS.md)
@@ -73,9 +77,9 @@ _GREY_28 = Start(
     # the rest are the base design's training settings; its plain tail and its held rate
     # are not searched but set from the [spec] (design_file.plain_tail: the judged epochs and
     # one before them; design_file.held_epochs: the judged epochs after the first)
-    set=("train.channels_last=false", "schedule.max_lr=0.2", "schedule.pct_start=0.2",
-         "augment.rotate=10.0", "augment.translate=2.0", "augment.scale=0.1",
-         "augment.off_last_epochs=4", "schedule.hold_epochs=2"),
+    set=("train.channels_last=false", "data.batch_size=64", "schedule.max_lr=0.2",
+         "schedule.pct_start=0.2", "augment.rotate=10.0", "augment.translate=2.0",
+         "augment.scale=0.1", "augment.off_last_epochs=4", "schedule.hold_epochs=2"),
     rungs=(2, 5),
     rung_gaps={2: 0.75, 5: 0.13},
     rung_spearman={2: 0.84, 5: 0.98},

@@ -38,12 +38,14 @@ def int8_flash_bytes(graph: ModelGraph) -> int:
     """The parameters of the int8 model: int8 weights of each convolution and linear layer,
     with an int32 bias and a float32 scale per output channel; a BatchNorm right after one is
     folded into it (0 bytes), any other becomes a per-channel scale and shift (8 bytes a
-    channel)."""
+    channel). A layer called twice keeps one copy of its weights."""
     kinds = {node.name: node.module for node in graph.nodes}
     total = 0
+    stored: set[int] = set()  # a layer called twice (compact_cnn's reuse) is stored once
     for node in graph.nodes:
         module = node.module
-        if isinstance(module, nn.Conv2d | nn.Linear):
+        if isinstance(module, nn.Conv2d | nn.Linear) and id(module) not in stored:
+            stored.add(id(module))
             channels = module.out_channels if isinstance(module, nn.Conv2d) else \
                 module.out_features
             total += module.weight.numel() + channels * INT8_CHANNEL_BYTES

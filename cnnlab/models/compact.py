@@ -3,7 +3,8 @@ search (`cnnlab design`) and a sweep vary the layout itself, not only widths.
 
 A network is a row of stages. Each stage is a few 3x3 convolutions of one kind; between
 stages a transition shrinks the map (MaxPool, a strided or a dilated first conv in the next
-stage), optionally followed by a 1x1 squeeze; the head pools and classifies. The first
+stage), optionally followed by a 1x1 squeeze; a stage's last conv may be applied again with
+the same weights (depth for no parameters); the head pools and classifies. The first
 stages may run as parallel branches whose maps are concatenated (the S9 seed's layout).
 Every argument is a plain value (numbers, strings, lists of them), so a recipe or a sweep
 space sets it like any model argument; a sweep key may index a list: `model.args.widths.1`.
@@ -38,6 +39,7 @@ def compact_cnn(
     block: str | Sequence[str] = "plain",
     transition: str | Sequence[str] = "maxpool",
     squeeze: int | Sequence[int] = 0,
+    reuse: int | Sequence[int] = 0,
     branches: Sequence[str] = (),
     branch_stages: int = 1,
     head: str = "gap_fc",
@@ -60,6 +62,11 @@ def compact_cnn(
       `dilated` (the next stage's first conv is dilated, unpadded: the map shrinks by 4),
       `none`. `squeeze`: channels of a 1x1 conv right after each MaxPool (0: none), per stage
       or one for all.
+    - `reuse`, per stage or one for all: how many more times the stage's last conv is
+      applied right after it, with the same weights (its own BatchNorm, ReLU and dropout each
+      time; padded to keep the map's size). Depth and receptive field for a BatchNorm's
+      parameters: a small net is short of parameters, not of compute. The conv must keep its
+      channel count and stride 1.
     - `branches`: e.g. `["dilated", "plain"]`: the first `branch_stages` stages run once per
       entry, side by side, the first stage's block being that entry; their maps are
       concatenated.
@@ -72,7 +79,8 @@ def compact_cnn(
       makes each 3x3 conv, dilated or not, trim a pixel from every side (cheaper, and the map
       shrinks toward the head). A strided conv is padded to halve the map either way.
     """
-    layout = _Layout.read(widths, depths, block, transition, squeeze, branches, branch_stages)
+    layout = _Layout.read(widths, depths, block, transition, squeeze, reuse, branches,
+                          branch_stages)
     _choose("head", head, HEADS)
     _choose("norm", norm, NORMS)
     _choose("dropout_at", dropout_at, DROPOUT_PLACES)
@@ -94,6 +102,7 @@ def compact_cnn(
                 layers.append(make.block(kind, channels, width, entry if j == 0 else "none",
                                          paddings[i] == "same"))
                 channels = width
+            layers += [make.again(layers[-1], i) for _ in range(layout.reuses[i])]
             if i < last - 1 or last == layout.count:
                 after, channels = _after_stage(layout, i, make, pool_dropout, channels)
                 layers += after
@@ -143,14 +152,16 @@ class _Layout:
     """The stage-wise arguments, checked and spelled out per stage."""
 
     def __init__(self, widths: list[list[int]], blocks: list[str], transitions: list[str],
-                 squeezes: list[int], branches: list[str], branch_stages: int):
+                 squeezes: list[int], reuses: list[int], branches: list[str],
+                 branch_stages: int):
         self.widths, self.blocks, self.transitions = widths, blocks, transitions
-        self.squeezes, self.branches, self.branch_stages = squeezes, branches, branch_stages
+        self.squeezes, self.reuses = squeezes, reuses
+        self.branches, self.branch_stages = branches, branch_stages
         self.count = len(widths)
 
     @classmethod
     def read(cls, widths: Any, depths: Any, block: Any, transition: Any, squeeze: Any,
-             branches: Any, branch_stages: int) -> _Layout:
+             reuse: Any, branches: Any, branch_stages: int) -> _Layout:
         if isinstance(widths, int) or not widths:
             raise ModelError("compact_cnn: widths is a list with one entry per stage, e.g. "
                              "[8, 16, 16]")
@@ -181,13 +192,18 @@ class _Layout:
             raise ModelError("compact_cnn: after the last stage only maxpool or none fit: a "
                              f"{transitions[-1]} transition shapes the next stage's first conv")
         squeezes = _per_stage("squeeze", squeeze, count)
+        reuses = _per_stage("reuse", reuse, count)
+        if any(not isinstance(n, int) or isinstance(n, bool) or n < 0 for n in reuses):
+            raise ModelError(f"compact_cnn: reuse counts the extra applications of a stage's "
+                             f"last conv: whole numbers from 0, not {reuse!r}")
         branch_list = list(branches)
         for kind in branch_list:
             _choose("branches", kind, BLOCKS)
         if branch_list and not 1 <= branch_stages < count:
             raise ModelError(f"compact_cnn: branch_stages must be 1 to {count - 1}: a stage "
                              "after the branches joins them")
-        return cls(stage_widths, blocks, transitions, squeezes, branch_list, branch_stages)
+        return cls(stage_widths, blocks, transitions, squeezes, reuses, branch_list,
+                   branch_stages)
 
 
 class _Maker:
@@ -218,6 +234,23 @@ class _Maker:
         unit = nn.Sequential(*convs, *self.activation(cout))
         keeps_shape = cin == cout and stride == 1 and (pad == dilation)
         return Residual(unit) if kind == "residual" and keeps_shape else unit
+
+    def again(self, unit: nn.Module, stage: int) -> nn.Module:
+        """`unit` (a stage's last conv block) applied once more: the very same conv modules,
+        so their weights are one set, trained by both calls; padded to keep the map's size;
+        a BatchNorm (and dropout) of its own."""
+        convs = [m for m in unit.modules() if isinstance(m, nn.Conv2d)]
+        first, last = convs[0], convs[-1]
+        if first.in_channels != last.out_channels or first.stride != (1, 1):
+            raise ModelError(
+                f"compact_cnn: stage {stage + 1} reuses its last conv, which maps "
+                f"{first.in_channels} to {last.out_channels} channels with stride "
+                f"{first.stride[0]}: a conv applied again must keep both (give the stage a "
+                "second conv of its width, or reuse 0)")
+        missing = first.dilation[0] - first.padding[0]  # what keeps the map's size
+        pad = [nn.ZeroPad2d(missing)] if missing else []
+        again = nn.Sequential(*pad, *convs, *self.activation(last.out_channels))
+        return Residual(again) if isinstance(unit, Residual) else again
 
     def activation(self, channels: int) -> list[nn.Module]:
         bn = [nn.BatchNorm2d(channels)] if self.norm != "none" else []

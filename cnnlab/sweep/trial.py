@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.data import Dataset
+from cnnlab.errors import ModelError
 from cnnlab.models.model_object import ModelObject
 from cnnlab.pipeline import train
 from cnnlab.prepare import prepare
@@ -57,7 +58,13 @@ def run_trial(spec: SweepPlan, trial: Any, data: Dataset, trials_dir: Path,
             trial.set_constraint("budget", 0.0)  # it fitted the first time
         raise Repeated(twin)
     recipe = spec.recipe_for(values, name=f"{spec.name}-{trial.number}")
-    prepared = prepare(recipe, model=model, dataset=data, progress=False)
+    try:
+        prepared = prepare(recipe, model=model, dataset=data, progress=False)
+    except ModelError as exc:  # a point of the space the family cannot build
+        trial.set_user_attr("rejected", str(exc))
+        if spec.constraints:
+            trial.set_constraint("budget", 1.0)
+        raise Rejected(str(exc), OBJECTIVES[spec.objective].worst(0)) from None
     params = prepared.inspection.summary.total_params
     trial.set_user_attr("params", params)
     verdicts = prepared.inspection.check
