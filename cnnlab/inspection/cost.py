@@ -41,11 +41,10 @@ def int8_flash_bytes(graph: ModelGraph) -> int:
     channel). A layer called twice keeps one copy of its weights."""
     kinds = {node.name: node.module for node in graph.nodes}
     total = 0
-    stored: set[int] = set()  # a layer called twice (compact_cnn's reuse) is stored once
     for node in graph.nodes:
         module = node.module
-        if isinstance(module, nn.Conv2d | nn.Linear) and id(module) not in stored:
-            stored.add(id(module))
+        # a layer's weights belong to its first call (node.params; 0 on a later call)
+        if isinstance(module, nn.Conv2d | nn.Linear) and node.params:
             channels = module.out_channels if isinstance(module, nn.Conv2d) else \
                 module.out_features
             total += module.weight.numel() + channels * INT8_CHANNEL_BYTES

@@ -38,7 +38,8 @@ class Objective:
     name: ObjectiveName
     directions: tuple[str, ...]  # Optuna's, one per value
     value: Callable[[Trained], list[float]]
-    worst: Callable[[int], list[float]]  # for a design of N parameters rejected untrained
+    # for a design of N parameters rejected untrained (N = inf: no network could be built)
+    worst: Callable[[float], list[float]]
     default_pruner: str
     # median and hyperband compare trials' validation accuracies as values to maximise: they
     # suit only an objective that maximises the accuracy alone

@@ -3,6 +3,7 @@ training, then an ordinary run folder under the sweep, steered by the validation
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -61,10 +62,12 @@ def run_trial(spec: SweepPlan, trial: Any, data: Dataset, trials_dir: Path,
     try:
         prepared = prepare(recipe, model=model, dataset=data, progress=False)
     except ModelError as exc:  # a point of the space the family cannot build
-        trial.set_user_attr("rejected", str(exc))
+        reason = str(exc)
+        trial.set_user_attr("rejected", reason)
         if spec.constraints:
             trial.set_constraint("budget", 1.0)
-        raise Rejected(str(exc), OBJECTIVES[spec.objective].worst(0)) from None
+        # no network, so no size: worse than any design's, never on a Pareto front
+        raise Rejected(reason, OBJECTIVES[spec.objective].worst(math.inf)) from None
     params = prepared.inspection.summary.total_params
     trial.set_user_attr("params", params)
     verdicts = prepared.inspection.check
