@@ -79,3 +79,31 @@ def test_a_damaged_or_missing_int8_model_is_one_line(exported, tmp_path, capsys,
 
     with pytest.raises(cnnlab.errors.CnnlabError):
         build_app(copy, int8=True)
+
+
+def test_a_conv_applied_twice_ships_its_int8_weights_once():
+    """compact_cnn(reuse=...) calls one conv module again: the int8 file, like the parameter
+    count and the flash estimate, holds its weights once."""
+    import onnx
+    from onnx import numpy_helper
+
+    from cnnlab.inspection.summary import summary
+    from cnnlab.ship.int8_export import flash_bytes, quantized
+    from cnnlab.ship.onnx_export import onnx_bytes
+
+    torch.manual_seed(0)
+    calibration = torch.rand(64, 1, 28, 28).numpy()
+    args = {"widths": [6, 8], "depths": 2, "transition": "maxpool"}
+    files, estimates = {}, {}
+    for reuse in ((0, 0), (0, 2)):
+        model = cnnlab.build_model("compact_cnn", **args, reuse=list(reuse)).eval()
+        files[reuse] = quantized(onnx_bytes(model, (1, 28, 28)), calibration)
+        estimates[reuse] = summary(model, (1, 28, 28)).int8_flash_bytes
+        shapes = [numpy_helper.to_array(t).shape
+                  for t in onnx.load_from_string(files[reuse]).graph.initializer
+                  if t.data_type == onnx.TensorProto.INT8]
+        assert shapes.count((8, 8, 3, 3)) == 1, shapes  # stage 2's last conv: one copy
+    one_copy = 8 * 8 * 3 * 3
+    grown = flash_bytes(files[(0, 2)]) - flash_bytes(files[(0, 0)])
+    assert 0 < grown < one_copy  # two more calls: their BatchNorms and scales, no weights
+    assert 0 < estimates[(0, 2)] - estimates[(0, 0)] < one_copy
