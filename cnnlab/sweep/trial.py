@@ -32,8 +32,8 @@ class Repeated(Exception):
 
 
 class Rejected(Exception):
-    """The sampled design breaks the budget: never trained, told to the study as infeasible
-    (`worst` are the objective values it is recorded with)."""
+    """The sampled design breaks the budget, or the family cannot build it: never trained,
+    told to the study as infeasible (`worst` are the objective values it is recorded with)."""
 
     def __init__(self, reason: str, worst: list[float]):
         super().__init__(reason)
@@ -62,21 +62,14 @@ def run_trial(spec: SweepPlan, trial: Any, data: Dataset, trials_dir: Path,
     try:
         prepared = prepare(recipe, model=model, dataset=data, progress=False)
     except ModelError as exc:  # a point of the space the family cannot build
-        reason = str(exc)
-        trial.set_user_attr("rejected", reason)
-        if spec.constraints:
-            trial.set_constraint("budget", 1.0)
         # no network, so no size: worse than any design's, never on a Pareto front
-        raise Rejected(reason, OBJECTIVES[spec.objective].worst(math.inf)) from None
+        raise _rejected(spec, trial, str(exc), broken=1, params=math.inf) from None
     params = prepared.inspection.summary.total_params
     trial.set_user_attr("params", params)
     verdicts = prepared.inspection.check
     if not verdicts.passed:
-        reason = "; ".join(v.line() for v in verdicts.failures)
-        trial.set_user_attr("rejected", reason)
-        if spec.constraints:
-            trial.set_constraint("budget", float(len(verdicts.failures)))  # rules broken
-        raise Rejected(reason, OBJECTIVES[spec.objective].worst(params))
+        raise _rejected(spec, trial, "; ".join(v.line() for v in verdicts.failures),
+                        broken=len(verdicts.failures), params=params)
     if spec.constraints:
         trial.set_constraint("budget", 0.0)
 
@@ -104,6 +97,16 @@ def run_trial(spec: SweepPlan, trial: Any, data: Dataset, trials_dir: Path,
     trial.set_user_attr("seconds", round(sum(row["seconds"] for row in history), 1))
     trial.set_user_attr("run_dir", str(result.run_dir))
     return OBJECTIVES[spec.objective].value(Trained(accuracy, params, history, spec.val_target))
+
+
+def _rejected(spec: SweepPlan, trial: Any, reason: str, broken: int, params: float
+              ) -> Rejected:
+    """A design rejected untrained: `reason` recorded on `trial`, the number of rules it
+    breaks as its "budget" constraint, and the objective's worst values for its size."""
+    trial.set_user_attr("rejected", reason)
+    if spec.constraints:
+        trial.set_constraint("budget", float(broken))
+    return Rejected(reason, OBJECTIVES[spec.objective].worst(params))
 
 
 def _trained_twin(trial: Any) -> Any | None:
