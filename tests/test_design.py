@@ -623,6 +623,27 @@ def test_the_library_scales_its_nearest_designs_to_a_budget_it_never_held(tmp_pa
         "model.args.widths.0": 12, "optim.lr": 0.1}
 
 
+def test_a_library_design_from_a_smaller_space_takes_the_base_s_values_for_the_rest(tmp_path):
+    from cnnlab.design.library import starting_points
+    from cnnlab.prepare import prepare
+
+    space = ('"model.args.widths.0" = { int = [2, 40] }\n'
+             '"model.args.widths.1" = { int = [2, 40] }\n'
+             '"model.args.widths.2" = { int = [2, 40] }\n'
+             '"model.args.reuse.0" = { int = [0, 1] }\n'
+             '"schedule.max_lr" = { log = [0.01, 0.3] }\n')
+    search = _search_of(_design_file(tmp_path, space=space, spec=(
+        "max_params = 5000\nmax_epochs = 2\nmin_test_acc = 60.0\nlast_epochs = 1\n")),
+        tmp_path)
+    older = {f"model.args.widths.{i}": w for i, w in enumerate([6, 12, 16])}  # no reuse, no rate
+    params = prepare(search.recipe_for(older), progress=False).inspection.summary.total_params
+    first = starting_points(search, (1, 28, 28), 5000, [{"values": older, "params": params}])[0]
+    base = search.base.to_dict()
+    assert first["model.args.reuse.0"] == base["model"]["args"]["reuse"][0]
+    assert first["schedule.max_lr"] == base["schedule"]["max_lr"]
+    assert [first[f"model.args.widths.{i}"] for i in range(3)] != base["model"]["args"]["widths"]
+
+
 def test_the_library_is_written_from_finished_design_folders(tmp_path):
     import json
 

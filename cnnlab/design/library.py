@@ -137,8 +137,9 @@ def _entry(record: dict) -> dict:
 def starting_points(search: SweepPlan, input_shape: tuple[int, int, int], budget: int | None,
                     library: list[dict] | None = None) -> list[dict[str, Any]]:
     """The library's designs nearest `budget` (parameters), then the search's own base design,
-    each scaled to the budget and fitted to the search's space: points to enqueue (only keys
-    the space searches, values within its ranges). The base design comes last, so that a
+    each scaled to the budget and fitted to the search's space: points to enqueue (every key
+    the space searches, values within its ranges; a key a library design lacks takes the
+    base's value). The base design comes last, so that a
     budget the library holds nothing near still starts from a design that fits it."""
     from cnnlab.prepare import prepare
 
@@ -150,8 +151,11 @@ def starting_points(search: SweepPlan, input_shape: tuple[int, int, int], budget
     points = []
     for design in [*nearest, base]:
         factor = math.sqrt(target / design["params"])
+        # a design from a study whose space lacked a key takes the base's value for it, not
+        # the sampler's draw: the base is what this space knows best
+        values = {**base["values"], **design["values"]}
         for _ in range(40):
-            point = _fitted(scaled(design["values"], factor), space)
+            point = _fitted(scaled(values, factor), space)
             try:
                 prepared = prepare(search.recipe_for(point), progress=False)
             except CnnlabError:

@@ -43,13 +43,14 @@ class Start:
 # between them, GAP then FC (what the S4/S5 rules require). The base design, which every
 # study starts from scaled to its budget, is the best this family has shown under the S4/S5
 # rule (mnist-s5-5k's layout and training: docs/benchmarks/design.md): trained hard, then its
-# last epochs on the images as they are; its middle stage's last conv applied twice (reuse),
-# and twice the steps (batch 64): a net this small is short of parameters, not of compute.
+# last epochs on the images as they are; the last conv of its first two stages applied twice
+# (reuse: depth for a BatchNorm's parameters), and twice the steps (batch 64): a net this
+# small is short of parameters, not of compute.
 _GREY_28 = Start(
     recipe="mnist-s5-10ep",
     model_args={"widths": [7, 13, 16], "depths": [2, 2, 1],
                 "block": ["plain", "plain", "plain"], "transition": ["maxpool", "maxpool"],
-                "padding": ["valid", "valid", "same"], "reuse": [0, 1, 0], "dropout": 0.04,
+                "padding": ["valid", "valid", "same"], "reuse": [1, 1, 0], "dropout": 0.04,
                 "dropout_at": "head"},
     space={
         "model.args.widths.0": {"int": [4, 12]},
