@@ -56,7 +56,8 @@ _GREY_28 = Start(
         "model.args.widths.0": {"int": [4, 12]},
         "model.args.widths.1": {"int": [6, 16]},
         "model.args.widths.2": {"int": [8, 24]},
-        "model.args.depths.0": {"int": [1, 2]},
+        # two convs before the first pool, not searched: the second is the one reused, and a
+        # conv from the image's one channel cannot be
         "model.args.depths.1": {"int": [2, 3]},  # its last conv keeps its width: reusable
         "model.args.depths.2": {"int": [1, 3]},
         "model.args.transition.0": {"choice": ["maxpool", "strided"]},
