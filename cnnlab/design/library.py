@@ -139,8 +139,8 @@ def starting_points(search: SweepPlan, input_shape: tuple[int, int, int], budget
     """The library's designs nearest `budget` (parameters), then the search's own base design,
     each scaled to the budget and fitted to the search's space: points to enqueue (every key
     the space searches, values within its ranges; a key a library design lacks takes the
-    base's value). The base design comes last, so that a
-    budget the library holds nothing near still starts from a design that fits it."""
+    base's value). The base design comes last, so that a budget the library holds nothing
+    near still starts from a design that fits it."""
     from cnnlab.prepare import prepare
 
     designs = entries(input_shape) if library is None else library
