@@ -387,16 +387,13 @@ def test_the_default_mnist_start_trains_the_judged_epochs_on_plain_images_at_a_h
 
 
 def test_the_default_grey_space_builds_at_every_corner_around_its_base(tmp_path):
-    from cnnlab.design.design_file import load_design
     from cnnlab.prepare import prepare
 
     path = tmp_path / "s5.toml"
     path.write_text('[design]\ndataset = "mnist"\n[spec]\nmax_params = 5000\nmax_epochs = 15\n'
                     'min_test_acc = 99.4\nlast_epochs = 3\n'
                     'require = ["batchnorm", "dropout", "gap", "fc"]\n')
-    search_file = tmp_path / "search.toml"
-    search_file.write_text(tomli_w.dumps(load_design(path).sweep_document))
-    search = load_sweep(search_file)  # raises if a corner of the space builds no network
+    search = _search_of(path, tmp_path)  # raises if a corner of the space builds no network
     base = prepare(search.base, progress=False).inspection
     # the base builds and meets every rule but the budget, which the study scales it to
     failures = [v.rule for v in base.check.failures]
