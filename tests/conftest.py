@@ -159,6 +159,14 @@ def separable_dataset(n_train=512, n_test=256, seed=0) -> Dataset:
                    tuple(str(i) for i in range(10)))
 
 
+def saved_as_npz(data: Dataset, folder: Path) -> Path:
+    """`data` written as a user's arrays (`dataset = "npz"`): what a process of its own loads."""
+    path = folder / "data.npz"
+    np.savez(path, x_train=data.train_images[:, 0].numpy(), y_train=data.train_labels.numpy(),
+             x_test=data.test_images[:, 0].numpy(), y_test=data.test_labels.numpy())
+    return path
+
+
 def trained_array_run(root: Path) -> tuple[Path, np.ndarray, np.ndarray]:
     """A 2-epoch mnist_s5 run trained through the CLI on 640 digits-like images saved as arrays
     under `root` (an export reads a run's data as the run did); its folder, then the 260 test

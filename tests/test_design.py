@@ -19,7 +19,7 @@ from cnnlab.models import build_model, count_parameters
 from cnnlab.run_folder import RunFolder
 from cnnlab.sweep import load_sweep
 from cnnlab.sweep.trial import counted
-from tests.conftest import kill_cnnlab_when, separable_dataset
+from tests.conftest import kill_cnnlab_when, saved_as_npz, separable_dataset
 
 optuna = pytest.importorskip("optuna")
 
@@ -418,9 +418,9 @@ def test_the_default_colour_space_holds_designs_within_the_s9_rules(tmp_path):
     base = prepare(search.base, progress=False).inspection
     assert base.check.passed, base.check.to_text()
     assert search.base.train.epochs == 30 and search.base.augment.hflip == 0.5
+
+
 @pytest.mark.slow
-
-
 def test_confirmation_reuses_a_seeds_run_only_if_the_design_is_unchanged(tmp_path):
     small = ["data.batch_size=64", "train.epochs=1", "train.device=cpu", "spec.min_test_acc=1"]
     data, folder = separable_dataset(), tmp_path / "trial3"
@@ -437,6 +437,28 @@ def test_confirmation_reuses_a_seeds_run_only_if_the_design_is_unchanged(tmp_pat
     edited = confirmed("optim.weight_decay=0.001")  # the design file changed since
     assert edited.run_dir == first.run_dir and history.stat().st_mtime_ns != written
     assert RunFolder(edited.run_dir).recipe().optim.weight_decay == 0.001
+
+
+@pytest.mark.slow
+def test_confirmation_with_two_workers_trains_two_runs_at_once_and_ends_with_a_batch_that_missed(
+        tmp_path):
+    data = separable_dataset()
+    recipe = load_recipe("mnist-s5-10ep", [f'data.path="{saved_as_npz(data, tmp_path)}"',
+                                           'data.dataset="npz"', "data.batch_size=64",
+                                           "train.epochs=1", "train.device=cpu",
+                                           "spec.min_test_acc=1"])
+    met = confirm(Confirmation(3, 16754, recipe), (1, 2, 3), tmp_path / "met", data, None,
+                  workers=2)
+    assert met.confirmed and [r.seed for r in met.runs] == [1, 2, 3]
+    assert all(len(r.history) == 1 and r.run_dir.parent == tmp_path / "met" for r in met.runs)
+    # A run that misses ends the confirmation after its batch: its partner's run is kept (it
+    # was trained beside it), the next batch is never started, and the miss named is the first.
+    untrained = recipe.with_values({"schedule.max_lr": 1e-6, "spec.min_test_acc": 50.0})
+    missed = confirm(Confirmation(3, 16754, untrained), (1, 2, 3), tmp_path / "missed", data,
+                     None, workers=2)
+    assert [r.seed for r in missed.runs] == [1, 2] and missed.failed_on == 1
+    assert all(r.history[-1]["test_acc"] < 50 for r in missed.runs)
+    assert not (tmp_path / "missed" / "seed3").exists()
 
 
 def test_a_spec_with_min_int8_acc_confirms_each_run_by_its_int8_export(tmp_path):

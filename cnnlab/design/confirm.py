@@ -6,17 +6,23 @@ is exported to int8 (`cnnlab export --int8`) and that model's test accuracy must
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
 import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnnlab.config import Recipe
-from cnnlab.data import Dataset
+from cnnlab.data import Dataset, load_recipe_data
 from cnnlab.pipeline import resume, train
 from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.history import History
 from cnnlab.ship.int8_export import export_int8
+from cnnlab.sweep.workers import threads_per_worker
 from cnnlab.training.precision import run_precision
 from cnnlab.training.trainer import Echo
 
@@ -78,29 +84,80 @@ def rule_met(history: History, recipe: Recipe, int8_acc: float | None = None) ->
 
 
 def confirm(candidate: Confirmation, seeds: tuple[int, ...], folder: Path, data: Dataset,
-            echo: Echo | None, precisions: tuple[str, ...] = ("fp32",)) -> Confirmation:
-    """Train `candidate` on each of `seeds` in each of `precisions` in turn (a run already in
-    `folder` is reused, or resumed where it stopped), stopping at the first run that misses
-    the rule."""
+            echo: Echo | None, precisions: tuple[str, ...] = ("fp32",), *, workers: int = 1,
+            data_dir: str | Path | None = None) -> Confirmation:
+    """Train `candidate` on each of `seeds` in each of `precisions` (a run already in `folder`
+    is reused, or resumed where it stopped), stopping after the first run that misses the
+    rule. With `workers` > 1 the runs go that many at a time, each in a process of its own
+    with its share of the cores (loading the data from `data_dir`), and a batch with a miss
+    is the last: its other runs are kept too."""
     say = echo or (lambda line: None)
-    for seed in seeds:
-        for precision in precisions:
-            history, run_dir = _trained(candidate.recipe, seed, precision, folder, data)
-            int8 = (_int8_accuracy(run_dir, data)
-                    if candidate.recipe.spec.min_int8_acc is not None else None)
-            seed_run = SeedRun(seed, run_dir, history, precision, int8)
-            candidate.runs.append(seed_run)
-            last = ", ".join(f"{a:.2f}" for a in
-                             seed_run.last_accuracies(candidate.recipe.spec.last_epochs))
-            met = rule_met(history, candidate.recipe, int8)
-            say(f"  trial {candidate.trial} ({candidate.params:,} parameters), seed {seed}, "
-                f"{precision}: last epochs {last}%"
-                + (f", int8 {int8:.2f}%" if int8 is not None else "")
-                + f" -> {'met' if met else 'missed'}")
-            if not met:
-                candidate.failed_on, candidate.failed_in = seed, precision
+    planned = [(seed, precision) for seed in seeds for precision in precisions]
+    with _trainer(workers, candidate.recipe, data, data_dir) as train_batch:
+        for start in range(0, len(planned), workers):
+            batch = planned[start:start + workers]
+            for (seed, precision), run_dir in zip(batch, train_batch(batch, folder),
+                                                  strict=True):
+                _record_run(candidate, seed, precision, run_dir, data, say)
+            if candidate.failed_on is not None:
                 return candidate
     return candidate
+
+
+def _record_run(candidate: Confirmation, seed: int, precision: str, run_dir: Path,
+                data: Dataset, say: Echo) -> None:
+    history = RunFolder.existing(run_dir).history()
+    int8 = (_int8_accuracy(run_dir, data)
+            if candidate.recipe.spec.min_int8_acc is not None else None)
+    seed_run = SeedRun(seed, run_dir, history, precision, int8)
+    candidate.runs.append(seed_run)
+    last = ", ".join(f"{a:.2f}" for a in
+                     seed_run.last_accuracies(candidate.recipe.spec.last_epochs))
+    met = rule_met(history, candidate.recipe, int8)
+    say(f"  trial {candidate.trial} ({candidate.params:,} parameters), seed {seed}, "
+        f"{precision}: last epochs {last}%"
+        + (f", int8 {int8:.2f}%" if int8 is not None else "")
+        + f" -> {'met' if met else 'missed'}")
+    if not met and candidate.failed_on is None:
+        candidate.failed_on, candidate.failed_in = seed, precision
+
+
+TrainBatch = Callable[[list[tuple[int, str]], Path], list[Path]]
+
+
+@contextlib.contextmanager
+def _trainer(workers: int, recipe: Recipe, data: Dataset, data_dir: str | Path | None
+             ) -> Iterator[TrainBatch]:
+    """What trains a batch of (seed, precision) runs of `recipe` and gives their folders: in
+    this process, or with `workers` > 1 in as many processes, started once for all batches."""
+    if workers == 1:
+        yield lambda batch, folder: [_trained(recipe, seed, precision, folder, data)[1]
+                                     for seed, precision in batch]
+        return
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter: no forked threads
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start,
+                             initargs=(threads_per_worker(workers), recipe,
+                                       None if data_dir is None else str(data_dir))) as pool:
+        yield lambda batch, folder: list(pool.map(_worker_trained, [recipe] * len(batch),
+                                                  *zip(*batch, strict=True),
+                                                  [folder] * len(batch)))
+
+
+_worker_data: Dataset | None = None  # a confirmation worker's data, loaded once
+
+
+def _worker_start(threads: int, recipe: Recipe, data_dir: str | None) -> None:
+    import torch
+
+    global _worker_data
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+    _worker_data = load_recipe_data(recipe.data, data_dir, progress=False)
+
+
+def _worker_trained(recipe: Recipe, seed: int, precision: str, folder: Path) -> Path:
+    assert _worker_data is not None, "started by _worker_start"
+    return _trained(recipe, seed, precision, folder, _worker_data)[1]
 
 
 def _trained(recipe: Recipe, seed: int, precision: str, folder: Path, data: Dataset

@@ -74,7 +74,8 @@ def design(
     echo: Echo | None = print,
 ) -> DesignResult:
     """Search, confirm and ship the smallest `compact_cnn` that meets the design file's spec.
-    `storage`, `workers` and `resume` work as for `cnnlab.sweep`."""
+    `storage`, `workers` and `resume` work as for `cnnlab.sweep`; `workers` local processes
+    also share the confirmation's runs."""
     require_optuna()
     if workers < 1:
         raise ConfigError("--workers must be at least 1")
@@ -112,7 +113,7 @@ def design(
     pick = None
     for candidate in candidates:
         confirm(candidate, spec.seeds, folder / "confirm" / f"trial{candidate.trial}", data,
-                echo, spec.precisions)
+                echo, spec.precisions, workers=workers, data_dir=data_dir)
         if candidate.confirmed:
             pick = candidate
             break

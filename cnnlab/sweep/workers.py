@@ -132,7 +132,7 @@ def run_workers(spec: SweepPlan, place: SweepPlace, workers: int, study: Any, sa
     """`workers` local processes, each with its share of the cores or a GPU of its own."""
     import torch
 
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = threads_per_worker(workers)
     gpus = torch.cuda.device_count()
     context = multiprocessing.get_context("spawn")
     processes = [context.Process(target=_worker_main, daemon=False,
@@ -149,6 +149,11 @@ def run_workers(spec: SweepPlan, place: SweepPlace, workers: int, study: Any, sa
     if failed:
         say(f"{len(failed)} worker(s) stopped with an error; the study keeps every finished "
             "trial: continue with --resume")
+
+
+def threads_per_worker(workers: int) -> int:
+    """Each of `workers` local processes' share of this machine's cores (at least one)."""
+    return max(1, (os.cpu_count() or 1) // workers)
 
 
 def _worker_main(place: SweepPlace, worker: int, threads: int, gpu: int | None) -> None:
