@@ -461,6 +461,27 @@ def test_confirmation_with_two_workers_trains_two_runs_at_once_and_ends_with_a_b
     assert not (tmp_path / "missed" / "seed3").exists()
 
 
+def test_the_design_report_marks_each_confirmation_run_by_its_own_figures_and_times_the_rungs(
+        tmp_path):
+    from datetime import datetime, timedelta
+    from types import SimpleNamespace
+
+    from cnnlab.design.design_report import _seed_row, _wall_seconds
+
+    recipe = load_recipe("mnist-s5-10ep", ["train.epochs=3", "spec.last_epochs=3"])
+    rows = {"met": [99.5, 99.45, 99.41], "missed": [99.5, 99.39, 99.5]}
+    runs = [SeedRun(1, tmp_path, [{"test_acc": a} for a in rows[kind]], precision)
+            for kind, precision in (("missed", "fp32"), ("missed", "bf16"), ("met", "bf16"))]
+    # two runs side by side both missed: the report names the first, and marks both
+    candidate = Confirmation(3, 3869, recipe, runs, failed_on=1, failed_in="fp32")
+    assert [_seed_row(candidate, run, 3, False)[-1] for run in runs] == ["✗", "✗", "✓"]
+    start = datetime(2026, 12, 6, 21, 0)
+    side_by_side = [SimpleNamespace(datetime_start=start + timedelta(minutes=a),
+                                    datetime_complete=start + timedelta(minutes=b))
+                    for a, b in ((0, 9), (1, 10), (5, 6))]
+    assert _wall_seconds(side_by_side) == 600 and _wall_seconds([]) == 0
+
+
 def test_a_spec_with_min_int8_acc_confirms_each_run_by_its_int8_export(tmp_path):
     pytest.importorskip("onnxruntime")
     from cnnlab.design.confirm import rule_met
