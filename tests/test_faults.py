@@ -19,7 +19,7 @@ from cnnlab.errors import TrainingError
 from cnnlab.run_folder import RunFolder, checkpoint
 from cnnlab.run_folder.checkpoint import load_checkpoint, save_atomic
 from cnnlab.training import trainer
-from tests.conftest import killed_in_epoch, separable_dataset, small_recipe, train_run
+from tests.conftest import killed_in_epoch, saved_as_npz, separable_dataset, small_recipe, train_run
 
 
 def _recipe(*overrides, epochs=3):
@@ -156,9 +156,7 @@ def test_a_divergence_before_any_checkpoint_says_so(tmp_path):
 def _npz_recipe(tmp_path, epochs):
     """A recipe on arrays on disk, so a separate process trains on them."""
     data = separable_dataset(n_train=2048, n_test=256)
-    np.savez(tmp_path / "data.npz", x_train=data.train_images[:, 0].numpy(),
-             y_train=data.train_labels.numpy(), x_test=data.test_images[:, 0].numpy(),
-             y_test=data.test_labels.numpy())
+    saved_as_npz(data, tmp_path)
     recipe = tmp_path / "arrays.toml"
     recipe.write_text(f'[data]\ndataset = "npz"\npath = "{tmp_path / "data.npz"}"\n'
                       'batch_size = 64\n[model]\nname = "mnist_pool"\n'

@@ -7,13 +7,12 @@ import subprocess
 import sys
 import textwrap
 
-import numpy as np
 import pytest
 
 import cnnlab
 from cnnlab.config import load_recipe
 from cnnlab.models.model_code import SOURCE_FILE
-from tests.conftest import separable_dataset, train_run
+from tests.conftest import saved_as_npz, separable_dataset, train_run
 
 NET_FILE = """
 import torch
@@ -53,10 +52,8 @@ def user_module(tmp_path, monkeypatch):
 @pytest.fixture
 def npz_recipe(tmp_path):
     data = separable_dataset(n_train=256, n_test=64)
-    np.savez(tmp_path / "d.npz", x_train=data.train_images[:, 0].numpy(),
-             y_train=data.train_labels.numpy(), x_test=data.test_images[:, 0].numpy(),
-             y_test=data.test_labels.numpy())
-    return load_recipe("mnist-s5-10ep", [f'data.path="{tmp_path / "d.npz"}"', 'data.dataset="npz"',
+    path = saved_as_npz(data, tmp_path)
+    return load_recipe("mnist-s5-10ep", [f'data.path="{path}"', 'data.dataset="npz"',
                                       "data.batch_size=64", "train.epochs=2", "train.device=cpu"])
 
 

@@ -12,7 +12,7 @@ from cnnlab.errors import ModelError
 from cnnlab.pipeline import train
 from cnnlab.report import compare, gradcam, write_report
 from cnnlab.report.confusion import confusion_matrix, most_confused
-from tests.conftest import chromium_path, separable_dataset, train_run
+from tests.conftest import chromium_path, saved_as_npz, separable_dataset, train_run
 
 
 class LooksAtTopLeft(nn.Module):
@@ -175,13 +175,10 @@ def test_tensorboard_gets_every_epoch_the_hparams_and_the_confusion_matrix(tmp_p
 
 @pytest.mark.slow
 def test_a_report_rebuilt_from_the_folder_states_the_data_the_run_trained_on(tmp_path):
-    import numpy as np
 
     data = separable_dataset(n_train=300, n_test=64)
-    np.savez(tmp_path / "d.npz", x_train=data.train_images[:, 0].numpy(),
-             y_train=data.train_labels.numpy(), x_test=data.test_images[:, 0].numpy(),
-             y_test=data.test_labels.numpy())
-    recipe = load_recipe("mnist-s5-10ep", [f'data.path="{tmp_path / "d.npz"}"',
+    saved_as_npz(data, tmp_path)
+    recipe = load_recipe("mnist-s5-10ep", [f'data.path="{tmp_path / "data.npz"}"',
                                            'data.dataset="npz"',
                                            "data.val_split=60", "data.train_limit=280",
                                            "train.epochs=1", "train.device=cpu"])

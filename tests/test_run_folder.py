@@ -18,7 +18,7 @@ import torch
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError, RunFolderError, UntrustedCodeError
 from cnnlab.ship import load_run
-from tests.conftest import separable_dataset
+from tests.conftest import saved_as_npz, separable_dataset
 
 pytestmark = pytest.mark.slow  # the module trains its run once (seconds)
 
@@ -36,9 +36,7 @@ def made(tmp_path_factory):
     """(owner's config folder, a finished run of a model from net.py with an LR range test)."""
     root = tmp_path_factory.mktemp("made")
     data = separable_dataset(n_train=256, n_test=64)
-    np.savez(root / "data.npz", x_train=data.train_images[:, 0].numpy(),
-             y_train=data.train_labels.numpy(), x_test=data.test_images[:, 0].numpy(),
-             y_test=data.test_labels.numpy())
+    saved_as_npz(data, root)
     (root / "net.py").write_text(NET)
     recipe = root / "shared.toml"
     recipe.write_text(f'[data]\ndataset = "npz"\npath = "{root / "data.npz"}"\nbatch_size = 64\n'

@@ -27,11 +27,9 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
     rejected = sum("rejected" in t.user_attrs for t in trials)
     trained = [t for t in trials if counted(t) and "seconds" in t.user_attrs]
     pruned = sum("pruned_at_epoch" in t.user_attrs for t in trials)
-    search_seconds = sum(t.user_attrs["seconds"] for r in rungs
-                         for t in r.study.get_trials(deepcopy=False)
-                         if counted(t) and "seconds" in t.user_attrs)
-    search_wall = _wall_seconds([t for r in rungs for t in r.study.get_trials(deepcopy=False)
-                                 if counted(t) and "seconds" in t.user_attrs])
+    searched = [t for r in rungs for t in r.study.get_trials(deepcopy=False)
+                if counted(t) and "seconds" in t.user_attrs]
+    search_seconds = sum(t.user_attrs["seconds"] for t in searched)
     confirm_seconds = sum(row["seconds"] for c in candidates for r in c.runs for row in r.history)
     blocks: list = [
         Heading(f"Design {spec.name}", 1),
@@ -46,8 +44,9 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                   f"{search.base.data.dataset} ({pruned} of them stopped early as hopeless) and "
                   f"rejected {rejected} proposed designs over the budget without training them"
                   f"{_repeats(trials)}: "
-                  f"{_duration(search_seconds)} of training, {_duration(search_wall)} from "
-                  "its first trial's start to its last's end. Confirmation trained "
+                  f"{_duration(search_seconds)} of training, "
+                  f"{_duration(_wall_seconds(searched))} from its first trial's start to its "
+                  "last's end. Confirmation trained "
                   f"{_runs(sum(len(c.runs) for c in candidates))}: {_duration(confirm_seconds)}. "
                   f"The search's own report (Pareto front, what mattered): "
                   f"[{search.name}/README.md]({search.name}/README.md)."),
