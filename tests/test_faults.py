@@ -156,9 +156,9 @@ def test_a_divergence_before_any_checkpoint_says_so(tmp_path):
 def _npz_recipe(tmp_path, epochs):
     """A recipe on arrays on disk, so a separate process trains on them."""
     data = separable_dataset(n_train=2048, n_test=256)
-    saved_as_npz(data, tmp_path)
+    arrays = saved_as_npz(data, tmp_path)
     recipe = tmp_path / "arrays.toml"
-    recipe.write_text(f'[data]\ndataset = "npz"\npath = "{tmp_path / "data.npz"}"\n'
+    recipe.write_text(f'[data]\ndataset = "npz"\npath = "{arrays}"\n'
                       'batch_size = 64\n[model]\nname = "mnist_pool"\n'
                       f'[train]\nepochs = {epochs}\ndevice = "cpu"\n')
     return recipe

@@ -177,8 +177,8 @@ def test_tensorboard_gets_every_epoch_the_hparams_and_the_confusion_matrix(tmp_p
 def test_a_report_rebuilt_from_the_folder_states_the_data_the_run_trained_on(tmp_path):
 
     data = separable_dataset(n_train=300, n_test=64)
-    saved_as_npz(data, tmp_path)
-    recipe = load_recipe("mnist-s5-10ep", [f'data.path="{tmp_path / "data.npz"}"',
+    arrays = saved_as_npz(data, tmp_path)
+    recipe = load_recipe("mnist-s5-10ep", [f'data.path="{arrays}"',
                                            'data.dataset="npz"',
                                            "data.val_split=60", "data.train_limit=280",
                                            "train.epochs=1", "train.device=cpu"])
