@@ -551,6 +551,28 @@ def test_a_designs_hours_leave_the_later_rungs_and_a_confirmation_their_share():
     assert first_rung_hours(2.0, rungs, 24, 3, 6) == pytest.approx(2.0 * 48 / (48 + 40 + 90 + 90))
     # one rung: every design at full length, then the confirmation's runs
     assert first_rung_hours(1.0, plan(15, (), {}, 99.0, 0), 10, 3, 6) == pytest.approx(10 / 16)
+    # two starts carried to the last rung: 2 more designs there, on its two seeds
+    assert first_rung_hours(2.0, rungs, 24, 3, 6, starts=2) == pytest.approx(
+        2.0 * 48 / (48 + 40 + 150 + 90))
+    # with no rung between, a start is one of rung 0's designs and nothing is carried
+    assert first_rung_hours(1.0, plan(15, (), {}, 99.0, 0), 10, 3, 6, starts=2) == \
+        pytest.approx(10 / 16)
+
+
+def test_starts_on_course_at_rung_0_are_carried_to_the_last_rung_and_the_rest_are_not():
+    from cnnlab.design.rungs import SEED_KEY, carried_starts
+
+    def design(width):
+        return {"model.args.widths.0": width, "schedule.max_lr": 0.2}
+
+    ranked = [(design(4), 3000, 98.9), (design(7), 4700, 98.7), (design(5), 3500, 98.6),
+              (design(9), 4900, 98.1)]
+    starts = [design(9), design(7), design(8)]  # 8: over the budget, never trained
+    assert carried_starts(ranked, starts, 98.5) == [design(7)]  # 9 is off course at 98.5
+    assert carried_starts(ranked, starts, 98.0) == [design(7), design(9)]  # in rung order
+    # the seed a rung adds to a design is not part of what it is
+    assert carried_starts(ranked, [{**design(4), SEED_KEY: 100}], 98.0) == [design(4)]
+    assert carried_starts(ranked, [], 90.0) == []
 
 
 def test_each_rung_is_a_sweep_of_its_length_and_only_a_one_rung_search_stops_trials(tmp_path):
@@ -616,13 +638,21 @@ def test_designs_go_through_the_rungs_best_first_and_candidates_come_from_the_la
     assert first.rung.epochs == 1 and last.rung.epochs == 3 and last.rung.seeds == (0, 100)
     trained = [t for t in first.study.get_trials(deepcopy=False) if counted(t)]
     assert len(trained) == 4 and all(t.user_attrs["epochs"] == 1 for t in trained)
-    best_half = [params for params, _, _ in promoted(ranking(first.study, first.rung), 2)]
+    ranked = ranking(first.study, first.rung)
+    best_half = [params for params, _, _ in promoted(ranked, 2)]
     assert first.promoted == best_half
+    # the starts (enqueued first) that rung 0 found on course go on to the last rung too
+    enqueued = [t.params for t in first.study.get_trials(deepcopy=False)
+                if "fixed_params" in t.system_attrs]
+    assert enqueued and first.carried == [
+        params for params, _, figure in ranked if params in enqueued
+        and figure >= first.rung.target]
+    last_designs = best_half + [d for d in first.carried if d not in best_half]
     runs = last.study.get_trials(deepcopy=False)
     assert sorted((t.params["model.args.widths.0"], t.params["model.args.widths.2"],
                    t.params["train.seed"]) for t in runs) == sorted(
         (p["model.args.widths.0"], p["model.args.widths.2"], seed)
-        for p in best_half for seed in (0, 100))
+        for p in last_designs for seed in (0, 100))
     assert all(t.user_attrs.get("epochs", 3) == 3 for t in runs)
     promoted_sizes = {t.user_attrs["params"] for t in runs}
     assert all(c.params in promoted_sizes for c in result.candidates)

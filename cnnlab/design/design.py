@@ -94,10 +94,10 @@ def design(
     say = echo or (lambda line: None)
     planned = plan(search.base.train.epochs, spec.rungs, spec.rung_gaps, search.val_target,
                    search.seed)
-    if search.hours is not None:
-        search = _first_rung_limited(search, planned, spec, say)
     shape = dataset_info(search.base.data.dataset).input_shape
     starts = starting_points(search, shape, search.base.spec.max_params)
+    if search.hours is not None:
+        search = _first_rung_limited(search, planned, spec, len(starts), say)
     rungs = successive_halving(search, planned, spec.eta, folder, storage=storage,
                                workers=workers, data_dir=data_dir, progress=progress,
                                echo=echo, starts=starts)
@@ -125,11 +125,11 @@ def design(
     return DesignResult(folder, rungs[0].study, candidates, pick, recipe_path, rungs)
 
 
-def _first_rung_limited(search: SweepPlan, planned: list, spec: DesignPlan, say: Echo
-                        ) -> SweepPlan:
+def _first_rung_limited(search: SweepPlan, planned: list, spec: DesignPlan, starts: int,
+                        say: Echo) -> SweepPlan:
     """`design.hours` is the whole design's: the search's first rung samples for its share."""
     hours = first_rung_hours(search.hours, planned, search.trials, spec.eta,
-                             len(spec.seeds) * len(spec.precisions))
+                             len(spec.seeds) * len(spec.precisions), starts)
     say(f"of the design's {search.hours * 60:.0f} minutes, the first rung samples designs for "
         f"{hours * 60:.0f}; the later rungs and the confirmation take the rest")
     return search.with_sweep(hours=hours)

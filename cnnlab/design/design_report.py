@@ -83,7 +83,8 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                                     sorted(spec.rung_spearman.items())) + ". "
                                 if spec.rung_spearman else "")
                              + "The last rung trains at full length on two seeds; a design's "
-                             "figure there is the lower."),
+                             "figure there is the lower."
+                             + _carried_sentence(rungs)),
                    Table(["rung", "epochs", "seeds", "on course at (val %)", "trainings",
                           "on course", "went on", "training", "wall clock"],
                          [_rung_row(n, r, n == len(rungs) - 1) for n, r in enumerate(rungs)])]
@@ -143,9 +144,21 @@ def _rung_row(number: int, result: RungResult, last: bool) -> list[str]:
                     for _, _, figure in ranking(result.study, result.rung))
     return [str(number), str(result.rung.epochs), ", ".join(map(str, result.rung.seeds)),
             f"{result.rung.target:.2f}", str(len(trained)), str(on_course),
-            "-" if last else str(len(result.promoted)),
+            "-" if last else str(len(result.promoted))
+            + (f" + {len(result.carried)} to the last" if result.carried else ""),
             _duration(sum(t.user_attrs["seconds"] for t in trained)),
             _duration(_wall_seconds(trained))]
+
+
+def _carried_sentence(rungs: list[RungResult]) -> str:
+    carried = rungs[0].carried
+    if not carried:
+        return ""
+    return (f" The starts on course at rung 0 ({len(carried)}: " + "; ".join(
+        "widths " + ", ".join(str(v) for k, v in sorted(d.items()) if ".widths." in k)
+        for d in carried) + ") went on to the last rung whatever the rungs between made of "
+        "them: earlier studies judged them at full length, and a short rung favours the "
+        "designs that learn fast.")
 
 
 def _wall_seconds(trials: list) -> float:

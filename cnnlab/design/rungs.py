@@ -17,6 +17,11 @@ pick. So the designs are first trained short, and only the most promising go on,
   rule at full length and on other seeds never got there.
 - The last rung trains at the spec's full length, on two seeds: a design's figure there is the
   lower of the two, the seed spread known before confirmation spends its three runs.
+- The study's starts (the library's nearest designs and the space's base, scaled to the
+  budget) that rung 0 finds on course go on to the last rung whatever the rungs between make
+  of them: earlier studies judged them at full length, and a short rung favours designs that
+  learn fast over those that end high (the deeper, reused designs that hold the rule at full
+  length rank mid-field at 5 epochs: docs/benchmarks/design.md).
 
 A rung's target is the search's target less the gap a rung of that length leaves to the full
 training, measured per input shape by `benchmarks/rung_correlation.py` (BENCHMARKS.md: the
@@ -66,17 +71,18 @@ def plan(full_epochs: int, short: tuple[int, ...], gaps: dict[int, float], targe
 
 
 def first_rung_hours(hours: float, rungs: list[Rung], trials: int, eta: int,
-                     confirm_runs: int) -> float:
+                     confirm_runs: int, starts: int = 0) -> float:
     """The part of a design's `hours` its first rung samples for: its share of the epochs the
     plan trains with `trials` designs (each later rung 1/eta of the one before, on its seeds,
-    then one candidate's `confirm_runs` at full length), so that the later rungs and a
-    confirmation fit in the rest. A first rung cut short by it sends fewer designs on, so
-    the rest takes less."""
+    the last with the `starts` carried to it as well, then one candidate's `confirm_runs` at
+    full length), so that the later rungs and a confirmation fit in the rest. A first rung
+    cut short by it sends fewer designs on, so the rest takes less."""
     designs, epochs = trials, []
     for number, rung in enumerate(rungs):
         if number:
             designs = max(1, math.ceil(designs / eta))
-        epochs.append(designs * len(rung.seeds) * rung.epochs)
+        carried = starts if number and number == len(rungs) - 1 else 0
+        epochs.append((designs + carried) * len(rung.seeds) * rung.epochs)
     return hours * epochs[0] / (sum(epochs) + confirm_runs * rungs[-1].epochs)
 
 
@@ -138,6 +144,8 @@ class RungResult:
     search: SweepPlan
     study: Any
     promoted: list[dict[str, Any]]  # the designs (params without the seed) sent on
+    # rung 0's starts on course, sent to the last rung past the rungs between
+    carried: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 def successive_halving(search: SweepPlan, rungs: list[Rung], eta: int, folder: Path,
@@ -150,6 +158,7 @@ def successive_halving(search: SweepPlan, rungs: list[Rung], eta: int, folder: P
     say = echo or (lambda line: None)
     results: list[RungResult] = []
     designs: list[dict[str, Any]] = []
+    carried: list[dict[str, Any]] = []
     first = rung_search(search, 0, rungs[0], search.trials, len(rungs) == 1)
     if starts and not (folder / first.name / "sweep.toml").is_file():
         say(f"starting from {len(starts)} designs (the library's nearest, then the space's own), "
@@ -158,6 +167,8 @@ def successive_halving(search: SweepPlan, rungs: list[Rung], eta: int, folder: P
     for number, rung in enumerate(rungs):
         last = number == len(rungs) - 1
         trials = search.trials if number == 0 else len(designs) * len(rung.seeds)
+        if last and number > 0:
+            designs = designs + [d for d in carried if _key(d) not in {_key(p) for p in designs}]
         if number > 0 and not designs:
             break
         spec = rung_search(search, number, rung, trials, last)
@@ -172,8 +183,25 @@ def successive_halving(search: SweepPlan, rungs: list[Rung], eta: int, folder: P
         ranked = ranking(study, rung)
         keep = len(ranked) if last else max(1, math.ceil(len(ranked) / eta))
         designs = [params for params, _, _ in promoted(ranked, keep)]
-        results.append(RungResult(rung, spec, study, designs))
+        if number == 0 and not last:
+            carried = carried_starts(ranked, starts, rung.target)
+        results.append(RungResult(rung, spec, study, designs,
+                                  carried if number == 0 else []))
     return results
+
+
+def carried_starts(ranked: list[tuple[dict[str, Any], int, float]],
+                   starts: list[dict[str, Any]], target: float) -> list[dict[str, Any]]:
+    """The `starts` that a rung's `ranked` designs show on course for `target`, in its order
+    (a start over the budget or stopped early is not among them, or is off course)."""
+    wanted = {_key(start) for start in starts}
+    return [params for params, _, figure in ranked
+            if _key(params) in wanted and figure >= target]
+
+
+def _key(params: dict[str, Any]) -> str:
+    """One design's identity across rungs: its searched values, the seed left out."""
+    return repr(sorted((k, v) for k, v in params.items() if k != SEED_KEY))
 
 
 def ranking(study: Any, rung: Rung) -> list[tuple[dict[str, Any], int, float]]:
@@ -188,7 +216,7 @@ def ranking(study: Any, rung: Rung) -> list[tuple[dict[str, Any], int, float]]:
         if not counted(trial) and "repeat_of" not in trial.user_attrs:
             continue
         params = {k: v for k, v in trial.params.items() if k != SEED_KEY}
-        key = repr(sorted(params.items()))
+        key = _key(params)
         figure = trial.user_attrs.get("val_acc")
         if figure is None:  # pruned: its last reported accuracy, off course by construction
             figure = min(trial.intermediate_values.values(), default=0.0) - 100.0
