@@ -166,9 +166,9 @@ def successive_halving(search: SweepPlan, rungs: list[Rung], eta: int, folder: P
         enqueue(first, folder, storage, list(starts), rungs[0])
     for number, rung in enumerate(rungs):
         last = number == len(rungs) - 1
-        trials = search.trials if number == 0 else len(designs) * len(rung.seeds)
         if last and number > 0:
             designs = designs + [d for d in carried if _key(d) not in {_key(p) for p in designs}]
+        trials = search.trials if number == 0 else len(designs) * len(rung.seeds)
         if number > 0 and not designs:
             break
         spec = rung_search(search, number, rung, trials, last)
