@@ -20,8 +20,8 @@ pick. So the designs are first trained short, and only the most promising go on,
 - The study's starts (the library's nearest designs and the space's base, scaled to the
   budget) that rung 0 finds on course go on to the last rung whatever the rungs between make
   of them: earlier studies judged them at full length, and a short rung favours designs that
-  learn fast over those that end high (the deeper, reused designs that hold the rule at full
-  length rank mid-field at 5 epochs: docs/benchmarks/design.md).
+  learn fast over those that end high (a rung of 5 epochs would have cut the ≤ 5k pick, the
+  library's design scaled up: docs/benchmarks/design.md).
 
 A rung's target is the search's target less the gap a rung of that length leaves to the full
 training, measured per input shape by `benchmarks/rung_correlation.py` (BENCHMARKS.md: the
