@@ -55,9 +55,7 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
         blocks.append(Paragraph(
             f"It started from {len(starts)} design{'s' if len(starts) > 1 else ''}, scaled to "
             "the budget (the design library's nearest, cnnlab/design/library/, then the "
-            "space's own base design, last): " + "; ".join(
-                "widths " + ", ".join(str(v) for k, v in sorted(s.items()) if ".widths." in k)
-                for s in starts) + "."))
+            "space's own base design, last): " + "; ".join(_widths(s) for s in starts) + "."))
     if spec.seed_margin_source:
         blocks.append(Paragraph(
             f"The validation target, {search.val_target:.2f}%, is the spec's "
@@ -150,15 +148,18 @@ def _rung_row(number: int, result: RungResult, last: bool) -> list[str]:
             _duration(_wall_seconds(trained))]
 
 
+def _widths(design: dict) -> str:
+    return "widths " + ", ".join(str(v) for k, v in sorted(design.items()) if ".widths." in k)
+
+
 def _carried_sentence(rungs: list[RungResult]) -> str:
     carried = rungs[0].carried
     if not carried:
         return ""
-    return (f" The starts on course at rung 0 ({len(carried)}: " + "; ".join(
-        "widths " + ", ".join(str(v) for k, v in sorted(d.items()) if ".widths." in k)
-        for d in carried) + ") went on to the last rung whatever the rungs between made of "
-        "them: earlier studies judged them at full length, and a short rung favours the "
-        "designs that learn fast.")
+    return (f" The starts on course at rung 0 ({len(carried)}: "
+        + "; ".join(_widths(d) for d in carried) + ") went on to the last rung whatever the "
+        "rungs between made of them: earlier studies judged them at full length, and a short "
+        "rung favours the designs that learn fast.")
 
 
 def _wall_seconds(trials: list) -> float:

@@ -167,7 +167,8 @@ def successive_halving(search: SweepPlan, rungs: list[Rung], eta: int, folder: P
     for number, rung in enumerate(rungs):
         last = number == len(rungs) - 1
         if last and number > 0:
-            designs = designs + [d for d in carried if _key(d) not in {_key(p) for p in designs}]
+            sent = {_key(params) for params in designs}
+            designs = designs + [d for d in carried if _key(d) not in sent]
         trials = search.trials if number == 0 else len(designs) * len(rung.seeds)
         if number > 0 and not designs:
             break
