@@ -41,11 +41,12 @@ class Start:
 
 # Small greyscale digits and clothes: three stages from 28x28, MaxPool or a strided conv
 # between them, GAP then FC (what the S4/S5 rules require). The base design, which every
-# study starts from scaled to its budget, is the best this family has shown under the S4/S5
-# rule (mnist-s5-5k's layout and training: docs/benchmarks/design.md): trained hard, then its
-# last epochs on the images as they are; the last conv of its first two stages applied twice
-# (reuse: depth for a BatchNorm's parameters), and twice the steps (batch 64): a net this
-# small is short of parameters, not of compute.
+# study starts from scaled to its budget, is the first design of this family confirmed under
+# the S4/S5 rule, at 4,998 parameters (docs/benchmarks/design.md; the design library holds
+# the better ones studies found since): trained hard, then its last epochs on the images as
+# they are; the last conv of its first two stages applied twice (reuse: depth for a
+# BatchNorm's parameters), and twice the steps (batch 64): a net this small is short of
+# parameters, not of compute.
 _GREY_28 = Start(
     recipe="mnist-s5-10ep",
     model_args={"widths": [7, 13, 16], "depths": [2, 2, 1],
