@@ -244,7 +244,8 @@ def test_a_point_of_the_space_the_model_cannot_be_built_at_is_rejected_untrained
              '"model.args.reuse.0" = { choice = [0, 1] }\n')
     path = tmp_path / "reuse.toml"
     path.write_text('[sweep]\nrecipe = "mnist-s5-5k"\nset = ["augment.off_last_epochs=0", '
-                    '"model.args.reuse=[0, 0, 0]", "model.args.widths=[7, 13, 16]", '
+                    '"schedule.hold_epochs=0", "model.args.reuse=[0, 0, 0]", '
+                    '"model.args.widths=[7, 13, 16]", '
                     f'{", ".join(SLICE)}]\ntrials = 2\n[sweep.space]\n{space}')
     spec = load_sweep(path)
     study = optuna.create_study(directions=["maximize", "minimize"])
