@@ -461,6 +461,38 @@ def test_confirmation_with_two_workers_trains_two_runs_at_once_and_ends_with_a_b
     assert not (tmp_path / "missed" / "seed3").exists()
 
 
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bf16_seconds", [1.5, 0.8])
+def test_a_design_that_bf16_does_not_speed_up_trains_and_is_judged_in_fp32_alone(
+        tmp_path, monkeypatch, bf16_seconds):
+    # the epoch times are set: which precision is faster is this machine's, not the test's
+    monkeypatch.setattr(SeedRun, "epoch_seconds",
+                        lambda run: {"fp32": 1.0, "bf16": bf16_seconds}[run.precision])
+    recipe = load_recipe("mnist-s5-10ep", ["data.batch_size=64", "train.epochs=1",
+                                           "train.device=cpu", "spec.min_test_acc=1"])
+    candidate = confirm(Confirmation(3, 16754, recipe), (1, 2), tmp_path, separable_dataset(),
+                        None, ("fp32", "bf16"))
+    assert candidate.confirmed and candidate.bf16_slowdown == bf16_seconds
+    trained = [(r.seed, r.precision) for r in candidate.runs]
+    if bf16_seconds > 1:  # the later seeds in fp32 only; the recipe says so
+        assert trained == [(1, "fp32"), (1, "bf16"), (2, "fp32")]
+        assert candidate.recipe.train.amp == "off" and candidate.precisions == ("fp32",)
+        assert [r.precision for r in candidate.judged] == ["fp32", "fp32"]
+        assert not (tmp_path / "seed2-bf16").exists()
+    else:
+        assert trained == [(1, "fp32"), (1, "bf16"), (2, "fp32"), (2, "bf16")]
+        assert candidate.recipe.train.amp == recipe.train.amp
+        assert candidate.precisions == ("fp32", "bf16")
+    # a bf16 run that is only the speed's measure does not fail the design; a judged one does
+    missed = [{"test_acc": 0.5, "train_seconds": 1.0}]
+    unjudged = SeedRun(1, tmp_path, missed, "bf16")
+    fp32_only = Confirmation(3, 16754, recipe, [candidate.runs[0], unjudged])
+    assert fp32_only.confirmed and fp32_only.short_by < 0
+    both = Confirmation(3, 16754, recipe, [candidate.runs[0], unjudged],
+                        precisions=("fp32", "bf16"))
+    assert not both.confirmed and (both.failed_on, both.failed_in) == (1, "bf16")
+
 def test_the_design_report_marks_each_confirmation_run_by_its_own_figures_and_times_the_rungs(
         tmp_path):
     from datetime import datetime, timedelta
@@ -473,8 +505,11 @@ def test_the_design_report_marks_each_confirmation_run_by_its_own_figures_and_ti
     runs = [SeedRun(1, tmp_path, [{"test_acc": a} for a in rows[kind]], precision)
             for kind, precision in (("missed", "fp32"), ("missed", "bf16"), ("met", "bf16"))]
     # two runs side by side both missed: the report names the first, and marks both
-    candidate = Confirmation(3, 3869, recipe, runs, failed_on=1, failed_in="fp32")
+    candidate = Confirmation(3, 3869, recipe, runs, precisions=("fp32", "bf16"))
+    assert (candidate.failed_on, candidate.failed_in) == (1, "fp32")
     assert [_seed_row(candidate, run, 3, False)[-1] for run in runs] == ["✗", "✗", "✓"]
+    in_fp32 = Confirmation(3, 3869, recipe, runs, precisions=("fp32",))
+    assert _seed_row(in_fp32, runs[1], 3, False)[-1] == "✗ (not judged: it trains in fp32)"
     start = datetime(2026, 12, 6, 21, 0)
     side_by_side = [SimpleNamespace(datetime_start=start + timedelta(minutes=a),
                                     datetime_complete=start + timedelta(minutes=b))

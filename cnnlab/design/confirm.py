@@ -2,7 +2,12 @@
 the search never used, in each precision a user's `train.amp = "auto"` may pick for it on a
 CPU (fp32; bf16 where the CPU has bf16 units, as autocast), and kept only if it meets the
 target rule in every one of those runs: where the spec sets `min_int8_acc`, each run's model
-is exported to int8 (`cnnlab export --int8`) and that model's test accuracy must hold it too."""
+is exported to int8 (`cnnlab export --int8`) and that model's test accuracy must hold it too.
+
+bf16 autocast is there for speed. Where the first seed's bf16 run, trained beside its fp32
+run, took at least as long per epoch (small convs, whose bf16 kernels cost more in reorders
+than they save), the design trains in fp32 everywhere (`train.amp = "off"`): its later seeds
+run in fp32 only, and the bf16 run is kept as the measurement, not judged."""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import contextlib
 import multiprocessing
 import os
 import shutil
+import statistics
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -38,6 +44,13 @@ class SeedRun:
     precision: str = "fp32"
     int8_acc: float | None = None  # the int8 model's test %, where the spec has min_int8_acc
 
+    def epoch_seconds(self) -> float:
+        """Its median training seconds per epoch."""
+        return statistics.median(row["train_seconds"] for row in self.history)
+
+    def met(self, recipe: Recipe) -> bool:
+        return rule_met(self.history, recipe, self.int8_acc)
+
     def last_accuracies(self, last: int) -> list[float]:
         return [row["test_acc"] for row in self.history[-last:]]
 
@@ -57,19 +70,37 @@ class Confirmation:
     params: int
     recipe: Recipe  # the design, as trained on the full split (seed: the search's)
     runs: list[SeedRun] = field(default_factory=list)
-    failed_on: int | None = None  # the seed on which it missed the rule
-    failed_in: str | None = None  # ... and the precision
     values: dict[str, Any] = field(default_factory=dict)  # its searched values
     val_acc: list[float] = field(default_factory=list)  # at the search's last rung, per seed
+    precisions: tuple[str, ...] = ("fp32",)  # those its recipe trains in: each is judged
+    bf16_slowdown: float | None = None  # bf16's epoch time over fp32's, first seed, side by side
+
+    @property
+    def judged(self) -> list[SeedRun]:
+        """Its runs in a precision its recipe trains in."""
+        return [r for r in self.runs if r.precision in self.precisions]
+
+    @property
+    def first_miss(self) -> SeedRun | None:
+        return next((r for r in self.judged if not r.met(self.recipe)), None)
+
+    @property
+    def failed_on(self) -> int | None:
+        """The seed on which it missed the rule first."""
+        return None if self.first_miss is None else self.first_miss.seed
+
+    @property
+    def failed_in(self) -> str | None:
+        return None if self.first_miss is None else self.first_miss.precision
 
     @property
     def confirmed(self) -> bool:
-        return self.failed_on is None and bool(self.runs)
+        return self.first_miss is None and bool(self.judged)
 
     @property
     def short_by(self) -> float:
-        """Points by which its worst run missed the target (<= 0: every run met it)."""
-        return max(r.shortfall(self.recipe) for r in self.runs)
+        """Points by which its worst judged run missed the target (<= 0: every one met it)."""
+        return max(r.shortfall(self.recipe) for r in self.judged)
 
 
 def rule_met(history: History, recipe: Recipe, int8_acc: float | None = None) -> bool:
@@ -92,16 +123,41 @@ def confirm(candidate: Confirmation, seeds: tuple[int, ...], folder: Path, data:
     with its share of the cores (loading the data from `data_dir`), and a batch with a miss
     is the last: its other runs are kept too."""
     say = echo or (lambda line: None)
+    candidate.precisions = tuple(precisions)
     planned = [(seed, precision) for seed in seeds for precision in precisions]
     with _trainer(workers, candidate.recipe, data, data_dir) as train_batch:
-        for start in range(0, len(planned), workers):
-            batch = planned[start:start + workers]
+        while planned:
+            batch, planned = planned[:workers], planned[workers:]
             for (seed, precision), run_dir in zip(batch, train_batch(batch, folder),
                                                   strict=True):
                 _record_run(candidate, seed, precision, run_dir, data, say)
+            if _bf16_no_faster(candidate, seeds[0]):
+                _train_in_fp32(candidate, say)
+                planned = [(seed, precision) for seed, precision in planned
+                           if precision == "fp32"]
             if candidate.failed_on is not None:
                 return candidate
     return candidate
+
+
+def _bf16_no_faster(candidate: Confirmation, first_seed: int) -> bool:
+    """Whether the first seed's bf16 run, now recorded beside its fp32 run, took at least as
+    long per epoch (measured once; False where the design does not train in both)."""
+    if candidate.bf16_slowdown is not None or not {"fp32", "bf16"} <= set(candidate.precisions):
+        return False
+    pair = {r.precision: r for r in candidate.runs if r.seed == first_seed}
+    if not {"fp32", "bf16"} <= pair.keys():
+        return False
+    candidate.bf16_slowdown = pair["bf16"].epoch_seconds() / pair["fp32"].epoch_seconds()
+    return candidate.bf16_slowdown >= 1.0
+
+
+def _train_in_fp32(candidate: Confirmation, say: Echo) -> None:
+    candidate.recipe = candidate.recipe.with_values({"train.amp": "off"})
+    candidate.precisions = tuple(p for p in candidate.precisions if p != "bf16")
+    say(f"  trial {candidate.trial}: bf16 autocast took {candidate.bf16_slowdown:.2f}x fp32's "
+        "time per epoch, so it trains in fp32 everywhere (train.amp = \"off\"): its rule is "
+        "judged in fp32")
 
 
 def _record_run(candidate: Confirmation, seed: int, precision: str, run_dir: Path,
@@ -113,13 +169,11 @@ def _record_run(candidate: Confirmation, seed: int, precision: str, run_dir: Pat
     candidate.runs.append(seed_run)
     last = ", ".join(f"{a:.2f}" for a in
                      seed_run.last_accuracies(candidate.recipe.spec.last_epochs))
-    met = rule_met(history, candidate.recipe, int8)
+    met = seed_run.met(candidate.recipe)
     say(f"  trial {candidate.trial} ({candidate.params:,} parameters), seed {seed}, "
         f"{precision}: last epochs {last}%"
         + (f", int8 {int8:.2f}%" if int8 is not None else "")
         + f" -> {'met' if met else 'missed'}")
-    if not met and candidate.failed_on is None:
-        candidate.failed_on, candidate.failed_in = seed, precision
 
 
 TrainBatch = Callable[[list[tuple[int, str]], Path], list[Path]]

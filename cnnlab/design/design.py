@@ -208,6 +208,9 @@ def _record(folder: Path, spec: DesignPlan, search: SweepPlan, shape: tuple[int,
                 "activation_bytes": summary.peak_activation_bytes,
                 "val_acc": candidate.val_acc, "met": candidate.confirmed,
                 "short_by": round(candidate.short_by, 3),
+                "precisions": list(candidate.precisions),
+                **({"bf16_slowdown": round(candidate.bf16_slowdown, 3)}
+                   if candidate.bf16_slowdown is not None else {}),
                 "runs": [{"seed": r.seed, "precision": r.precision,
                           "last_test_acc": r.last_accuracies(last),
                           **({"int8_test_acc": r.int8_acc} if r.int8_acc is not None else {})}
@@ -226,13 +229,16 @@ def _record(folder: Path, spec: DesignPlan, search: SweepPlan, shape: tuple[int,
 
 
 def _ship(pick: Confirmation, folder: Path, spec: DesignPlan) -> Path:
-    distinct = list(dict.fromkeys(r.seed for r in pick.runs))
+    distinct = list(dict.fromkeys(r.seed for r in pick.judged))
     seeds = f"seed{'s' if len(distinct) > 1 else ''} {', '.join(map(str, distinct))}"
-    precisions = " and ".join(dict.fromkeys(r.precision for r in pick.runs))
+    precisions = " and ".join(pick.precisions)
     header = (f"# Designed by `cnnlab design` ({folder / 'design.toml'}): the smallest design\n"
               f"# of its search that met [spec] on every confirmation run ({seeds}, in\n"
               f"# {precisions}).\n"
-              f"# The search and the per-seed results: {folder / 'README.md'}.\n")
+              + (f"# It trains in fp32 everywhere: bf16 autocast took {pick.bf16_slowdown:.2f}x "
+                 "fp32's time\n# per epoch for it (confirmation, side by side).\n"
+                 if pick.recipe.train.amp == "off" and pick.bf16_slowdown else "")
+              + f"# The search and the per-seed results: {folder / 'README.md'}.\n")
     path = folder / f"{spec.name}.toml"
     path.write_text(header + _described(pick.recipe).to_toml(), encoding="utf-8")
     return path

@@ -122,6 +122,12 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                          [_seed_row(c, r, rule.last_epochs, rule.min_int8_acc is not None)
                           for c in candidates for r in c.runs])]
         failed = [c for c in tried if not c.confirmed]
+        blocks += [Paragraph(f"Trial {c.trial} trained {c.bf16_slowdown:.2f}x as long per epoch "
+                             f"in bf16 autocast as in fp32 on seed {c.runs[0].seed}, side by "
+                             "side: bf16 buys it no speed, so its recipe trains in fp32 on "
+                             "every machine (`train.amp = \"off\"`) and its rule is judged in "
+                             "fp32 alone.")
+                   for c in tried if c.bf16_slowdown is not None and "bf16" not in c.precisions]
         blocks.append(Paragraph(
             f"{len(tried)} of {len(candidates)} candidates went to confirmation (it stops at "
             f"the first that meets the rule); {len(failed)} failed"
@@ -203,11 +209,13 @@ def _arguments(pick: Confirmation) -> str:
 def _seed_row(candidate: Confirmation, seed_run: Any, last: int, int8: bool) -> list[str]:
     accuracies = ", ".join(f"{a:.2f}" for a in seed_run.last_accuracies(last))
     # each run by its own figures: runs trained side by side can both miss
-    met = rule_met(seed_run.history, candidate.recipe, seed_run.int8_acc)
+    met = "✓" if rule_met(seed_run.history, candidate.recipe, seed_run.int8_acc) else "✗"
+    if seed_run.precision not in candidate.precisions:
+        met += " (not judged: it trains in fp32)"
     int8_cell = ([f"{seed_run.int8_acc:.2f}" if seed_run.int8_acc is not None else "-"]
                  if int8 else [])
     return [str(candidate.trial), f"{candidate.params:,}", str(seed_run.seed),
-            seed_run.precision, accuracies, *int8_cell, "✓" if met else "✗"]
+            seed_run.precision, accuracies, *int8_cell, met]
 
 
 def _runs(count: int) -> str:
