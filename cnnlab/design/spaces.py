@@ -76,11 +76,13 @@ _GREY_28 = Start(
         "augment.scale": {"float": [0.0, 0.15]},
     },
     # nets this small, at channel counts the widths' steps of one make odd, train faster
-    # channels-first on a CPU in either precision (docs/benchmarks/cpu-tunings.md: compact_cnn);
+    # channels-first on a CPU in either precision (docs/benchmarks/cpu-tunings.md: compact_cnn),
+    # and in fp32: bf16 autocast took 1.5-1.6x fp32's time per epoch for them, side by side on
+    # an AVX512-BF16 CPU (docs/benchmarks/design.md; confirmation measures it again per design);
     # the rest are the base design's training settings; its plain tail and its held rate
     # are not searched but set from the [spec] (design_file.plain_tail: the judged epochs and
     # one before them; design_file.held_epochs: the judged epochs after the first)
-    set=("train.channels_last=false", "data.batch_size=64", "schedule.max_lr=0.2",
+    set=("train.channels_last=false", "train.amp=off", "data.batch_size=64", "schedule.max_lr=0.2",
          "schedule.pct_start=0.2", "augment.rotate=10.0", "augment.translate=2.0",
          "augment.scale=0.1", "augment.off_last_epochs=4", "schedule.hold_epochs=2"),
     rungs=(2, 5),
