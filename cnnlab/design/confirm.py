@@ -4,10 +4,11 @@ CPU (fp32; bf16 where the CPU has bf16 units, as autocast), and kept only if it 
 target rule in every one of those runs: where the spec sets `min_int8_acc`, each run's model
 is exported to int8 (`cnnlab export --int8`) and that model's test accuracy must hold it too.
 
-bf16 autocast is there for speed. Where the first seed's bf16 run, trained beside its fp32
-run, took at least as long per epoch (small convs, whose bf16 kernels cost more in reorders
-than they save), the design trains in fp32 everywhere (`train.amp = "off"`): its later seeds
-run in fp32 only, and the bf16 run is kept as the measurement, not judged."""
+bf16 autocast is there for speed. Where the first seed's bf16 run took at least as long per
+epoch as its fp32 run (small convs, whose bf16 kernels cost more in reorders than they save;
+with two workers the two train side by side), the design trains in fp32 everywhere
+(`train.amp = "off"`): its later seeds run in fp32 only, and the bf16 run is kept as the
+measurement, not judged."""
 
 from __future__ import annotations
 
@@ -73,7 +74,7 @@ class Confirmation:
     values: dict[str, Any] = field(default_factory=dict)  # its searched values
     val_acc: list[float] = field(default_factory=list)  # at the search's last rung, per seed
     precisions: tuple[str, ...] = ("fp32",)  # those its recipe trains in: each is judged
-    bf16_slowdown: float | None = None  # bf16's epoch time over fp32's, first seed, side by side
+    bf16_slowdown: float | None = None  # bf16's epoch time over fp32's, on the first seed
 
     @property
     def judged(self) -> list[SeedRun]:
@@ -141,7 +142,7 @@ def confirm(candidate: Confirmation, seeds: tuple[int, ...], folder: Path, data:
 
 
 def _bf16_no_faster(candidate: Confirmation, first_seed: int) -> bool:
-    """Whether the first seed's bf16 run, now recorded beside its fp32 run, took at least as
+    """Whether the first seed's bf16 run, once recorded with its fp32 run, took at least as
     long per epoch (measured once; False where the design does not train in both)."""
     if candidate.bf16_slowdown is not None or not {"fp32", "bf16"} <= set(candidate.precisions):
         return False

@@ -236,8 +236,8 @@ def _ship(pick: Confirmation, folder: Path, spec: DesignPlan) -> Path:
               f"# of its search that met [spec] on every confirmation run ({seeds}, in\n"
               f"# {precisions}).\n"
               + (f"# It trains in fp32 everywhere: bf16 autocast took {pick.bf16_slowdown:.2f}x "
-                 "fp32's time\n# per epoch for it (confirmation, side by side).\n"
-                 if pick.recipe.train.amp == "off" and pick.bf16_slowdown else "")
+                 "fp32's time\n# per epoch for it (confirmation, first seed).\n"
+                 if "bf16" not in pick.precisions and pick.bf16_slowdown is not None else "")
               + f"# The search and the per-seed results: {folder / 'README.md'}.\n")
     path = folder / f"{spec.name}.toml"
     path.write_text(header + _described(pick.recipe).to_toml(), encoding="utf-8")

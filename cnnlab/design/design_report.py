@@ -123,8 +123,8 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                           for c in candidates for r in c.runs])]
         failed = [c for c in tried if not c.confirmed]
         blocks += [Paragraph(f"Trial {c.trial} trained {c.bf16_slowdown:.2f}x as long per epoch "
-                             f"in bf16 autocast as in fp32 on seed {c.runs[0].seed}, side by "
-                             "side: bf16 buys it no speed, so its recipe trains in fp32 on "
+                             f"in bf16 autocast as in fp32 on seed {c.runs[0].seed}: bf16 "
+                             "buys it no speed, so its recipe trains in fp32 on "
                              "every machine (`train.amp = \"off\"`) and its rule is judged in "
                              "fp32 alone.")
                    for c in tried if c.bf16_slowdown is not None and "bf16" not in c.precisions]
