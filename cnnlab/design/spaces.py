@@ -77,7 +77,7 @@ _GREY_28 = Start(
     },
     # nets this small, at channel counts the widths' steps of one make odd, train faster
     # channels-first on a CPU in either precision (docs/benchmarks/cpu-tunings.md: compact_cnn),
-    # and in fp32: bf16 autocast took 1.5-1.6x fp32's time per epoch for them, side by side on
+    # and in fp32: bf16 autocast took 1.4-1.6x fp32's time per epoch for them, side by side on
     # an AVX512-BF16 CPU (docs/benchmarks/design.md; confirmation measures it again per design);
     # the rest are the base design's training settings; its plain tail and its held rate
     # are not searched but set from the [spec] (design_file.plain_tail: the judged epochs and
