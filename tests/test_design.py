@@ -466,7 +466,6 @@ def test_confirmation_with_two_workers_trains_two_runs_at_once_and_ends_with_a_b
     assert not (tmp_path / "missed" / "seed3").exists()
 
 
-
 @pytest.mark.slow
 @pytest.mark.parametrize("bf16_seconds", [1.5, 0.8])
 def test_a_design_that_bf16_does_not_speed_up_trains_and_is_judged_in_fp32_alone(
@@ -497,6 +496,7 @@ def test_a_design_that_bf16_does_not_speed_up_trains_and_is_judged_in_fp32_alone
     both = Confirmation(3, 16754, recipe, [candidate.runs[0], unjudged],
                         precisions=("fp32", "bf16"))
     assert not both.confirmed and (both.failed_on, both.failed_in) == (1, "bf16")
+
 
 def test_the_design_report_marks_each_confirmation_run_by_its_own_figures_and_times_the_rungs(
         tmp_path):

@@ -77,6 +77,11 @@ class Confirmation:
     bf16_slowdown: float | None = None  # bf16's epoch time over fp32's, on the first seed
 
     @property
+    def bf16_dropped(self) -> bool:
+        """Whether its bf16 run only measured bf16's speed: no faster, so it trains in fp32."""
+        return self.bf16_slowdown is not None and "bf16" not in self.precisions
+
+    @property
     def judged(self) -> list[SeedRun]:
         """Its runs in a precision its recipe trains in."""
         return [r for r in self.runs if r.precision in self.precisions]
@@ -132,25 +137,24 @@ def confirm(candidate: Confirmation, seeds: tuple[int, ...], folder: Path, data:
             for (seed, precision), run_dir in zip(batch, train_batch(batch, folder),
                                                   strict=True):
                 _record_run(candidate, seed, precision, run_dir, data, say)
-            if _bf16_no_faster(candidate, seeds[0]):
-                _train_in_fp32(candidate, say)
-                planned = [(seed, precision) for seed, precision in planned
-                           if precision == "fp32"]
+            if candidate.bf16_slowdown is None:
+                candidate.bf16_slowdown = _bf16_slowdown(candidate, seeds[0])
+                if candidate.bf16_slowdown is not None and candidate.bf16_slowdown >= 1.0:
+                    _train_in_fp32(candidate, say)
+                    planned = [(seed, precision) for seed, precision in planned
+                               if precision == "fp32"]
             if candidate.failed_on is not None:
                 return candidate
     return candidate
 
 
-def _bf16_no_faster(candidate: Confirmation, first_seed: int) -> bool:
-    """Whether the first seed's bf16 run, once recorded with its fp32 run, took at least as
-    long per epoch (measured once; False where the design does not train in both)."""
-    if candidate.bf16_slowdown is not None or not {"fp32", "bf16"} <= set(candidate.precisions):
-        return False
+def _bf16_slowdown(candidate: Confirmation, first_seed: int) -> float | None:
+    """The first seed's bf16 epoch time over its fp32 one, once both runs are recorded; None
+    before that, and where the design does not train in both."""
     pair = {r.precision: r for r in candidate.runs if r.seed == first_seed}
-    if not {"fp32", "bf16"} <= pair.keys():
-        return False
-    candidate.bf16_slowdown = pair["bf16"].epoch_seconds() / pair["fp32"].epoch_seconds()
-    return candidate.bf16_slowdown >= 1.0
+    if not {"fp32", "bf16"} <= pair.keys() & set(candidate.precisions):
+        return None
+    return pair["bf16"].epoch_seconds() / pair["fp32"].epoch_seconds()
 
 
 def _train_in_fp32(candidate: Confirmation, say: Echo) -> None:

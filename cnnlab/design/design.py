@@ -237,7 +237,7 @@ def _ship(pick: Confirmation, folder: Path, spec: DesignPlan) -> Path:
               f"# {precisions}).\n"
               + (f"# It trains in fp32 everywhere: bf16 autocast took {pick.bf16_slowdown:.2f}x "
                  "fp32's time\n# per epoch for it (confirmation, first seed).\n"
-                 if "bf16" not in pick.precisions and pick.bf16_slowdown is not None else "")
+                 if pick.bf16_dropped else "")
               + f"# The search and the per-seed results: {folder / 'README.md'}.\n")
     path = folder / f"{spec.name}.toml"
     path.write_text(header + _described(pick.recipe).to_toml(), encoding="utf-8")

@@ -127,7 +127,7 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                              "buys it no speed, so its recipe trains in fp32 on "
                              "every machine (`train.amp = \"off\"`) and its rule is judged in "
                              "fp32 alone.")
-                   for c in tried if c.bf16_slowdown is not None and "bf16" not in c.precisions]
+                   for c in tried if c.bf16_dropped]
         blocks.append(Paragraph(
             f"{len(tried)} of {len(candidates)} candidates went to confirmation (it stops at "
             f"the first that meets the rule); {len(failed)} failed"
