@@ -5,6 +5,7 @@ MNIST slices that searches, rejects, confirms on fresh seeds, ships a recipe and
 import json
 import math
 from pathlib import Path
+from statistics import NormalDist
 
 import pytest
 import tomli_w
@@ -140,7 +141,6 @@ def test_a_sweep_key_can_index_a_list_of_the_base_recipe(tmp_path):
 
 def test_the_seed_margin_is_learned_from_the_library_s_confirmation_runs(tmp_path,
                                                                          monkeypatch):
-    from statistics import NormalDist
 
     from cnnlab.design import library
     from cnnlab.design.design_file import load_design
@@ -496,6 +496,38 @@ def test_a_design_that_bf16_does_not_speed_up_trains_and_is_judged_in_fp32_alone
     both = Confirmation(3, 16754, recipe, [candidate.runs[0], unjudged],
                         precisions=("fp32", "bf16"))
     assert not both.confirmed and (both.failed_on, both.failed_in) == (1, "bf16")
+
+
+def test_a_design_that_met_every_run_near_the_line_is_not_kept_for_unseen_seeds(tmp_path):
+    from cnnlab.design.confirm import UNSEEN_HOLDS
+    from cnnlab.design.design_report import _failure, _unseen_sentence
+
+    recipe = load_recipe("mnist-s5-10ep", ["train.epochs=2", "spec.last_epochs=2"])
+
+    def confirmation(lows: list[float], library_spread: tuple[float, int]) -> Confirmation:
+        runs = [SeedRun(seed, tmp_path, [{"test_acc": low + 0.05}, {"test_acc": low}])
+                for seed, low in enumerate(lows, 1)]
+        return Confirmation(3, 3869, recipe, runs, library_spread=library_spread)
+
+    # 0.1 above 99.4 on average over three seeds, runs 0.06 apart: a new seed falls 1.4
+    # standard errors of prediction above the line, and misses 8% of the time
+    near = confirmation([99.45, 99.50, 99.55], (0.06, 16))
+    spread, dof = near.spread
+    assert dof == 18 and spread == pytest.approx(math.sqrt((0.06**2 * 16 + 0.005) / 18))
+    expected = NormalDist().cdf(0.1 / (spread * math.sqrt(1 + 1 / 3)))
+    assert near.holds_unseen == pytest.approx(expected) and 0.9 < expected < UNSEEN_HOLDS
+    assert near.first_miss is None and near.thin and not near.confirmed
+    assert "met the rule on every run, 0.05 points above" in _failure(near)
+    assert f"on {expected:.0%} of unseen seeds" in _failure(near)
+    # the same runs further above the line are kept; so is any design where the spread
+    # rests on too few degrees of freedom to predict from (no library: its own 2)
+    assert confirmation([99.55, 99.60, 99.65], (0.06, 16)).confirmed
+    alone = confirmation([99.45, 99.50, 99.55], (0.0, 0))
+    assert alone.holds_unseen is None and alone.confirmed
+    assert "rests on 2 degrees of freedom" in _unseen_sentence(alone)
+    # a run that missed is a miss, not a thin margin
+    missed = confirmation([99.39, 99.8, 99.8], (0.06, 16))
+    assert missed.failed_on == 1 and not missed.thin and not missed.confirmed
 
 
 def test_the_design_report_marks_each_confirmation_run_by_its_own_figures_and_times_the_rungs(

@@ -4,6 +4,15 @@ CPU (fp32; bf16 where the CPU has bf16 units, as autocast), and kept only if it 
 target rule in every one of those runs: where the spec sets `min_int8_acc`, each run's model
 is exported to int8 (`cnnlab export --int8`) and that model's test accuracy must hold it too.
 
+Meeting the rule on three seeds is not holding it: a design at the line passes three and
+misses the fourth. So a design that met it on every run is kept only where it is predicted to
+meet it on UNSEEN_HOLDS of the seeds it was not confirmed on: a new run's judged figure (its
+lowest last-epoch accuracy, above the target) falls about the mean of its judged runs' with the
+spread between runs that the design library's designs and its own runs show
+(library.pooled_spread); the mean itself is known to that spread over the square root of the
+runs. Where the spread rests on fewer than SPREAD_DOF degrees of freedom, no prediction is
+made and meeting the rule on every run suffices.
+
 bf16 autocast is there for speed. Where the first seed's bf16 run took at least as long per
 epoch as its fp32 run (small convs, whose bf16 kernels cost more in reorders than they save;
 with two workers the two train side by side), the design trains in fp32 everywhere
@@ -13,6 +22,7 @@ measurement, not judged."""
 from __future__ import annotations
 
 import contextlib
+import math
 import multiprocessing
 import os
 import shutil
@@ -21,10 +31,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 from cnnlab.config import Recipe
 from cnnlab.data import Dataset, load_recipe_data
+from cnnlab.design.library import SPREAD_DOF, pooled_spread
 from cnnlab.pipeline import resume, train
 from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.history import History
@@ -35,6 +47,8 @@ from cnnlab.training.trainer import Echo
 
 # What `train.amp = "auto"` can resolve to on a CPU, as the recipe setting that forces it.
 CPU_PRECISIONS = {"fp32": "off", "bf16": "bf16"}
+# The share of unseen seeds on which a kept design must be predicted to meet its rule.
+UNSEEN_HOLDS = 0.95
 
 
 @dataclass
@@ -75,6 +89,8 @@ class Confirmation:
     val_acc: list[float] = field(default_factory=list)  # at the search's last rung, per seed
     precisions: tuple[str, ...] = ("fp32",)  # those its recipe trains in: each is judged
     bf16_slowdown: float | None = None  # bf16's epoch time over fp32's, on the first seed
+    # the spread between one design's runs in the design library, and its degrees of freedom
+    library_spread: tuple[float, int] = (0.0, 0)
 
     @property
     def bf16_dropped(self) -> bool:
@@ -100,13 +116,44 @@ class Confirmation:
         return None if self.first_miss is None else self.first_miss.precision
 
     @property
+    def spread(self) -> tuple[float, int]:
+        """How far its judged figure moves between runs: the library's spread pooled with its
+        own judged runs', and the degrees of freedom that rests on."""
+        return pooled_spread([self.margins], self.library_spread)
+
+    @property
+    def holds_unseen(self) -> float | None:
+        """The share of unseen seeds on which it is predicted to meet the rule (module
+        docstring); None where the spread rests on too few degrees of freedom."""
+        margins = self.margins
+        spread, dof = self.spread
+        if not margins or dof < SPREAD_DOF:
+            return None
+        mean = statistics.fmean(margins)
+        if spread == 0:
+            return float(mean >= 0)
+        return NormalDist().cdf(mean / (spread * math.sqrt(1 + 1 / len(margins))))
+
+    @property
+    def thin(self) -> bool:
+        """Met the rule on every judged run, yet predicted to miss it on too many unseen
+        seeds."""
+        holds = self.holds_unseen
+        return self.first_miss is None and holds is not None and holds < UNSEEN_HOLDS
+
+    @property
     def confirmed(self) -> bool:
-        return self.first_miss is None and bool(self.judged)
+        return self.first_miss is None and bool(self.judged) and not self.thin
 
     @property
     def short_by(self) -> float:
         """Points by which its worst judged run missed the target (<= 0: every one met it)."""
         return max(r.shortfall(self.recipe) for r in self.judged)
+
+    @property
+    def margins(self) -> list[float]:
+        """Points by which each judged run held the target (negative: missed it)."""
+        return [-r.shortfall(self.recipe) for r in self.judged]
 
 
 def rule_met(history: History, recipe: Recipe, int8_acc: float | None = None) -> bool:
@@ -145,6 +192,10 @@ def confirm(candidate: Confirmation, seeds: tuple[int, ...], folder: Path, data:
                                if precision == "fp32"]
             if candidate.failed_on is not None:
                 return candidate
+    if candidate.thin:
+        say(f"  trial {candidate.trial}: met the rule on every run, but is predicted to meet "
+            f"it on {candidate.holds_unseen:.0%} of unseen seeds (kept from "
+            f"{UNSEEN_HOLDS:.0%}): not kept")
     return candidate
 
 

@@ -8,7 +8,7 @@
    (rungs.py); trials that fall behind every target-reaching trial are stopped early.
 3. The smallest designs that reached the target on validation are retrained on the full
    training split, on seeds the search never used (confirm.py), smallest first; the first to
-   meet the rule on every seed is the pick.
+   meet the rule on every seed, with the margin to hold it on unseen seeds, is the pick.
 4. The pick is written out as a recipe, beside a README (design_report.py).
 
 Everything lands in `designs/<name>/`; a stopped design continues with `resume`.
@@ -29,7 +29,7 @@ from cnnlab.data.catalog import dataset_info
 from cnnlab.design.confirm import Confirmation, confirm
 from cnnlab.design.design_file import DesignPlan, load_design
 from cnnlab.design.design_report import write_design_report
-from cnnlab.design.library import RECORD_FILE, shape_name, starting_points
+from cnnlab.design.library import RECORD_FILE, seed_spread, shape_name, starting_points
 from cnnlab.design.rungs import (
     SEED_KEY,
     RungResult,
@@ -112,6 +112,8 @@ def design(
     data = load_recipe_data(search.base.data, data_dir, progress=False) if candidates else None
     pick = None
     for candidate in candidates:
+        # the library's spread, but the design's own entry: its runs are counted as its own
+        candidate.library_spread = seed_spread(shape, besides=candidate.values)
         confirm(candidate, spec.seeds, folder / "confirm" / f"trial{candidate.trial}", data,
                 echo, spec.precisions, workers=workers, data_dir=data_dir)
         if candidate.confirmed:
@@ -208,6 +210,8 @@ def _record(folder: Path, spec: DesignPlan, search: SweepPlan, shape: tuple[int,
                 "activation_bytes": summary.peak_activation_bytes,
                 "val_acc": candidate.val_acc, "met": candidate.confirmed,
                 "short_by": round(candidate.short_by, 3),
+                **({"holds_unseen": round(candidate.holds_unseen, 3)}
+                   if candidate.holds_unseen is not None else {}),
                 "precisions": list(candidate.precisions),
                 **({"bf16_slowdown": round(candidate.bf16_slowdown, 3)}
                    if candidate.bf16_slowdown is not None else {}),
@@ -223,7 +227,8 @@ def _record(folder: Path, spec: DesignPlan, search: SweepPlan, shape: tuple[int,
         "pick": confirmed(pick) if pick is not None else None,
         "candidates": [confirmed(c) for c in tried],
         "failed": [{"params": c.params, "seed": c.failed_on, "precision": c.failed_in,
-                    "short_by": round(c.short_by, 3)}
+                    "short_by": round(c.short_by, 3),
+                    **({"holds_unseen": round(c.holds_unseen, 3)} if c.thin else {})}
                    for c in tried if not c.confirmed]}
     (folder / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
 

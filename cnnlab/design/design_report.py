@@ -7,8 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cnnlab.design.confirm import Confirmation, rule_met
+from cnnlab.design.confirm import UNSEEN_HOLDS, Confirmation, rule_met
 from cnnlab.design.design_file import DesignPlan
+from cnnlab.design.library import SPREAD_DOF
 from cnnlab.design.rungs import RungResult, ranking
 from cnnlab.inspection.spec import last_epochs_phrase
 from cnnlab.prepare import prepare
@@ -132,9 +133,8 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
             f"{len(tried)} of {len(candidates)} candidates went to confirmation (it stops at "
             f"the first that meets the rule); {len(failed)} failed"
             + (": " + "; ".join(
-                f"trial {c.trial} ({c.params:,} parameters) missed the rule on seed "
-                f"{c.failed_on} in {c.failed_in}, by {c.short_by:.2f} "
-                "points" for c in failed) if failed else "") + "."))
+                _failure(c) for c in failed) if failed else "") + "."))
+        blocks.append(Paragraph(_unseen_sentence(pick or (tried[-1] if tried else None))))
     blocks += [Heading("Reproduce"), Code(f"cnnlab design {folder / 'design.toml'} --resume")]
     readme = folder / "README.md"
     readme.write_text(to_markdown(blocks), encoding="utf-8")
@@ -216,6 +216,36 @@ def _seed_row(candidate: Confirmation, seed_run: Any, last: int, int8: bool) -> 
                  if int8 else [])
     return [str(candidate.trial), f"{candidate.params:,}", str(seed_run.seed),
             seed_run.precision, accuracies, *int8_cell, met]
+
+
+def _failure(candidate: Confirmation) -> str:
+    if candidate.thin:
+        return (f"trial {candidate.trial} ({candidate.params:,} parameters) met the rule on "
+                f"every run, {-candidate.short_by:.2f} points above the target at its lowest, "
+                f"but is predicted to meet it on {candidate.holds_unseen:.0%} of unseen seeds")
+    return (f"trial {candidate.trial} ({candidate.params:,} parameters) missed the rule on "
+            f"seed {candidate.failed_on} in {candidate.failed_in}, by {candidate.short_by:.2f} "
+            "points")
+
+
+def _unseen_sentence(candidate: Confirmation | None) -> str:
+    """How the prediction for unseen seeds was made, on the pick (or the last design tried)."""
+    if candidate is None:
+        return ""
+    spread, dof = candidate.spread
+    if candidate.holds_unseen is None:
+        return (f"No share of unseen seeds was predicted: the spread between one design's "
+                f"runs rests on {dof} degrees of freedom here (the design library's designs "
+                f"for this input shape and trial {candidate.trial}'s own runs), under "
+                f"{SPREAD_DOF}; meeting the rule on every run sufficed.")
+    margins = candidate.margins
+    return (f"A design is kept where it is predicted to meet the rule on {UNSEEN_HOLDS:.0%} "
+            "of the seeds it was not confirmed on: a new run falls about the mean of its "
+            f"judged runs with the spread between one design's runs, {spread:.3f} points over "
+            f"{dof} degrees of freedom (the design library's designs for this input shape and "
+            f"this design's own runs). Trial {candidate.trial}: {sum(margins) / len(margins):.3f}"
+            f" points above the target on average over {len(margins)} runs, predicted to meet "
+            f"it on {candidate.holds_unseen:.1%} of unseen seeds.")
 
 
 def _runs(count: int) -> str:

@@ -15,7 +15,8 @@ widths), rounded, then shrunk 3% at a time until the design fits the budget. The
 enqueued as the first designs of rung 0; the sampler searches around them.
 
 The library's confirmation runs also say how far one design's judged figure moves from seed
-to seed and precision to precision: the margin a new study aims above the target.
+to seed and precision to precision: the margin a new study aims above the target, and the
+share of unseen seeds on which a confirmed design is predicted to hold its rule (confirm.py).
 """
 
 from __future__ import annotations
@@ -60,19 +61,29 @@ def entries(input_shape: tuple[int, int, int], folder: Path | None = None) -> li
     return read_toml(path.read_text(encoding="utf-8"), path).get("design", [])
 
 
-def seed_spread(input_shape: tuple[int, int, int], folder: Path | None = None
-                ) -> tuple[float, int]:
+def seed_spread(input_shape: tuple[int, int, int], folder: Path | None = None, *,
+                besides: dict[str, Any] | None = None) -> tuple[float, int]:
     """How far a design's judged figure (the lowest of its last epochs' test accuracy) moves
     between its confirmation runs (seeds and precisions): the standard deviation within each
-    library design's runs, pooled over the designs of `input_shape`, and the degrees of freedom
-    it rests on (0 where no design has two runs)."""
-    squares, dof = 0.0, 0
-    for entry in entries(input_shape, folder):
-        lows = [min(run["last_test_acc"]) for run in entry.get("runs", [])]
-        if len(lows) > 1:
-            mean = sum(lows) / len(lows)
-            squares += sum((low - mean) ** 2 for low in lows)
-            dof += len(lows) - 1
+    library design's runs, pooled over the designs of `input_shape` (but the one whose values
+    are `besides`), and the degrees of freedom it rests on (0 where no design has two runs)."""
+    return pooled_spread([[min(run["last_test_acc"]) for run in entry.get("runs", [])]
+                          for entry in entries(input_shape, folder)
+                          if besides is None or entry.get("values") != besides])
+
+
+def pooled_spread(groups: list[list[float]], prior: tuple[float, int] = (0.0, 0)
+                  ) -> tuple[float, int]:
+    """The standard deviation of figures about their own group's mean, pooled over `groups`
+    and a `prior` (a spread and its degrees of freedom), with the degrees of freedom it rests
+    on."""
+    spread, dof = prior
+    squares = spread * spread * dof
+    for group in groups:
+        if len(group) > 1:
+            mean = sum(group) / len(group)
+            squares += sum((x - mean) ** 2 for x in group)
+            dof += len(group) - 1
     return (math.sqrt(squares / dof) if dof else 0.0), dof
 
 
