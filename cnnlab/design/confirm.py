@@ -194,8 +194,8 @@ def confirm(candidate: Confirmation, seeds: tuple[int, ...], folder: Path, data:
                 return candidate
     if candidate.thin:
         say(f"  trial {candidate.trial}: met the rule on every run, but is predicted to meet "
-            f"it on {candidate.holds_unseen:.0%} of unseen seeds (kept from "
-            f"{UNSEEN_HOLDS:.0%}): not kept")
+            f"it on {candidate.holds_unseen:.0%} of unseen seeds, under {UNSEEN_HOLDS:.0%}: "
+            "not kept")
     return candidate
 
 

@@ -239,7 +239,9 @@ def _ship(pick: Confirmation, folder: Path, spec: DesignPlan) -> Path:
     precisions = " and ".join(pick.precisions)
     header = (f"# Designed by `cnnlab design` ({folder / 'design.toml'}): the smallest design\n"
               f"# of its search that met [spec] on every confirmation run ({seeds}, in\n"
-              f"# {precisions}).\n"
+              f"# {precisions})"
+              + (f", predicted to meet it on {pick.holds_unseen:.0%} of unseen seeds.\n"
+                 if pick.holds_unseen is not None else ".\n")
               + (f"# It trains in fp32 everywhere: bf16 autocast took {pick.bf16_slowdown:.2f}x "
                  "fp32's time\n# per epoch for it (confirmation, first seed).\n"
                  if pick.bf16_dropped else "")
