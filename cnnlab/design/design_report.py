@@ -134,7 +134,9 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
             f"the first that meets the rule); {len(failed)} failed"
             + (": " + "; ".join(
                 _failure(c) for c in failed) if failed else "") + "."))
-        blocks.append(Paragraph(_unseen_sentence(pick or (tried[-1] if tried else None))))
+        predicted = pick or next((c for c in tried if c.thin), None)
+        if predicted is not None:
+            blocks.append(Paragraph(_unseen_sentence(predicted)))
     blocks += [Heading("Reproduce"), Code(f"cnnlab design {folder / 'design.toml'} --resume")]
     readme = folder / "README.md"
     readme.write_text(to_markdown(blocks), encoding="utf-8")
@@ -228,10 +230,8 @@ def _failure(candidate: Confirmation) -> str:
             "points")
 
 
-def _unseen_sentence(candidate: Confirmation | None) -> str:
-    """How the prediction for unseen seeds was made, on the pick (or the last design tried)."""
-    if candidate is None:
-        return ""
+def _unseen_sentence(candidate: Confirmation) -> str:
+    """How the prediction for unseen seeds was made, on the pick (or a design it turned away)."""
     spread, dof = candidate.spread
     if candidate.holds_unseen is None:
         return (f"No share of unseen seeds was predicted: the spread between one design's "
@@ -244,7 +244,7 @@ def _unseen_sentence(candidate: Confirmation | None) -> str:
             f"judged runs with the spread between one design's runs, {spread:.3f} points over "
             f"{dof} degrees of freedom (the design library's designs for this input shape and "
             f"this design's own runs). Trial {candidate.trial}: {sum(margins) / len(margins):.3f}"
-            f" points above the target on average over {len(margins)} runs, predicted to meet "
+            f" points above the target on average over {_runs(len(margins))}, predicted to meet "
             f"it on {candidate.holds_unseen:.1%} of unseen seeds.")
 
 
