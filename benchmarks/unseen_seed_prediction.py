@@ -35,10 +35,10 @@ def main() -> None:
                                      library_spread=seed_spread(SHAPE,
                                                                 besides=entry["values"]))
             spread, dof = candidate.spread
-            margin = sum(candidate.margins) / len(candidate.margins)
             holds = candidate.holds_unseen
             print(f"{entry['name']:<28} {entry['params']:>6} {'+'.join(precisions):<10} "
-                  f"{len(candidate.judged):>4}  {margin:6.3f}  {spread:6.3f}  {dof:>3}  "
+                  f"{len(candidate.judged):>4}  {candidate.mean_margin:6.3f}  {spread:6.3f}  "
+                  f"{dof:>3}  "
                   f"{'-' if holds is None else f'{holds:.3f}':>12}  "
                   f"{'yes' if candidate.confirmed else 'no'}")
 

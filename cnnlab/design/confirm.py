@@ -129,10 +129,9 @@ class Confirmation:
         spread, dof = self.spread
         if not margins or dof < SPREAD_DOF:
             return None
-        mean = statistics.fmean(margins)
         if spread == 0:
-            return float(mean >= 0)
-        return NormalDist().cdf(mean / (spread * math.sqrt(1 + 1 / len(margins))))
+            return float(self.mean_margin >= 0)
+        return NormalDist().cdf(self.mean_margin / (spread * math.sqrt(1 + 1 / len(margins))))
 
     @property
     def thin(self) -> bool:
@@ -154,6 +153,11 @@ class Confirmation:
     def margins(self) -> list[float]:
         """Points by which each judged run held the target (negative: missed it)."""
         return [-r.shortfall(self.recipe) for r in self.judged]
+
+    @property
+    def mean_margin(self) -> float:
+        """Points by which its judged runs held the target, on average."""
+        return statistics.fmean(self.margins)
 
 
 def rule_met(history: History, recipe: Recipe, int8_acc: float | None = None) -> bool:

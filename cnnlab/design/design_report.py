@@ -238,13 +238,12 @@ def _unseen_sentence(candidate: Confirmation) -> str:
                 f"runs rests on {dof} degrees of freedom here (the design library's designs "
                 f"for this input shape and trial {candidate.trial}'s own runs), under "
                 f"{SPREAD_DOF}; meeting the rule on every run sufficed.")
-    margins = candidate.margins
     return (f"A design is kept where it is predicted to meet the rule on {UNSEEN_HOLDS:.0%} "
             "of the seeds it was not confirmed on: a new run falls about the mean of its "
             f"judged runs with the spread between one design's runs, {spread:.3f} points over "
             f"{dof} degrees of freedom (the design library's designs for this input shape and "
-            f"this design's own runs). Trial {candidate.trial}: {sum(margins) / len(margins):.3f}"
-            f" points above the target on average over {_runs(len(margins))}, predicted to meet "
+            f"this design's own runs). Trial {candidate.trial}: {candidate.mean_margin:.3f} points "
+            f"above the target on average over {_runs(len(candidate.margins))}, predicted to meet "
             f"it on {candidate.holds_unseen:.1%} of unseen seeds.")
 
 
