@@ -13,7 +13,8 @@ search ranks it: the lowest validation accuracy over the spec's last `last_epoch
         DESIGN.toml --designs 12 --rungs 2 5 --out /work/runs-bg/rungs
 
 Each training is kept in `--out` (results.jsonl), so a stopped run continues where it was,
-the training it was in resumed from its last epoch.
+the training it was in resumed from its last epoch. `--share I/N` trains every N-th design
+from the I-th: N one-thread processes on one `--out` split the designs between them.
 """
 
 from __future__ import annotations
@@ -90,6 +91,8 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data-dir")
+    parser.add_argument("--share", type=share, default=(0, 1), metavar="I/N",
+                        help="train designs I, I+N, I+2N, ... (default 0/1: all)")
     parser.add_argument("--report", action="store_true", help="print the table of what is "
                         "kept in --out, training nothing")
     args = parser.parse_args()
@@ -97,8 +100,7 @@ def main() -> int:
     search = load_sweep_of(args.design_file, args.out)
     args.out.mkdir(parents=True, exist_ok=True)
     kept = args.out / "results.jsonl"
-    done = {(r["design"], r["rung"]): r for r in map(json.loads, kept.read_text().splitlines())
-            } if kept.is_file() else {}
+    done = kept_rows(kept)
     if args.report:
         report(done, [f"{e} epochs" for e in args.rungs])
         return 0
@@ -110,7 +112,10 @@ def main() -> int:
     print(machine_line())
     print(f"{len(designs)} designs of {search.name}'s space within budget; full = {full} "
           f"epochs, its figure the lowest val accuracy of the last {last}", flush=True)
+    part, parts = args.share
     for number, design in enumerate(designs):
+        if number % parts != part:
+            continue
         for rung, epochs in [("full", full), *zip(rungs, args.rungs, strict=True)]:
             if (number, rung) in done:
                 continue
@@ -128,7 +133,7 @@ def main() -> int:
             with kept.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
-    report(done, rungs)
+    report(kept_rows(kept), rungs)  # with what the other shares have written
     return 0
 
 
@@ -149,6 +154,23 @@ def report(done: dict, rungs: list[str]) -> None:
     full = [done[(n, "full")]["seconds"] for n in numbers]
     if full:
         print(f"| full | {len(full)} | 1.00 | 0 | {statistics.median(full):.0f} |")
+
+
+def kept_rows(kept: Path) -> dict:
+    if not kept.is_file():
+        return {}
+    rows = map(json.loads, kept.read_text().splitlines())
+    return {(r["design"], r["rung"]): r for r in rows}
+
+
+def share(text: str) -> tuple[int, int]:
+    try:
+        part, parts = map(int, text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N (e.g. 0/2)") from None
+    if not 0 <= part < parts:
+        raise argparse.ArgumentTypeError(f"{text!r}: I must be 0 to N-1")
+    return part, parts
 
 
 def load_sweep_of(design_file: str, out: Path):
