@@ -13,8 +13,9 @@ search ranks it: the lowest validation accuracy over the spec's last `last_epoch
         DESIGN.toml --designs 12 --rungs 2 5 --out /work/runs-bg/rungs
 
 Each training is kept in `--out` (results.jsonl), so a stopped run continues where it was,
-the training it was in resumed from its last epoch. `--share I/N` trains every N-th design
-from the I-th: N one-thread processes on one `--out` split the designs between them.
+the training it was in resumed from its last epoch (give it the same `--set` again).
+`--share I/N` trains every N-th design from the I-th: N one-thread processes on one `--out`
+split the designs between them.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from pathlib import Path
 
 import tomli_w
 
-from cnnlab.config import parse_recipe
+from cnnlab.config import recipe_from_table
 from cnnlab.data import load_recipe_data
 from cnnlab.design.confirm import trained_in
 from cnnlab.design.design import _random_value
@@ -91,6 +92,9 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data-dir")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="a recipe setting for every training "
+                        "(e.g. train.amp=off), as `cnnlab train --set` takes it")
     parser.add_argument("--share", type=share, default=(0, 1), metavar="I/N",
                         help="train designs I, I+N, I+2N, ... (default 0/1: all)")
     parser.add_argument("--report", action="store_true", help="print the table of what is "
@@ -123,7 +127,8 @@ def main() -> int:
             raw = recipe.with_values(rung_values(recipe, epochs, last=rung == "full")).to_dict()
             raw["spec"] = {}
             started = time.monotonic()
-            history, _ = trained_in(parse_recipe(raw, "rung"), args.out / "runs",
+            history, _ = trained_in(recipe_from_table(raw, args.overrides, "rung"),
+                                    args.out / "runs",
                                     f"d{number}-{rung.replace(' ', '_')}", data)
             figure = (min(r["val_acc"] for r in history[-last:]) if rung == "full"
                       else history[-1]["val_acc"])
