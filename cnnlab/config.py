@@ -186,8 +186,9 @@ class TrainConfig:
     qat_epochs: Count | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     channels_last: bool = True  # NHWC activations: faster convolutions for most models
-    # auto: bf16 autocast where the device has bf16 units (Ampere+ GPUs, CPUs with AVX512-BF16
-    # or AMX), fp16 with a gradient scaler on older GPUs, fp32 on older CPUs
+    # auto: bf16 autocast where the device has bf16 units (Ampere+ GPUs; CPUs with AVX512-BF16
+    # or AMX where bf16 was timed faster, training/precision.py), fp16 with a gradient scaler on
+    # older GPUs, fp32 on other CPUs
     amp: AmpMode = "auto"
     compile: bool = False  # torch.compile the model for training (pays a compile up front)
     tta: TTAMode = "none"  # test-time augmentation (train/tta.py)

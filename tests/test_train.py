@@ -1,3 +1,4 @@
+import json
 import math
 
 import pytest
@@ -148,9 +149,17 @@ def test_a_partial_checkpoint_older_than_the_last_epoch_is_passed_over(tmp_path,
     assert "resumed after epoch 2" in (run_dir / "log.txt").read_text()
 
 
-def _bf16_units(monkeypatch, present: bool) -> None:
+def _bf16_units(monkeypatch, present: bool, speedup: float = 2.0) -> list[int]:
+    """A CPU with or without bf16 units, on which bf16 autocast times `speedup` x fp32's speed;
+    returns the list each timing appends to."""
+    from cnnlab.training import precision
+
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         monkeypatch.setattr(torch.cpu, probe, lambda: present, raising=False)
+    timed = []
+    monkeypatch.setattr(precision, "bf16_speedup", lambda: timed.append(1) or speedup)
+    monkeypatch.setattr(precision, "_verdicts", {})  # this process's verdict, forgotten
+    return timed
 
 
 @pytest.mark.slow
@@ -398,9 +407,40 @@ def test_amp_picks_the_precision_the_device_has(monkeypatch, amp, device, bf16_u
     from cnnlab.training.precision import autocast_dtype
 
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: bf16_units)
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        monkeypatch.setattr(torch.cpu, probe, lambda: bf16_units, raising=False)
+    _bf16_units(monkeypatch, bf16_units)
     assert autocast_dtype(amp, torch.device(device)) == expected
+
+
+def test_auto_takes_bf16_on_a_cpu_only_where_it_was_timed_faster(monkeypatch, tmp_path):
+    """bf16 units are not enough: on some CPUs with them bf16 autocast trains slower than
+    fp32. The verdict is timed once per CPU and kept in the cache folder."""
+    from cnnlab.training import precision
+    from cnnlab.training.precision import autocast_dtype
+
+    cpu = torch.device("cpu")
+    timed = _bf16_units(monkeypatch, True, speedup=0.6)
+    assert autocast_dtype("auto", cpu) is None
+    assert autocast_dtype("auto", cpu) is None and len(timed) == 1  # this process remembers
+    monkeypatch.setattr(precision, "_verdicts", {})
+    assert autocast_dtype("auto", cpu) is None and len(timed) == 1  # ... and the cache folder
+    assert autocast_dtype("bf16", cpu) == torch.bfloat16  # asked for: no timing decides it
+    kept = json.loads((tmp_path / "cache" / "cpu_precision.json").read_text())
+    assert [v["speedup"] for v in kept.values()] == [0.6]
+
+    (tmp_path / "cache" / "cpu_precision.json").write_text("{not json")  # damaged: timed again
+    timed = _bf16_units(monkeypatch, True, speedup=precision.BF16_PAYS_AT)
+    assert autocast_dtype("auto", cpu) == torch.bfloat16 and len(timed) == 1
+    timed = _bf16_units(monkeypatch, False)
+    assert autocast_dtype("auto", cpu) is None and timed == []  # no units: nothing to time
+
+
+def test_the_bf16_timing_leaves_the_random_state_as_it_was():
+    from cnnlab.training.precision import bf16_speedup
+
+    torch.manual_seed(7)
+    before = torch.random.get_rng_state()
+    assert bf16_speedup(batch=4, steps=1) > 0
+    assert torch.equal(torch.random.get_rng_state(), before)
 
 
 @pytest.mark.slow
