@@ -12,6 +12,7 @@ verdict in the cache folder: every run on a machine picks alike."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import platform
@@ -114,6 +115,7 @@ def bf16_speedup(batch: int = 64, steps: int = 3) -> float:
         torch.random.set_rng_state(state)
 
 
+@functools.cache  # read once: every autocast decision asks, /proc/cpuinfo does not change
 def _cpu_identity() -> str:
     """This CPU (its model and instruction sets, as Linux reports them) and torch's version."""
     try:
