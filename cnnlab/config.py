@@ -25,6 +25,7 @@ from cnnlab.inert_settings import (
     idle_settings,
     refuse_idle_settings,
     refuse_tails_as_long_as_the_run,
+    tails_as_long_as_the_run,
 )
 
 
@@ -315,7 +316,8 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
     An override that names another model drops the recipe's `model.args`: they were written
     for the model it replaces (new ones can follow as `model.args.KEY=VALUE`). Likewise an
     override that idles the file's settings (another optimiser, schedule or augmentation
-    engine) drops them; a setting that does nothing as written, or as overridden, is an error
+    engine) drops them, and an override of `train.epochs` drops the file's tails it makes as
+    long as the run; a setting that does nothing as written, or as overridden, is an error
     (inert_settings.py)."""
     pairs = [_parsed_override(override) for override in overrides]
     try:
@@ -324,6 +326,7 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
         pass
     else:
         refuse_idle_settings(written, source)
+        refuse_tails_as_long_as_the_run(written, source)
     model = raw.get("model")
     new_names = [value for key, value in pairs if key == "model.name"]
     if isinstance(model, dict) and new_names and new_names[-1] != model.get("name"):
@@ -334,9 +337,26 @@ def recipe_from_table(raw: dict[str, Any], overrides: list[str] | tuple[str, ...
             _drop_key(raw["by_precision"], f"{precision}.{key}")
             if key == "model.name":  # the args were written for the model it replaces
                 _drop_key(raw["by_precision"], f"{precision}.model.args")
-    recipe = _without_settings_overrides_idled(raw, {key for key, _ in pairs}, source)
+    overridden = {key for key, _ in pairs}
+    recipe = _without_tails_overrides_outgrew(
+        _without_settings_overrides_idled(raw, overridden, source), raw, overridden, source)
     refuse_tails_as_long_as_the_run(recipe, source)
     return recipe
+
+
+def _without_tails_overrides_outgrew(recipe: Recipe, raw: dict[str, Any], overridden: set[str],
+                                     source: str) -> Recipe:
+    """`recipe` less the file's tails (plain last epochs, a held last rate) that an override
+    of `train.epochs` made as long as the run: they were written for the longer one, as
+    `--set train.epochs=2` for a quick look means. A tail the overrides name is judged."""
+    if not any(key.endswith("train.epochs") for key in overridden):
+        return recipe
+    outgrown = {key for key, *_ in tails_as_long_as_the_run(recipe) if key not in overridden}
+    for key in outgrown:
+        _drop_key(raw, key)
+        for precision in list(raw.get("by_precision") or {}):
+            _drop_key(raw["by_precision"], f"{precision}.{key}")
+    return parse_recipe(raw, source) if outgrown else recipe
 
 
 def _without_settings_overrides_idled(raw: dict[str, Any], overridden: set[str], source: str

@@ -90,18 +90,27 @@ def refuse_idle_settings(recipe: Recipe, source: str) -> None:
         raise ConfigError(idle[0].line(source))
 
 
-def refuse_tails_as_long_as_the_run(recipe: Recipe, source: str) -> None:
+TAILS = ("augment.off_last_epochs", "schedule.hold_epochs")
+
+
+def tails_as_long_as_the_run(recipe: Recipe) -> list[tuple[str, Any, int, str]]:
     """augment.off_last_epochs counts the last epochs on plain images, schedule.hold_epochs
-    those after the cycle: all of the run is a slip."""
+    those after the cycle: either as long as the run leaves it nothing to do. Each such tail
+    as (key, value, epochs, where)."""
+    found = []
     for where, resolved in _resolutions(recipe):
         epochs = resolved.train.epochs
-        plain, held = resolved.augment.off_last_epochs, resolved.schedule.hold_epochs
-        if plain >= epochs:
-            raise ConfigError(f"{source}{where}: augment.off_last_epochs = {plain} leaves none "
-                              f"of the {epochs} epochs augmented: keep it below train.epochs")
-        if held >= epochs:
-            raise ConfigError(f"{source}{where}: schedule.hold_epochs = {held} leaves no epoch "
-                              f"of the {epochs} for the cycle: keep it below train.epochs")
+        found += [(key, _value(resolved, key), epochs, where) for key in TAILS
+                  if _value(resolved, key) >= epochs]
+    return found
+
+
+def refuse_tails_as_long_as_the_run(recipe: Recipe, source: str) -> None:
+    for key, value, epochs, where in tails_as_long_as_the_run(recipe)[:1]:
+        what = (f"leaves none of the {epochs} epochs augmented" if key == TAILS[0]
+                else f"leaves no epoch of the {epochs} for the cycle")
+        raise ConfigError(f"{source}{where}: {key} = {value} {what}: keep it below "
+                          "train.epochs")
 
 
 def _resolutions(recipe: Recipe) -> list[tuple[str, Recipe]]:

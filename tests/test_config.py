@@ -229,6 +229,23 @@ def test_a_setting_that_would_do_nothing_is_refused_with_what_it_needs(overrides
         load_recipe("mnist-s5-10ep", overrides)
 
 
+def test_a_shorter_run_drops_the_files_tails_it_outgrows_and_judges_those_it_names(tmp_path):
+    shipped = load_recipe("mnist-s5-10ep")
+    assert (shipped.augment.off_last_epochs, shipped.schedule.hold_epochs) == (3, 2)
+    quick = load_recipe("mnist-s5-10ep", ["train.epochs=2"])
+    assert (quick.augment.off_last_epochs, quick.schedule.hold_epochs) == (0, 0)
+    three = load_recipe("mnist-s5-10ep", ["train.epochs=3"])  # the hold still leaves a cycle
+    assert (three.augment.off_last_epochs, three.schedule.hold_epochs) == (0, 2)
+    assert load_recipe("mnist-s5-10ep", ["train.epochs=5"]).augment.off_last_epochs == 3
+    with pytest.raises(ConfigError, match="off_last_epochs = 2 leaves none of the 2 epochs"):
+        load_recipe("mnist-s5-10ep", ["train.epochs=2", "augment.off_last_epochs=2"])
+    path = tmp_path / "r.toml"  # the file's own slip is refused whatever overrides follow
+    path.write_text('name = "r"\n[train]\nepochs = 2\n[schedule]\nname = "onecycle"\n'
+                    'hold_epochs = 2\n')
+    with pytest.raises(ConfigError, match="hold_epochs = 2 leaves no epoch of the 2"):
+        load_recipe(str(path), ["train.epochs=4"])
+
+
 def test_a_setting_idle_only_under_one_precision_is_refused_too(tmp_path):
     path = tmp_path / "r.toml"
     path.write_text('name = "r"\n[optim]\nname = "sgd"\n'
