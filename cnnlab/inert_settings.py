@@ -106,11 +106,14 @@ def tails_as_long_as_the_run(recipe: Recipe) -> list[tuple[str, Any, int, str]]:
 
 
 def refuse_tails_as_long_as_the_run(recipe: Recipe, source: str) -> None:
-    for key, value, epochs, where in tails_as_long_as_the_run(recipe)[:1]:
-        what = (f"leaves none of the {epochs} epochs augmented" if key == TAILS[0]
-                else f"leaves no epoch of the {epochs} for the cycle")
-        raise ConfigError(f"{source}{where}: {key} = {value} {what}: keep it below "
-                          "train.epochs")
+    """All of the run in a tail is a slip: refused with the first such tail."""
+    found = tails_as_long_as_the_run(recipe)
+    if not found:
+        return
+    key, value, epochs, where = found[0]
+    what = (f"leaves none of the {epochs} epochs augmented" if key == "augment.off_last_epochs"
+            else f"leaves no epoch of the {epochs} for the cycle")
+    raise ConfigError(f"{source}{where}: {key} = {value} {what}: keep it below train.epochs")
 
 
 def _resolutions(recipe: Recipe) -> list[tuple[str, Recipe]]:
