@@ -353,9 +353,7 @@ def _without_tails_overrides_outgrew(recipe: Recipe, raw: dict[str, Any], overri
         return recipe
     outgrown = {key for key, *_ in tails_as_long_as_the_run(recipe) if key not in overridden}
     for key in outgrown:
-        _drop_key(raw, key)
-        for precision in list(raw.get("by_precision") or {}):
-            _drop_key(raw["by_precision"], f"{precision}.{key}")
+        _drop_from_every_table(raw, key)
     return parse_recipe(raw, source) if outgrown else recipe
 
 
@@ -372,10 +370,15 @@ def _without_settings_overrides_idled(raw: dict[str, Any], overridden: set[str],
     if not idle:
         return recipe
     for setting in idle:
-        _drop_key(raw, setting.key)
-        for precision in list(raw.get("by_precision") or {}):
-            _drop_key(raw["by_precision"], f"{precision}.{setting.key}")
+        _drop_from_every_table(raw, setting.key)
     return parse_recipe(raw, source)
+
+
+def _drop_from_every_table(raw: dict[str, Any], key: str) -> None:
+    """`key` out of the recipe's own tables and out of each `by_precision` table."""
+    _drop_key(raw, key)
+    for precision in list(raw.get("by_precision") or {}):
+        _drop_key(raw["by_precision"], f"{precision}.{key}")
 
 
 def parse_recipe(raw: dict[str, Any], source: str = "recipe") -> Recipe:
