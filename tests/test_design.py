@@ -297,8 +297,10 @@ def test_a_study_with_no_pick_keeps_its_nearest_miss_for_the_library(real_data_r
     assert [(c["params"], c["met"], c["short_by"]) for c in record["candidates"]] == [
         (c.params, False, round(c.short_by, 3)) for c in result.candidates]
     nearest = min(result.candidates, key=lambda c: c.short_by)
-    assert f"The nearest miss, trial {nearest.trial} ({nearest.params:,} parameters" in (
-        result.folder / "README.md").read_text()
+    readme = (result.folder / "README.md").read_text()
+    assert "No design met the rule on every confirmation seed." in readme
+    assert (f"The nearest: trial {nearest.trial} ({nearest.params:,} parameters) missed the "
+            f"rule on seed 1") in readme
     write_library([result.folder], tmp_path / "library")
     (entry,) = entries((1, 28, 28), tmp_path / "library")
     assert (entry["params"], entry["met"]) == (nearest.params, False)
@@ -500,7 +502,7 @@ def test_a_design_that_bf16_does_not_speed_up_trains_and_is_judged_in_fp32_alone
 
 def test_a_design_that_met_every_run_near_the_line_is_not_kept_for_unseen_seeds(tmp_path):
     from cnnlab.design.confirm import UNSEEN_HOLDS
-    from cnnlab.design.design_report import _failure, _unseen_sentence
+    from cnnlab.design.design_report import _failure, _no_pick, _unseen_sentence
 
     recipe = load_recipe("mnist-s5-10ep", ["train.epochs=2", "spec.last_epochs=2"])
 
@@ -528,6 +530,16 @@ def test_a_design_that_met_every_run_near_the_line_is_not_kept_for_unseen_seeds(
     # a run that missed is a miss, not a thin margin
     missed = confirmation([99.39, 99.8, 99.8], (0.06, 16))
     assert missed.failed_on == 1 and not missed.thin and not missed.confirmed
+    # a study that turned a design away for unseen seeds says so, not that every one missed,
+    # and names the nearest: the one that held the line by most at its lowest
+    ended = _no_pick([missed, near], searched=True)
+    assert ended.startswith("No design was kept. The nearest: trial 3 (3,869 parameters) met")
+    assert _no_pick([missed], searched=True).startswith(
+        "No design met the rule on every confirmation seed. The nearest: trial 3 (3,869 "
+        "parameters) missed the rule on seed 1 in fp32, by 0.01 points")
+    assert _no_pick([], searched=False) == ("No design met the rule on every confirmation seed "
+                                            "(none reached the target on the validation split "
+                                            "in the search).")
 
 
 def test_the_design_report_marks_each_confirmation_run_by_its_own_figures_and_times_the_rungs(

@@ -100,15 +100,7 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
             Heading("Budget", 3), Paragraph(prepared.inspection.check.to_markdown()),
         ]
     else:
-        nearest = min(tried, key=lambda c: c.short_by, default=None)
-        blocks += [Heading("No pick"),
-                   Paragraph("No design met the rule on every confirmation seed"
-                             + ("" if candidates else " (none reached the target on the "
-                                "validation split in the search)") + "."
-                             + (f" The nearest miss, trial {nearest.trial} ({nearest.params:,} "
-                                f"parameters, short by {nearest.short_by:.2f} points), is what "
-                                "`cnnlab design-library` keeps of this study for the next one "
-                                "to start from." if nearest else ""))]
+        blocks += [Heading("No pick"), Paragraph(_no_pick(tried, searched=bool(candidates)))]
     pareto = folder / search.name / "plots" / "pareto.png"
     if pareto.is_file():
         blocks += [Heading("The search: accuracy against size"),
@@ -218,6 +210,20 @@ def _seed_row(candidate: Confirmation, seed_run: Any, last: int, int8: bool) -> 
                  if int8 else [])
     return [str(candidate.trial), f"{candidate.params:,}", str(seed_run.seed),
             seed_run.precision, accuracies, *int8_cell, met]
+
+
+def _no_pick(tried: list[Confirmation], searched: bool) -> str:
+    """Why a study ended without a pick, and the design it teaches the library instead."""
+    # a design that met every run yet was turned away for unseen seeds did not miss one
+    verdict = ("No design was kept" if any(c.thin for c in tried)
+               else "No design met the rule on every confirmation seed")
+    if not searched:
+        verdict += " (none reached the target on the validation split in the search)"
+    nearest = min(tried, key=lambda c: c.short_by, default=None)
+    if nearest is None:
+        return verdict + "."
+    return (f"{verdict}. The nearest: {_failure(nearest)}; `cnnlab design-library` keeps it "
+            "of this study for the next one to start from.")
 
 
 def _failure(candidate: Confirmation) -> str:
