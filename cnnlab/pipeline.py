@@ -120,7 +120,7 @@ def _fit(prepared: Prepared, resumed: RunFolder | None, enforce_spec: bool, outp
             + [f"  {v.line()}" for v in inspection.check.failures]
         ))
     data = prepared.data()
-    recipe = _with_data_recorded(recipe, prepared.read_data())
+    recipe = with_data_recorded(recipe, prepared.read_data())
 
     found = None
     if recipe.schedule.max_lr == "find":
@@ -228,7 +228,7 @@ class Interrupted(KeyboardInterrupt):
         return f"stopped by {self.reason}; continue with cnnlab.resume({str(self.run_dir)!r})"
 
 
-def _with_data_recorded(recipe: Recipe, data: Dataset) -> Recipe:
+def with_data_recorded(recipe: Recipe, data: Dataset) -> Recipe:
     """For a user's data, the recipe with what the run trains on (classes, normalisation,
     fingerprint), so its config.toml says it and a resume can check it."""
     if recipe.data.dataset not in USER_DATASETS or recipe.data.fingerprint is not None:

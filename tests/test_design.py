@@ -458,6 +458,15 @@ def test_confirmation_with_two_workers_trains_two_runs_at_once_and_ends_with_a_b
                   workers=2)
     assert met.confirmed and [r.seed for r in met.runs] == [1, 2, 3]
     assert all(len(r.history) == 1 and r.run_dir.parent == tmp_path / "met" for r in met.runs)
+    # The same runs (reused, not retrained), where designs' runs spread widely: met on every
+    # one, yet not kept, and the line says by how much the margin fell short.
+    lines = []
+    wide = confirm(Confirmation(3, 16754, recipe, library_spread=(1000.0, 30)), (1, 2, 3),
+                   tmp_path / "met", data, lines.append, workers=2)
+    assert [r.history for r in wide.runs] == [r.history for r in met.runs]
+    assert wide.thin and not wide.confirmed
+    assert lines[-1].startswith("  trial 3: met the rule on every run, but is predicted")
+    assert lines[-1].endswith(f"asks {wide.margin_needed:.2f}): not kept")
     # A run that misses ends the confirmation after its batch: its partner's run is kept (it
     # was trained beside it), the next batch is never started, and the miss named is the first.
     untrained = recipe.with_values({"schedule.max_lr": 1e-6, "spec.min_test_acc": 50.0})
@@ -521,11 +530,16 @@ def test_a_design_that_met_every_run_near_the_line_is_not_kept_for_unseen_seeds(
     assert near.first_miss is None and near.thin and not near.confirmed
     assert "met the rule on every run, 0.05 points above" in _failure(near)
     assert f"on {expected:.0%} of unseen seeds" in _failure(near)
+    # how far short of the prediction it fell: the mean margin that gives exactly 95%
+    needed = near.margin_needed
+    assert needed > 0.1 and NormalDist().cdf(
+        needed / (spread * math.sqrt(1 + 1 / 3))) == pytest.approx(UNSEEN_HOLDS)
+    assert f"(95% asks {needed:.3f} above on average)" in _unseen_sentence(near)
     # the same runs further above the line are kept; so is any design where the spread
     # rests on too few degrees of freedom to predict from (no library: its own 2)
     assert confirmation([99.55, 99.60, 99.65], (0.06, 16)).confirmed
     alone = confirmation([99.45, 99.50, 99.55], (0.0, 0))
-    assert alone.holds_unseen is None and alone.confirmed
+    assert alone.holds_unseen is None and alone.margin_needed is None and alone.confirmed
     assert "rests on 2 degrees of freedom" in _unseen_sentence(alone)
     # a run that missed is a miss, not a thin margin
     missed = confirmation([99.39, 99.8, 99.8], (0.06, 16))

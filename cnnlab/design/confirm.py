@@ -37,7 +37,7 @@ from typing import Any
 from cnnlab.config import Recipe
 from cnnlab.data import Dataset, load_recipe_data
 from cnnlab.design.library import SPREAD_DOF, pooled_spread
-from cnnlab.pipeline import resume, train
+from cnnlab.pipeline import resume, train, with_data_recorded
 from cnnlab.run_folder import RunFolder
 from cnnlab.run_folder.history import History
 from cnnlab.ship.int8_export import export_int8
@@ -134,6 +134,16 @@ class Confirmation:
         return NormalDist().cdf(self.mean_margin / (spread * math.sqrt(1 + 1 / len(margins))))
 
     @property
+    def margin_needed(self) -> float | None:
+        """Points above the target its judged runs must hold on average to be predicted to
+        meet the rule on UNSEEN_HOLDS of unseen seeds; None where no prediction is made."""
+        if self.holds_unseen is None:
+            return None
+        spread, _ = self.spread
+        return (NormalDist().inv_cdf(UNSEEN_HOLDS) * spread
+                * math.sqrt(1 + 1 / len(self.margins)))
+
+    @property
     def thin(self) -> bool:
         """Met the rule on every judged run, yet predicted to miss it on too many unseen
         seeds."""
@@ -198,8 +208,9 @@ def confirm(candidate: Confirmation, seeds: tuple[int, ...], folder: Path, data:
                 return candidate
     if candidate.thin:
         say(f"  trial {candidate.trial}: met the rule on every run, but is predicted to meet "
-            f"it on {candidate.holds_unseen:.0%} of unseen seeds, under {UNSEEN_HOLDS:.0%}: "
-            "not kept")
+            f"it on {candidate.holds_unseen:.0%} of unseen seeds, under {UNSEEN_HOLDS:.0%} "
+            f"(its runs held {candidate.mean_margin:.2f} points above the target on average; "
+            f"{UNSEEN_HOLDS:.0%} asks {candidate.margin_needed:.2f}): not kept")
     return candidate
 
 
@@ -286,7 +297,9 @@ def trained_in(recipe: Recipe, folder: Path, name: str, data: Dataset) -> tuple[
     run_dir = folder / name
     if run_dir.is_dir():
         existing = RunFolder.existing(run_dir)
-        if _as_recorded(existing.recipe()) == _as_recorded(recipe):
+        # a user's data is recorded in the run with what it resolved to (its classes,
+        # normalisation, fingerprint): compared so, a changed file is a changed design
+        if _as_recorded(existing.recipe()) == _as_recorded(with_data_recorded(recipe, data)):
             history = existing.history()
             if len(history) >= recipe.train.epochs:
                 return history, run_dir

@@ -250,7 +250,8 @@ def _unseen_sentence(candidate: Confirmation) -> str:
             f"{dof} degrees of freedom (the design library's designs for this input shape and "
             f"this design's own runs). Trial {candidate.trial}: {candidate.mean_margin:.3f} points "
             f"above the target on average over {_runs(len(candidate.margins))}, predicted to meet "
-            f"it on {candidate.holds_unseen:.1%} of unseen seeds.")
+            f"it on {candidate.holds_unseen:.1%} of unseen seeds ({UNSEEN_HOLDS:.0%} asks "
+            f"{candidate.margin_needed:.3f} above on average).")
 
 
 def _runs(count: int) -> str:
