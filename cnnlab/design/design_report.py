@@ -222,8 +222,8 @@ def _no_pick(tried: list[Confirmation], searched: bool) -> str:
     nearest = min(tried, key=lambda c: c.short_by, default=None)
     if nearest is None:
         return verdict + "."
-    return (f"{verdict}. The nearest: {_failure(nearest)}; `cnnlab design-library` keeps it "
-            "of this study for the next one to start from.")
+    return (f"{verdict}. The nearest: {_failure(nearest)}; it is what `cnnlab design-library` "
+            "keeps of this study for the next one to start from.")
 
 
 def _failure(candidate: Confirmation) -> str:
