@@ -2,6 +2,7 @@ import dataclasses
 import gzip
 import hashlib
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -214,6 +215,22 @@ def seeded(seed: int = 0) -> torch.Generator:
 def without_timings(history: list[dict]) -> list[dict]:
     """A history minus its wall-clock fields: what two identical runs must agree on."""
     return [{k: v for k, v in row.items() if "seconds" not in k} for row in history]
+
+
+def run_reproduce_line(readme: Path, data_root: Path, cwd: Path) -> int:
+    """Run the command under a README's "Reproduce" heading as a user pastes it, from `cwd`
+    (elsewhere than where it was written, when the README's paths are absolute), with the
+    data at `data_root`; its exit status."""
+    text = readme.read_text(encoding="utf-8").split("## Reproduce", 1)[1]
+    line = text.split("```", 2)[1].strip().splitlines()[-1]
+    assert line.startswith("cnnlab "), line
+    cwd.mkdir(parents=True, exist_ok=True)
+    here = os.getcwd()
+    os.chdir(cwd)
+    try:
+        return main([*shlex.split(line)[1:], "--data-dir", str(data_root), "--no-progress"])
+    finally:
+        os.chdir(here)
 
 
 def kill_cnnlab_when(args: list[str], data_root: Path, ready: Callable[[], bool],

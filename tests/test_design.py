@@ -4,6 +4,7 @@ MNIST slices that searches, rejects, confirms on fresh seeds, ships a recipe and
 
 import json
 import math
+import tomllib
 from pathlib import Path
 from statistics import NormalDist
 
@@ -20,7 +21,12 @@ from cnnlab.models import build_model, count_parameters
 from cnnlab.run_folder import RunFolder
 from cnnlab.sweep import load_sweep
 from cnnlab.sweep.trial import counted
-from tests.conftest import kill_cnnlab_when, saved_as_npz, separable_dataset
+from tests.conftest import (
+    kill_cnnlab_when,
+    run_reproduce_line,
+    saved_as_npz,
+    separable_dataset,
+)
 
 optuna = pytest.importorskip("optuna")
 
@@ -111,6 +117,30 @@ def _design_file(folder: Path, name="tiny", trials=3, space=None, spec=None, ext
         f'"data.batch_size=32", "train.device=\\"cpu\\""]\n{extra}\n'
         f"[design.space]\n{space}\n[spec]\n{spec}")
     return path
+
+
+def test_the_design_folders_copy_of_the_file_names_its_study(tmp_path):
+    from cnnlab.design.design_file import load_design, named_source
+
+    written = _design_file(tmp_path, name="tiny").read_text()
+    dotted = tmp_path / "dotted.toml"  # no [design] header line to put the name under
+    design_keys = written.split("[design]\n")[1].split("\n[design.space]")[0]
+    dotted.write_text("".join(f"design.{line}\n" for line in design_keys.splitlines() if line)
+                      + "[design.space]" + written.split("[design.space]")[1])
+    headed = tmp_path / "headed.toml"  # its header carries a comment
+    headed.write_text("# mine\n" + written.replace("[design]\n", "[design]  # the search\n"))
+    named = tmp_path / "named.toml"
+    named.write_text(written.replace("[design]\n", '[design]\nname = "kept"\n'))
+    for path, name in ((headed, "headed"), (dotted, "dotted"), (named, "kept")):
+        plan = load_design(path)
+        copy = tmp_path / name / "design.toml"
+        copy.parent.mkdir()
+        copy.write_text(named_source(plan))
+        again = load_design(copy)
+        assert again.name == plan.name == name
+        assert again.sweep_document["sweep"] == plan.sweep_document["sweep"]
+    assert (tmp_path / "headed" / "design.toml").read_text().startswith("# mine\n")
+    assert named_source(load_design(named)) == named.read_text()  # named already: untouched
 
 
 def test_a_sweep_key_can_index_a_list_of_the_base_recipe(tmp_path):
@@ -278,6 +308,16 @@ def test_a_small_design_searches_confirms_on_fresh_seeds_and_ships_a_recipe(
         (run.seed, run.precision) for run in result.pick.runs]
     assert record["pick"]["precisions"] == list(result.pick.precisions)
     assert (result.folder / "tiny-search" / "plots" / "pareto.png").is_file()
+    # The README's own line resumes this design from any folder, though the file named no
+    # study (its name was its stem, "tiny"; the folder's copy is design.toml): all was done.
+    assert "name" not in tomllib.loads((tmp_path / "tiny.toml").read_text())["design"]
+    trained = sorted(result.folder.glob("confirm/*/*/history.jsonl"))
+    before = [p.stat().st_mtime_ns for p in trained]
+    assert run_reproduce_line(result.folder / "README.md", real_data_root,
+                              tmp_path / "elsewhere") == 0
+    assert [p.stat().st_mtime_ns for p in trained] == before and trained
+    assert json.loads((result.folder / "design.json").read_text())["pick"] == record["pick"]
+    assert not (tmp_path / "elsewhere" / "designs").exists()
 
 
 @pytest.mark.slow

@@ -19,7 +19,12 @@ from cnnlab.sweep import load_sweep, sweep
 from cnnlab.sweep.trial import counted
 from cnnlab.sweep.workers import max_untrained, retry_enqueued
 from cnnlab.training.trainer import Trainer
-from tests.conftest import kill_cnnlab_when, separable_dataset, skip_unless_required
+from tests.conftest import (
+    kill_cnnlab_when,
+    run_reproduce_line,
+    separable_dataset,
+    skip_unless_required,
+)
 
 optuna = pytest.importorskip("optuna")
 
@@ -64,6 +69,10 @@ def test_a_small_sweep_finishes_with_run_folders_and_a_readme(real_data_root, tm
     shown = study._repr_html_()  # in a notebook: the same report, its plots inline
     assert "Pareto front: accuracy against parameters" in shown and "base64," in shown
     assert study.folder == folder and study.best_trials  # the study's own attributes too
+    # the README's own line resumes this study, from any folder: it has nothing left to train
+    assert run_reproduce_line(folder / "README.md", real_data_root, tmp_path / "elsewhere") == 0
+    assert len(optuna.load_study(study_name="small", storage=f"sqlite:///{folder / 'study.db'}")
+               .trials) == 4
 
 
 @pytest.mark.slow

@@ -325,8 +325,10 @@ def _int8_accuracy(run_dir: Path, data: Dataset) -> float:
 
 def _as_recorded(recipe: Recipe) -> dict[str, Any]:
     """What a run of `recipe` trains with, as its folder records it (the settings of the
-    precision it trains in applied; where its model's code came from left out)."""
+    precision it trains in applied; where its model's code came from and the words that
+    describe it left out)."""
     raw = recipe.for_precision(run_precision(recipe.train)).to_dict()
+    raw.pop("description", None)
     raw["model"] = {"name": raw["model"]["name"], "args": raw["model"].get("args", {})}
     return raw
 

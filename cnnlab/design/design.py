@@ -27,7 +27,7 @@ from cnnlab.config import Recipe
 from cnnlab.data import load_recipe_data
 from cnnlab.data.catalog import dataset_info
 from cnnlab.design.confirm import Confirmation, confirm
-from cnnlab.design.design_file import DesignPlan, load_design
+from cnnlab.design.design_file import DesignPlan, load_design, named_source
 from cnnlab.design.design_report import write_design_report
 from cnnlab.design.library import RECORD_FILE, seed_spread, shape_name, starting_points
 from cnnlab.design.rungs import (
@@ -90,7 +90,7 @@ def design(
     search = sweep_from_document(spec.sweep_document, Path(design_file), where="design")
     _some_design_fits(search, design_file)
     folder.mkdir(parents=True, exist_ok=True)
-    _written(folder / "design.toml", spec.source)
+    _written(folder / "design.toml", named_source(spec))
     say = echo or (lambda line: None)
     planned = plan(search.base.train.epochs, spec.rungs, spec.rung_gaps, search.val_target,
                    search.seed)

@@ -37,9 +37,13 @@ It becomes a sweep of the `compact_cnn` family with the objective `smallest_at_t
 
 from __future__ import annotations
 
+import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
+
+import tomli_w
 
 from cnnlab.config import (
     Count,
@@ -124,6 +128,26 @@ class DesignPlan:
     val_offset: float = 0.0  # ... and the points it takes off for the validation split
 
 
+def named_source(plan: DesignPlan) -> str:
+    """The design file's text as the design folder keeps it: naming its study, so that the
+    copy resumes the same study (without `[design] name`, the name is the file's stem, and the
+    copy's stem is "design"). The user's text and comments stay; a file whose [design] table
+    has no header line of its own is rewritten whole."""
+    raw = read_toml(plan.source, Path("design.toml"))
+    if raw["design"].get("name") == plan.name:
+        return plan.source
+    lines = plan.source.splitlines(keepends=True)
+    header = next((i for i, line in enumerate(lines)
+                   if re.fullmatch(r"\s*\[\s*design\s*\]\s*(#.*)?", line.rstrip("\r\n"))),
+                  None)
+    if header is not None:
+        text = "".join([*lines[:header + 1], f"name = {json.dumps(plan.name)}\n",
+                        *lines[header + 1:]])
+        if read_toml(text, Path("design.toml"))["design"].get("name") == plan.name:
+            return text
+    return tomli_w.dumps({**raw, "design": {**raw["design"], "name": plan.name}})
+
+
 def load_design(path: str | Path) -> DesignPlan:
     """The design file at `path`, turned into the sweep that searches it."""
     path = Path(path)
@@ -156,8 +180,8 @@ def load_design(path: str | Path) -> DesignPlan:
     start_set = start.set if design.recipe is None else ()  # written for the start's recipe
     recipe = load_recipe(design.recipe or start.recipe, [*start_set, *design.set])
     base = recipe.to_dict()
-    base.update(name=design.name or path.stem,
-                description=f"designed by cnnlab for {design.dataset}: {path.name}")
+    name = design.name or path.stem
+    base.update(name=name, description=f"designed by cnnlab for {design.dataset}: {name}")
     base["data"] = {**base["data"], "dataset": design.dataset}
     base["model"] = {"name": "compact_cnn", "args": model_args}
     base["spec"] = spec

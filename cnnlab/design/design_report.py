@@ -15,6 +15,7 @@ from cnnlab.inspection.spec import last_epochs_phrase
 from cnnlab.prepare import prepare
 from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_markdown
 from cnnlab.sweep.sweep_file import SweepPlan
+from cnnlab.sweep.sweep_report import resume_command
 from cnnlab.sweep.trial import counted
 
 
@@ -129,7 +130,7 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
         predicted = pick or next((c for c in tried if c.thin), None)
         if predicted is not None:
             blocks.append(Paragraph(_unseen_sentence(predicted)))
-    blocks += [Heading("Reproduce"), Code(f"cnnlab design {folder / 'design.toml'} --resume")]
+    blocks += [Heading("Reproduce"), Code(resume_command("design", folder))]
     readme = folder / "README.md"
     readme.write_text(to_markdown(blocks), encoding="utf-8")
     return readme

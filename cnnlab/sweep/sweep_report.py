@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import warnings
 from pathlib import Path
+from shlex import quote
 from typing import Any
 
 from matplotlib.figure import Figure
@@ -69,13 +70,20 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepPlan,
         blocks += [Heading("Rejected by the budget"),
                    Table(["trial", "why"], [[str(t.number), t.user_attrs["rejected"]]
                                             for t in rejected[:SHOWN]])]
-    blocks += [Heading("Reproduce"), Code(f"cnnlab sweep {folder / 'sweep.toml'} --resume")]
+    blocks += [Heading("Reproduce"), Code(resume_command("sweep", folder))]
     readme = folder / "README.md"
     readme.write_text(to_markdown(blocks), encoding="utf-8")
     (folder / "report.html").write_text(to_html(blocks, f"Sweep {spec.name}",
                                                         lambda name: (folder / name).read_bytes()),
                                         encoding="utf-8")  # what a notebook shows
     return readme
+
+
+def resume_command(verb: str, folder: Path) -> str:
+    """The command that continues the study in `folder` (a sweep's or a design's), from any
+    folder: its copy of the file names the study, and --out the folder it lies in."""
+    own = quote(str(folder / f"{verb}.toml"))
+    return f"cnnlab {verb} {own} --out {quote(str(folder.parent))} --resume"
 
 
 def _ranked(study: Any, done: list, two: bool) -> list:
