@@ -308,7 +308,9 @@ def _search_flags(verb: argparse.ArgumentParser, kind: str) -> None:
                            f"postgresql://user:pw@host/db (default: SQLite in the {kind} folder)")
     verb.add_argument("--workers", type=int, default=1,
                       help="local worker processes; each gets cores/N threads (default 1)")
-    verb.add_argument("--resume", action="store_true", help=f"continue the {kind} in its folder")
+    verb.add_argument("--resume", action="store_true",
+                      help=f"continue the {kind} in OUT/NAME (its README's last line is the "
+                           "command)")
     verb.add_argument("--out", default=f"{kind}s", help=f"folder for {kind}s (default: {kind}s)")
     _data_dir_flag(verb)
     verb.add_argument("--no-progress", action="store_true", help="no progress bar")
