@@ -131,7 +131,13 @@ def test_the_design_folders_copy_of_the_file_names_its_study(tmp_path):
     headed.write_text("# mine\n" + written.replace("[design]\n", "[design]  # the search\n"))
     named = tmp_path / "named.toml"
     named.write_text(written.replace("[design]\n", '[design]\nname = "kept"\n'))
-    for path, name in ((headed, "headed"), (dotted, "dotted"), (named, "kept")):
+    beside = tmp_path / "elsewhere"  # a recipe file beside the design file, not in the cwd
+    beside.mkdir()
+    (beside / "base.toml").write_text(load_recipe("mnist-s5-10ep").to_toml())
+    (with_recipe := beside / "with-recipe.toml").write_text(
+        written.replace("[design]\n", '[design]\nrecipe = "base.toml"\n'))
+    for path, name in ((headed, "headed"), (dotted, "dotted"), (named, "kept"),
+                       (with_recipe, "with-recipe")):
         plan = load_design(path)
         copy = tmp_path / name / "design.toml"
         copy.parent.mkdir()
@@ -139,6 +145,7 @@ def test_the_design_folders_copy_of_the_file_names_its_study(tmp_path):
         again = load_design(copy)
         assert again.name == plan.name == name
         assert again.sweep_document["sweep"] == plan.sweep_document["sweep"]
+    assert load_design(with_recipe).recipe == str((beside / "base.toml").resolve())
     assert (tmp_path / "headed" / "design.toml").read_text().startswith("# mine\n")
     assert named_source(load_design(named)) == named.read_text()  # named already: untouched
 

@@ -16,7 +16,8 @@ file is a dataset and a spec:
                          # be harder than the test split, as MNIST's are; plus the margin
                          # the seed spread asks for, so that confirmation rarely fails: from
                          # the design library's confirmation runs, library.py)
-    # optional: recipe (the training settings), set (overrides of them), model_args (the
+    # optional: recipe (the training settings: a built-in recipe, or a file, found beside
+    # this one), set (overrides of them), model_args (the
     # family's base arguments), val_split (5000), seed (the search's, 0), rungs (epochs of
     # the short trainings designs go through first: rungs.py; default per input shape) and
     # eta (the best 1/eta of each rung go on: 3), precisions (each confirmation seed trains
@@ -53,6 +54,7 @@ from cnnlab.config import (
     Positive,
     Range,
     SpecConfig,
+    builtin_recipes,
     load_recipe,
     parse_recipe,
     parse_table,
@@ -126,26 +128,30 @@ class DesignPlan:
     seed_margin: float = 0.0
     seed_margin_source: str = ""
     val_offset: float = 0.0  # ... and the points it takes off for the validation split
+    recipe: str | None = None  # design.recipe, a file's by its full path (found beside the file)
 
 
 def named_source(plan: DesignPlan) -> str:
-    """The design file's text as the design folder keeps it: naming its study, so that the
-    copy resumes the same study (without `[design] name`, the name is the file's stem, and the
-    copy's stem is "design"). The user's text and comments stay; a file whose [design] table
-    has no header line of its own is rewritten whole."""
+    """The design file's text as the design folder keeps it, to resume from anywhere: naming
+    its study (without `[design] name`, the name is the file's stem, and the copy's stem is
+    "design") and its recipe file by a full path. The user's text and comments stay where a
+    `name` line under the [design] header is all it takes; otherwise the tables are rewritten
+    whole."""
     raw = read_toml(plan.source, Path("design.toml"))
-    if raw["design"].get("name") == plan.name:
+    changes = {"name": plan.name, **({"recipe": plan.recipe} if plan.recipe else {})}
+    if all(raw["design"].get(key) == value for key, value in changes.items()):
         return plan.source
     lines = plan.source.splitlines(keepends=True)
     header = next((i for i, line in enumerate(lines)
                    if re.fullmatch(r"\s*\[\s*design\s*\]\s*(#.*)?", line.rstrip("\r\n"))),
                   None)
-    if header is not None:
+    if header is not None and "name" not in raw["design"] and (
+            raw["design"].get("recipe") == plan.recipe):
         text = "".join([*lines[:header + 1], f"name = {json.dumps(plan.name)}\n",
                         *lines[header + 1:]])
         if read_toml(text, Path("design.toml"))["design"].get("name") == plan.name:
             return text
-    return tomli_w.dumps({**raw, "design": {**raw["design"], "name": plan.name}})
+    return tomli_w.dumps({**raw, "design": {**raw["design"], **changes}})
 
 
 def load_design(path: str | Path) -> DesignPlan:
@@ -178,7 +184,11 @@ def load_design(path: str | Path) -> DesignPlan:
         raise ConfigError(f"{path}: [design.space] is empty: name at least one recipe key to "
                           'search, e.g. "model.args.widths.0" = { int = [4, 12] }')
     start_set = start.set if design.recipe is None else ()  # written for the start's recipe
-    recipe = load_recipe(design.recipe or start.recipe, [*start_set, *design.set])
+    recipe_ref = design.recipe
+    beside = path.parent / recipe_ref if recipe_ref is not None else None
+    if beside is not None and recipe_ref not in builtin_recipes() and beside.is_file():
+        recipe_ref = str(beside.resolve())  # as a sweep file's: beside the file, not the cwd
+    recipe = load_recipe(recipe_ref or start.recipe, [*start_set, *design.set])
     base = recipe.to_dict()
     name = design.name or path.stem
     base.update(name=name, description=f"designed by cnnlab for {design.dataset}: {name}")
@@ -221,7 +231,7 @@ def load_design(path: str | Path) -> DesignPlan:
     return DesignPlan(base["name"], {**base, "sweep": sweep}, design.candidates,
                       tuple(range(first, first + design.seeds)), text, rungs, gaps,
                       design.eta, precisions, start.rung_spearman if start else {},
-                      margin, margin_source, offset)
+                      margin, margin_source, offset, recipe_ref)
 
 
 def _aimed_margin(start: Start, input_shape: tuple[int, int, int], runs: int
