@@ -279,6 +279,16 @@ def load_recipe(name_or_path: str | Path, overrides: list[str] | tuple[str, ...]
     return recipe_from_table(raw, overrides, source)
 
 
+def recipe_beside(reference: str, file: Path) -> str:
+    """A recipe named in `file` (a sweep or design file): a built-in name as it is, a file
+    found beside `file` by its full path (so a copy elsewhere still finds it), anything else
+    as written (from the working folder)."""
+    beside = file.parent / reference
+    if reference not in builtin_recipes() and beside.is_file():
+        return str(beside.resolve())
+    return reference
+
+
 MAX_TOML_NESTING = 32  # a recipe nests 3 tables deep; deeper only exhausts the parser's recursion
 
 

@@ -54,11 +54,11 @@ from cnnlab.config import (
     Positive,
     Range,
     SpecConfig,
-    builtin_recipes,
     load_recipe,
     parse_recipe,
     parse_table,
     read_toml,
+    recipe_beside,
 )
 from cnnlab.data.catalog import dataset_info
 from cnnlab.design.library import CONFIRMATION_HOLDS, SPREAD_DOF, seed_margin, seed_spread
@@ -184,10 +184,7 @@ def load_design(path: str | Path) -> DesignPlan:
         raise ConfigError(f"{path}: [design.space] is empty: name at least one recipe key to "
                           'search, e.g. "model.args.widths.0" = { int = [4, 12] }')
     start_set = start.set if design.recipe is None else ()  # written for the start's recipe
-    recipe_ref = design.recipe
-    beside = path.parent / recipe_ref if recipe_ref is not None else None
-    if beside is not None and recipe_ref not in builtin_recipes() and beside.is_file():
-        recipe_ref = str(beside.resolve())  # as a sweep file's: beside the file, not the cwd
+    recipe_ref = recipe_beside(design.recipe, path) if design.recipe is not None else None
     recipe = load_recipe(recipe_ref or start.recipe, [*start_set, *design.set])
     base = recipe.to_dict()
     name = design.name or path.stem

@@ -44,12 +44,12 @@ from cnnlab.config import (
     Percent,
     Positive,
     Recipe,
-    builtin_recipes,
     leaves,
     load_recipe,
     parse_recipe,
     parse_table,
     read_toml,
+    recipe_beside,
     recipe_from_table,
 )
 from cnnlab.errors import CnnlabError, ConfigError
@@ -173,11 +173,8 @@ def sweep_from_document(document: dict[str, Any], path: Path, model: Any = None,
         if raw:
             raise ConfigError(f"{path}: give either sweep.recipe or the recipe's own tables, "
                               "not both")
-        base_ref = table.recipe
-        relative = path.parent / base_ref
-        if base_ref not in builtin_recipes() and relative.is_file():
-            base_ref = str(relative.resolve())
-            document["sweep"]["recipe"] = base_ref
+        base_ref = recipe_beside(table.recipe, path)
+        document["sweep"]["recipe"] = base_ref
         base = load_recipe(base_ref, table.set)
     else:
         raw.setdefault("name", path.stem)
