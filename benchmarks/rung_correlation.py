@@ -150,13 +150,16 @@ def report(done: dict, rungs: list[str]) -> None:
     for rung in rungs:
         pairs = [(done[(n, rung)]["val_acc"], done[(n, "full")]["val_acc"]) for n in numbers
                  if (n, rung) in done]
-        seconds = sorted(done[(n, rung)]["seconds"] for n in numbers if (n, rung) in done)
+        # a row carried over from an earlier --out (its figure recorded, not its time) has none
+        seconds = sorted(done[(n, rung)]["seconds"] for n in numbers
+                         if (n, rung) in done and done[(n, rung)]["seconds"] is not None)
         if len(pairs) >= 3:
             rho = spearman(*map(list, zip(*pairs, strict=True)))
             gap = statistics.median(full - short for short, full in pairs)
-            print(f"| {rung} | {len(pairs)} | {rho:.2f} | {gap:.2f} | "
-                  f"{statistics.median(seconds):.0f} |")
-    full = [done[(n, "full")]["seconds"] for n in numbers]
+            took = f"{statistics.median(seconds):.0f}" if seconds else "-"
+            print(f"| {rung} | {len(pairs)} | {rho:.2f} | {gap:.2f} | {took} |")
+    full = [done[(n, "full")]["seconds"] for n in numbers
+            if done[(n, "full")]["seconds"] is not None]
     if full:
         print(f"| full | {len(full)} | 1.00 | 0 | {statistics.median(full):.0f} |")
 

@@ -29,7 +29,10 @@ if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
     os.environ["OMP_NUM_THREADS"] = str(_threads)
     torch.set_num_threads(_threads)
 
-REAL_DATA = Path(os.environ.get("CNNLAB_DATA", "")) if os.environ.get("CNNLAB_DATA") else None
+# Absolute, so a test that runs a command from another folder finds the data (.ci/run sets
+# a path relative to the checkout).
+REAL_DATA = (Path(os.environ["CNNLAB_DATA"]).resolve() if os.environ.get("CNNLAB_DATA")
+             else None)
 # What this test run must have rather than skip without: .ci/run sets "data,browser".
 REQUIRED = {w.strip() for w in os.environ.get("CNNLAB_TEST_REQUIRE", "").split(",") if w.strip()}
 
