@@ -347,6 +347,22 @@ def test_the_same_sweep_on_a_postgresql_server(postgres_url, real_data_root, tmp
     again = optuna.load_study(study_name="on-postgres", storage=postgres_url)
     assert [t.values for t in again.trials] == [t.values for t in study.trials]
     assert not (tmp_path / "sweeps" / "on-postgres" / "study.db").exists()
+    # The README's line continues it on the same server, from any folder: all was done.
+    readme = tmp_path / "sweeps" / "on-postgres" / "README.md"
+    assert f"--storage {postgres_url}" in readme.read_text()
+    assert run_reproduce_line(readme, real_data_root, tmp_path / "elsewhere") == 0
+    assert len(optuna.load_study(study_name="on-postgres", storage=postgres_url).trials) == 3
+
+
+def test_the_readmes_line_names_the_server_a_sweep_ran_on_but_not_its_password(tmp_path):
+    from cnnlab.sweep.sweep_report import resume_command
+
+    line = resume_command("sweep", tmp_path / "my sweeps" / "s",
+                          "postgresql://ann:s3cret@db.lab:5432/sweeps")
+    assert "s3cret" not in line
+    assert line.endswith("--storage postgresql://ann@db.lab:5432/sweeps --resume")
+    assert f"'{tmp_path / 'my sweeps' / 's' / 'sweep.toml'}'" in line  # quoted for the shell
+    assert "--storage" not in resume_command("sweep", tmp_path / "s")  # the folder's own file
 
 
 def test_every_process_opens_the_study_with_the_sweeps_own_pruner_and_sampler(tmp_path):

@@ -122,7 +122,7 @@ def design(
     recipe_path = _ship(pick, folder, spec) if pick else None
     _record(folder, spec, search, shape, candidates, pick)
     readme = write_design_report(folder, spec, search, rungs, candidates, pick, recipe_path,
-                                 starts)
+                                 starts, storage)
     say(f"design report: {readme}" + (f"; the pick: {recipe_path}" if recipe_path else ""))
     return DesignResult(folder, rungs[0].study, candidates, pick, recipe_path, rungs)
 

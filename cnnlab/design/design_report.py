@@ -22,7 +22,7 @@ from cnnlab.sweep.trial import counted
 def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
                         rungs: list[RungResult], candidates: list[Confirmation],
                         pick: Confirmation | None, recipe_path: Path | None,
-                        starts: list[dict[str, Any]] = ()) -> Path:
+                        starts: list[dict[str, Any]] = (), storage: str | None = None) -> Path:
     rule = search.base.spec
     tried = [c for c in candidates if c.runs]  # confirmation stops at the first pick
     trials = rungs[0].study.get_trials(deepcopy=False)
@@ -130,7 +130,7 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
         predicted = pick or next((c for c in tried if c.thin), None)
         if predicted is not None:
             blocks.append(Paragraph(_unseen_sentence(predicted)))
-    blocks += [Heading("Reproduce"), Code(resume_command("design", folder))]
+    blocks += [Heading("Reproduce"), Code(resume_command("design", folder, storage))]
     readme = folder / "README.md"
     readme.write_text(to_markdown(blocks), encoding="utf-8")
     return readme

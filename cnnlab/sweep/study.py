@@ -83,7 +83,7 @@ def sweep(
             f"{sum('repeat_of' in t.user_attrs for t in trials)} repeats of designs already "
             "trained: the space holds few new designs that fit it; narrow it where designs "
             "broke the budget (the report lists them), widen it where they repeat")
-    readme = write_sweep_report(folder, study, spec, data_dir)
+    readme = write_sweep_report(folder, study, spec, data_dir, storage)
     say(f"sweep report: {readme}")
     return SweepResult(study, folder)
 

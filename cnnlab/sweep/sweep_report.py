@@ -16,6 +16,7 @@ from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_ht
 from cnnlab.report.png import save_png
 from cnnlab.report.run_report import write_report
 from cnnlab.sweep.objectives import OBJECTIVES, UNREACHED
+from cnnlab.sweep.storage import shown
 from cnnlab.sweep.sweep_file import SweepPlan
 from cnnlab.sweep.trial import counted
 
@@ -23,7 +24,7 @@ SHOWN = 10  # trials in the table
 
 
 def write_sweep_report(folder: Path, study: Any, spec: SweepPlan,
-                       data_dir: str | Path | None = None) -> Path:
+                       data_dir: str | Path | None = None, storage: str | None = None) -> Path:
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
@@ -70,7 +71,7 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepPlan,
         blocks += [Heading("Rejected by the budget"),
                    Table(["trial", "why"], [[str(t.number), t.user_attrs["rejected"]]
                                             for t in rejected[:SHOWN]])]
-    blocks += [Heading("Reproduce"), Code(resume_command("sweep", folder))]
+    blocks += [Heading("Reproduce"), Code(resume_command("sweep", folder, storage))]
     readme = folder / "README.md"
     readme.write_text(to_markdown(blocks), encoding="utf-8")
     (folder / "report.html").write_text(to_html(blocks, f"Sweep {spec.name}",
@@ -79,11 +80,14 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepPlan,
     return readme
 
 
-def resume_command(verb: str, folder: Path) -> str:
+def resume_command(verb: str, folder: Path, storage: str | None = None) -> str:
     """The command that continues the study in `folder` (a sweep's or a design's), from any
-    folder: its copy of the file names the study, and --out the folder it lies in."""
+    folder: its copy of the file names the study, --out the folder it lies in, and --storage
+    the database server it ran on, if any, without the password (the README travels; the
+    server's client takes it from PGPASSWORD or ~/.pgpass)."""
     own = quote(str(folder / f"{verb}.toml"))
-    return f"cnnlab {verb} {own} --out {quote(str(folder.parent))} --resume"
+    server = f" --storage {quote(shown(storage))}" if storage else ""
+    return f"cnnlab {verb} {own} --out {quote(str(folder.parent))}{server} --resume"
 
 
 def _ranked(study: Any, done: list, two: bool) -> list:
