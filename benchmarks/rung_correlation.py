@@ -106,7 +106,7 @@ def main() -> int:
     kept = args.out / "results.jsonl"
     done = kept_rows(kept)
     if args.report:
-        report(done, [f"{e} epochs" for e in args.rungs])
+        report(done, [f"{e} epochs" for e in args.rungs], args.out / "runs")
         return 0
     data = load_recipe_data(search.base.data, args.data_dir, progress=False)
     full = search.base.train.epochs
@@ -133,17 +133,28 @@ def main() -> int:
             figure = (min(r["val_acc"] for r in history[-last:]) if rung == "full"
                       else history[-1]["val_acc"])
             row = {"design": number, "rung": rung, "params": design["params"],
-                   "val_acc": figure, "seconds": round(time.monotonic() - started, 1)}
+                   "val_acc": figure, "test_acc": history[-1]["test_acc"],
+                   "seconds": round(time.monotonic() - started, 1)}
             done[(number, rung)] = row
             with kept.open("a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
-    report(kept_rows(kept), rungs)  # with what the other shares have written
+    report(kept_rows(kept), rungs, args.out / "runs")  # with what the other shares wrote
     return 0
 
 
-def report(done: dict, rungs: list[str]) -> None:
+def report(done: dict, rungs: list[str], runs: Path) -> None:
     numbers = sorted({n for n, rung in done if rung == "full"})
+    print("| design | params | full (val %) | test % at the last epoch | "
+          + " | ".join(f"{rung} (val %)" for rung in rungs) + " |")
+    print("|---|---|---|---|" + "---|" * len(rungs))
+    for n in numbers:
+        full = done[(n, "full")]
+        shorts = [f"{done[(n, rung)]['val_acc']:.2f}" if (n, rung) in done else "-"
+                  for rung in rungs]
+        print(f"| {n} | {full['params']:,} | {full['val_acc']:.2f} | "
+              f"{_last_test(full, runs / f'd{n}-full')} | " + " | ".join(shorts) + " |")
+    print()
     print("| rung | designs | Spearman with full | gap to full, points (median) | "
           "seconds per design (median) |")
     print("|---|---|---|---|---|")
@@ -162,6 +173,17 @@ def report(done: dict, rungs: list[str]) -> None:
             if done[(n, "full")]["seconds"] is not None]
     if full:
         print(f"| full | {len(full)} | 1.00 | 0 | {statistics.median(full):.0f} |")
+
+
+def _last_test(row: dict, run: Path) -> str:
+    """The full training's last test accuracy: kept in its row, else read from its run
+    (rows written before they kept it); "-" where neither has it."""
+    if row.get("test_acc") is not None:
+        return f"{row['test_acc']:.2f}"
+    history = run / "history.jsonl"
+    if not history.is_file():
+        return "-"
+    return f"{json.loads(history.read_text().splitlines()[-1])['test_acc']:.2f}"
 
 
 def kept_rows(kept: Path) -> dict:
