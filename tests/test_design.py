@@ -960,3 +960,31 @@ def test_with_an_empty_library_the_search_starts_from_its_own_base_scaled_to_the
         (point,) = starting_points(search, (1, 28, 28), budget, [])
         size = prepare(search.recipe_for(point), progress=False).inspection.summary.total_params
         assert 0.75 * budget <= size <= budget, (budget, point, size)
+
+
+@pytest.mark.slow
+def test_a_design_on_the_users_arrays_takes_the_default_start_for_their_shape(tmp_path,
+                                                                              monkeypatch):
+    # What a user of their own images writes: the dataset, where its files are, and the spec.
+    # The start (recipe, base design, space) is the one for the files' 1x28x28 shape.
+    from cnnlab.design import design
+    from cnnlab.design.spaces import start_for
+
+    saved_as_npz(separable_dataset(), tmp_path)
+    monkeypatch.chdir(tmp_path)  # data.path as written, from where the user runs it
+    path = tmp_path / "mine.toml"
+    path.write_text('[design]\ndataset = "npz"\ntrials = 2\ncandidates = 1\nseeds = 1\n'
+                    'val_split = 64\nset = [\'data.path="data.npz"\', "data.batch_size=64", '
+                    '\'train.device="cpu"\']\n[design.space]\n'
+                    '"model.args.widths.0" = { int = [4, 8] }\n'
+                    '[spec]\nmax_params = 6000\nmax_epochs = 1\nmin_test_acc = 20.0\n'
+                    'last_epochs = 1\nrequire = ["batchnorm", "gap", "fc"]\n')
+    result = design(path, out_dir=tmp_path / "designs", progress=False, echo=None)
+    assert result.pick is not None and result.pick.confirmed
+    record = json.loads((result.folder / "design.json").read_text())
+    assert (record["dataset"], record["input_shape"]) == ("npz", "1x28x28")
+    start = start_for((1, 28, 28))
+    shipped = load_recipe(result.recipe_path)
+    assert shipped.data.dataset == "npz" and shipped.data.path == "data.npz"
+    assert shipped.model.args["reuse"] == start.model_args["reuse"]  # the grey start's design
+    assert shipped.data.batch_size == 64  # `set` over the start's own settings

@@ -83,13 +83,17 @@ def pytest_terminal_summary(terminalreporter) -> None:
 
 
 def _adversarial_table(write_line) -> None:
-    """The attacks by verb: each cell the exit code, with what went wrong where it did."""
+    """The attacks by verb, a table per kind of folder: each cell the exit code, with what
+    went wrong where it did."""
     import sys
 
-    module = sys.modules.get("test_adversarial")
-    rows = getattr(module, "ROWS", [])
-    if not rows:
-        return
+    for name in ("test_adversarial", "test_adversarial_studies"):
+        rows = getattr(sys.modules.get(name), "ROWS", [])
+        if rows:
+            _attack_table(rows, write_line)
+
+
+def _attack_table(rows: list[tuple[str, str, str, str]], write_line) -> None:
     verbs = list(dict.fromkeys(verb for _, verb, _, _ in rows))
     cells = {(attack, verb): code if outcome == "ok" else f"**{code}: {outcome}**"
              for attack, verb, code, outcome in rows}

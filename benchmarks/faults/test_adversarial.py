@@ -26,10 +26,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import tomli_w
 import torch
+from hostile import CLASSES, as_user, outside_folder, small_arrays, snapshot
 
 from cnnlab.cli import main
 from cnnlab.errors import CnnlabError
@@ -38,7 +38,6 @@ pytestmark = pytest.mark.adversarial
 
 ROWS: list[tuple[str, str, str, str]] = []  # (attack, verb, exit, outcome): conftest prints them
 BOUND_SECONDS = 60  # a verb on a folder this small ends in seconds; more means unbounded work
-CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 # --- the folder every case attacks ----------------------------------------------------------
@@ -47,36 +46,16 @@ CLASSES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight
 def base_run(tmp_path_factory) -> Path:
     """One finished 1-epoch run of a registered model on small arrays, signed by the user."""
     root = tmp_path_factory.mktemp("adversarial-base")
-    rng = np.random.default_rng(0)
-    labels = np.arange(640) % 10
-    images = (rng.random((640, 28, 28)) * 60).astype(np.uint8)
-    images[np.arange(640), labels * 2 + 4, 4:24] = 255  # one bright row per class: learnable
-    np.savez(root / "data.npz", x_train=images[:512], y_train=labels[:512],
-             x_test=images[512:], y_test=labels[512:], classes=np.array(CLASSES))
     recipe = root / "arrays.toml"
-    recipe.write_text(f'name = "arrays"\n[data]\ndataset = "npz"\npath = "{root / "data.npz"}"\n'
+    recipe.write_text(f'name = "arrays"\n[data]\ndataset = "npz"\npath = "{small_arrays(root)}"\n'
                       'batch_size = 64\n[model]\nname = "mnist_pool"\n'
                       '[train]\nepochs = 1\ndevice = "cpu"\n')
-    with _user(root / "config"):
+    with as_user(root / "config"):
         code = main(["train", str(recipe), "--out", str(root / "runs"), "--no-progress",
                      "--no-check"])
     assert code == 0, "the base run did not train"
     (run,) = (root / "runs").iterdir()
     return run
-
-
-@contextlib.contextmanager
-def _user(config: Path):
-    """This process as the user whose signing key lives in `config`."""
-    before = os.environ.get("CNNLAB_CONFIG_DIR")
-    os.environ["CNNLAB_CONFIG_DIR"] = str(config)
-    try:
-        yield
-    finally:
-        if before is None:
-            del os.environ["CNNLAB_CONFIG_DIR"]
-        else:
-            os.environ["CNNLAB_CONFIG_DIR"] = before
 
 
 class Scene:
@@ -86,25 +65,12 @@ class Scene:
         self.root = root
         self.run = root / "inbox" / "run"
         shutil.copytree(base, self.run, symlinks=True)
-        self.outside = root / "outside"
-        self.outside.mkdir()
-        (self.outside / "canary.txt").write_text("the user's own file\n")
-        (self.outside / ".canary.txt.a1b2c3d4.tmp").write_text("looks like a leftover\n")
+        self.outside = outside_folder(root)
         self.config = root / "config"  # the victim's signing key
 
     def snapshot(self) -> dict[str, str]:
-        """Every entry under the root except the run folder: path -> what it holds."""
-        seen = {}
-        for path in sorted(self.root.rglob("*")):
-            if {self.run, self.config} & {path, *path.parents}:  # written, or the user's key
-                continue
-            if path.is_symlink():
-                seen[str(path)] = f"link {os.readlink(path)}"
-            elif path.is_file():
-                seen[str(path)] = hashlib.sha256(path.read_bytes()).hexdigest()
-            else:
-                seen[str(path)] = "folder"
-        return seen
+        """Every entry under the root except the run folder and the user's key."""
+        return snapshot(self.root, {self.run, self.config})
 
     def config_toml(self) -> dict:
         import tomllib
@@ -490,7 +456,7 @@ def test_a_hostile_folder(attack, verb, base_run, tmp_path):
         expect = 0
     before = s.snapshot()
     started = time.monotonic()
-    with _user(s.config):
+    with as_user(s.config):
         code, said = VERBS[verb](s)
     seconds = time.monotonic() - started
     after = s.snapshot()

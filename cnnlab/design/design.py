@@ -24,8 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config import Recipe
-from cnnlab.data import load_recipe_data
-from cnnlab.data.catalog import dataset_info
+from cnnlab.data import data_facts, load_recipe_data
 from cnnlab.design.confirm import Confirmation, confirm
 from cnnlab.design.design_file import DesignPlan, load_design, named_source
 from cnnlab.design.design_report import write_design_report
@@ -41,6 +40,7 @@ from cnnlab.design.rungs import (
 from cnnlab.errors import CnnlabError, ConfigError
 from cnnlab.inspection.spec import last_epochs_phrase
 from cnnlab.prepare import prepare
+from cnnlab.run_folder.confined import FolderFile, refuse_links_within
 from cnnlab.sweep.study import require_optuna
 from cnnlab.sweep.sweep_file import SweepPlan, sweep_from_document
 from cnnlab.training.trainer import Echo
@@ -90,11 +90,12 @@ def design(
     search = sweep_from_document(spec.sweep_document, Path(design_file), where="design")
     _some_design_fits(search, design_file)
     folder.mkdir(parents=True, exist_ok=True)
-    _written(folder / "design.toml", named_source(spec))
+    refuse_links_within(folder, "design")  # a folder from someone else, as its README resumes
+    FolderFile(folder, "design.toml").write_text(named_source(spec))
     say = echo or (lambda line: None)
     planned = plan(search.base.train.epochs, spec.rungs, spec.rung_gaps, search.val_target,
                    search.seed)
-    shape = dataset_info(search.base.data.dataset).input_shape
+    shape = data_facts(search.base.data, data_dir)[0]
     starts = starting_points(search, shape, search.base.spec.max_params)
     if search.hours is not None:
         search = _first_rung_limited(search, planned, spec, len(starts), say)
@@ -135,11 +136,6 @@ def _first_rung_limited(search: SweepPlan, planned: list, spec: DesignPlan, star
     say(f"of the design's {search.hours * 60:.0f} minutes, the first rung samples designs for "
         f"{hours * 60:.0f}; the later rungs and the confirmation take the rest")
     return search.with_sweep(hours=hours)
-
-
-def _written(path: Path, text: str) -> Path:
-    path.write_text(text, encoding="utf-8")
-    return path
 
 
 def _some_design_fits(search: SweepPlan, design_file: str | Path) -> None:
@@ -230,7 +226,7 @@ def _record(folder: Path, spec: DesignPlan, search: SweepPlan, shape: tuple[int,
                     "short_by": round(c.short_by, 3),
                     **({"holds_unseen": round(c.holds_unseen, 3)} if c.thin else {})}
                    for c in tried if not c.confirmed]}
-    (folder / RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+    FolderFile(folder, RECORD_FILE).write_text(json.dumps(record, indent=1) + "\n")
 
 
 def _ship(pick: Confirmation, folder: Path, spec: DesignPlan) -> Path:
@@ -246,9 +242,8 @@ def _ship(pick: Confirmation, folder: Path, spec: DesignPlan) -> Path:
                  "fp32's time\n# per epoch for it (confirmation, first seed).\n"
                  if pick.bf16_dropped else "")
               + f"# The search and the per-seed results: {folder / 'README.md'}.\n")
-    path = folder / f"{spec.name}.toml"
-    path.write_text(header + _described(pick.recipe).to_toml(), encoding="utf-8")
-    return path
+    FolderFile(folder, f"{spec.name}.toml").write_text(header + _described(pick.recipe).to_toml())
+    return folder / f"{spec.name}.toml"
 
 
 def _described(recipe: Recipe) -> Recipe:

@@ -59,8 +59,10 @@ from cnnlab.config import (
     parse_table,
     read_toml,
     recipe_beside,
+    recipe_from_table,
 )
-from cnnlab.data.catalog import dataset_info
+from cnnlab.data import data_facts
+from cnnlab.data.catalog import USER_DATASETS, dataset_info
 from cnnlab.design.library import CONFIRMATION_HOLDS, SPREAD_DOF, seed_margin, seed_spread
 from cnnlab.design.spaces import Start, start_for
 from cnnlab.errors import CnnlabError, ConfigError
@@ -172,8 +174,9 @@ def load_design(path: str | Path) -> DesignPlan:
     design = parse_table(DesignTable, table, "design.", str(path))
     if "min_test_acc" not in spec:
         raise ConfigError(f"{path}: [spec] needs min_test_acc, the target a design must reach")
+    shape = _input_shape(design, path)
     try:
-        start = start_for(dataset_info(design.dataset).input_shape)
+        start = start_for(shape)
     except CnnlabError as exc:
         if None in (design.recipe, design.space, design.model_args):
             raise ConfigError(f"{path}: {exc}") from None
@@ -185,7 +188,9 @@ def load_design(path: str | Path) -> DesignPlan:
                           'search, e.g. "model.args.widths.0" = { int = [4, 12] }')
     start_set = start.set if design.recipe is None else ()  # written for the start's recipe
     recipe_ref = recipe_beside(design.recipe, path) if design.recipe is not None else None
-    recipe = load_recipe(recipe_ref or start.recipe, [*start_set, *design.set])
+    # the dataset first, so that `set` may give what it asks for (a user's data.path)
+    recipe = load_recipe(recipe_ref or start.recipe,
+                         [f"data.dataset={json.dumps(design.dataset)}", *start_set, *design.set])
     base = recipe.to_dict()
     name = design.name or path.stem
     base.update(name=name, description=f"designed by cnnlab for {design.dataset}: {name}")
@@ -212,8 +217,7 @@ def load_design(path: str | Path) -> DesignPlan:
     val_target, margin, margin_source, offset = design.val_target, 0.0, "", 0.0
     precisions = tuple(dict.fromkeys(design.precisions))
     if val_target is None and start is not None and (start.val_offset or start.seed_margin):
-        margin, margin_source = _aimed_margin(start, dataset_info(design.dataset).input_shape,
-                                              design.seeds * len(precisions))
+        margin, margin_source = _aimed_margin(start, shape, design.seeds * len(precisions))
         offset = start.val_offset
         val_target = round(spec["min_test_acc"] - offset + margin, 2)
     for key, value in (("hours", design.hours), ("val_target", val_target)):
@@ -229,6 +233,17 @@ def load_design(path: str | Path) -> DesignPlan:
                       tuple(range(first, first + design.seeds)), text, rungs, gaps,
                       design.eta, precisions, start.rung_spearman if start else {},
                       margin, margin_source, offset, recipe_ref)
+
+
+def _input_shape(design: DesignTable, path: Path) -> tuple[int, int, int]:
+    """The inputs' shape, which picks the default start: a named dataset's from the catalog;
+    a user's (arrays, an image folder: `set` gives data.path) from its files."""
+    if design.dataset not in USER_DATASETS:
+        return dataset_info(design.dataset).input_shape
+    data_only = [s for s in design.set if s.strip().startswith("data.")]
+    recipe = recipe_from_table({"name": "data", "data": {"dataset": design.dataset}}, data_only,
+                               str(path))
+    return data_facts(recipe.data)[0]
 
 
 def _aimed_margin(start: Start, input_shape: tuple[int, int, int], runs: int

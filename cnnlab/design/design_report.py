@@ -14,6 +14,7 @@ from cnnlab.design.rungs import RungResult, ranking
 from cnnlab.inspection.spec import last_epochs_phrase
 from cnnlab.prepare import prepare
 from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_markdown
+from cnnlab.run_folder.confined import FolderFile
 from cnnlab.sweep.sweep_file import SweepPlan
 from cnnlab.sweep.sweep_report import resume_command
 from cnnlab.sweep.trial import counted
@@ -131,9 +132,8 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
         if predicted is not None:
             blocks.append(Paragraph(_unseen_sentence(predicted)))
     blocks += [Heading("Reproduce"), Code(resume_command("design", folder, storage))]
-    readme = folder / "README.md"
-    readme.write_text(to_markdown(blocks), encoding="utf-8")
-    return readme
+    FolderFile(folder, "README.md").write_text(to_markdown(blocks))
+    return folder / "README.md"
 
 
 def _rung_row(number: int, result: RungResult, last: bool) -> list[str]:

@@ -21,7 +21,6 @@ share of unseen seeds on which a confirmed design is predicted to hold its rule 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from importlib import resources
@@ -31,11 +30,17 @@ from typing import Any
 
 import tomli_w
 
+from cnnlab.atomic_file import atomic_write
 from cnnlab.config import get_dotted, read_toml
-from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.errors import CnnlabError, ConfigError, RunFolderError
+from cnnlab.run_folder.confined import FolderFile
+from cnnlab.run_folder.records import json_object, plain_strings, read_text, reading
 from cnnlab.sweep.sweep_file import Dimension, SweepPlan
 
 RECORD_FILE = "design.json"
+RECORD_BYTES = 4 << 20  # a study's record is a few kB
+# CxHxW: a record's input shape names the library file it goes into
+SHAPE_NAME = re.compile(r"[1-9][0-9]{0,4}x[1-9][0-9]{0,4}x[1-9][0-9]{0,4}")
 WIDTH_KEY = re.compile(r"model\.args\.widths\.\d+")
 STARTS = 3  # library designs a study starts from
 SHRINK = 0.97
@@ -100,14 +105,7 @@ def write_library(design_dirs: list[str | Path], folder: Path | None = None) -> 
     folder = folder or library_folder()
     by_shape: dict[str, list[dict]] = {}
     for design_dir in design_dirs:
-        record_path = Path(design_dir) / RECORD_FILE
-        if not record_path.is_file():
-            raise ConfigError(f"{design_dir} holds no {RECORD_FILE}: it is not a finished "
-                              "design folder (run `cnnlab design` to its end first)")
-        try:
-            record = json.loads(record_path.read_text(encoding="utf-8"))
-        except ValueError:
-            raise ConfigError(f"{record_path} is not JSON: the design folder is damaged") from None
+        record = _record(Path(design_dir))
         if _design_of(record) is None:
             continue  # a study that confirmed nothing teaches no starting point
         by_shape.setdefault(record["input_shape"], []).append(record)
@@ -119,12 +117,31 @@ def write_library(design_dirs: list[str | Path], folder: Path | None = None) -> 
         names = {r["name"] for r in records}
         merged = [e for e in kept if e["name"] not in names] + [_entry(r) for r in records]
         merged.sort(key=lambda e: (e["dataset"], e["params"]))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(f"# The design library for {shape} inputs: written by `cnnlab "
-                        "design-library`, not by hand.\n\n" + tomli_w.dumps({"design": merged}),
-                        encoding="utf-8")
+        with atomic_write(path, "w") as handle:
+            handle.write(f"# The design library for {shape} inputs: written by `cnnlab "
+                         "design-library`, not by hand.\n\n" + tomli_w.dumps({"design": merged}))
         written.append(path)
     return written
+
+
+def _record(design_dir: Path) -> dict:
+    """A finished design folder's record, read as data from a folder that may be someone
+    else's: through no link, bounded, plain text, every field an entry takes present, and its
+    input shape CxHxW (it names the file written)."""
+    source = FolderFile(design_dir, RECORD_FILE)
+    if not source.exists():
+        raise ConfigError(f"{design_dir} holds no {RECORD_FILE}: it is not a finished "
+                          "design folder (run `cnnlab design` to its end first)")
+    with reading(source.path, "is not a design record cnnlab wrote"):
+        record = json_object(read_text(source, RECORD_BYTES), source.path,
+                             {"name": str, "dataset": str, "input_shape": str, "spec": dict})
+        plain_strings(record, source.path)
+        if not SHAPE_NAME.fullmatch(record["input_shape"]):
+            raise RunFolderError(f"{source.path}: input_shape {record['input_shape']!r} is not "
+                                 "CxHxW: it is not a design record cnnlab wrote")
+        if _design_of(record) is not None:
+            tomli_w.dumps(_entry(record))  # every field an entry takes, of a kind TOML holds
+    return record
 
 
 def _design_of(record: dict) -> dict | None:

@@ -43,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlab.config import Recipe
+from cnnlab.run_folder.confined import FolderFile, make_dirs
 from cnnlab.sweep import sweep
 from cnnlab.sweep.objectives import smallest_at_target
 from cnnlab.sweep.sweep_file import Dimension, SweepPlan
@@ -250,10 +251,10 @@ def enqueue(spec: SweepPlan, folder: Path, storage: str | None,
     resumed rung finds them there."""
     from cnnlab.sweep.study import HEARTBEAT_SECONDS, open_study
 
-    (folder / spec.name).mkdir(parents=True, exist_ok=True)
+    make_dirs(folder, spec.name)
     url = storage or f"sqlite:///{(folder / spec.name / 'study.db').resolve()}"
     study = open_study(spec, url, HEARTBEAT_SECONDS, create=True)
-    (folder / spec.name / "sweep.toml").write_text(spec.to_toml(), encoding="utf-8")
+    FolderFile(folder, f"{spec.name}/sweep.toml").write_text(spec.to_toml())
     for params in designs:
         for seed in rung.seeds:
             point = {**params, SEED_KEY: seed} if len(rung.seeds) > 1 else params

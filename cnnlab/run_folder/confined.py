@@ -112,6 +112,10 @@ class FolderFile:
             with atomic_write_at(fd, leaf, self.path, mode) as handle:
                 yield handle
 
+    def write_text(self, text: str) -> None:
+        with self.replace("w") as handle:
+            handle.write(text)
+
     def append_line(self, line: str) -> None:
         with _opened_dir(self, create=True) as (fd, leaf):
             try:
@@ -148,6 +152,33 @@ def make_dirs(folder: Path, name: str) -> None:
     """The sub-folder `name` of `folder` (made if missing), refused if it is a link."""
     with _opened_dir(FolderFile(folder, f"{name}/x"), create=True):
         pass
+
+
+def refuse_links_within(folder: Path, what: str) -> None:
+    """Before a verb writes into `folder`, a folder of folders (a sweep's or a design's, which
+    travel as run folders do, and which SQLite, Optuna and the run folders inside it open by
+    path): refused whole at the first link or special file anywhere inside it, found by a walk
+    that follows none."""
+    def walk(fd: int, shown: Path) -> None:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                path = shown / entry.name
+                if entry.is_dir(follow_symlinks=False):
+                    child = os.open(entry.name, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+                    try:
+                        walk(child, path)
+                    finally:
+                        os.close(child)
+                elif not entry.is_file(follow_symlinks=False):
+                    mode = os.stat(entry.name, dir_fd=fd, follow_symlinks=False).st_mode
+                    raise RunFolderError(f"{path} is {_kind(mode)}: cnnlab follows no link and "
+                                         f"writes no special file in a {what} folder; remove it")
+
+    fd = os.open(folder, _DIR_FLAGS)
+    try:
+        walk(fd, folder)
+    finally:
+        os.close(fd)
 
 
 def require_writable(folder: Path, names: list[str]) -> None:
@@ -219,15 +250,15 @@ def _require_file_or_nothing(target: FolderFile, fd: int, leaf: str) -> None:
 def _require_regular(target: FolderFile, mode: int) -> None:
     if not stat.S_ISREG(mode):
         raise RunFolderError(f"{target} is {_kind(mode)}, not a file cnnlab wrote: cnnlab "
-                             "follows no link and reads or writes no special file in a run "
-                             "folder; remove it")
+                             "follows no link and reads or writes no special file in a run, "
+                             "sweep or design folder; remove it")
 
 
 def _refusal(target: FolderFile, exc: OSError) -> Exception:
     """An open that O_NOFOLLOW or O_DIRECTORY refused says so; other errors stay as they are."""
     if exc.errno in (errno.ELOOP, errno.EMLINK):
-        return RunFolderError(f"{target} is a symbolic link: cnnlab follows no link in a run "
-                              "folder; remove it")
+        return RunFolderError(f"{target} is a symbolic link: cnnlab follows no link in a run, "
+                              "sweep or design folder; remove it")
     if exc.errno in (errno.ENOTDIR, errno.ENXIO, errno.EISDIR):
         return RunFolderError(f"{target} is not what cnnlab wrote there (a file where a folder "
                               "belongs, a folder, or a special file); remove it")

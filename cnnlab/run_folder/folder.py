@@ -356,8 +356,7 @@ class RunFolder:
         self.write_text("history.jsonl", "".join(json.dumps(row) + "\n" for row in history))
 
     def write_text(self, name: str, text: str) -> None:
-        with self.file(name).replace("w") as handle:
-            handle.write(text)
+        self.file(name).write_text(text)
 
     def write_bytes(self, name: str, data: bytes) -> None:
         with self.file(name).replace() as handle:

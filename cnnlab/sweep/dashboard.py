@@ -8,6 +8,7 @@ from pathlib import Path
 from wsgiref.simple_server import make_server
 
 from cnnlab.errors import ConfigError
+from cnnlab.run_folder.confined import FolderFile, refuse_links_within
 from cnnlab.sweep.storage import database_errors, shown, with_driver
 
 
@@ -44,8 +45,9 @@ def serve_dashboard(sweep_dir: str | Path | None = None, storage: str | None = N
 def _study_file(sweep_dir: str | Path | None) -> str:
     if sweep_dir is None:
         raise ConfigError("give a sweep folder (sweeps/<name>) or --storage URL")
-    study = Path(sweep_dir) / "study.db"
-    if not study.is_file():
+    study = FolderFile(Path(sweep_dir), "study.db")
+    if not study.exists():
         raise ConfigError(f"{sweep_dir} holds no study.db: give a sweep folder, or the "
                           "--storage URL the sweep ran on")
-    return f"sqlite:///{study.resolve()}"
+    refuse_links_within(Path(sweep_dir), "sweep")  # SQLite opens the file and its journals
+    return f"sqlite:///{study.path.resolve()}"

@@ -14,6 +14,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.models.model_object import ModelObject
+from cnnlab.run_folder.confined import FolderFile, refuse_links_within
 from cnnlab.sweep.progress import sweep_progress
 from cnnlab.sweep.search_method import study_of
 from cnnlab.sweep.storage import open_storage, shown
@@ -62,9 +63,10 @@ def sweep(
     if resume and not (folder / "sweep.toml").is_file():
         raise ConfigError(f"nothing to resume: {folder} holds no sweep")
     folder.mkdir(parents=True, exist_ok=True)
+    refuse_links_within(folder, "sweep")  # a folder from someone else, as its README resumes
     url = storage or f"sqlite:///{(folder / 'study.db').resolve()}"
     study = open_study(spec, url, heartbeat_seconds, create=True)  # refuses changed settings
-    (folder / "sweep.toml").write_text(spec.to_toml(), encoding="utf-8")
+    FolderFile(folder, "sweep.toml").write_text(spec.to_toml())
     say = echo or (lambda line: None)
     say(f"sweep {spec.name}: {spec.trials} trials, objective {spec.objective}, storage "
         f"{shown(url)}, {workers} worker{'s' if workers > 1 else ''}")

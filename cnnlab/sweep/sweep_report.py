@@ -14,7 +14,8 @@ from matplotlib.figure import Figure
 
 from cnnlab.report.document import Code, Heading, Image, Paragraph, Table, to_html, to_markdown
 from cnnlab.report.png import save_png
-from cnnlab.report.run_report import write_report
+from cnnlab.report.run_report import PNG_BYTES, write_report
+from cnnlab.run_folder.confined import FolderFile, make_dirs
 from cnnlab.sweep.objectives import OBJECTIVES, UNREACHED
 from cnnlab.sweep.storage import shown
 from cnnlab.sweep.sweep_file import SweepPlan
@@ -35,8 +36,7 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepPlan,
     pruned = [t for t in trained if t.state == TrialState.PRUNED]
     failed = [t for t in trained if t.state == TrialState.FAIL]
     finished = len(done) + len(pruned) + len(failed)
-    plots = folder / "plots"
-    plots.mkdir(exist_ok=True)
+    make_dirs(folder, "plots")
     two = len(spec.directions) == 2
     best = _ranked(study, done, two)
     blocks: list = [
@@ -66,18 +66,16 @@ def write_sweep_report(folder: Path, study: Any, spec: SweepPlan,
         meeting = _smallest_meeting(best, spec) if two else best[0]
         blocks += _best_trial_blocks(meeting or best[-1], folder, data_dir,
                                      _why_picked(two, meeting is not None))
-    blocks += _plots(study, done, spec, plots)
+    blocks += _plots(study, done, spec, folder)
     if rejected:
         blocks += [Heading("Rejected by the budget"),
                    Table(["trial", "why"], [[str(t.number), t.user_attrs["rejected"]]
                                             for t in rejected[:SHOWN]])]
     blocks += [Heading("Reproduce"), Code(resume_command("sweep", folder, storage))]
-    readme = folder / "README.md"
-    readme.write_text(to_markdown(blocks), encoding="utf-8")
-    (folder / "report.html").write_text(to_html(blocks, f"Sweep {spec.name}",
-                                                        lambda name: (folder / name).read_bytes()),
-                                        encoding="utf-8")  # what a notebook shows
-    return readme
+    FolderFile(folder, "README.md").write_text(to_markdown(blocks))
+    FolderFile(folder, "report.html").write_text(to_html(  # what a notebook shows
+        blocks, f"Sweep {spec.name}", lambda name: FolderFile(folder, name).read_bytes(PNG_BYTES)))
+    return folder / "README.md"
 
 
 def resume_command(verb: str, folder: Path, storage: str | None = None) -> str:
@@ -130,7 +128,7 @@ def _best_trial_blocks(trial: Any, folder: Path, data_dir: str | Path | None, wh
                       f"Its run report: [{relative}/README.md]({relative}/README.md).")]
 
 
-def _plots(study: Any, done: list, spec: SweepPlan, plots: Path) -> list:
+def _plots(study: Any, done: list, spec: SweepPlan, folder: Path) -> list:
     if not done:
         return []
     blocks = [Heading("Optimisation history")]
@@ -151,7 +149,7 @@ def _plots(study: Any, done: list, spec: SweepPlan, plots: Path) -> list:
     axes.plot(numbers, running, "-", label="best so far")
     axes.set(xlabel="trial", ylabel=objective.axis)
     axes.legend()
-    save_png(figure, plots / "history.png")
+    save_png(figure, FolderFile(folder, "plots/history.png"))
     blocks.append(Image("plots/history.png", "objective per trial"))
     if len(spec.directions) == 2 or objective.reaches_target:
         front = {t.number for t in _front(done)}
@@ -163,7 +161,7 @@ def _plots(study: Any, done: list, spec: SweepPlan, plots: Path) -> list:
                       [t.user_attrs["val_acc"] for t in chosen], style, label=label)
         axes.set(xlabel="parameters", ylabel="val accuracy (%)", xscale="log")
         axes.legend()
-        save_png(figure, plots / "pareto.png")
+        save_png(figure, FolderFile(folder, "plots/pareto.png"))
         blocks.append(Image("plots/pareto.png", "accuracy against parameters"))
     importances = _importances(study, done)
     if importances:
