@@ -17,6 +17,7 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +82,8 @@ def _scene(kind: str, base: Path, root: Path) -> Scene:
 
 
 # --- the attacks ----------------------------------------------------------------------------
-# Each plants its attack and returns the exit code of a verb that refuses it (2).
+# Each plants its attack and returns the exit code a verb gives it: 2 where it refuses the
+# folder, 0 where it succeeds with the attack made harmless.
 
 def _moved_out(s: Scene, name: str) -> None:
     """`name` in the folder becomes a link to a copy of it outside."""
@@ -132,6 +134,18 @@ def fifo_readme(s: Scene) -> int:
     return 2
 
 
+def study_names_a_run_outside(s: Scene) -> int:
+    """The database says every trial trained into a run folder outside (a copy of one, as a
+    user's own run would stand there): the report of the pick is written into the folder the
+    sweep's layout gives, never into one the database names."""
+    victim = s.outside / "my-run"
+    shutil.copytree(s.folder / f"{s.search}trials" / "0", victim)
+    with contextlib.closing(sqlite3.connect(s.folder / f"{s.search}study.db")) as db, db:
+        db.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'run_dir'",
+                   (json.dumps(str(victim)),))
+    return 0
+
+
 def link_record_out(s: Scene) -> int:
     _moved_out(s, "design.json")
     return 2
@@ -165,8 +179,8 @@ VERBS: dict[str, tuple[str, Callable[[Scene], list[str]]]] = {
                                             str(s.library)]),
 }
 ATTACKS = [link_readme_out, link_own_file_out, link_plots_out, link_runs_out, link_study_db_out,
-           dangling_journal, fifo_readme, link_record_out, shape_out_of_the_library,
-           nested_record]
+           dangling_journal, fifo_readme, study_names_a_run_outside, link_record_out,
+           shape_out_of_the_library, nested_record]
 DESIGN_ONLY = {"link_record_out", "shape_out_of_the_library", "nested_record"}
 # design-library reads design.json alone: an attack on another file leaves it nothing to
 # refuse; --resume rewrites design.json without reading it.
@@ -181,8 +195,8 @@ CASES = [(attack, verb) for attack in ATTACKS for verb, (kind, _) in VERBS.items
 def test_a_hostile_study_folder(attack, verb, finished, tmp_path):
     kind, argv = VERBS[verb]
     s = _scene(kind, finished[kind], tmp_path)
-    expect = 0 if (attack.__name__, verb) in UNTOUCHED else 2
-    assert attack(s) == 2
+    planted = attack(s)
+    expect = 0 if (attack.__name__, verb) in UNTOUCHED else planted
     before = snapshot(s.root, {s.folder, s.library, s.root / "config"})
     err = io.StringIO()
     with as_user(s.root / "config"), contextlib.redirect_stderr(err), \

@@ -19,7 +19,7 @@ from cnnlab.run_folder.confined import FolderFile, make_dirs
 from cnnlab.sweep.objectives import OBJECTIVES, UNREACHED
 from cnnlab.sweep.storage import shown
 from cnnlab.sweep.sweep_file import SweepPlan
-from cnnlab.sweep.trial import counted
+from cnnlab.sweep.trial import counted, trial_run_dir
 
 SHOWN = 10  # trials in the table
 
@@ -115,7 +115,7 @@ def _why_picked(two: bool, meets: bool) -> str:
 
 def _best_trial_blocks(trial: Any, folder: Path, data_dir: str | Path | None, which: str
                        ) -> list:
-    run_dir = Path(trial.user_attrs["run_dir"])
+    run_dir = trial_run_dir(folder, trial.number)
     with contextlib.suppress(Exception):  # the link is a bonus; the table above says it all
         write_report(run_dir, data_dir=data_dir)
     relative = run_dir.relative_to(folder) if run_dir.is_relative_to(folder) else run_dir

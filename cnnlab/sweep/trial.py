@@ -15,6 +15,14 @@ from cnnlab.prepare import prepare
 from cnnlab.sweep.objectives import OBJECTIVES, Trained
 from cnnlab.sweep.sweep_file import SweepPlan, suggest
 
+TRIALS_FOLDER = "trials"  # in a sweep's folder: trial N trains into trials/N
+
+
+def trial_run_dir(sweep_folder: Path, number: int) -> Path:
+    """Trial `number`'s run folder, by the sweep folder's layout; never by a path the study's
+    database holds (a database from someone else may name any folder on the disk)."""
+    return sweep_folder / TRIALS_FOLDER / str(number)
+
 
 def counted(trial: Any) -> bool:
     """Whether a trial trained a design of its own, which is what a sweep's `trials` counts:

@@ -25,7 +25,7 @@ from cnnlab.sweep.progress import every, sweep_progress
 from cnnlab.sweep.search_method import study_of
 from cnnlab.sweep.storage import open_storage
 from cnnlab.sweep.sweep_file import SweepPlan, load_sweep
-from cnnlab.sweep.trial import Rejected, Repeated, counted, run_trial
+from cnnlab.sweep.trial import TRIALS_FOLDER, Rejected, Repeated, counted, run_trial
 from cnnlab.training.trainer import Echo
 
 
@@ -78,7 +78,7 @@ def work(spec: SweepPlan, place: SweepPlace, model: ModelObject | None = None,
             storage.get_study_id_from_name(spec.name), trial.number)
         with every(place.heartbeat_seconds, partial(storage.record_heartbeat, trial_id)):
             try:
-                values = run_trial(spec, trial, data, place.folder / "trials", model)
+                values = run_trial(spec, trial, data, place.folder / TRIALS_FOLDER, model)
             except Rejected as rejected_design:  # infeasible: the sampler learns from it
                 if spec.constraints:
                     study.tell(trial, rejected_design.worst)
