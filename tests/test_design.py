@@ -157,14 +157,20 @@ def test_a_sweep_key_can_index_a_list_of_the_base_recipe(tmp_path):
     search_file = tmp_path / "search.toml"
     search_file.write_text(tomli_w.dumps(spec.sweep_document))
     search = load_sweep(search_file)
-    recipe = search.recipe_for({"model.args.widths.1": 9})
+    recipe = search.recipe_for({"model.args.widths.2": 9})
     from cnnlab.design.spaces import start_for
 
     widths = start_for((1, 28, 28)).model_args["widths"]
-    assert recipe.model.args["widths"] == [widths[0], 9, widths[2]]  # its second replaced
+    assert recipe.model.args["widths"] == [widths[0], widths[1], 9]  # its third replaced
     assert search.base.model.args["widths"] == widths  # the base itself untouched
     with pytest.raises(ConfigError, match="not a position in the recipe's list of 3"):
-        search.recipe_for({"model.args.widths.3": 9})
+        search.base.with_values({"model.args.widths.3": 9})
+    # only a point of the space makes a recipe: a key it does not search, or a value out of
+    # a key's range, as a study's database from someone else may hold
+    for outside in ({"model.args.widths.1": 9}, {"model.args.widths.2": 25},
+                    {"model.args.widths.2": 9.5}, {"model.name": "evil.py:build"}):
+        with pytest.raises(ConfigError, match="is not a point of the sweep's space"):
+            search.recipe_for(outside)
     # no val_target: the spec's test target less the shape's measured validation offset,
     # plus the margin its seed spread asks for
     from cnnlab.design.spaces import start_for

@@ -140,10 +140,39 @@ def study_names_a_run_outside(s: Scene) -> int:
     sweep's layout gives, never into one the database names."""
     victim = s.outside / "my-run"
     shutil.copytree(s.folder / f"{s.search}trials" / "0", victim)
-    with contextlib.closing(sqlite3.connect(s.folder / f"{s.search}study.db")) as db, db:
+    with _study_db(s) as db:
         db.execute("UPDATE trial_user_attributes SET value_json = ? WHERE key = 'run_dir'",
                    (json.dumps(str(victim)),))
     return 0
+
+
+def point_names_code(s: Scene) -> int:
+    """A trial's searched point gains a key the space does not search: the model, named as a
+    file of the folder's whose import leaves a marker. Built into a recipe, it would run."""
+    (s.folder / "evil.py").write_text(f"open({str(s.root / 'pwned')!r}, 'w')\n"
+                                      "def build(**kw):\n    raise ValueError('it ran')\n")
+    choices = json.dumps({"name": "CategoricalDistribution",
+                          "attributes": {"choices": [f"{s.folder / 'evil.py'}:build"]}})
+    with _study_db(s) as db:
+        for (trial_id,) in db.execute("SELECT trial_id FROM trials").fetchall():
+            db.execute("INSERT INTO trial_params (trial_id, param_name, param_value, "
+                       "distribution_json) VALUES (?, 'model.name', 0.0, ?)",
+                       (trial_id, choices))
+    return 2
+
+
+def figure_as_text(s: Scene) -> int:
+    """A trial's parameter count recorded as text (a report formats it as a number)."""
+    with _study_db(s) as db:
+        db.execute("UPDATE trial_user_attributes SET value_json = '\"lots\"' "
+                   "WHERE key = 'params'")
+    return 2
+
+
+@contextlib.contextmanager
+def _study_db(s: Scene):
+    with contextlib.closing(sqlite3.connect(s.folder / f"{s.search}study.db")) as db, db:
+        yield db
 
 
 def link_record_out(s: Scene) -> int:
@@ -179,8 +208,8 @@ VERBS: dict[str, tuple[str, Callable[[Scene], list[str]]]] = {
                                             str(s.library)]),
 }
 ATTACKS = [link_readme_out, link_own_file_out, link_plots_out, link_runs_out, link_study_db_out,
-           dangling_journal, fifo_readme, study_names_a_run_outside, link_record_out,
-           shape_out_of_the_library, nested_record]
+           dangling_journal, fifo_readme, study_names_a_run_outside, point_names_code,
+           figure_as_text, link_record_out, shape_out_of_the_library, nested_record]
 DESIGN_ONLY = {"link_record_out", "shape_out_of_the_library", "nested_record"}
 # design-library reads design.json alone: an attack on another file leaves it nothing to
 # refuse; --resume rewrites design.json without reading it.
@@ -191,7 +220,7 @@ CASES = [(attack, verb) for attack in ATTACKS for verb, (kind, _) in VERBS.items
 
 
 @pytest.mark.parametrize(("attack", "verb"), CASES,
-                         ids=[f"{a.__name__}-{v}" for a, v in CASES])
+                         ids=[f"{a.__name__}-{v.replace(' --', '-')}" for a, v in CASES])
 def test_a_hostile_study_folder(attack, verb, finished, tmp_path):
     kind, argv = VERBS[verb]
     s = _scene(kind, finished[kind], tmp_path)

@@ -9,6 +9,7 @@ from typing import Any
 
 from cnnlab.errors import ConfigError
 from cnnlab.sweep.storage import database_errors
+from cnnlab.sweep.stored_trials import refuse_foreign_trials
 from cnnlab.sweep.sweep_file import SweepPlan
 
 
@@ -24,9 +25,11 @@ def study_of(spec: SweepPlan, storage: Any, *, create: bool = False, worker: int
                 study_name=spec.name, storage=storage, directions=spec.directions,
                 sampler=_sampler(spec, worker), pruner=_pruner(spec), load_if_exists=True)
             _refuse_other_settings(study, spec)
-            return study
-        return optuna.load_study(study_name=spec.name, storage=storage,
-                                 sampler=_sampler(spec, worker), pruner=_pruner(spec))
+        else:
+            study = optuna.load_study(study_name=spec.name, storage=storage,
+                                      sampler=_sampler(spec, worker), pruner=_pruner(spec))
+    refuse_foreign_trials(study, spec)
+    return study
 
 
 def _refuse_other_settings(study: Any, spec: SweepPlan) -> None:

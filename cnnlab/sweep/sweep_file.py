@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -91,6 +92,18 @@ class Dimension:
     step: int = 1  # int only
     values: tuple[Any, ...] = ()  # choice only
 
+    def holds(self, value: Any) -> bool:
+        """Whether `value` is a point of this dimension: one of its choices (of the choice's
+        own type: True is not 1), or a number in its range (a whole one on its step for int)."""
+        if self.kind == "choice":
+            return any(value == c and type(value) is type(c) for c in self.values)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        if self.kind == "int":
+            return (isinstance(value, int) and self.low <= value <= self.high
+                    and (value - int(self.low)) % self.step == 0)
+        return math.isfinite(value) and self.low <= value <= self.high
+
     def corners(self) -> list[Any]:
         """The values that the load-time check builds a recipe with."""
         if self.kind == "choice":
@@ -144,9 +157,22 @@ class SweepPlan:
 
     def recipe_for(self, values: dict[str, Any], name: str | None = None) -> Recipe:
         """The base recipe with `values` (key -> value) set. A number in a key indexes a list
-        the base recipe holds there: `model.args.widths.1` is the second width."""
+        the base recipe holds there: `model.args.widths.1` is the second width. `values` must
+        be a point of the space: every recipe a sweep trains is built here, some from the
+        points a study's database holds, and a database from someone else could name any key
+        (`model.name`: code to run) and any value."""
+        self.refuse_outside_the_space(values)
         named = {"name": name} if name is not None else {}
         return self.base.with_values({**named, **values}, f"sweep {self.name}")
+
+    def refuse_outside_the_space(self, values: dict[str, Any], where: str = "") -> None:
+        dims = {d.key: d for d in self.space}
+        for key, value in values.items():
+            if key not in dims or not dims[key].holds(value):
+                raise ConfigError(f"{where or f'sweep {self.name}'}: {key} = {value!r} is not "
+                                  "a point of the sweep's space: its study holds trials this "
+                                  "sweep file did not make (another file of the same name, or "
+                                  "a damaged study.db); give the sweep another name")
 
 
 def load_sweep(path: str | Path, model: Any = None) -> SweepPlan:
