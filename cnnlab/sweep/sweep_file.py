@@ -94,14 +94,13 @@ class Dimension:
 
     def holds(self, value: Any) -> bool:
         """Whether `value` is a point of this dimension: one of its choices (of the choice's
-        own type: True is not 1), or a number in its range (a whole one on its step for int)."""
+        own type: True is not 1), or a number in its range (a whole one for int)."""
         if self.kind == "choice":
             return any(value == c and type(value) is type(c) for c in self.values)
         if isinstance(value, bool) or not isinstance(value, int | float):
             return False
-        if self.kind == "int":
-            return (isinstance(value, int) and self.low <= value <= self.high
-                    and (value - int(self.low)) % self.step == 0)
+        if self.kind == "int" and not isinstance(value, int):
+            return False
         return math.isfinite(value) and self.low <= value <= self.high
 
     def corners(self) -> list[Any]:
