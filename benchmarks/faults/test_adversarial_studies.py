@@ -169,6 +169,15 @@ def figure_as_text(s: Scene) -> int:
     return 2
 
 
+def settings_as_text(s: Scene) -> int:
+    """What the study's trials trained with, which a resumed sweep compares with its file,
+    recorded as text."""
+    with _study_db(s) as db:
+        db.execute("UPDATE study_user_attributes SET value_json = '\"all\"' "
+                   "WHERE key = 'trained_with'")
+    return 2
+
+
 @contextlib.contextmanager
 def _study_db(s: Scene):
     with contextlib.closing(sqlite3.connect(s.folder / f"{s.search}study.db")) as db, db:
@@ -209,7 +218,8 @@ VERBS: dict[str, tuple[str, Callable[[Scene], list[str]]]] = {
 }
 ATTACKS = [link_readme_out, link_own_file_out, link_plots_out, link_runs_out, link_study_db_out,
            dangling_journal, fifo_readme, study_names_a_run_outside, point_names_code,
-           figure_as_text, link_record_out, shape_out_of_the_library, nested_record]
+           figure_as_text, settings_as_text, link_record_out, shape_out_of_the_library,
+           nested_record]
 DESIGN_ONLY = {"link_record_out", "shape_out_of_the_library", "nested_record"}
 # design-library reads design.json alone: an attack on another file leaves it nothing to
 # refuse; --resume rewrites design.json without reading it.

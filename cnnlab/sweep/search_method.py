@@ -41,6 +41,10 @@ def _refuse_other_settings(study: Any, spec: SweepPlan) -> None:
     if before is None:  # a new study (or one from a cnnlab that did not record it)
         study.set_user_attr("trained_with", now)
         return
+    if not isinstance(before, dict):
+        raise ConfigError(f"sweep {spec.name}: its study records trained_with = "
+                          f"{before!r:.80}, not the settings cnnlab records: a damaged "
+                          "study.db; give the sweep another name")
     changed = sorted(key for key in before.keys() | now.keys()
                      if before.get(key) != now.get(key))
     if changed:
