@@ -994,3 +994,21 @@ def test_a_design_on_the_users_arrays_takes_the_default_start_for_their_shape(tm
     assert shipped.data.dataset == "npz" and shipped.data.path == "data.npz"
     assert shipped.model.args["reuse"] == start.model_args["reuse"]  # the grey start's design
     assert shipped.data.batch_size == 64  # `set` over the start's own settings
+
+
+def test_a_shape_no_confirmation_has_measured_aims_with_no_seed_margin():
+    # CIFAR-10's bare file: the start's measured offset (its held-out images run above the
+    # test split, so the validation target rises) and rungs, and no margin claimed from
+    # confirmations that never ran
+    from cnnlab.design.design_file import load_design
+    from cnnlab.design.spaces import start_for
+
+    start = start_for((3, 32, 32))
+    spec = load_design(Path(__file__).parents[1] / "benchmarks" / "designs"
+                       / "cifar-s9-20ep-default.toml")
+    assert start.val_offset < 0 and spec.rungs == start.rungs and spec.rungs
+    assert (spec.seed_margin, spec.seed_margin_source) == (0.0, "")
+    from cnnlab.sweep.sweep_file import sweep_from_document
+
+    search = sweep_from_document(spec.sweep_document, Path("cifar.toml"), where="design")
+    assert search.val_target == pytest.approx(90.0 - start.val_offset)

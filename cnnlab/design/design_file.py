@@ -252,6 +252,8 @@ def _aimed_margin(start: Start, input_shape: tuple[int, int, int], runs: int
     where they are enough to stand on, else the start's own (spaces.py)."""
     spread, dof = seed_spread(input_shape)
     if dof < SPREAD_DOF:
+        if not start.seed_margin:  # no design of this shape confirmed yet: nothing to stand on
+            return 0.0, ""
         return start.seed_margin, ("the default space's, from the confirmations of one design "
                                    "(cnnlab/design/spaces.py)")
     deviations = seed_margin(1.0, runs)  # the margin in standard deviations of the spread

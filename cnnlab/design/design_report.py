@@ -59,12 +59,16 @@ def write_design_report(folder: Path, spec: DesignPlan, search: SweepPlan,
             f"It started from {len(starts)} design{'s' if len(starts) > 1 else ''}, scaled to "
             "the budget (the design library's nearest, cnnlab/design/library/, then the "
             "space's own base design, last): " + "; ".join(_widths(s) for s in starts) + "."))
-    if spec.seed_margin_source:
+    if spec.val_offset or spec.seed_margin:
+        runs = "below" if spec.val_offset > 0 else "above"
+        margin = (f"plus a seed margin of {spec.seed_margin:.2f}: {spec.seed_margin_source}"
+                  if spec.seed_margin_source else
+                  "with no seed margin: no design of this input shape was confirmed yet")
         blocks.append(Paragraph(
             f"The validation target, {search.val_target:.2f}%, is the spec's "
-            f"{rule.min_test_acc}% less {spec.val_offset:.2f} (the points by which this input "
-            "shape's held-out training images run below its test split), plus a seed margin of "
-            f"{spec.seed_margin:.2f}: {spec.seed_margin_source}."))
+            f"{rule.min_test_acc}% {'less' if spec.val_offset > 0 else 'plus'} "
+            f"{abs(spec.val_offset):.2f} (the points by which this input shape's held-out "
+            f"training images run {runs} its test split), {margin}."))
     if len(rungs) > 1:
         blocks += [Heading("Rungs"),
                    Paragraph(f"Each design trained short first; 1/{spec.eta} of a rung went "
